@@ -1,0 +1,159 @@
+//! The message catalogue: every string a customer reads, looked up by key and locale, with the
+//! designer's overrides from the branding record applied on top. English is the first locale.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// (key, English text). `{product}` is replaced with the branded product name.
+const EN: &[(&str, &str)] = &[
+    ("common.email", "Email"),
+    ("common.password", "Password"),
+    ("common.name", "Name"),
+    ("common.show_password", "Show password"),
+    ("common.hide_password", "Hide password"),
+    ("common.error_reference", "Something went wrong on our side. Please try again. Reference:"),
+    ("common.overloaded", "We are busy right now. Please try again in a moment."),
+    ("common.too_many_requests", "Too many requests from your network. Please try again later."),
+    ("common.throttled", "Too many attempts. Please wait {seconds} seconds and try again."),
+    ("common.skip_to_content", "Skip to content"),
+    ("common.footer", "Secured by {product}"),
+    ("sign_in.title", "Sign in"),
+    ("sign_in.lead", "Sign in to your {product} account."),
+    ("sign_in.submit", "Sign in"),
+    ("sign_in.invalid", "The email or password is incorrect."),
+    ("sign_in.closed", "Password sign-in is paused for this account after too many failed attempts. Sign in with an email code instead."),
+    ("sign_in.disabled", "This account is disabled."),
+    ("sign_in.forgot", "Forgot your password?"),
+    ("sign_in.use_code", "Email me a sign-in code"),
+    ("sign_in.no_account", "New here?"),
+    ("sign_in.create", "Create an account"),
+    ("sign_in_code.title", "Sign in with a code"),
+    ("sign_in_code.lead", "We will email you a 6-digit code."),
+    ("sign_in_code.submit", "Send code"),
+    ("sign_in_code.use_password", "Sign in with a password instead"),
+    ("sign_up.title", "Create your account"),
+    ("sign_up.lead", "Create a {product} account."),
+    ("sign_up.password_hint", "At least 8 characters; 15 or more is better. Avoid common passwords and your email address."),
+    ("sign_up.submit", "Create account"),
+    ("sign_up.use_code", "Sign up with an email code instead"),
+    ("sign_up.have_account", "Already have an account?"),
+    ("sign_up.sign_in", "Sign in"),
+    ("sign_up_code.title", "Create your account with a code"),
+    ("sign_up_code.lead", "No password needed: we will email you a 6-digit code each time you sign in."),
+    ("sign_up_code.submit", "Send code"),
+    ("sign_up_code.use_password", "Sign up with a password instead"),
+    ("code.title", "Check your email"),
+    ("code.lead", "If {email} can receive mail from us, a 6-digit code is on its way. It expires in 10 minutes."),
+    ("code.label", "Code"),
+    ("code.submit", "Verify"),
+    ("code.resend", "Send a new code"),
+    ("code.resent", "We sent a new code."),
+    ("code.resend_too_soon", "Please wait a minute before asking for another code."),
+    ("code.wrong", "That code is not right. Attempts left: {n}."),
+    ("code.invalid_format", "Enter the 6 digits from the email."),
+    ("code.dead", "This code has expired or can no longer be used. Please start again."),
+    ("code.start_again", "Start again"),
+    ("code.account_exists", "You already have an account with this email. Sign in instead."),
+    ("reset.title", "Reset your password"),
+    ("reset.lead", "We will email you a code to reset your password."),
+    ("reset.submit", "Send code"),
+    ("reset.back", "Back to sign in"),
+    ("new_password.title", "Choose a new password"),
+    ("new_password.label", "New password"),
+    ("new_password.submit", "Save password"),
+    ("account.title", "Your account"),
+    ("account.signed_in_as", "Signed in as"),
+    ("account.sign_out", "Sign out"),
+    ("account.profile", "Profile"),
+    ("account.save_profile", "Save profile"),
+    ("account.profile_saved", "Profile saved."),
+    ("account.change_password", "Change password"),
+    ("account.current_password", "Current password"),
+    ("account.new_password", "New password"),
+    ("account.no_password", "Your account has no password yet: you sign in with email codes. Set one with a password reset."),
+    ("account.password_changed", "Password changed. Your other sessions were signed out."),
+    ("account.current_password_wrong", "The current password is incorrect."),
+    ("account.sessions", "Sessions"),
+    ("account.sessions_lead", "Where your account is signed in. Sign out of any session you do not recognise."),
+    ("account.this_device", "This device"),
+    ("account.device", "Device"),
+    ("account.ip", "IP address"),
+    ("account.signed_in", "Signed in"),
+    ("account.last_active", "Last active"),
+    ("account.sign_out_session", "Sign out"),
+    ("account.sign_out_everywhere", "Sign out everywhere"),
+    ("account.session_revoked", "The session was signed out."),
+    ("error.title", "Something went wrong"),
+    ("error.not_found", "Page not found"),
+    ("error.not_found_lead", "There is nothing at this address."),
+    ("error.forbidden", "This request was refused."),
+    ("error.go_home", "Go to the start page"),
+    ("name.invalid", "Enter your name (up to 100 characters)."),
+    ("email.missing", "Enter your email address."),
+    ("email.invalid", "Enter a valid email address, like name@example.com."),
+    ("password.too_short", "Use at least 8 characters."),
+    ("password.too_long", "Use at most 1024 characters."),
+    ("password.common", "This password is too common. Choose something harder to guess."),
+    ("password.contains_email", "Your password must not contain your email address."),
+    ("password.contains_product_name", "Your password must not contain the name of this service."),
+];
+
+pub fn is_known_key(key: &str) -> bool {
+    EN.iter().any(|(k, _)| *k == key)
+}
+
+/// The texts for one page render: the catalogue for the locale plus branding overrides.
+#[derive(Debug, Clone, Default)]
+pub struct Texts {
+    overrides: Arc<BTreeMap<String, String>>,
+    product: Arc<str>,
+}
+
+impl Texts {
+    pub fn new(overrides: BTreeMap<String, String>, product: &str) -> Self {
+        Texts {
+            overrides: Arc::new(overrides),
+            product: product.into(),
+        }
+    }
+
+    /// The text for `key`; an unknown key renders as the key itself so it is noticed.
+    pub fn get(&self, key: &str) -> String {
+        let raw = self
+            .overrides
+            .get(key)
+            .map(String::as_str)
+            .or_else(|| EN.iter().find(|(k, _)| *k == key).map(|(_, v)| *v))
+            .unwrap_or(key);
+        raw.replace("{product}", &self.product)
+    }
+
+    /// The text with one `{name}` placeholder filled.
+    pub fn fill(&self, key: &str, name: &str, value: &str) -> String {
+        self.get(key).replace(&format!("{{{name}}}"), value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_unique_and_overrides_apply() {
+        let mut keys: Vec<_> = EN.iter().map(|(k, _)| *k).collect();
+        keys.sort_unstable();
+        let before = keys.len();
+        keys.dedup();
+        assert_eq!(before, keys.len());
+        let t = Texts::new(
+            [("sign_in.title".to_string(), "Welcome back".to_string())].into(),
+            "Acme",
+        );
+        assert_eq!(t.get("sign_in.title"), "Welcome back");
+        assert_eq!(t.get("sign_in.lead"), "Sign in to your Acme account.");
+        assert_eq!(
+            t.fill("code.wrong", "n", "3"),
+            "That code is not right. Attempts left: 3."
+        );
+    }
+}

@@ -1,0 +1,375 @@
+//! The pages. Each is a plain server-rendered form that posts to its own address; the server
+//! answers with the next page or with this page again carrying an error and the values typed.
+
+use leptos::prelude::*;
+
+use crate::components::{Field, FormError, Notice, PasswordField};
+use crate::shell::texts;
+
+#[derive(Debug, Clone, Default)]
+pub struct FormState {
+    pub name: String,
+    pub email: String,
+    pub error: Option<String>,
+    pub notice: Option<String>,
+    /// The field the error is about (`name`, `email`, `password`, `code`).
+    pub invalid: Option<&'static str>,
+}
+
+impl FormState {
+    fn is_invalid(&self, field: &str) -> bool {
+        self.invalid == Some(field)
+    }
+}
+
+fn password_field(
+    id: &str,
+    label: String,
+    autocomplete: &str,
+    hint: Option<String>,
+    invalid: bool,
+) -> impl IntoView {
+    let t = texts();
+    view! {
+        <PasswordField
+            id=id.to_string()
+            label=label
+            autocomplete=autocomplete.to_string()
+            show_label=t.get("common.show_password")
+            hide_label=t.get("common.hide_password")
+            hint=hint
+            invalid=invalid
+        />
+    }
+}
+
+#[component]
+pub fn SignInPage(state: FormState) -> impl IntoView {
+    let t = texts();
+    view! {
+        <h1>{t.get("sign_in.title")}</h1>
+        <p class="gh-lead">{t.get("sign_in.lead")}</p>
+        <FormError message=state.error.clone()/>
+        <form method="post" action="/sign-in" class="gh-form">
+            <Field id="email" label=t.get("common.email") kind="email" value=state.email.clone()
+                autocomplete="username" invalid=state.error.is_some()/>
+            {password_field("password", t.get("common.password"), "current-password", None, state.error.is_some())}
+            <button type="submit" class="gh-button">{t.get("sign_in.submit")}</button>
+        </form>
+        <p class="gh-links">
+            <a href="/reset">{t.get("sign_in.forgot")}</a>
+            <a href="/sign-in/code">{t.get("sign_in.use_code")}</a>
+        </p>
+        <p class="gh-switch">{t.get("sign_in.no_account")} " " <a href="/sign-up">{t.get("sign_in.create")}</a></p>
+    }
+}
+
+#[component]
+pub fn SignInCodePage(state: FormState) -> impl IntoView {
+    let t = texts();
+    view! {
+        <h1>{t.get("sign_in_code.title")}</h1>
+        <p class="gh-lead">{t.get("sign_in_code.lead")}</p>
+        <FormError message=state.error.clone()/>
+        <form method="post" action="/sign-in/code" class="gh-form">
+            <Field id="email" label=t.get("common.email") kind="email" value=state.email.clone()
+                autocomplete="username" invalid=state.is_invalid("email")/>
+            <button type="submit" class="gh-button">{t.get("sign_in_code.submit")}</button>
+        </form>
+        <p class="gh-links"><a href="/sign-in">{t.get("sign_in_code.use_password")}</a></p>
+    }
+}
+
+#[component]
+pub fn SignUpPage(state: FormState) -> impl IntoView {
+    let t = texts();
+    view! {
+        <h1>{t.get("sign_up.title")}</h1>
+        <p class="gh-lead">{t.get("sign_up.lead")}</p>
+        <FormError message=state.error.clone()/>
+        <form method="post" action="/sign-up" class="gh-form">
+            <Field id="name" label=t.get("common.name") value=state.name.clone() autocomplete="name"
+                maxlength=100 invalid=state.is_invalid("name")/>
+            <Field id="email" label=t.get("common.email") kind="email" value=state.email.clone()
+                autocomplete="email" invalid=state.is_invalid("email")/>
+            {password_field("password", t.get("common.password"), "new-password",
+                Some(t.get("sign_up.password_hint")), state.is_invalid("password"))}
+            <button type="submit" class="gh-button">{t.get("sign_up.submit")}</button>
+        </form>
+        <p class="gh-links"><a href="/sign-up/code">{t.get("sign_up.use_code")}</a></p>
+        <p class="gh-switch">{t.get("sign_up.have_account")} " " <a href="/sign-in">{t.get("sign_up.sign_in")}</a></p>
+    }
+}
+
+#[component]
+pub fn SignUpCodePage(state: FormState) -> impl IntoView {
+    let t = texts();
+    view! {
+        <h1>{t.get("sign_up_code.title")}</h1>
+        <p class="gh-lead">{t.get("sign_up_code.lead")}</p>
+        <FormError message=state.error.clone()/>
+        <form method="post" action="/sign-up/code" class="gh-form">
+            <Field id="name" label=t.get("common.name") value=state.name.clone() autocomplete="name"
+                maxlength=100 invalid=state.is_invalid("name")/>
+            <Field id="email" label=t.get("common.email") kind="email" value=state.email.clone()
+                autocomplete="email" invalid=state.is_invalid("email")/>
+            <button type="submit" class="gh-button">{t.get("sign_up_code.submit")}</button>
+        </form>
+        <p class="gh-links"><a href="/sign-up">{t.get("sign_up_code.use_password")}</a></p>
+    }
+}
+
+/// The code entry page. With no live flow it only offers to start again.
+#[component]
+pub fn CodePage(state: FormState, live: bool) -> impl IntoView {
+    let t = texts();
+    if !live {
+        return view! {
+            <h1>{t.get("code.title")}</h1>
+            <FormError message=Some(state.error.clone().unwrap_or_else(|| t.get("code.dead")))/>
+            <p class="gh-links"><a href="/sign-in">{t.get("code.start_again")}</a></p>
+        }
+        .into_any();
+    }
+    view! {
+        <h1>{t.get("code.title")}</h1>
+        <p class="gh-lead">{t.fill("code.lead", "email", &state.email)}</p>
+        <Notice message=state.notice.clone()/>
+        <FormError message=state.error.clone()/>
+        <form method="post" action="/code" class="gh-form">
+            <Field id="code" label=t.get("code.label") autocomplete="one-time-code" inputmode="numeric"
+                maxlength=12 invalid=state.is_invalid("code")/>
+            <button type="submit" class="gh-button">{t.get("code.submit")}</button>
+        </form>
+        <form method="post" action="/code/resend" class="gh-form gh-secondary-form">
+            <button type="submit" class="gh-button gh-button-secondary">{t.get("code.resend")}</button>
+        </form>
+    }
+    .into_any()
+}
+
+#[component]
+pub fn ResetPage(state: FormState) -> impl IntoView {
+    let t = texts();
+    view! {
+        <h1>{t.get("reset.title")}</h1>
+        <p class="gh-lead">{t.get("reset.lead")}</p>
+        <FormError message=state.error.clone()/>
+        <form method="post" action="/reset" class="gh-form">
+            <Field id="email" label=t.get("common.email") kind="email" value=state.email.clone()
+                autocomplete="username" invalid=state.is_invalid("email")/>
+            <button type="submit" class="gh-button">{t.get("reset.submit")}</button>
+        </form>
+        <p class="gh-links"><a href="/sign-in">{t.get("reset.back")}</a></p>
+    }
+}
+
+#[component]
+pub fn NewPasswordPage(state: FormState) -> impl IntoView {
+    let t = texts();
+    view! {
+        <h1>{t.get("new_password.title")}</h1>
+        <FormError message=state.error.clone()/>
+        <form method="post" action="/reset/new-password" class="gh-form">
+            {password_field("password", t.get("new_password.label"), "new-password",
+                Some(t.get("sign_up.password_hint")), state.is_invalid("password"))}
+            <button type="submit" class="gh-button">{t.get("new_password.submit")}</button>
+        </form>
+    }
+}
+
+/// One row of the session list.
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub id: String,
+    pub device: String,
+    pub ip: String,
+    pub signed_in: String,
+    pub last_active: String,
+    pub current: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AccountData {
+    pub display_name: String,
+    pub email: String,
+    pub has_password: bool,
+    pub sessions: Vec<SessionRow>,
+    pub notice: Option<String>,
+    pub error: Option<String>,
+    /// Which form the error belongs to: `profile` or `password`.
+    pub error_form: Option<&'static str>,
+}
+
+#[component]
+pub fn AccountPage(data: AccountData) -> impl IntoView {
+    let t = texts();
+    let profile_error = (data.error_form == Some("profile"))
+        .then(|| data.error.clone())
+        .flatten();
+    let password_error = (data.error_form == Some("password"))
+        .then(|| data.error.clone())
+        .flatten();
+    let sessions = data.sessions.clone();
+    view! {
+        <div class="gh-account-head">
+            <h1>{t.get("account.title")}</h1>
+            <form method="post" action="/sign-out">
+                <button type="submit" class="gh-button gh-button-secondary">{t.get("account.sign_out")}</button>
+            </form>
+        </div>
+        <p class="gh-lead">{t.get("account.signed_in_as")} " " <strong>{data.email.clone()}</strong></p>
+        <Notice message=data.notice.clone()/>
+        <section aria-labelledby="profile-heading" class="gh-section">
+            <h2 id="profile-heading">{t.get("account.profile")}</h2>
+            <FormError message=profile_error.clone()/>
+            <form method="post" action="/account/profile" class="gh-form">
+                <Field id="name" label=t.get("common.name") value=data.display_name.clone() autocomplete="name"
+                    maxlength=100 invalid=profile_error.is_some()/>
+                <button type="submit" class="gh-button">{t.get("account.save_profile")}</button>
+            </form>
+        </section>
+        <section aria-labelledby="password-heading" class="gh-section">
+            <h2 id="password-heading">{t.get("account.change_password")}</h2>
+            <FormError message=password_error.clone()/>
+            {if data.has_password {
+                view! {
+                    <form method="post" action="/account/password" class="gh-form">
+                        {password_field("current_password", t.get("account.current_password"), "current-password", None, password_error.is_some())}
+                        {password_field("new_password", t.get("account.new_password"), "new-password",
+                            Some(t.get("sign_up.password_hint")), password_error.is_some())}
+                        <button type="submit" class="gh-button">{t.get("account.change_password")}</button>
+                    </form>
+                }.into_any()
+            } else {
+                view! { <p>{t.get("account.no_password")}</p> }.into_any()
+            }}
+        </section>
+        <section aria-labelledby="sessions-heading" class="gh-section">
+            <h2 id="sessions-heading">{t.get("account.sessions")}</h2>
+            <p>{t.get("account.sessions_lead")}</p>
+            <ul class="gh-sessions" aria-label=t.get("account.sessions")>
+                {sessions
+                    .into_iter()
+                    .map(|s| {
+                        let t = texts();
+                        let action = format!("/account/sessions/{}/sign-out", s.id);
+                        view! {
+                            <li class="gh-session">
+                                <div>
+                                    <p class="gh-device">
+                                        {s.device.clone()}
+                                        {s.current.then(|| view! { " " <span class="gh-badge">{t.get("account.this_device")}</span> })}
+                                    </p>
+                                    <dl>
+                                        <dt>{t.get("account.ip")}</dt><dd>{s.ip.clone()}</dd>
+                                        <dt>{t.get("account.signed_in")}</dt><dd>{s.signed_in.clone()}</dd>
+                                        <dt>{t.get("account.last_active")}</dt><dd>{s.last_active.clone()}</dd>
+                                    </dl>
+                                </div>
+                                <form method="post" action=action>
+                                    <button type="submit" class="gh-button gh-button-secondary"
+                                        aria-label=format!("{} {}", t.get("account.sign_out_session"), s.device)>
+                                        {t.get("account.sign_out_session")}
+                                    </button>
+                                </form>
+                            </li>
+                        }
+                    })
+                    .collect_view()}
+            </ul>
+            <form method="post" action="/account/sessions/sign-out-all">
+                <button type="submit" class="gh-button gh-button-danger">{t.get("account.sign_out_everywhere")}</button>
+            </form>
+        </section>
+    }
+}
+
+#[component]
+pub fn MessagePage(title: String, message: String) -> impl IntoView {
+    let t = texts();
+    view! {
+        <h1>{title}</h1>
+        <p class="gh-lead">{message}</p>
+        <p class="gh-links"><a href="/">{t.get("error.go_home")}</a></p>
+    }
+}
+
+/// "Chrome on Windows" from a user agent string.
+pub fn describe_user_agent(ua: &str) -> String {
+    let browser = if ua.contains("Edg/") {
+        "Edge"
+    } else if ua.contains("OPR/") {
+        "Opera"
+    } else if ua.contains("Firefox/") {
+        "Firefox"
+    } else if ua.contains("Chrome/") || ua.contains("Chromium/") || ua.contains("HeadlessChrome/") {
+        "Chrome"
+    } else if ua.contains("Safari/") {
+        "Safari"
+    } else {
+        ""
+    };
+    let os = if ua.contains("Android") {
+        "Android"
+    } else if ua.contains("iPhone") || ua.contains("iPad") {
+        "iOS"
+    } else if ua.contains("Windows") {
+        "Windows"
+    } else if ua.contains("Mac OS X") || ua.contains("Macintosh") {
+        "macOS"
+    } else if ua.contains("Linux") {
+        "Linux"
+    } else {
+        ""
+    };
+    match (browser, os) {
+        ("", "") => "Unknown device".to_string(),
+        (b, "") => b.to_string(),
+        ("", o) => format!("Browser on {o}"),
+        (b, o) => format!("{b} on {o}"),
+    }
+}
+
+/// "2026-11-26 05:30 UTC" from milliseconds since the epoch.
+pub fn format_time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        (rem % 3600) / 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_times_in_utc() {
+        assert_eq!(format_time(0), "1970-01-01 00:00 UTC");
+        assert_eq!(format_time(1_795_671_000_000), "2026-11-26 05:30 UTC");
+        assert_eq!(format_time(951_782_400_000), "2000-02-29 00:00 UTC");
+    }
+
+    #[test]
+    fn describes_common_user_agents() {
+        let chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0.0.0 Safari/537.36";
+        assert_eq!(describe_user_agent(chrome), "Chrome on Linux");
+        let iphone = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Version/17.0 Mobile/15E148 Safari/604.1";
+        assert_eq!(describe_user_agent(iphone), "Safari on iOS");
+        assert_eq!(describe_user_agent("curl/8.0"), "Unknown device");
+    }
+}

@@ -1,0 +1,52 @@
+import { defineConfig } from '@playwright/test';
+import path from 'node:path';
+
+const port = Number(process.env.GATEHOUSE_E2E_PORT || 3100);
+const smtpPort = Number(process.env.GATEHOUSE_E2E_SMTP_PORT || 2625);
+const root = path.resolve(__dirname, '..');
+const runDir = path.join(__dirname, '.run');
+export const mailDir = path.join(__dirname, '.mail');
+process.env.GATEHOUSE_E2E_MAIL_DIR = mailDir;
+
+export default defineConfig({
+  testDir: './tests',
+  fullyParallel: true,
+  workers: 2,
+  retries: 0,
+  timeout: 60_000,
+  expect: { timeout: 10_000 },
+  reporter: [['list']],
+  use: {
+    baseURL: `http://localhost:${port}`,
+    launchOptions: {
+      executablePath: process.env.GATEHOUSE_E2E_CHROMIUM || '/usr/bin/chromium',
+      args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking',
+        '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
+    },
+  },
+  webServer: [
+    {
+      command: 'node smtp-sink.mjs',
+      port: smtpPort,
+      env: { GATEHOUSE_E2E_SMTP_PORT: String(smtpPort), GATEHOUSE_E2E_MAIL_DIR: mailDir },
+      reuseExistingServer: false,
+    },
+    {
+      command: `${process.env.GATEHOUSE_BIN || path.join(root, 'target/debug/gatehouse')} serve`,
+      url: `http://localhost:${port}/healthz`,
+      cwd: root,
+      timeout: 60_000,
+      reuseExistingServer: false,
+      env: {
+        GATEHOUSE_DATA_DIR: path.join(runDir, `data-${Date.now()}-${process.pid}`),
+        GATEHOUSE_PUBLIC_URL: `http://localhost:${port}`,
+        GATEHOUSE_LISTEN: `127.0.0.1:${port}`,
+        GATEHOUSE_SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
+        GATEHOUSE_SMTP_FROM: 'Gatehouse <no-reply@localhost>',
+        GATEHOUSE_TRUSTED_PROXIES: '127.0.0.1/32',
+        GATEHOUSE_SITE_ROOT: path.join(root, 'target/site'),
+        RUST_LOG: 'warn',
+      },
+    },
+  ],
+});

@@ -1,0 +1,36 @@
+import { test, expect, signUp, uniqueEmail, SignInPage, AccountPage, PASSWORD } from './support';
+
+test('a customer signs in, and signs out with a POST that ends the session', async ({ page }) => {
+  const email = uniqueEmail('signin');
+  await signUp(page, 'Sign In', email);
+  await new AccountPage(page).signOut();
+  await expect(page).toHaveURL(/\/sign-in$/);
+  await page.goto('/account');
+  await expect(page).toHaveURL(/\/sign-in$/);
+
+  const signIn = new SignInPage(page);
+  await signIn.submit(email, PASSWORD);
+  await new AccountPage(page).expectSignedInAs(email);
+});
+
+test('a wrong password and an unknown email get the same message', async ({ page }) => {
+  const email = uniqueEmail('wrongpw');
+  await signUp(page, 'Wrong Password', email);
+  await new AccountPage(page).signOut();
+  const signIn = new SignInPage(page);
+  await signIn.submit(email, 'not-the-password-at-all');
+  await signIn.expectError('The email or password is incorrect.');
+  await expect(page.getByLabel('Email')).toHaveValue(email);
+  await signIn.submit(uniqueEmail('nobody'), 'not-the-password-at-all');
+  await signIn.expectError('The email or password is incorrect.');
+});
+
+test('the password field can be revealed once the page is interactive', async ({ page }) => {
+  await page.goto('/sign-in');
+  const password = page.getByLabel('Password', { exact: true });
+  await password.fill('visible-secret');
+  await expect(password).toHaveAttribute('type', 'password');
+  await page.getByRole('button', { name: 'Show password' }).click();
+  await expect(password).toHaveAttribute('type', 'text');
+  await expect(page.getByRole('button', { name: 'Hide password' })).toHaveAttribute('aria-pressed', 'true');
+});

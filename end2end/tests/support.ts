@@ -1,0 +1,107 @@
+// Page objects and helpers for the Gatehouse specs. Everything is found by role and accessible
+// name, the way a person using a screen reader would find it.
+import { test as base, expect, type Page, type BrowserContext } from '@playwright/test';
+import fs from 'node:fs';
+import path from 'node:path';
+
+const mailDir = process.env.GATEHOUSE_E2E_MAIL_DIR || path.join(__dirname, '..', '.mail');
+
+export const PASSWORD = 'quiet-meadow-compass-71';
+
+/** A unique address per test, so specs run in parallel. */
+export function uniqueEmail(tag: string): string {
+  return `${tag}-${Date.now()}-${Math.floor(Math.random() * 1e9)}@example.com`;
+}
+
+/** A unique client address per browser context (sent through the trusted proxy header). */
+function uniqueIp(): string {
+  const n = () => Math.floor(Math.random() * 250) + 1;
+  return `10.${n()}.${n()}.${n()}`;
+}
+
+interface Mail { to: string[]; subject: string; body: string; at: number }
+
+function mailsFor(email: string): Mail[] {
+  if (!fs.existsSync(mailDir)) return [];
+  return fs.readdirSync(mailDir)
+    .filter((f) => f.endsWith('.json'))
+    .map((f) => JSON.parse(fs.readFileSync(path.join(mailDir, f), 'utf8')) as Mail)
+    .filter((m) => m.to.includes(email))
+    .sort((a, b) => a.at - b.at);
+}
+
+/** Waits for the n-th message to `email` (1-based) and returns the 6-digit code in it. */
+export async function codeFor(email: string, nth = 1): Promise<string> {
+  await expect.poll(() => mailsFor(email).length, { message: `mail number ${nth} to ${email}` }).toBeGreaterThanOrEqual(nth);
+  const mail = mailsFor(email)[nth - 1];
+  const match = mail.subject.match(/\b(\d{6})\b/);
+  if (!match) throw new Error(`no code in "${mail.subject}"`);
+  return match[1];
+}
+
+export async function newContext(browser: import('@playwright/test').Browser, javaScriptEnabled = true): Promise<BrowserContext> {
+  return browser.newContext({ extraHTTPHeaders: { 'X-Forwarded-For': uniqueIp() }, javaScriptEnabled });
+}
+
+export class SignUpPage {
+  constructor(private page: Page) {}
+  async open() { await this.page.goto('/sign-up'); }
+  async submit(name: string, email: string, password: string) {
+    await this.page.getByLabel('Name').fill(name);
+    await this.page.getByLabel('Email').fill(email);
+    await this.page.getByLabel('Password', { exact: true }).fill(password);
+    await this.page.getByRole('button', { name: 'Create account' }).click();
+  }
+}
+
+export class CodePage {
+  constructor(private page: Page) {}
+  async expectShown() { await expect(this.page.getByRole('heading', { name: 'Check your email' })).toBeVisible(); }
+  async enter(code: string) {
+    await this.page.getByLabel('Code').fill(code);
+    await this.page.getByRole('button', { name: 'Verify' }).click();
+  }
+}
+
+export class SignInPage {
+  constructor(private page: Page) {}
+  async open() { await this.page.goto('/sign-in'); }
+  async submit(email: string, password: string) {
+    await this.page.getByLabel('Email').fill(email);
+    await this.page.getByLabel('Password', { exact: true }).fill(password);
+    await this.page.getByRole('button', { name: 'Sign in' }).click();
+  }
+  async expectError(text: string | RegExp) { await expect(this.page.getByRole('alert')).toContainText(text); }
+}
+
+export class AccountPage {
+  constructor(private page: Page) {}
+  async expectSignedInAs(email: string) {
+    await expect(this.page.getByRole('heading', { name: 'Your account' })).toBeVisible();
+    await expect(this.page.getByText(email)).toBeVisible();
+  }
+  sessions() { return this.page.getByRole('list', { name: 'Sessions' }).getByRole('listitem'); }
+  async signOut() { await this.page.getByRole('button', { name: 'Sign out', exact: true }).click(); }
+}
+
+/** Signs up through the pages (code read from the test mail server) and lands on the account page. */
+export async function signUp(page: Page, name: string, email: string, password = PASSWORD) {
+  const signUpPage = new SignUpPage(page);
+  await signUpPage.open();
+  await signUpPage.submit(name, email, password);
+  const codePage = new CodePage(page);
+  await codePage.expectShown();
+  await codePage.enter(await codeFor(email));
+  await new AccountPage(page).expectSignedInAs(email);
+}
+
+export const test = base.extend<{ page: Page }>({
+  page: async ({ browser }, use) => {
+    const context = await newContext(browser);
+    const page = await context.newPage();
+    await use(page);
+    await context.close();
+  },
+});
+
+export { expect };

@@ -1,0 +1,1162 @@
+//! The sign-in pipeline and the account operations around it.
+//!
+//! Every way in goes through the same steps, in this order, in this module:
+//! 1. context (application, client IP, user agent) arrives with the request;
+//! 2. the first factor is verified behind the failure throttle, and the attempt is written to
+//!    the sign-in log whatever its result; unknown accounts and wrong secrets look the same;
+//! 3. (risk, Conditional Access and second factors plug in here as they arrive);
+//! 4. a new session is created with a fresh id and the methods used, and the log row completed.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::codes::{
+    self, CODE_TTL_MS, MAX_SENDS_PER_ADDRESS_PER_HOUR, MAX_WRONG_ATTEMPTS, RESEND_INTERVAL_MS,
+};
+use crate::email::{normalize_email, EmailProblem};
+use crate::hashing::{HashError, PasswordHasher};
+use crate::mail::{self, EmailText, Mailer};
+use crate::password::{check_new_password, PasswordProblem};
+use crate::secret::{SecretKey, SecretString};
+use crate::store::{
+    CodeAttempt, CodePurpose, CodeRecord, NewCode, NewSession, NewUser, OutboxMessage, Session,
+    SignInLogEntry, Store, StoreError, ThrottleState, User,
+};
+use crate::throttle::{ThrottleDecision, ThrottlePolicy, ACCOUNT_POLICY, IP_POLICY};
+use crate::tokens::{random_id, secret_token, token_hash};
+
+/// The built-in product name; passwords containing it are refused as well as the branded one.
+pub const PRODUCT_NAME: &str = "Gatehouse";
+/// Display names are 1 to this many characters.
+pub const MAX_DISPLAY_NAME: usize = 100;
+/// Sign-ups allowed from one IP per window.
+pub const SIGN_UPS_PER_IP: i64 = 10;
+pub const SIGN_UP_WINDOW_MS: i64 = 10 * 60 * 1000;
+/// How often a session's last-seen time is written.
+const TOUCH_GRANULARITY_MS: i64 = 60 * 1000;
+
+/// Wrong one-time codes per address: some room, then doubling delays; forgotten after a day.
+pub const CODE_POLICY: ThrottlePolicy = ThrottlePolicy {
+    free_failures: 10,
+    base_delay_ms: 1_000,
+    max_delay_ms: 15 * 60 * 1000,
+    hard_limit: None,
+    forget_after_ms: Some(24 * 60 * 60 * 1000),
+};
+
+/// The account portal, as an application in the sign-in log.
+pub const ACCOUNT_PORTAL: &str = "account";
+
+#[derive(Debug, Clone)]
+pub struct IdentityConfig {
+    pub session_idle_ms: i64,
+    pub session_absolute_ms: i64,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig {
+            session_idle_ms: 60 * 60 * 1000,
+            session_absolute_ms: 24 * 60 * 60 * 1000,
+        }
+    }
+}
+
+/// Who is asking, from where. Built by the HTTP edge for every request.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub application: String,
+    pub client_ip: String,
+    pub user_agent: String,
+    /// The branded product name (emails, password context words).
+    pub product_name: String,
+}
+
+/// How a sign-in attempt was made, as written to the sign-in log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Password,
+    EmailCode,
+    SignUpPassword,
+    SignUpEmailCode,
+    PasswordReset,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Password => "password",
+            Method::EmailCode => "email_code",
+            Method::SignUpPassword => "sign_up_password",
+            Method::SignUpEmailCode => "sign_up_email_code",
+            Method::PasswordReset => "password_reset",
+        }
+    }
+
+    fn for_purpose(purpose: CodePurpose) -> Self {
+        match purpose {
+            CodePurpose::SignUpPassword => Method::SignUpPassword,
+            CodePurpose::SignUpCode => Method::SignUpEmailCode,
+            CodePurpose::SignIn => Method::EmailCode,
+            CodePurpose::ResetPassword | CodePurpose::ResetGrant => Method::PasswordReset,
+        }
+    }
+}
+
+/// A field the person must correct.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputProblem {
+    DisplayName,
+    Email(EmailProblem),
+    Password(PasswordProblem),
+    Code,
+}
+
+/// Why an operation did not succeed. Each variant has a stable code for logs and tests.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("invalid input")]
+    InvalidInput(InputProblem),
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("too many attempts")]
+    Throttled { retry_after_s: i64 },
+    #[error("password sign-in closed after too many failures")]
+    PasswordPathClosed,
+    #[error("account disabled")]
+    AccountDisabled,
+    #[error("wrong code")]
+    CodeWrong { attempts_left: i64 },
+    #[error("code no longer valid")]
+    CodeDead,
+    #[error("resend too soon")]
+    ResendTooSoon,
+    #[error("account already exists")]
+    AccountExists,
+    #[error("too many requests")]
+    TooManyRequests,
+    #[error("overloaded")]
+    Overloaded,
+    #[error("internal error (reference {0})")]
+    Internal(String),
+}
+
+impl AuthError {
+    /// The stable failure reason written to the sign-in log.
+    pub fn reason_code(&self) -> &'static str {
+        match self {
+            AuthError::InvalidInput(_) => "invalid_input",
+            AuthError::InvalidCredentials => "invalid_credentials",
+            AuthError::Throttled { .. } => "throttled",
+            AuthError::PasswordPathClosed => "password_path_closed",
+            AuthError::AccountDisabled => "account_disabled",
+            AuthError::CodeWrong { .. } => "code_invalid",
+            AuthError::CodeDead => "code_expired_or_used",
+            AuthError::ResendTooSoon => "resend_too_soon",
+            AuthError::AccountExists => "account_exists",
+            AuthError::TooManyRequests => "rate_limited",
+            AuthError::Overloaded => "overloaded",
+            AuthError::Internal(_) => "internal_error",
+        }
+    }
+}
+
+impl From<HashError> for AuthError {
+    fn from(err: HashError) -> Self {
+        match err {
+            HashError::Overloaded => AuthError::Overloaded,
+            HashError::Failed => internal(&err),
+        }
+    }
+}
+
+impl From<StoreError> for AuthError {
+    fn from(err: StoreError) -> Self {
+        internal(&err)
+    }
+}
+
+/// Logs an internal error with a short reference the person can quote; the detail stays here.
+fn internal(err: &dyn std::error::Error) -> AuthError {
+    let reference: String = random_id()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(8)
+        .collect();
+    let mut detail = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        detail.push_str(": ");
+        detail.push_str(&s.to_string());
+        source = s.source();
+    }
+    tracing::error!(reference = %reference, error = %detail, "internal error");
+    AuthError::Internal(reference)
+}
+
+/// A successful sign-in: the cookie secret (shown to the browser once) and the session.
+#[derive(Debug)]
+pub struct SignedIn {
+    pub token: SecretString,
+    pub session: Session,
+    pub user: User,
+}
+
+/// What a verified code leads to.
+#[derive(Debug)]
+pub enum CodeOutcome {
+    SignedIn(SignedIn),
+    /// A reset code was proven: the flow may now set a new password with this grant.
+    ResetGranted {
+        grant_id: String,
+    },
+}
+
+/// A started code flow (its id goes into the browser's flow cookie).
+#[derive(Debug, Clone)]
+pub struct FlowStarted {
+    pub flow_id: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PendingSignUp {
+    display_name: String,
+    #[serde(default)]
+    password_hash: Option<String>,
+}
+
+pub struct Identity {
+    store: Store,
+    hasher: PasswordHasher,
+    key: SecretKey,
+    mailer: Arc<dyn Mailer>,
+    config: IdentityConfig,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("store", &self.store)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+pub fn validate_display_name(input: &str) -> Result<String, AuthError> {
+    let name = input.trim();
+    let len = name.chars().count();
+    if len == 0 || len > MAX_DISPLAY_NAME || name.chars().any(|c| c.is_control()) {
+        return Err(AuthError::InvalidInput(InputProblem::DisplayName));
+    }
+    Ok(name.to_string())
+}
+
+fn email_or_invalid(input: &str) -> Result<String, AuthError> {
+    normalize_email(input).map_err(|p| AuthError::InvalidInput(InputProblem::Email(p)))
+}
+
+fn retry_after(until: i64, now: i64) -> AuthError {
+    AuthError::Throttled {
+        retry_after_s: ((until - now).max(1) + 999) / 1000,
+    }
+}
+
+impl Identity {
+    pub fn new(
+        store: Store,
+        hasher: PasswordHasher,
+        key: SecretKey,
+        mailer: Arc<dyn Mailer>,
+        config: IdentityConfig,
+    ) -> Self {
+        Identity {
+            store,
+            hasher,
+            key,
+            mailer,
+            config,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn hasher(&self) -> &PasswordHasher {
+        &self.hasher
+    }
+
+    pub fn config(&self) -> &IdentityConfig {
+        &self.config
+    }
+
+    pub fn uses_development_outbox(&self) -> bool {
+        self.mailer.is_development_outbox()
+    }
+
+    // ------------------------------------------------------------ password sign-in
+
+    /// Signs in with email and password. Unknown email and wrong password give the same error
+    /// after the same work (a dummy hash is verified for unknown accounts).
+    pub async fn sign_in_with_password(
+        &self,
+        ctx: &RequestContext,
+        email_input: &str,
+        password: &SecretString,
+        now: i64,
+    ) -> Result<SignedIn, AuthError> {
+        // An address that cannot exist is handled like an unknown account, keyed as typed.
+        let email =
+            normalize_email(email_input).unwrap_or_else(|_| email_input.trim().to_lowercase());
+        let result = self.password_first_factor(ctx, &email, password, now).await;
+        match result {
+            Ok(user) => {
+                self.finish_sign_in(ctx, &email, user, Method::Password, "pwd", now)
+                    .await
+            }
+            Err((user_id, err)) => {
+                self.log_attempt(
+                    ctx,
+                    &email,
+                    user_id.as_deref(),
+                    Method::Password,
+                    Err(&err),
+                    None,
+                    now,
+                )
+                .await?;
+                Err(err)
+            }
+        }
+    }
+
+    async fn password_first_factor(
+        &self,
+        ctx: &RequestContext,
+        email: &str,
+        password: &SecretString,
+        now: i64,
+    ) -> Result<User, (Option<String>, AuthError)> {
+        let fail = |user: Option<&User>, err: AuthError| (user.map(|u| u.id.clone()), err);
+        // Per-IP gate (read only; failures are counted below).
+        let ip_state = self
+            .store
+            .throttle_state("ip", &ctx.client_ip)
+            .await
+            .map_err(|e| fail(None, e.into()))?;
+        if let ThrottleDecision::WaitUntil(until) = IP_POLICY.decide(ip_state, now) {
+            return Err(fail(None, retry_after(until, now)));
+        }
+        // Per-account gate: the attempt is counted before the password is checked.
+        self.claim_attempt("password", email, ACCOUNT_POLICY, now)
+            .await
+            .map_err(|e| fail(None, e))?;
+        let user = self
+            .store
+            .find_user_by_email(email)
+            .await
+            .map_err(|e| fail(None, e.into()))?;
+        let stored = user.as_ref().and_then(|u| u.password_hash.as_deref());
+        let ok = self
+            .hasher
+            .verify(password, stored)
+            .await
+            .map_err(|e| fail(user.as_ref(), e.into()))?;
+        match user {
+            Some(user) if ok => {
+                if user.disabled {
+                    return Err(fail(Some(&user), AuthError::AccountDisabled));
+                }
+                self.store
+                    .throttle_reset("password", email)
+                    .await
+                    .map_err(|e| fail(Some(&user), e.into()))?;
+                Ok(user)
+            }
+            user => {
+                if IP_POLICY.is_stale(ip_state, now) {
+                    self.store
+                        .throttle_reset("ip", &ctx.client_ip)
+                        .await
+                        .map_err(|e| fail(None, e.into()))?;
+                }
+                self.store
+                    .throttle_record_failure("ip", &ctx.client_ip, now)
+                    .await
+                    .map_err(|e| fail(user.as_ref(), e.into()))?;
+                Err(fail(user.as_ref(), AuthError::InvalidCredentials))
+            }
+        }
+    }
+
+    /// Takes one evaluation slot from the (scope, subject) counter, or says why not. The counter
+    /// moves by compare-and-set, so racing requests cannot evaluate more secrets than it counts.
+    async fn claim_attempt(
+        &self,
+        scope: &str,
+        subject: &str,
+        policy: ThrottlePolicy,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        let mut state = self.store.throttle_state(scope, subject).await?;
+        if policy.is_stale(state, now) {
+            self.store.throttle_reset(scope, subject).await?;
+            state = ThrottleState::default();
+        }
+        match policy.decide(state, now) {
+            ThrottleDecision::Closed => return Err(AuthError::PasswordPathClosed),
+            ThrottleDecision::WaitUntil(until) => return Err(retry_after(until, now)),
+            ThrottleDecision::Allow => {}
+        }
+        if self
+            .store
+            .throttle_claim(scope, subject, state, now)
+            .await?
+        {
+            Ok(())
+        } else {
+            // Another attempt for this account is being evaluated right now.
+            Err(AuthError::Throttled { retry_after_s: 1 })
+        }
+    }
+
+    // ------------------------------------------------------------ sessions
+
+    async fn finish_sign_in(
+        &self,
+        ctx: &RequestContext,
+        email: &str,
+        user: User,
+        method: Method,
+        amr: &str,
+        now: i64,
+    ) -> Result<SignedIn, AuthError> {
+        let signed_in = self.create_session(ctx, user, amr, now).await?;
+        self.log_attempt(
+            ctx,
+            email,
+            Some(&signed_in.user.id),
+            method,
+            Ok(()),
+            Some(&signed_in.session.id),
+            now,
+        )
+        .await?;
+        Ok(signed_in)
+    }
+
+    /// A new session with a new random id (never the pre-authentication one).
+    async fn create_session(
+        &self,
+        ctx: &RequestContext,
+        user: User,
+        amr: &str,
+        now: i64,
+    ) -> Result<SignedIn, AuthError> {
+        let token = secret_token();
+        let id = random_id();
+        let user_agent: String = ctx.user_agent.chars().take(512).collect();
+        let expires_at = now + self.config.session_absolute_ms;
+        self.store
+            .create_session(&NewSession {
+                id: &id,
+                token_hash: &token_hash(&token),
+                user_id: &user.id,
+                credential_epoch: user.credential_epoch,
+                amr,
+                now,
+                expires_at,
+                client_ip: &ctx.client_ip,
+                user_agent: &user_agent,
+            })
+            .await?;
+        let session = Session {
+            id,
+            user_id: user.id.clone(),
+            credential_epoch: user.credential_epoch,
+            amr: amr.to_string(),
+            auth_time: now,
+            created_at: now,
+            last_seen_at: now,
+            expires_at,
+            client_ip: ctx.client_ip.clone(),
+            user_agent,
+        };
+        Ok(SignedIn {
+            token: SecretString::new(token),
+            session,
+            user,
+        })
+    }
+
+    /// The live session behind a cookie token, if any; records activity.
+    pub async fn authenticate(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<Option<(Session, User)>, AuthError> {
+        if token.is_empty() || token.len() > 128 {
+            return Ok(None);
+        }
+        let found = self
+            .store
+            .find_live_session(&token_hash(token), self.config.session_idle_ms, now)
+            .await?;
+        if let Some((session, _)) = &found {
+            self.store
+                .touch_session(&session.id, TOUCH_GRANULARITY_MS, now)
+                .await?;
+        }
+        Ok(found)
+    }
+
+    /// Deletes the session behind a cookie token (sign-out).
+    pub async fn sign_out(&self, token: &str) -> Result<(), AuthError> {
+        self.store
+            .delete_session_by_token_hash(&token_hash(token))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn list_sessions(&self, user_id: &str, now: i64) -> Result<Vec<Session>, AuthError> {
+        Ok(self.store.list_sessions(user_id, now).await?)
+    }
+
+    /// Ends one of the user's own sessions. Returns false when there is no such session.
+    pub async fn revoke_session(&self, user_id: &str, session_id: &str) -> Result<bool, AuthError> {
+        Ok(self.store.delete_session(user_id, session_id).await?)
+    }
+
+    /// Ends every session of the user, the current one included.
+    pub async fn revoke_all_sessions(&self, user_id: &str) -> Result<u64, AuthError> {
+        Ok(self.store.delete_other_sessions(user_id, None).await?)
+    }
+
+    // ------------------------------------------------------------ profile and password
+
+    pub async fn update_display_name(
+        &self,
+        user_id: &str,
+        input: &str,
+        now: i64,
+    ) -> Result<String, AuthError> {
+        let name = validate_display_name(input)?;
+        self.store.set_display_name(user_id, &name, now).await?;
+        Ok(name)
+    }
+
+    /// Changes the password of a signed-in user. The current password is required and counted
+    /// by the same throttle as sign-in; every other session ends.
+    pub async fn change_password(
+        &self,
+        ctx: &RequestContext,
+        session: &Session,
+        user: &User,
+        current: &SecretString,
+        new: &SecretString,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        check_new_password(
+            new.expose(),
+            &user.email,
+            &[PRODUCT_NAME, &ctx.product_name],
+        )
+        .map_err(|p| AuthError::InvalidInput(InputProblem::Password(p)))?;
+        self.claim_attempt("password", &user.email, ACCOUNT_POLICY, now)
+            .await?;
+        if !self
+            .hasher
+            .verify(current, user.password_hash.as_deref())
+            .await?
+        {
+            return Err(AuthError::InvalidCredentials);
+        }
+        self.store.throttle_reset("password", &user.email).await?;
+        let hash = self.hasher.hash(new).await?;
+        let epoch = self
+            .store
+            .set_password(&user.id, &hash, now)
+            .await?
+            .ok_or(AuthError::InvalidCredentials)?;
+        self.store.rebind_session(&session.id, epoch).await?;
+        self.store
+            .delete_other_sessions(&user.id, Some(&session.id))
+            .await?;
+        self.send(&user.email, mail::password_changed(&ctx.product_name), now)
+            .await?;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ code flows
+
+    /// Starts a password sign-up: the account is created only when the emailed code is proven.
+    /// An address that already has an account gets a notice instead of a code, and the caller
+    /// sees exactly the same result.
+    pub async fn start_password_sign_up(
+        &self,
+        ctx: &RequestContext,
+        display_name: &str,
+        email_input: &str,
+        password: &SecretString,
+        now: i64,
+    ) -> Result<FlowStarted, AuthError> {
+        let display_name = validate_display_name(display_name)?;
+        let email = email_or_invalid(email_input)?;
+        check_new_password(
+            password.expose(),
+            &email,
+            &[PRODUCT_NAME, &ctx.product_name],
+        )
+        .map_err(|p| AuthError::InvalidInput(InputProblem::Password(p)))?;
+        self.sign_up_rate_limit(ctx, now).await?;
+        let password_hash = self.hasher.hash(password).await?;
+        let payload = PendingSignUp {
+            display_name,
+            password_hash: Some(password_hash),
+        };
+        self.start_sign_up(ctx, CodePurpose::SignUpPassword, &email, &payload, now)
+            .await
+    }
+
+    /// Starts a passwordless sign-up (email code only).
+    pub async fn start_code_sign_up(
+        &self,
+        ctx: &RequestContext,
+        display_name: &str,
+        email_input: &str,
+        now: i64,
+    ) -> Result<FlowStarted, AuthError> {
+        let display_name = validate_display_name(display_name)?;
+        let email = email_or_invalid(email_input)?;
+        self.sign_up_rate_limit(ctx, now).await?;
+        let payload = PendingSignUp {
+            display_name,
+            password_hash: None,
+        };
+        self.start_sign_up(ctx, CodePurpose::SignUpCode, &email, &payload, now)
+            .await
+    }
+
+    async fn start_sign_up(
+        &self,
+        ctx: &RequestContext,
+        purpose: CodePurpose,
+        email: &str,
+        payload: &PendingSignUp,
+        now: i64,
+    ) -> Result<FlowStarted, AuthError> {
+        let payload = serde_json::to_string(payload).map_err(|e| internal(&e))?;
+        let exists = self.store.find_user_by_email(email).await?.is_some();
+        self.start_flow(purpose, email, None, Some(&payload), now, |code| {
+            if exists {
+                mail::sign_up_existing_account(&ctx.product_name)
+            } else {
+                mail::sign_up_code(&ctx.product_name, code)
+            }
+        })
+        .await
+    }
+
+    /// Starts a sign-in by email code. An unknown address gets a notice instead of a code.
+    pub async fn start_code_sign_in(
+        &self,
+        ctx: &RequestContext,
+        email_input: &str,
+        now: i64,
+    ) -> Result<FlowStarted, AuthError> {
+        let email = email_or_invalid(email_input)?;
+        let user = self.store.find_user_by_email(&email).await?;
+        let user_id = user.as_ref().map(|u| u.id.as_str());
+        self.start_flow(
+            CodePurpose::SignIn,
+            &email,
+            user_id,
+            None,
+            now,
+            |code| match user_id {
+                Some(_) => mail::sign_in_code(&ctx.product_name, code),
+                None => mail::no_account(&ctx.product_name),
+            },
+        )
+        .await
+    }
+
+    /// Starts a self-service password reset by email code.
+    pub async fn start_password_reset(
+        &self,
+        ctx: &RequestContext,
+        email_input: &str,
+        now: i64,
+    ) -> Result<FlowStarted, AuthError> {
+        let email = email_or_invalid(email_input)?;
+        let user = self.store.find_user_by_email(&email).await?;
+        let user_id = user.as_ref().map(|u| u.id.as_str());
+        self.start_flow(
+            CodePurpose::ResetPassword,
+            &email,
+            user_id,
+            None,
+            now,
+            |code| match user_id {
+                Some(_) => mail::reset_code(&ctx.product_name, code),
+                None => mail::no_account(&ctx.product_name),
+            },
+        )
+        .await
+    }
+
+    async fn sign_up_rate_limit(&self, ctx: &RequestContext, now: i64) -> Result<(), AuthError> {
+        let state = self
+            .store
+            .throttle_state("sign_up_ip", &ctx.client_ip)
+            .await?;
+        let stale = now - state.last_failure_at > SIGN_UP_WINDOW_MS;
+        if !stale && state.failures >= SIGN_UPS_PER_IP {
+            return Err(AuthError::TooManyRequests);
+        }
+        if stale && state.failures > 0 {
+            self.store
+                .throttle_reset("sign_up_ip", &ctx.client_ip)
+                .await?;
+        }
+        self.store
+            .throttle_record_failure("sign_up_ip", &ctx.client_ip, now)
+            .await?;
+        Ok(())
+    }
+
+    /// Creates a flow with a fresh code and sends `compose(code)` to the address. When the
+    /// address has had too many messages this hour, the flow is created dead and nothing is
+    /// sent, so it cannot be used to guess codes; the caller sees the same result either way.
+    async fn start_flow(
+        &self,
+        purpose: CodePurpose,
+        email: &str,
+        user_id: Option<&str>,
+        payload: Option<&str>,
+        now: i64,
+        compose: impl FnOnce(&str) -> EmailText,
+    ) -> Result<FlowStarted, AuthError> {
+        let flow_id = random_id();
+        let code = codes::generate_code();
+        let sent_this_hour = self
+            .store
+            .codes_sent_since(email, now - 60 * 60 * 1000)
+            .await?;
+        let capped = sent_this_hour >= MAX_SENDS_PER_ADDRESS_PER_HOUR;
+        self.store
+            .create_code(&NewCode {
+                id: &flow_id,
+                purpose,
+                email,
+                user_id,
+                code_hash: &codes::code_hash(&self.key, purpose, &flow_id, &code),
+                payload,
+                now,
+                expires_at: if capped { now } else { now + CODE_TTL_MS },
+            })
+            .await?;
+        if capped {
+            tracing::warn!(
+                purpose = purpose.as_str(),
+                "per-address message cap reached; no code sent"
+            );
+        } else {
+            self.send(email, compose(code.expose()), now).await?;
+        }
+        Ok(FlowStarted { flow_id })
+    }
+
+    /// Looks a flow up for display (the address the code went to). Unknown and dead flows are
+    /// both `None`.
+    pub async fn live_flow(
+        &self,
+        flow_id: &str,
+        now: i64,
+    ) -> Result<Option<CodeRecord>, AuthError> {
+        if flow_id.is_empty() || flow_id.len() > 64 {
+            return Ok(None);
+        }
+        let flow = self.store.find_code(flow_id).await?;
+        Ok(flow.filter(|f| f.consumed_at.is_none() && f.expires_at > now))
+    }
+
+    /// Sends a new code for a live flow, at most once a minute; wrong attempts are not reset.
+    pub async fn resend_code(
+        &self,
+        ctx: &RequestContext,
+        flow_id: &str,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        let Some(flow) = self.live_flow(flow_id, now).await? else {
+            return Err(AuthError::CodeDead);
+        };
+        if flow.purpose == CodePurpose::ResetGrant {
+            return Err(AuthError::CodeDead);
+        }
+        if self
+            .store
+            .codes_sent_since(&flow.email, now - 60 * 60 * 1000)
+            .await?
+            >= MAX_SENDS_PER_ADDRESS_PER_HOUR
+        {
+            return Err(AuthError::TooManyRequests);
+        }
+        let code = codes::generate_code();
+        let hash = codes::code_hash(&self.key, flow.purpose, &flow.id, &code);
+        let Some(flow) = self
+            .store
+            .resend_code(
+                &flow.id,
+                &hash,
+                RESEND_INTERVAL_MS,
+                MAX_WRONG_ATTEMPTS,
+                now + CODE_TTL_MS,
+                now,
+            )
+            .await?
+        else {
+            return Err(AuthError::ResendTooSoon);
+        };
+        let text = match flow.purpose {
+            CodePurpose::SignUpPassword | CodePurpose::SignUpCode => {
+                if self.store.find_user_by_email(&flow.email).await?.is_some() {
+                    mail::sign_up_existing_account(&ctx.product_name)
+                } else {
+                    mail::sign_up_code(&ctx.product_name, code.expose())
+                }
+            }
+            CodePurpose::SignIn if flow.user_id.is_some() => {
+                mail::sign_in_code(&ctx.product_name, code.expose())
+            }
+            CodePurpose::ResetPassword if flow.user_id.is_some() => {
+                mail::reset_code(&ctx.product_name, code.expose())
+            }
+            _ => mail::no_account(&ctx.product_name),
+        };
+        self.send(&flow.email, text, now).await
+    }
+
+    /// Checks a code for a flow and carries the flow to its end: a new account, a session, or
+    /// the right to set a new password. Exactly one of many concurrent correct submissions wins.
+    pub async fn verify_code(
+        &self,
+        ctx: &RequestContext,
+        flow_id: &str,
+        input: &str,
+        now: i64,
+    ) -> Result<CodeOutcome, AuthError> {
+        let Some(flow) = self.live_flow(flow_id, now).await? else {
+            return Err(AuthError::CodeDead);
+        };
+        let method = Method::for_purpose(flow.purpose);
+        let outcome = self.check_code(&flow, input, now).await;
+        let accepted = match outcome {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                self.log_attempt(
+                    ctx,
+                    &flow.email,
+                    flow.user_id.as_deref(),
+                    method,
+                    Err(&err),
+                    None,
+                    now,
+                )
+                .await?;
+                return Err(err);
+            }
+        };
+        match accepted.purpose {
+            CodePurpose::SignUpPassword | CodePurpose::SignUpCode => {
+                let pending: PendingSignUp =
+                    serde_json::from_str(accepted.payload.as_deref().unwrap_or(""))
+                        .map_err(|e| internal(&e))?;
+                let user_id = random_id();
+                let created = self
+                    .store
+                    .create_user(&NewUser {
+                        id: &user_id,
+                        email: &accepted.email,
+                        display_name: &pending.display_name,
+                        password_hash: pending.password_hash.as_deref(),
+                        is_admin: false,
+                        now,
+                    })
+                    .await;
+                let user = match created {
+                    Ok(user) => user,
+                    Err(StoreError::Conflict) => {
+                        let err = AuthError::AccountExists;
+                        self.log_attempt(ctx, &accepted.email, None, method, Err(&err), None, now)
+                            .await?;
+                        return Err(err);
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let amr = if pending.password_hash.is_some() {
+                    "pwd otp"
+                } else {
+                    "otp"
+                };
+                Ok(CodeOutcome::SignedIn(
+                    self.finish_sign_in(ctx, &accepted.email, user, method, amr, now)
+                        .await?,
+                ))
+            }
+            CodePurpose::SignIn => {
+                let user = match &accepted.user_id {
+                    Some(id) => self.store.find_user(id).await?,
+                    None => None,
+                };
+                let Some(user) = user else {
+                    let err = AuthError::CodeDead;
+                    self.log_attempt(ctx, &accepted.email, None, method, Err(&err), None, now)
+                        .await?;
+                    return Err(err);
+                };
+                if user.disabled {
+                    let err = AuthError::AccountDisabled;
+                    self.log_attempt(
+                        ctx,
+                        &accepted.email,
+                        Some(&user.id),
+                        method,
+                        Err(&err),
+                        None,
+                        now,
+                    )
+                    .await?;
+                    return Err(err);
+                }
+                // A proven mailbox is the other way in that reopens a closed password path.
+                self.store.throttle_reset("password", &user.email).await?;
+                Ok(CodeOutcome::SignedIn(
+                    self.finish_sign_in(ctx, &accepted.email, user, method, "otp", now)
+                        .await?,
+                ))
+            }
+            CodePurpose::ResetPassword => {
+                let grant_id = random_id();
+                self.store
+                    .create_code(&NewCode {
+                        id: &grant_id,
+                        purpose: CodePurpose::ResetGrant,
+                        email: &accepted.email,
+                        user_id: accepted.user_id.as_deref(),
+                        code_hash: "",
+                        payload: None,
+                        now,
+                        expires_at: now + codes::RESET_GRANT_TTL_MS,
+                    })
+                    .await?;
+                Ok(CodeOutcome::ResetGranted { grant_id })
+            }
+            CodePurpose::ResetGrant => Err(AuthError::CodeDead),
+        }
+    }
+
+    async fn check_code(
+        &self,
+        flow: &CodeRecord,
+        input: &str,
+        now: i64,
+    ) -> Result<CodeRecord, AuthError> {
+        let code = codes::parse_code(input).ok_or(AuthError::InvalidInput(InputProblem::Code))?;
+        self.claim_attempt("code", &flow.email, CODE_POLICY, now)
+            .await?;
+        let hash = codes::code_hash(&self.key, flow.purpose, &flow.id, &code);
+        match self
+            .store
+            .try_consume_code(&flow.id, flow.purpose, &hash, MAX_WRONG_ATTEMPTS, now)
+            .await?
+        {
+            CodeAttempt::Accepted(record) => {
+                self.store.throttle_reset("code", &flow.email).await?;
+                Ok(record)
+            }
+            CodeAttempt::Wrong { attempts_left } => Err(AuthError::CodeWrong { attempts_left }),
+            CodeAttempt::Exhausted | CodeAttempt::Dead => Err(AuthError::CodeDead),
+        }
+    }
+
+    /// Sets a new password with a reset grant. Ends every session of the account, then signs
+    /// this browser in.
+    pub async fn complete_password_reset(
+        &self,
+        ctx: &RequestContext,
+        grant_id: &str,
+        new_password: &SecretString,
+        now: i64,
+    ) -> Result<SignedIn, AuthError> {
+        let Some(grant) = self
+            .live_flow(grant_id, now)
+            .await?
+            .filter(|g| g.purpose == CodePurpose::ResetGrant)
+        else {
+            return Err(AuthError::CodeDead);
+        };
+        let user = match &grant.user_id {
+            Some(id) => self.store.find_user(id).await?,
+            None => None,
+        };
+        let Some(user) = user else {
+            return Err(AuthError::CodeDead);
+        };
+        check_new_password(
+            new_password.expose(),
+            &user.email,
+            &[PRODUCT_NAME, &ctx.product_name],
+        )
+        .map_err(|p| AuthError::InvalidInput(InputProblem::Password(p)))?;
+        let hash = self.hasher.hash(new_password).await?;
+        if self
+            .store
+            .consume_grant(&grant.id, CodePurpose::ResetGrant, now)
+            .await?
+            .is_none()
+        {
+            return Err(AuthError::CodeDead);
+        }
+        let epoch = self
+            .store
+            .set_password(&user.id, &hash, now)
+            .await?
+            .ok_or(AuthError::CodeDead)?;
+        self.store.delete_other_sessions(&user.id, None).await?;
+        self.store.throttle_reset("password", &user.email).await?;
+        self.send(&user.email, mail::password_changed(&ctx.product_name), now)
+            .await?;
+        if user.disabled {
+            let err = AuthError::AccountDisabled;
+            self.log_attempt(
+                ctx,
+                &user.email,
+                Some(&user.id),
+                Method::PasswordReset,
+                Err(&err),
+                None,
+                now,
+            )
+            .await?;
+            return Err(err);
+        }
+        let user = User {
+            credential_epoch: epoch,
+            password_hash: Some(hash),
+            ..user
+        };
+        let email = user.email.clone();
+        self.finish_sign_in(ctx, &email, user, Method::PasswordReset, "otp", now)
+            .await
+    }
+
+    // ------------------------------------------------------------ administration
+
+    /// Creates an administrator account (from the command line), or grants the role to an
+    /// existing account. The new account has no password: its owner signs in by email code
+    /// and may then set one.
+    pub async fn create_admin(
+        &self,
+        email_input: &str,
+        display_name: &str,
+        now: i64,
+    ) -> Result<(User, bool), AuthError> {
+        let email = email_or_invalid(email_input)?;
+        if let Some(user) = self.store.find_user_by_email(&email).await? {
+            self.store.set_admin(&user.id, true, now).await?;
+            return Ok((
+                User {
+                    is_admin: true,
+                    ..user
+                },
+                false,
+            ));
+        }
+        let display_name = validate_display_name(display_name)?;
+        let id = random_id();
+        let user = self
+            .store
+            .create_user(&NewUser {
+                id: &id,
+                email: &email,
+                display_name: &display_name,
+                password_hash: None,
+                is_admin: true,
+                now,
+            })
+            .await?;
+        Ok((user, true))
+    }
+
+    // ------------------------------------------------------------ plumbing
+
+    async fn send(&self, recipient: &str, text: EmailText, now: i64) -> Result<(), AuthError> {
+        let message = OutboxMessage {
+            id: random_id(),
+            created_at: now,
+            channel: "email".into(),
+            recipient: recipient.into(),
+            subject: text.subject,
+            body: text.body,
+            sent_at: None,
+            last_error: None,
+        };
+        self.store.enqueue_message(&message).await?;
+        match self.mailer.deliver(&message).await {
+            Ok(()) => {
+                self.store
+                    .mark_message(&message.id, Some(now), None)
+                    .await?
+            }
+            Err(reason) => {
+                tracing::warn!(message_id = %message.id, reason = %reason, "email delivery failed");
+                self.store
+                    .mark_message(&message.id, None, Some(&reason))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn log_attempt(
+        &self,
+        ctx: &RequestContext,
+        email: &str,
+        user_id: Option<&str>,
+        method: Method,
+        result: Result<(), &AuthError>,
+        session_id: Option<&str>,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        let (result, reason) = match result {
+            Ok(()) => ("success", None),
+            Err(
+                e @ (AuthError::Throttled { .. }
+                | AuthError::PasswordPathClosed
+                | AuthError::TooManyRequests),
+            ) => ("blocked", Some(e.reason_code())),
+            Err(e) => ("failure", Some(e.reason_code())),
+        };
+        let email: String = email.chars().take(320).collect();
+        let user_agent: String = ctx.user_agent.chars().take(512).collect();
+        self.store
+            .record_sign_in(&SignInLogEntry {
+                id: random_id(),
+                occurred_at: now,
+                user_id: user_id.map(str::to_string),
+                email,
+                application: ctx.application.clone(),
+                client_ip: ctx.client_ip.clone(),
+                user_agent,
+                method: method.as_str().into(),
+                result: result.into(),
+                failure_reason: reason.map(str::to_string),
+                session_id: session_id.map(str::to_string),
+            })
+            .await?;
+        Ok(())
+    }
+}

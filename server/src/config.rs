@@ -1,0 +1,352 @@
+//! Configuration: environment variables, optionally on top of a TOML file
+//! (`GATEHOUSE_CONFIG=/path/gatehouse.toml` or `--config`). Every setting has a working default,
+//! so Gatehouse runs with no configuration at all.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use gatehouse_app::branding::Branding;
+
+/// Every setting, its variable and its meaning; `gatehouse --help` prints this table.
+pub const SETTINGS: &[(&str, &str, &str)] = &[
+    ("GATEHOUSE_CONFIG", "", "Path of an optional TOML file with the settings below (lower-case keys without the prefix, e.g. public_url) and a [branding] table."),
+    ("GATEHOUSE_DATA_DIR", "./data", "Folder for the SQLite database and the generated secret key."),
+    ("GATEHOUSE_DATABASE_URL", "sqlite://<data dir>/gatehouse.db", "Database URL: sqlite://path or postgres://user@host/db."),
+    ("GATEHOUSE_PUBLIC_URL", "http://localhost:3000", "The origin users reach Gatehouse at. Requests that change state must come from it; it is also the WebAuthn relying party."),
+    ("GATEHOUSE_LISTEN", "127.0.0.1:3000", "Address and port to listen on (0.0.0.0:3000 to accept outside connections)."),
+    ("GATEHOUSE_SMTP_URL", "(unset: development outbox)", "SMTP server, e.g. smtp://127.0.0.1:2525, smtp://user:pass@host:587?tls=required or smtps://host. Unset: messages stay in the development outbox and the log."),
+    ("GATEHOUSE_SMTP_FROM", "Gatehouse <no-reply@localhost>", "Sender address of emails."),
+    ("GATEHOUSE_TRUSTED_PROXIES", "(none)", "Comma-separated CIDRs whose X-Forwarded-For header is believed, e.g. 10.0.0.0/8,127.0.0.1/32."),
+    ("GATEHOUSE_SECRET_KEY", "(generated into the data folder)", "Base64 of 32 random bytes. When unset, a key is generated once into <data dir>/secret.key (mode 0600) and reused."),
+    ("GATEHOUSE_SESSION_IDLE_MINUTES", "60", "A session ends after this long without activity."),
+    ("GATEHOUSE_SESSION_ABSOLUTE_HOURS", "24", "A session ends this long after sign-in, whatever the activity."),
+    ("GATEHOUSE_DB_MAX_CONNECTIONS", "8 (SQLite) / 16 (PostgreSQL)", "Size of the database connection pool."),
+    ("GATEHOUSE_SITE_ROOT", "target/site (or LEPTOS_SITE_ROOT)", "Folder with the built stylesheet, wasm and public assets."),
+    ("RUST_LOG", "info", "Log filter (tracing-subscriber syntax)."),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration file {path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("invalid setting {name}: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        reason: reason.into(),
+    }
+}
+
+/// The TOML file's shape: the same settings, lower case, without the prefix.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<String>,
+    database_url: Option<String>,
+    public_url: Option<String>,
+    listen: Option<String>,
+    smtp_url: Option<String>,
+    smtp_from: Option<String>,
+    trusted_proxies: Option<Vec<String>>,
+    secret_key: Option<String>,
+    session_idle_minutes: Option<i64>,
+    session_absolute_hours: Option<i64>,
+    db_max_connections: Option<u32>,
+    site_root: Option<String>,
+    branding: Option<Branding>,
+}
+
+#[derive(Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    /// Scheme, host and port, without a trailing slash.
+    pub public_origin: String,
+    pub listen: SocketAddr,
+    pub smtp_url: Option<String>,
+    pub smtp_from: String,
+    pub trusted_proxies: Vec<IpNet>,
+    pub secret_key: Option<String>,
+    pub session_idle_minutes: i64,
+    pub session_absolute_hours: i64,
+    pub db_max_connections: u32,
+    pub site_root: PathBuf,
+    /// Branding from the configuration file, applied at start-up.
+    pub branding: Option<Branding>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("data_dir", &self.data_dir)
+            .field("database", &redact_url(&self.database_url))
+            .field("public_origin", &self.public_origin)
+            .field("listen", &self.listen)
+            .field("smtp", &self.smtp_url.as_deref().map(redact_url))
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field(
+                "secret_key",
+                &self.secret_key.as_ref().map(|_| "<redacted>"),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// A URL without its password, for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}://{}:<redacted>@{}", &url[..s], user, &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Validates and normalises the public URL to an origin.
+pub fn parse_origin(url: &str) -> Result<String, String> {
+    let url = url.trim().trim_end_matches('/');
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or("must start with http:// or https://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return Err("must start with http:// or https://".into());
+    }
+    if rest.is_empty()
+        || rest.contains('/')
+        || rest.contains('@')
+        || rest.contains('?')
+        || rest.contains('#')
+    {
+        return Err(
+            "must be an origin only (scheme, host and optional port), without a path".into(),
+        );
+    }
+    Ok(format!("{scheme}://{}", rest.to_ascii_lowercase()))
+}
+
+impl Config {
+    /// Reads the configuration from the process environment (and the file it names).
+    pub fn from_env(config_file: Option<&Path>) -> Result<Self, ConfigError> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        Self::load(config_file, &env)
+    }
+
+    pub fn load(
+        config_file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let file_path = config_file
+            .map(Path::to_path_buf)
+            .or_else(|| env("GATEHOUSE_CONFIG").map(PathBuf::from));
+        let file: FileConfig = match &file_path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::File {
+                    path: path.display().to_string(),
+                    reason: e.message().to_string(),
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        let pick = |name: &str, from_file: Option<String>| env(name).or(from_file);
+
+        let data_dir = PathBuf::from(
+            pick("GATEHOUSE_DATA_DIR", file.data_dir).unwrap_or_else(|| "./data".into()),
+        );
+        let database_url = pick("GATEHOUSE_DATABASE_URL", file.database_url).unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                data_dir.join("gatehouse.db").display()
+            )
+        });
+        let public_origin = parse_origin(
+            &pick("GATEHOUSE_PUBLIC_URL", file.public_url)
+                .unwrap_or_else(|| "http://localhost:3000".into()),
+        )
+        .map_err(|r| invalid("GATEHOUSE_PUBLIC_URL", r))?;
+        let listen = pick("GATEHOUSE_LISTEN", file.listen)
+            .unwrap_or_else(|| "127.0.0.1:3000".into())
+            .parse::<SocketAddr>()
+            .map_err(|e| invalid("GATEHOUSE_LISTEN", e.to_string()))?;
+        let smtp_url = pick("GATEHOUSE_SMTP_URL", file.smtp_url);
+        if let Some(url) = &smtp_url {
+            if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
+                return Err(invalid(
+                    "GATEHOUSE_SMTP_URL",
+                    "must start with smtp:// or smtps://",
+                ));
+            }
+        }
+        let smtp_from = pick("GATEHOUSE_SMTP_FROM", file.smtp_from)
+            .unwrap_or_else(|| "Gatehouse <no-reply@localhost>".into());
+        let proxies: Vec<String> = match env("GATEHOUSE_TRUSTED_PROXIES") {
+            Some(v) => v
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            None => file.trusted_proxies.unwrap_or_default(),
+        };
+        let trusted_proxies = proxies
+            .iter()
+            .map(|p| {
+                p.parse::<IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid("GATEHOUSE_TRUSTED_PROXIES", e.to_string()))?;
+        let number = |name: &'static str,
+                      v: Option<String>,
+                      from_file: Option<i64>,
+                      default: i64,
+                      max: i64|
+         -> Result<i64, ConfigError> {
+            let n = match v {
+                Some(s) => s
+                    .trim()
+                    .parse::<i64>()
+                    .map_err(|e| invalid(name, e.to_string()))?,
+                None => from_file.unwrap_or(default),
+            };
+            if n < 1 || n > max {
+                return Err(invalid(name, format!("must be between 1 and {max}")));
+            }
+            Ok(n)
+        };
+        let session_idle_minutes = number(
+            "GATEHOUSE_SESSION_IDLE_MINUTES",
+            env("GATEHOUSE_SESSION_IDLE_MINUTES"),
+            file.session_idle_minutes,
+            60,
+            60 * 24 * 30,
+        )?;
+        let session_absolute_hours = number(
+            "GATEHOUSE_SESSION_ABSOLUTE_HOURS",
+            env("GATEHOUSE_SESSION_ABSOLUTE_HOURS"),
+            file.session_absolute_hours,
+            24,
+            24 * 30,
+        )?;
+        let default_conns = if database_url.starts_with("sqlite:") {
+            8
+        } else {
+            16
+        };
+        let db_max_connections = number(
+            "GATEHOUSE_DB_MAX_CONNECTIONS",
+            env("GATEHOUSE_DB_MAX_CONNECTIONS"),
+            file.db_max_connections.map(i64::from),
+            default_conns,
+            1000,
+        )? as u32;
+        let site_root = PathBuf::from(
+            env("GATEHOUSE_SITE_ROOT")
+                .or(file.site_root)
+                .or_else(|| env("LEPTOS_SITE_ROOT"))
+                .unwrap_or_else(|| "target/site".into()),
+        );
+        if let Some(b) = &file.branding {
+            b.validate()
+                .map_err(|p| invalid("branding", format!("{}: {}", p.field, p.reason)))?;
+        }
+        Ok(Config {
+            data_dir,
+            database_url,
+            public_origin,
+            listen,
+            smtp_url,
+            smtp_from,
+            trusted_proxies,
+            secret_key: pick("GATEHOUSE_SECRET_KEY", file.secret_key),
+            session_idle_minutes,
+            session_absolute_hours,
+            db_max_connections,
+            site_root,
+            branding: file.branding,
+        })
+    }
+
+    /// Whether cookies can carry `Secure` and the `__Host-` prefix: on https, and on
+    /// http://localhost, which browsers treat as a secure context.
+    pub fn secure_cookies(&self) -> bool {
+        let host = self.public_origin.split("://").nth(1).unwrap_or("");
+        let host = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
+        self.public_origin.starts_with("https://") || host == "localhost" || host == "127.0.0.1"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::load(None, &move |k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c.public_origin, "http://localhost:3000");
+        assert_eq!(c.database_url, "sqlite://./data/gatehouse.db?mode=rwc");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:3000");
+        assert!(c.smtp_url.is_none());
+        assert!(c.secure_cookies());
+    }
+
+    #[test]
+    fn settings_are_validated_with_clear_errors() {
+        let e = load(&[("GATEHOUSE_PUBLIC_URL", "https://id.example.com/path")])
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("GATEHOUSE_PUBLIC_URL"));
+        assert!(load(&[("GATEHOUSE_TRUSTED_PROXIES", "10.0.0.0/8, nonsense")]).is_err());
+        assert!(load(&[("GATEHOUSE_SESSION_IDLE_MINUTES", "0")]).is_err());
+        assert!(load(&[("GATEHOUSE_SMTP_URL", "http://mail")]).is_err());
+        let c = load(&[
+            ("GATEHOUSE_PUBLIC_URL", "HTTPS://ID.Example.com/"),
+            ("GATEHOUSE_TRUSTED_PROXIES", "10.0.0.0/8,127.0.0.1"),
+        ])
+        .unwrap();
+        assert_eq!(c.public_origin, "https://id.example.com");
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert!(
+            !load(&[("GATEHOUSE_PUBLIC_URL", "http://192.168.1.5:3000")])
+                .unwrap()
+                .secure_cookies()
+        );
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let c = load(&[
+            ("GATEHOUSE_DATABASE_URL", "postgres://app:s3cr3tpw@db/gh"),
+            (
+                "GATEHOUSE_SMTP_URL",
+                "smtp://mailer:mailpw@smtp.example.com:587",
+            ),
+            ("GATEHOUSE_SECRET_KEY", "c2VjcmV0LWtleS1jYW5hcnk="),
+        ])
+        .unwrap();
+        let dbg = format!("{c:?}");
+        for secret in ["s3cr3tpw", "mailpw", "c2VjcmV0LWtleS1jYW5hcnk="] {
+            assert!(!dbg.contains(secret), "{dbg}");
+        }
+    }
+}

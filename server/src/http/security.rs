@@ -1,0 +1,171 @@
+//! Request security at the edge: same-origin enforcement for every state-changing request,
+//! security headers on every response, and the client IP as seen through trusted proxies.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header::{HeaderName, HeaderValue, CONTENT_SECURITY_POLICY};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use ipnet::IpNet;
+
+use crate::AppState;
+
+/// Refuses any request that may change state unless it comes from our own origin: a browser's
+/// `Sec-Fetch-Site: same-origin`, or else an `Origin` header equal to the public origin. A
+/// cross-site form post therefore cannot sign anyone in or out. Server functions are covered
+/// too, since they are POST routes of the same router.
+pub async fn require_same_origin(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if is_safe_method(request.method())
+        || is_same_origin(request.headers(), &state.config.public_origin)
+    {
+        return next.run(request).await;
+    }
+    tracing::info!(method = %request.method(), path = %request.uri().path(), "refused a cross-origin request");
+    (StatusCode::FORBIDDEN, "Cross-origin request refused.").into_response()
+}
+
+pub fn is_safe_method(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+pub fn is_same_origin(headers: &HeaderMap, public_origin: &str) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return site.as_bytes() == b"same-origin";
+    }
+    match headers.get(axum::http::header::ORIGIN) {
+        Some(origin) => origin
+            .to_str()
+            .map(|o| o.eq_ignore_ascii_case(public_origin))
+            .unwrap_or(false),
+        None => false,
+    }
+}
+
+/// Headers every response carries. Pages set their own nonce-based CSP; everything else gets a
+/// CSP that allows nothing.
+pub async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    h.insert(
+        HeaderName::from_static("x-content-type-options"),
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        HeaderName::from_static("referrer-policy"),
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        HeaderName::from_static("x-frame-options"),
+        HeaderValue::from_static("DENY"),
+    );
+    h.insert(
+        HeaderName::from_static("cross-origin-opener-policy"),
+        HeaderValue::from_static("same-origin"),
+    );
+    if !h.contains_key(CONTENT_SECURITY_POLICY) {
+        h.insert(
+            CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        );
+    }
+    response
+}
+
+/// The CSP of an HTML page rendered with `nonce`.
+pub fn page_csp(nonce: &str) -> String {
+    format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; style-src 'self' 'nonce-{nonce}'; \
+         img-src 'self' https: data:; font-src 'self'; connect-src 'self'; form-action 'self'; \
+         frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+    )
+}
+
+/// The client's IP: the peer address, unless the peer is a trusted proxy, in which case the
+/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut chain: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+        .collect();
+    while let Some(ip) = chain.pop() {
+        if !is_trusted(&ip) {
+            return ip;
+        }
+    }
+    peer
+}
+
+/// The peer address of a request (from the listener's connect info).
+pub fn peer_ip(request_extensions: &axum::http::Extensions) -> IpAddr {
+    request_extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
+/// A bare response for refused requests.
+pub fn refused(status: StatusCode, text: &'static str) -> Response<Body> {
+    (status, text).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_origin_rules() {
+        let origin = "http://localhost:3000";
+        let mut h = HeaderMap::new();
+        assert!(
+            !is_same_origin(&h, origin),
+            "no Origin and no Sec-Fetch-Site is refused"
+        );
+        h.insert("origin", HeaderValue::from_static("http://localhost:3000"));
+        assert!(is_same_origin(&h, origin));
+        h.insert("origin", HeaderValue::from_static("http://evil.test"));
+        assert!(!is_same_origin(&h, origin));
+        h.insert("origin", HeaderValue::from_static("null"));
+        assert!(!is_same_origin(&h, origin));
+        let mut s = HeaderMap::new();
+        s.insert("origin", HeaderValue::from_static("http://localhost:3000"));
+        s.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(
+            !is_same_origin(&s, origin),
+            "the browser's own verdict wins"
+        );
+        s.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        assert!(is_same_origin(&s, origin));
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("203.0.113.9, 198.51.100.7, 10.1.1.1"),
+        );
+        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+        let outsider: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(
+            client_ip(proxy, &h, &trusted),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(client_ip(outsider, &h, &trusted), outsider);
+        assert_eq!(client_ip(proxy, &HeaderMap::new(), &trusted), proxy);
+    }
+}

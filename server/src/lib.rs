@@ -1,0 +1,202 @@
+//! The Gatehouse server: the composition root. It reads the configuration, opens and migrates
+//! the database, loads or creates the secret key, wires the identity core to a mailer and a
+//! clock, and serves the HTTP edge (`http`).
+
+pub mod config;
+pub mod http;
+pub mod smtp;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
+use gatehouse_app::branding::Branding;
+use gatehouse_core::clock::{Clock, SystemClock};
+use gatehouse_core::hashing::PasswordHasher;
+use gatehouse_core::identity::{Identity, IdentityConfig};
+use gatehouse_core::mail::{DevelopmentOutbox, Mailer};
+use gatehouse_core::secret::SecretKey;
+use gatehouse_core::store::Store;
+
+pub use config::Config;
+
+/// Name of the settings row holding the branding record.
+pub const BRANDING_SETTING: &str = "branding";
+
+/// Shared state of every request.
+#[derive(Clone)]
+pub struct AppState {
+    pub identity: Arc<Identity>,
+    pub config: Arc<Config>,
+    pub clock: Arc<dyn Clock>,
+    pub leptos_options: Option<leptos::config::LeptosOptions>,
+}
+
+impl AppState {
+    pub fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    pub fn store(&self) -> &Store {
+        self.identity.store()
+    }
+
+    /// The current branding (read from the database, so every instance sees a change).
+    pub async fn branding(&self) -> Arc<Branding> {
+        match self.store().get_setting(BRANDING_SETTING).await {
+            Ok(Some(json)) => match serde_json::from_str::<Branding>(&json) {
+                Ok(b) if b.validate().is_ok() => Arc::new(b),
+                _ => Arc::new(Branding::default()),
+            },
+            Ok(None) => Arc::new(Branding::default()),
+            Err(e) => {
+                tracing::warn!(error = %e, "branding unavailable; using defaults");
+                Arc::new(Branding::default())
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("{0}")]
+    Config(#[from] config::ConfigError),
+    #[error("cannot prepare the data folder {path}: {reason}")]
+    DataDir { path: String, reason: String },
+    #[error("the secret key is invalid: {0}")]
+    SecretKey(String),
+    #[error("database: {0}")]
+    Store(String),
+    #[error("email: {0}")]
+    Mail(String),
+    #[error("password hashing: {0}")]
+    Hashing(String),
+}
+
+fn store_error(e: gatehouse_core::store::StoreError) -> StartupError {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    StartupError::Store(msg)
+}
+
+/// Opens the database (creating the data folder for SQLite) and runs the migrations.
+pub async fn open_store(config: &Config) -> Result<Store, StartupError> {
+    if config.database_url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| StartupError::DataDir {
+            path: config.data_dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    }
+    let store = Store::connect(&config.database_url, config.db_max_connections)
+        .await
+        .map_err(store_error)?;
+    store.migrate().await.map_err(store_error)?;
+    Ok(store)
+}
+
+/// The secret key: from configuration, or generated once into the data folder (mode 0600)
+/// and read from there on every later start.
+pub fn load_secret_key(config: &Config) -> Result<SecretKey, StartupError> {
+    let decode = |text: &str| -> Result<SecretKey, StartupError> {
+        let bytes = STANDARD
+            .decode(text.trim())
+            .map_err(|_| StartupError::SecretKey("not valid base64".into()))?;
+        let arr: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| StartupError::SecretKey("must be 32 bytes".into()))?;
+        Ok(SecretKey::from_bytes(arr))
+    };
+    if let Some(text) = &config.secret_key {
+        return decode(text);
+    }
+    let path = config.data_dir.join("secret.key");
+    let dir_err = |e: std::io::Error| StartupError::DataDir {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    if path.exists() {
+        return decode(&std::fs::read_to_string(&path).map_err(dir_err)?);
+    }
+    std::fs::create_dir_all(&config.data_dir).map_err(dir_err)?;
+    let key = SecretKey::generate();
+    write_private_file(&path, &STANDARD.encode(key.as_bytes())).map_err(dir_err)?;
+    tracing::info!(path = %path.display(), "generated a new secret key");
+    Ok(key)
+}
+
+fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+/// Builds the whole application state from a configuration.
+pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppState, StartupError> {
+    let store = open_store(&config).await?;
+    let key = load_secret_key(&config)?;
+    let mailer: Arc<dyn Mailer> = match &config.smtp_url {
+        Some(url) => {
+            Arc::new(smtp::SmtpMailer::new(url, &config.smtp_from).map_err(StartupError::Mail)?)
+        }
+        None => Arc::new(DevelopmentOutbox),
+    };
+    if let Some(branding) = &config.branding {
+        let json = serde_json::to_string(branding).map_err(|e| {
+            StartupError::Config(config::ConfigError::Invalid {
+                name: "branding",
+                reason: e.to_string(),
+            })
+        })?;
+        store
+            .put_setting(BRANDING_SETTING, &json, clock.now_ms())
+            .await
+            .map_err(store_error)?;
+    }
+    let hasher =
+        PasswordHasher::for_this_machine().map_err(|e| StartupError::Hashing(e.to_string()))?;
+    let identity_config = IdentityConfig {
+        session_idle_ms: config.session_idle_minutes * 60 * 1000,
+        session_absolute_ms: config.session_absolute_hours * 60 * 60 * 1000,
+    };
+    let identity = Identity::new(store, hasher, key, mailer, identity_config);
+    let leptos_options = site_options(&config);
+    Ok(AppState {
+        identity: Arc::new(identity),
+        config: Arc::new(config),
+        clock,
+        leptos_options,
+    })
+}
+
+/// Options for the hydration script, when the site's wasm has been built.
+fn site_options(config: &Config) -> Option<leptos::config::LeptosOptions> {
+    let pkg = config.site_root.join("pkg");
+    let built = pkg.join("gatehouse.wasm").exists() || pkg.join("gatehouse_bg.wasm").exists();
+    built.then(|| {
+        leptos::config::LeptosOptions::builder()
+            .output_name("gatehouse")
+            .site_root(config.site_root.display().to_string())
+            .site_pkg_dir("pkg")
+            .build()
+    })
+}
+
+/// The real clock, for the binary.
+pub fn system_clock() -> Arc<dyn Clock> {
+    Arc::new(SystemClock)
+}

@@ -1,0 +1,233 @@
+//! The `gatehouse` command line: `serve` (default), `migrate`, `create-admin`, `branding`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use gatehouse_app::branding::Branding;
+use gatehouse_server::config::{Config, SETTINGS};
+use gatehouse_server::{build_state, http, open_store, system_clock, BRANDING_SETTING};
+
+const USAGE: &str = "Gatehouse: customer identity and access management.
+
+Usage: gatehouse [--config FILE] [COMMAND]
+
+Commands:
+  serve                         Run the server (the default)
+  migrate                       Apply database migrations and exit
+  create-admin --email EMAIL [--name NAME]
+                                Create the first administrator (or make an account one).
+                                The new account signs in with an email code.
+  branding show                 Print the current branding record (JSON)
+  branding set FILE             Replace the branding record from a JSON or TOML file
+  help, --help                  Show this help
+
+Settings (environment variables; the same keys, lower case without GATEHOUSE_, in the TOML
+file named by --config or GATEHOUSE_CONFIG):";
+
+fn print_help() {
+    println!("{USAGE}");
+    for (name, default, meaning) in SETTINGS {
+        println!("  {name}\n      {meaning}\n      default: {default}");
+    }
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("gatehouse: {message}");
+    ExitCode::FAILURE
+}
+
+fn main() -> ExitCode {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut config_file: Option<PathBuf> = None;
+    if let Some(i) = args.iter().position(|a| a == "--config") {
+        if i + 1 >= args.len() {
+            return fail("--config needs a file");
+        }
+        config_file = Some(PathBuf::from(args.remove(i + 1)));
+        args.remove(i);
+    }
+    if args
+        .iter()
+        .any(|a| a == "--help" || a == "-h" || a == "help")
+    {
+        print_help();
+        return ExitCode::SUCCESS;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .init();
+    let config = match Config::from_env(config_file.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(format!("cannot start the runtime: {e}")),
+    };
+    runtime.block_on(run(args, config))
+}
+
+async fn run(args: Vec<String>, config: Config) -> ExitCode {
+    match args.first().map(String::as_str) {
+        None | Some("serve") => serve(config).await,
+        Some("migrate") => match open_store(&config).await {
+            Ok(_) => {
+                println!("migrations applied");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Some("create-admin") => create_admin(&args[1..], config).await,
+        Some("branding") => branding(&args[1..], config).await,
+        Some(other) => fail(format!("unknown command {other:?}; see gatehouse --help")),
+    }
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let listen = config.listen;
+    let origin = config.public_origin.clone();
+    tracing::info!(config = ?config, "starting");
+    let state = match build_state(config, system_clock()).await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    if state.identity.uses_development_outbox() {
+        tracing::info!("no GATEHOUSE_SMTP_URL: emails go to the development outbox (this log and the database)");
+    }
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => return fail(format!("cannot listen on {listen}: {e}")),
+    };
+    let users = state.store().count_users().await.unwrap_or(0);
+    println!("Gatehouse is running at {origin}/ (listening on {listen})");
+    if users == 0 {
+        println!(
+            "Create the first administrator with: gatehouse create-admin --email you@example.com"
+        );
+    }
+    let store = state.store().clone();
+    let result = http::serve(listener, state, shutdown_signal()).await;
+    store.close().await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(format!("server error: {e}")),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+async fn create_admin(args: &[String], config: Config) -> ExitCode {
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let Some(email) = value("--email") else {
+        return fail("create-admin needs --email EMAIL");
+    };
+    let name = value("--name").unwrap_or_else(|| "Administrator".into());
+    let state = match build_state(config, system_clock()).await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    match state
+        .identity
+        .create_admin(&email, &name, state.now())
+        .await
+    {
+        Ok((user, true)) => {
+            println!(
+                "Created administrator {}. Sign in at {}/sign-in/code with an email code.",
+                user.email, state.config.public_origin
+            );
+            ExitCode::SUCCESS
+        }
+        Ok((user, false)) => {
+            println!(
+                "{} already had an account; it is now an administrator.",
+                user.email
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("cannot create the administrator: {e}")),
+    }
+}
+
+async fn branding(args: &[String], config: Config) -> ExitCode {
+    let store = match open_store(&config).await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    match (args.first().map(String::as_str), args.get(1)) {
+        (Some("show"), _) => {
+            let current = match store.get_setting(BRANDING_SETTING).await {
+                Ok(Some(json)) => serde_json::from_str::<Branding>(&json).unwrap_or_default(),
+                Ok(None) => Branding::default(),
+                Err(e) => return fail(e),
+            };
+            match serde_json::to_string_pretty(&current) {
+                Ok(s) => {
+                    println!("{s}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        (Some("set"), Some(file)) => {
+            let text = match std::fs::read_to_string(file) {
+                Ok(t) => t,
+                Err(e) => return fail(format!("cannot read {file}: {e}")),
+            };
+            let parsed: Result<Branding, String> = if file.ends_with(".toml") {
+                toml::from_str(&text).map_err(|e| e.message().to_string())
+            } else {
+                serde_json::from_str(&text).map_err(|e| e.to_string())
+            };
+            let branding = match parsed {
+                Ok(b) => b,
+                Err(e) => return fail(format!("{file} is not a valid branding record: {e}")),
+            };
+            if let Err(p) = branding.validate() {
+                return fail(format!("branding.{}: {}", p.field, p.reason));
+            }
+            let json = match serde_json::to_string(&branding) {
+                Ok(j) => j,
+                Err(e) => return fail(e),
+            };
+            let now = gatehouse_core::clock::Clock::now_ms(&gatehouse_core::clock::SystemClock);
+            match store.put_setting(BRANDING_SETTING, &json, now).await {
+                Ok(()) => {
+                    println!("branding updated");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        _ => fail("usage: gatehouse branding show | gatehouse branding set FILE"),
+    }
+}

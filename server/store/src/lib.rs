@@ -1,0 +1,757 @@
+//! Persistence for Gatehouse.
+//!
+//! One API over two databases: SQLite (the embedded default) and PostgreSQL (for scale-out).
+//! Queries are written once in the common SQL dialect and run through sqlx's `Any` driver;
+//! every column is TEXT or a 64-bit integer so both backends decode the same way. Everything
+//! another server instance needs lives here, and one-time secrets and counters are consumed by
+//! a single conditional statement, so a race can never use a code twice or skip a lockout.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+
+mod model;
+pub mod testing;
+pub use model::*;
+
+/// Errors the store reports. Driver messages stay inside: `Display` never includes SQL text.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the record already exists")]
+    Conflict,
+    #[error("the database is unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("the database migration failed")]
+    Migration(#[source] sqlx::migrate::MigrateError),
+    #[error("the database is not configured safely: {0}")]
+    UnsafeConfiguration(String),
+    #[error("unsupported database URL (use sqlite:// or postgres://)")]
+    UnsupportedUrl,
+    #[error("stored data is malformed")]
+    Malformed,
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &err {
+            if db.is_unique_violation() {
+                return StoreError::Conflict;
+            }
+        }
+        StoreError::Unavailable(err)
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Which database engine is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The SQLite settings every connection must run with (checked at start-up).
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;";
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://...`) and verifies the
+    /// durability settings. Does not migrate.
+    pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        let options = AnyConnectOptions::from_str(url).map_err(|_| StoreError::UnsupportedUrl)?;
+        let mut pool_options = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10));
+        if backend == Backend::Sqlite {
+            pool_options = pool_options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute(SQLITE_PRAGMAS).await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = pool_options.connect_with(options).await?;
+        let store = Store { pool, backend };
+        store.check_pragmas().await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Runs pending migrations. A failure is returned, and the caller stops the process.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator
+            .run(&self.pool)
+            .await
+            .map_err(StoreError::Migration)
+    }
+
+    /// Refuses to run SQLite without WAL, full synchronous commits, foreign keys and a busy
+    /// timeout: without them an acknowledged sign-up could be lost or a writer could fail fast.
+    async fn check_pragmas(&self) -> StoreResult<()> {
+        if self.backend != Backend::Sqlite {
+            return Ok(());
+        }
+        let mut conn = self.pool.acquire().await?;
+        let journal: String = sqlx::query("PRAGMA journal_mode")
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?;
+        let synchronous: i64 = sqlx::query("PRAGMA synchronous")
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?;
+        let foreign_keys: i64 = sqlx::query("PRAGMA foreign_keys")
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?;
+        let busy: i64 = sqlx::query("PRAGMA busy_timeout")
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?;
+        if !journal.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::UnsafeConfiguration(format!(
+                "journal_mode is {journal}, expected wal"
+            )));
+        }
+        if synchronous != 2 {
+            return Err(StoreError::UnsafeConfiguration(format!(
+                "synchronous is {synchronous}, expected 2 (FULL)"
+            )));
+        }
+        if foreign_keys != 1 {
+            return Err(StoreError::UnsafeConfiguration(
+                "foreign_keys is off".into(),
+            ));
+        }
+        if busy < 5000 {
+            return Err(StoreError::UnsafeConfiguration(format!(
+                "busy_timeout is {busy} ms, expected at least 5000"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Reads one SQLite pragma (for tests and diagnostics).
+    pub async fn sqlite_pragma(&self, name: &str) -> StoreResult<String> {
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(StoreError::Malformed);
+        }
+        let row = sqlx::query(&format!("PRAGMA {name}"))
+            .fetch_one(&self.pool)
+            .await?;
+        if let Ok(s) = row.try_get::<String, _>(0) {
+            return Ok(s);
+        }
+        Ok(row.try_get::<i64, _>(0)?.to_string())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    // ---------------------------------------------------------------- users
+
+    pub async fn create_user(&self, user: &NewUser<'_>) -> StoreResult<User> {
+        sqlx::query(
+            "INSERT INTO users (id, email, display_name, password_hash, is_admin, disabled, \
+             credential_epoch, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 0, 0, $6, $6)",
+        )
+        .bind(user.id)
+        .bind(user.email)
+        .bind(user.display_name)
+        .bind(user.password_hash)
+        .bind(i64::from(user.is_admin))
+        .bind(user.now)
+        .execute(&self.pool)
+        .await?;
+        self.find_user(user.id).await?.ok_or(StoreError::Malformed)
+    }
+
+    pub async fn find_user(&self, id: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| User::from_row(&r)).transpose()
+    }
+
+    pub async fn find_user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE email = $1"
+        ))
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| User::from_row(&r)).transpose()
+    }
+
+    pub async fn count_users(&self) -> StoreResult<i64> {
+        Ok(sqlx::query("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?)
+    }
+
+    pub async fn set_display_name(
+        &self,
+        user_id: &str,
+        display_name: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE users SET display_name = $1, updated_at = $2 WHERE id = $3")
+            .bind(display_name)
+            .bind(now)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Sets a new password hash and moves the credential epoch on, which ends every session
+    /// bound to the old epoch. Returns the new epoch.
+    pub async fn set_password(
+        &self,
+        user_id: &str,
+        password_hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<i64>> {
+        let row = sqlx::query(
+            "UPDATE users SET password_hash = $1, credential_epoch = credential_epoch + 1, updated_at = $2 \
+             WHERE id = $3 RETURNING credential_epoch",
+        )
+        .bind(password_hash)
+        .bind(now)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()?)
+    }
+
+    pub async fn set_admin(&self, user_id: &str, is_admin: bool, now: i64) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE users SET is_admin = $1, updated_at = $2 WHERE id = $3")
+            .bind(i64::from(is_admin))
+            .bind(now)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    // ---------------------------------------------------------------- one-time codes
+
+    pub async fn create_code(&self, code: &NewCode<'_>) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO one_time_codes (id, purpose, email, user_id, code_hash, payload, failed_attempts, \
+             sends, created_at, last_sent_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, 0, 1, $7, $7, $8)",
+        )
+        .bind(code.id)
+        .bind(code.purpose.as_str())
+        .bind(code.email)
+        .bind(code.user_id)
+        .bind(code.code_hash)
+        .bind(code.payload)
+        .bind(code.now)
+        .bind(code.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn find_code(&self, id: &str) -> StoreResult<Option<CodeRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {CODE_COLUMNS} FROM one_time_codes WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| CodeRecord::from_row(&r)).transpose()
+    }
+
+    /// Tries a submitted code. Success consumes the code in the same statement that checks it,
+    /// so of many concurrent submissions of one valid code exactly one succeeds. A wrong code
+    /// counts one failed attempt; after `max_attempts` the code is dead.
+    pub async fn try_consume_code(
+        &self,
+        id: &str,
+        purpose: CodePurpose,
+        code_hash: &str,
+        max_attempts: i64,
+        now: i64,
+    ) -> StoreResult<CodeAttempt> {
+        let consumed = sqlx::query(&format!(
+            "UPDATE one_time_codes SET consumed_at = $1 WHERE id = $2 AND purpose = $3 AND code_hash = $4 \
+             AND consumed_at IS NULL AND expires_at > $1 AND failed_attempts < $5 RETURNING {CODE_COLUMNS}"
+        ))
+        .bind(now)
+        .bind(id)
+        .bind(purpose.as_str())
+        .bind(code_hash)
+        .bind(max_attempts)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = consumed {
+            return Ok(CodeAttempt::Accepted(CodeRecord::from_row(&row)?));
+        }
+        let failed = sqlx::query(
+            "UPDATE one_time_codes SET failed_attempts = failed_attempts + 1 WHERE id = $1 AND purpose = $2 \
+             AND consumed_at IS NULL AND expires_at > $3 AND failed_attempts < $4 RETURNING failed_attempts",
+        )
+        .bind(id)
+        .bind(purpose.as_str())
+        .bind(now)
+        .bind(max_attempts)
+        .fetch_optional(&self.pool)
+        .await?;
+        match failed {
+            Some(row) => {
+                let attempts: i64 = row.try_get(0)?;
+                if attempts >= max_attempts {
+                    Ok(CodeAttempt::Exhausted)
+                } else {
+                    Ok(CodeAttempt::Wrong {
+                        attempts_left: max_attempts - attempts,
+                    })
+                }
+            }
+            None => Ok(CodeAttempt::Dead),
+        }
+    }
+
+    /// Replaces the code of a live flow with a new one, at most once per `min_interval_ms`.
+    /// Failed attempts are not reset. Returns the flow when a new code should be sent.
+    pub async fn resend_code(
+        &self,
+        id: &str,
+        new_code_hash: &str,
+        min_interval_ms: i64,
+        max_attempts: i64,
+        new_expires_at: i64,
+        now: i64,
+    ) -> StoreResult<Option<CodeRecord>> {
+        let row = sqlx::query(&format!(
+            "UPDATE one_time_codes SET code_hash = $1, last_sent_at = $2, expires_at = $3, sends = sends + 1 \
+             WHERE id = $4 AND consumed_at IS NULL AND last_sent_at <= $5 AND failed_attempts < $6 \
+             AND expires_at > $2 RETURNING {CODE_COLUMNS}"
+        ))
+        .bind(new_code_hash)
+        .bind(now)
+        .bind(new_expires_at)
+        .bind(id)
+        .bind(now - min_interval_ms)
+        .bind(max_attempts)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| CodeRecord::from_row(&r)).transpose()
+    }
+
+    /// Consumes a code-less grant (for example the right to set a new password after a reset
+    /// code was proven). Single use.
+    pub async fn consume_grant(
+        &self,
+        id: &str,
+        purpose: CodePurpose,
+        now: i64,
+    ) -> StoreResult<Option<CodeRecord>> {
+        let row = sqlx::query(&format!(
+            "UPDATE one_time_codes SET consumed_at = $1 WHERE id = $2 AND purpose = $3 AND consumed_at IS NULL \
+             AND expires_at > $1 RETURNING {CODE_COLUMNS}"
+        ))
+        .bind(now)
+        .bind(id)
+        .bind(purpose.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| CodeRecord::from_row(&r)).transpose()
+    }
+
+    /// Number of codes sent to an address for a purpose since `since` (per-address send caps).
+    pub async fn codes_sent_since(&self, email: &str, since: i64) -> StoreResult<i64> {
+        Ok(sqlx::query(
+            "SELECT CAST(COALESCE(SUM(sends), 0) AS BIGINT) FROM one_time_codes WHERE email = $1 AND last_sent_at >= $2",
+        )
+        .bind(email)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get(0)?)
+    }
+
+    // ---------------------------------------------------------------- throttling
+
+    /// Reads the failure counter for (scope, subject); a missing row is a zero counter.
+    pub async fn throttle_state(&self, scope: &str, subject: &str) -> StoreResult<ThrottleState> {
+        let row = sqlx::query(
+            "SELECT failures, last_failure_at FROM auth_throttle WHERE scope = $1 AND subject = $2",
+        )
+        .bind(scope)
+        .bind(subject)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(r) => Ok(ThrottleState {
+                failures: r.try_get(0)?,
+                last_failure_at: r.try_get(1)?,
+            }),
+            None => Ok(ThrottleState::default()),
+        }
+    }
+
+    /// Claims the right to evaluate one attempt: moves the counter from `seen.failures` to
+    /// `seen.failures + 1` only if nobody else moved it first. The count is taken before the
+    /// secret is checked and cleared on success, so the number of evaluations can never exceed
+    /// the number of counted failures, however many requests race.
+    pub async fn throttle_claim(
+        &self,
+        scope: &str,
+        subject: &str,
+        seen: ThrottleState,
+        now: i64,
+    ) -> StoreResult<bool> {
+        if seen.failures == 0 && seen.last_failure_at == 0 {
+            let inserted = sqlx::query(
+                "INSERT INTO auth_throttle (scope, subject, failures, last_failure_at) VALUES ($1, $2, 1, $3) \
+                 ON CONFLICT (scope, subject) DO NOTHING",
+            )
+            .bind(scope)
+            .bind(subject)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+            if inserted.rows_affected() == 1 {
+                return Ok(true);
+            }
+        }
+        let updated = sqlx::query(
+            "UPDATE auth_throttle SET failures = failures + 1, last_failure_at = $1 \
+             WHERE scope = $2 AND subject = $3 AND failures = $4 AND last_failure_at = $5",
+        )
+        .bind(now)
+        .bind(scope)
+        .bind(subject)
+        .bind(seen.failures)
+        .bind(seen.last_failure_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    /// Counts a failure without gating (per-IP counters).
+    pub async fn throttle_record_failure(
+        &self,
+        scope: &str,
+        subject: &str,
+        now: i64,
+    ) -> StoreResult<i64> {
+        let row = sqlx::query(
+            "INSERT INTO auth_throttle (scope, subject, failures, last_failure_at) VALUES ($1, $2, 1, $3) \
+             ON CONFLICT (scope, subject) DO UPDATE SET failures = auth_throttle.failures + 1, \
+             last_failure_at = $3 RETURNING failures",
+        )
+        .bind(scope)
+        .bind(subject)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    pub async fn throttle_reset(&self, scope: &str, subject: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM auth_throttle WHERE scope = $1 AND subject = $2")
+            .bind(scope)
+            .bind(subject)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- sessions
+
+    pub async fn create_session(&self, s: &NewSession<'_>) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sessions (id, token_hash, user_id, credential_epoch, amr, auth_time, created_at, \
+             last_seen_at, expires_at, client_ip, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $6, $6, $7, $8, $9)",
+        )
+        .bind(s.id)
+        .bind(s.token_hash)
+        .bind(s.user_id)
+        .bind(s.credential_epoch)
+        .bind(s.amr)
+        .bind(s.now)
+        .bind(s.expires_at)
+        .bind(s.client_ip)
+        .bind(s.user_agent)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The live session for a cookie token hash: not expired, not idle for longer than
+    /// `idle_ms`, bound to the user's current credential epoch, and the user not disabled.
+    pub async fn find_live_session(
+        &self,
+        token_hash: &str,
+        idle_ms: i64,
+        now: i64,
+    ) -> StoreResult<Option<(Session, User)>> {
+        let row = sqlx::query(&format!(
+            "SELECT {SESSION_COLUMNS_S}, {USER_COLUMNS_U} FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = $1 AND s.expires_at > $2 AND s.last_seen_at > $3 \
+             AND s.credential_epoch = u.credential_epoch AND u.disabled = 0"
+        ))
+        .bind(token_hash)
+        .bind(now)
+        .bind(now - idle_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(r) => Ok(Some((Session::from_row(&r)?, User::from_row(&r)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// Records activity, at most once per `granularity_ms` to keep reads cheap.
+    pub async fn touch_session(&self, id: &str, granularity_ms: i64, now: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $3")
+            .bind(now)
+            .bind(id)
+            .bind(now - granularity_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Moves a session onto a new credential epoch (the session that changed the password).
+    pub async fn rebind_session(&self, id: &str, epoch: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE sessions SET credential_epoch = $1 WHERE id = $2")
+            .bind(epoch)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn list_sessions(&self, user_id: &str, now: i64) -> StoreResult<Vec<Session>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SESSION_COLUMNS_S} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.user_id = $1 \
+             AND s.expires_at > $2 AND s.credential_epoch = u.credential_epoch ORDER BY s.created_at DESC"
+        ))
+        .bind(user_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Session::from_row).collect()
+    }
+
+    pub async fn delete_session(&self, user_id: &str, session_id: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id = $2")
+            .bind(user_id)
+            .bind(session_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn delete_session_by_token_hash(&self, token_hash: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Ends every session of a user except `keep` (if given). Returns how many ended.
+    pub async fn delete_other_sessions(
+        &self,
+        user_id: &str,
+        keep: Option<&str>,
+    ) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id <> $2")
+            .bind(user_id)
+            .bind(keep.unwrap_or(""))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Removes expired sessions and codes (housekeeping).
+    pub async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
+        let a = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        let b = sqlx::query("DELETE FROM one_time_codes WHERE expires_at <= $1")
+            .bind(now - 86_400_000)
+            .execute(&self.pool)
+            .await?;
+        Ok(a.rows_affected() + b.rows_affected())
+    }
+
+    // ---------------------------------------------------------------- sign-in log
+
+    pub async fn record_sign_in(&self, e: &SignInLogEntry) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sign_in_log (id, occurred_at, user_id, email, application, client_ip, user_agent, \
+             method, result, failure_reason, session_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(&e.id)
+        .bind(e.occurred_at)
+        .bind(e.user_id.as_deref())
+        .bind(&e.email)
+        .bind(&e.application)
+        .bind(&e.client_ip)
+        .bind(&e.user_agent)
+        .bind(&e.method)
+        .bind(&e.result)
+        .bind(e.failure_reason.as_deref())
+        .bind(e.session_id.as_deref())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The most recent sign-in attempts for an email (newest first).
+    pub async fn sign_ins_for_email(
+        &self,
+        email: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<SignInLogEntry>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SIGN_IN_COLUMNS} FROM sign_in_log WHERE email = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2"
+        ))
+        .bind(email)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(SignInLogEntry::from_row).collect()
+    }
+
+    // ---------------------------------------------------------------- outbox
+
+    pub async fn enqueue_message(&self, m: &OutboxMessage) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO outbox (id, created_at, channel, recipient, subject, body, sent_at, last_error) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&m.id)
+        .bind(m.created_at)
+        .bind(&m.channel)
+        .bind(&m.recipient)
+        .bind(&m.subject)
+        .bind(&m.body)
+        .bind(m.sent_at)
+        .bind(m.last_error.as_deref())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn mark_message(
+        &self,
+        id: &str,
+        sent_at: Option<i64>,
+        error: Option<&str>,
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE outbox SET sent_at = $1, last_error = $2 WHERE id = $3")
+            .bind(sent_at)
+            .bind(error)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Messages to one recipient, newest first.
+    pub async fn messages_for(&self, recipient: &str) -> StoreResult<Vec<OutboxMessage>> {
+        let rows = sqlx::query(
+            "SELECT id, created_at, channel, recipient, subject, body, sent_at, last_error FROM outbox \
+             WHERE recipient = $1 ORDER BY created_at DESC, id DESC",
+        )
+        .bind(recipient)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(OutboxMessage::from_row).collect()
+    }
+
+    // ---------------------------------------------------------------- settings
+
+    pub async fn get_setting(&self, name: &str) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT value FROM settings WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get::<String, _>(0)).transpose()?)
+    }
+
+    pub async fn put_setting(&self, name: &str, value: &str, now: i64) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO settings (name, value, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET value = $2, updated_at = $3",
+        )
+        .bind(name)
+        .bind(value)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Row counts of every table, so tests can prove that a refused request changed nothing.
+    pub async fn table_counts(&self) -> StoreResult<Vec<(String, i64)>> {
+        let mut out = Vec::new();
+        for table in [
+            "users",
+            "one_time_codes",
+            "auth_throttle",
+            "sessions",
+            "sign_in_log",
+            "outbox",
+            "settings",
+        ] {
+            let n: i64 = sqlx::query(&format!("SELECT COUNT(*) FROM {table}"))
+                .fetch_one(&self.pool)
+                .await?
+                .try_get(0)?;
+            out.push((table.to_string(), n));
+        }
+        Ok(out)
+    }
+}
+
+pub(crate) fn bool_col(row: &AnyRow, name: &str) -> StoreResult<bool> {
+    Ok(row.try_get::<i64, _>(name)? != 0)
+}

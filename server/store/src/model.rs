@@ -1,0 +1,292 @@
+//! Plain records read from and written to the store. Types that carry secrets (password hashes,
+//! code hashes, session token hashes) redact them in `Debug`.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::{bool_col, StoreResult};
+
+pub(crate) const USER_COLUMNS: &str =
+    "id, email, display_name, password_hash, is_admin, disabled, credential_epoch, created_at, updated_at";
+pub(crate) const USER_COLUMNS_U: &str = "u.id AS id, u.email AS email, u.display_name AS display_name, \
+     u.password_hash AS password_hash, u.is_admin AS is_admin, u.disabled AS disabled, \
+     u.credential_epoch AS credential_epoch, u.created_at AS created_at, u.updated_at AS updated_at";
+pub(crate) const SESSION_COLUMNS_S: &str =
+    "s.id AS session_id, s.credential_epoch AS session_epoch, \
+     s.amr AS amr, s.auth_time AS auth_time, s.created_at AS session_created_at, \
+     s.last_seen_at AS last_seen_at, s.expires_at AS expires_at, s.client_ip AS client_ip, \
+     s.user_agent AS user_agent, s.user_id AS session_user_id";
+pub(crate) const CODE_COLUMNS: &str =
+    "id, purpose, email, user_id, payload, failed_attempts, sends, \
+     created_at, last_sent_at, expires_at, consumed_at";
+pub(crate) const SIGN_IN_COLUMNS: &str =
+    "id, occurred_at, user_id, email, application, client_ip, \
+     user_agent, method, result, failure_reason, session_id";
+
+#[derive(Clone)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub display_name: String,
+    pub password_hash: Option<String>,
+    pub is_admin: bool,
+    pub disabled: bool,
+    pub credential_epoch: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("has_password", &self.password_hash.is_some())
+            .field("is_admin", &self.is_admin)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl User {
+    pub(crate) fn from_row(row: &AnyRow) -> StoreResult<Self> {
+        Ok(User {
+            id: row.try_get("id")?,
+            email: row.try_get("email")?,
+            display_name: row.try_get("display_name")?,
+            password_hash: row.try_get("password_hash")?,
+            is_admin: bool_col(row, "is_admin")?,
+            disabled: bool_col(row, "disabled")?,
+            credential_epoch: row.try_get("credential_epoch")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+}
+
+pub struct NewUser<'a> {
+    pub id: &'a str,
+    pub email: &'a str,
+    pub display_name: &'a str,
+    pub password_hash: Option<&'a str>,
+    pub is_admin: bool,
+    pub now: i64,
+}
+
+/// What a one-time code (or the grant it leads to) is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodePurpose {
+    /// Verifies the email of a pending password sign-up.
+    SignUpPassword,
+    /// Verifies the email of a pending passwordless sign-up.
+    SignUpCode,
+    /// Signs an existing account in without a password.
+    SignIn,
+    /// Proves the mailbox before a new password may be set.
+    ResetPassword,
+    /// The single-use right to set a new password after a reset code was proven.
+    ResetGrant,
+}
+
+impl CodePurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodePurpose::SignUpPassword => "sign_up_password",
+            CodePurpose::SignUpCode => "sign_up_code",
+            CodePurpose::SignIn => "sign_in",
+            CodePurpose::ResetPassword => "reset_password",
+            CodePurpose::ResetGrant => "reset_grant",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "sign_up_password" => CodePurpose::SignUpPassword,
+            "sign_up_code" => CodePurpose::SignUpCode,
+            "sign_in" => CodePurpose::SignIn,
+            "reset_password" => CodePurpose::ResetPassword,
+            "reset_grant" => CodePurpose::ResetGrant,
+            _ => return None,
+        })
+    }
+}
+
+pub struct NewCode<'a> {
+    pub id: &'a str,
+    pub purpose: CodePurpose,
+    pub email: &'a str,
+    pub user_id: Option<&'a str>,
+    pub code_hash: &'a str,
+    pub payload: Option<&'a str>,
+    pub now: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Clone)]
+pub struct CodeRecord {
+    pub id: String,
+    pub purpose: CodePurpose,
+    pub email: String,
+    pub user_id: Option<String>,
+    /// Flow data (for a pending sign-up: the display name and password hash).
+    pub payload: Option<String>,
+    pub failed_attempts: i64,
+    pub sends: i64,
+    pub created_at: i64,
+    pub last_sent_at: i64,
+    pub expires_at: i64,
+    pub consumed_at: Option<i64>,
+}
+
+impl std::fmt::Debug for CodeRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodeRecord")
+            .field("id", &self.id)
+            .field("purpose", &self.purpose)
+            .field("failed_attempts", &self.failed_attempts)
+            .field("expires_at", &self.expires_at)
+            .field("consumed_at", &self.consumed_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CodeRecord {
+    pub(crate) fn from_row(row: &AnyRow) -> StoreResult<Self> {
+        let purpose: String = row.try_get("purpose")?;
+        Ok(CodeRecord {
+            id: row.try_get("id")?,
+            purpose: CodePurpose::parse(&purpose).ok_or(crate::StoreError::Malformed)?,
+            email: row.try_get("email")?,
+            user_id: row.try_get("user_id")?,
+            payload: row.try_get("payload")?,
+            failed_attempts: row.try_get("failed_attempts")?,
+            sends: row.try_get("sends")?,
+            created_at: row.try_get("created_at")?,
+            last_sent_at: row.try_get("last_sent_at")?,
+            expires_at: row.try_get("expires_at")?,
+            consumed_at: row.try_get("consumed_at")?,
+        })
+    }
+}
+
+/// The outcome of submitting a code.
+#[derive(Debug)]
+pub enum CodeAttempt {
+    /// The code was right and is now consumed.
+    Accepted(CodeRecord),
+    /// The code was wrong; the flow may try again.
+    Wrong { attempts_left: i64 },
+    /// The code was wrong and that was the last allowed attempt.
+    Exhausted,
+    /// The flow is unknown, expired, consumed or out of attempts.
+    Dead,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ThrottleState {
+    pub failures: i64,
+    pub last_failure_at: i64,
+}
+
+pub struct NewSession<'a> {
+    pub id: &'a str,
+    pub token_hash: &'a str,
+    pub user_id: &'a str,
+    pub credential_epoch: i64,
+    pub amr: &'a str,
+    pub now: i64,
+    pub expires_at: i64,
+    pub client_ip: &'a str,
+    pub user_agent: &'a str,
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: String,
+    pub user_id: String,
+    pub credential_epoch: i64,
+    /// Space-separated OIDC `amr` values.
+    pub amr: String,
+    pub auth_time: i64,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+    pub client_ip: String,
+    pub user_agent: String,
+}
+
+impl Session {
+    pub(crate) fn from_row(row: &AnyRow) -> StoreResult<Self> {
+        Ok(Session {
+            id: row.try_get("session_id")?,
+            user_id: row.try_get("session_user_id")?,
+            credential_epoch: row.try_get("session_epoch")?,
+            amr: row.try_get("amr")?,
+            auth_time: row.try_get("auth_time")?,
+            created_at: row.try_get("session_created_at")?,
+            last_seen_at: row.try_get("last_seen_at")?,
+            expires_at: row.try_get("expires_at")?,
+            client_ip: row.try_get("client_ip")?,
+            user_agent: row.try_get("user_agent")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInLogEntry {
+    pub id: String,
+    pub occurred_at: i64,
+    pub user_id: Option<String>,
+    pub email: String,
+    pub application: String,
+    pub client_ip: String,
+    pub user_agent: String,
+    pub method: String,
+    pub result: String,
+    pub failure_reason: Option<String>,
+    pub session_id: Option<String>,
+}
+
+impl SignInLogEntry {
+    pub(crate) fn from_row(row: &AnyRow) -> StoreResult<Self> {
+        Ok(SignInLogEntry {
+            id: row.try_get("id")?,
+            occurred_at: row.try_get("occurred_at")?,
+            user_id: row.try_get("user_id")?,
+            email: row.try_get("email")?,
+            application: row.try_get("application")?,
+            client_ip: row.try_get("client_ip")?,
+            user_agent: row.try_get("user_agent")?,
+            method: row.try_get("method")?,
+            result: row.try_get("result")?,
+            failure_reason: row.try_get("failure_reason")?,
+            session_id: row.try_get("session_id")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OutboxMessage {
+    pub id: String,
+    pub created_at: i64,
+    pub channel: String,
+    pub recipient: String,
+    pub subject: String,
+    pub body: String,
+    pub sent_at: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+impl OutboxMessage {
+    pub(crate) fn from_row(row: &AnyRow) -> StoreResult<Self> {
+        Ok(OutboxMessage {
+            id: row.try_get("id")?,
+            created_at: row.try_get("created_at")?,
+            channel: row.try_get("channel")?,
+            recipient: row.try_get("recipient")?,
+            subject: row.try_get("subject")?,
+            body: row.try_get("body")?,
+            sent_at: row.try_get("sent_at")?,
+            last_error: row.try_get("last_error")?,
+        })
+    }
+}

@@ -1,0 +1,422 @@
+//! Store behaviour, run against SQLite always and against PostgreSQL when
+//! `GATEHOUSE_TEST_POSTGRES_URL` is set (each test then uses a fresh database).
+
+use gatehouse_store::testing::{fresh_postgres_url, fresh_sqlite_url, postgres_url};
+use gatehouse_store::*;
+
+async fn stores() -> Vec<Store> {
+    let mut out = Vec::new();
+    let sqlite = Store::connect(&fresh_sqlite_url(), 8)
+        .await
+        .expect("sqlite");
+    sqlite.migrate().await.expect("migrate sqlite");
+    out.push(sqlite);
+    match postgres_url() {
+        Some(base) => {
+            let url = fresh_postgres_url(&base)
+                .await
+                .expect("create postgres database");
+            let pg = Store::connect(&url, 16).await.expect("postgres");
+            pg.migrate().await.expect("migrate postgres");
+            out.push(pg);
+        }
+        None => eprintln!("PostgreSQL store tests skipped: GATEHOUSE_TEST_POSTGRES_URL is not set"),
+    }
+    out
+}
+
+fn user<'a>(id: &'a str, email: &'a str) -> NewUser<'a> {
+    NewUser {
+        id,
+        email,
+        display_name: "Test User",
+        password_hash: Some("$argon2id$fake"),
+        is_admin: false,
+        now: 1_000,
+    }
+}
+
+#[tokio::test]
+async fn sqlite_runs_with_durable_settings() {
+    let store = Store::connect(&fresh_sqlite_url(), 2).await.unwrap();
+    assert_eq!(store.sqlite_pragma("journal_mode").await.unwrap(), "wal");
+    assert_eq!(store.sqlite_pragma("synchronous").await.unwrap(), "2");
+    assert_eq!(store.sqlite_pragma("foreign_keys").await.unwrap(), "1");
+    assert!(
+        store
+            .sqlite_pragma("busy_timeout")
+            .await
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
+            >= 5000
+    );
+    assert!(store.sqlite_pragma("x; DROP TABLE users").await.is_err());
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent_and_urls_are_checked() {
+    for store in stores().await {
+        store.migrate().await.expect("second run is a no-op");
+    }
+    assert!(matches!(
+        Store::connect("mysql://x", 1).await,
+        Err(StoreError::UnsupportedUrl)
+    ));
+}
+
+#[tokio::test]
+async fn users_are_unique_by_email() {
+    for store in stores().await {
+        let u = store
+            .create_user(&user("u1", "a@example.com"))
+            .await
+            .unwrap();
+        assert_eq!(u.email, "a@example.com");
+        assert!(!u.is_admin);
+        assert!(matches!(
+            store.create_user(&user("u2", "a@example.com")).await,
+            Err(StoreError::Conflict)
+        ));
+        assert_eq!(store.count_users().await.unwrap(), 1);
+        let epoch = store
+            .set_password("u1", "$argon2id$new", 2_000)
+            .await
+            .unwrap();
+        assert_eq!(epoch, Some(1));
+        assert!(
+            store
+                .find_user_by_email("a@example.com")
+                .await
+                .unwrap()
+                .unwrap()
+                .password_hash
+                .as_deref()
+                == Some("$argon2id$new")
+        );
+        assert!(
+            format!("{u:?}").find("argon2").is_none(),
+            "Debug must not show the hash"
+        );
+    }
+}
+
+fn code<'a>(id: &'a str, hash: &'a str, now: i64) -> NewCode<'a> {
+    NewCode {
+        id,
+        purpose: CodePurpose::SignIn,
+        email: "c@example.com",
+        user_id: None,
+        code_hash: hash,
+        payload: None,
+        now,
+        expires_at: now + 600_000,
+    }
+}
+
+#[tokio::test]
+async fn codes_are_single_use_expire_and_die_after_five_failures() {
+    for store in stores().await {
+        store.create_code(&code("f1", "right", 0)).await.unwrap();
+        for left in (1..5).rev() {
+            match store
+                .try_consume_code("f1", CodePurpose::SignIn, "wrong", 5, 1)
+                .await
+                .unwrap()
+            {
+                CodeAttempt::Wrong { attempts_left } => assert_eq!(attempts_left, left),
+                other => panic!("expected a wrong attempt, got {other:?}"),
+            }
+        }
+        assert!(matches!(
+            store
+                .try_consume_code("f1", CodePurpose::SignIn, "wrong", 5, 1)
+                .await
+                .unwrap(),
+            CodeAttempt::Exhausted
+        ));
+        assert!(matches!(
+            store
+                .try_consume_code("f1", CodePurpose::SignIn, "right", 5, 1)
+                .await
+                .unwrap(),
+            CodeAttempt::Dead
+        ));
+
+        store.create_code(&code("f2", "right", 0)).await.unwrap();
+        assert!(
+            matches!(
+                store
+                    .try_consume_code("f2", CodePurpose::SignUpCode, "right", 5, 1)
+                    .await
+                    .unwrap(),
+                CodeAttempt::Dead
+            ),
+            "a code only works for its own purpose"
+        );
+        assert!(matches!(
+            store
+                .try_consume_code("f2", CodePurpose::SignIn, "right", 5, 1)
+                .await
+                .unwrap(),
+            CodeAttempt::Accepted(_)
+        ));
+        assert!(matches!(
+            store
+                .try_consume_code("f2", CodePurpose::SignIn, "right", 5, 2)
+                .await
+                .unwrap(),
+            CodeAttempt::Dead
+        ));
+
+        store.create_code(&code("f3", "right", 0)).await.unwrap();
+        assert!(matches!(
+            store
+                .try_consume_code("f3", CodePurpose::SignIn, "right", 5, 600_000)
+                .await
+                .unwrap(),
+            CodeAttempt::Dead
+        ));
+    }
+}
+
+#[tokio::test]
+async fn resend_keeps_failures_and_waits_a_minute() {
+    for store in stores().await {
+        store.create_code(&code("r1", "one", 0)).await.unwrap();
+        let _ = store
+            .try_consume_code("r1", CodePurpose::SignIn, "bad", 5, 1)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .resend_code("r1", "two", 60_000, 5, 700_000, 30_000)
+                .await
+                .unwrap()
+                .is_none(),
+            "too soon"
+        );
+        let again = store
+            .resend_code("r1", "two", 60_000, 5, 700_000, 61_000)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.failed_attempts, 1);
+        assert_eq!(again.sends, 2);
+        assert!(matches!(
+            store
+                .try_consume_code("r1", CodePurpose::SignIn, "one", 5, 62_000)
+                .await
+                .unwrap(),
+            CodeAttempt::Wrong { .. }
+        ));
+        assert!(matches!(
+            store
+                .try_consume_code("r1", CodePurpose::SignIn, "two", 5, 62_000)
+                .await
+                .unwrap(),
+            CodeAttempt::Accepted(_)
+        ));
+    }
+}
+
+#[tokio::test]
+async fn fifty_concurrent_submissions_of_one_code_give_one_success() {
+    for store in stores().await {
+        store.create_code(&code("race", "right", 0)).await.unwrap();
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let s = store.clone();
+                tokio::spawn(async move {
+                    s.try_consume_code("race", CodePurpose::SignIn, "right", 5, 10)
+                        .await
+                })
+            })
+            .collect();
+        let mut accepted = 0;
+        for t in tasks {
+            if matches!(t.await.unwrap().unwrap(), CodeAttempt::Accepted(_)) {
+                accepted += 1;
+            }
+        }
+        assert_eq!(accepted, 1, "{:?}", store.backend());
+    }
+}
+
+#[tokio::test]
+async fn throttle_claims_never_exceed_the_count_under_a_race() {
+    for store in stores().await {
+        let seen = store
+            .throttle_state("password", "x@example.com")
+            .await
+            .unwrap();
+        let tasks: Vec<_> = (0..200)
+            .map(|_| {
+                let s = store.clone();
+                tokio::spawn(
+                    async move { s.throttle_claim("password", "x@example.com", seen, 5).await },
+                )
+            })
+            .collect();
+        let mut won = 0;
+        for t in tasks {
+            if t.await.unwrap().unwrap() {
+                won += 1;
+            }
+        }
+        let after = store
+            .throttle_state("password", "x@example.com")
+            .await
+            .unwrap();
+        assert_eq!(won, 1, "exactly one claim from the same observed state");
+        assert_eq!(after.failures, won);
+        store
+            .throttle_reset("password", "x@example.com")
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .throttle_state("password", "x@example.com")
+                .await
+                .unwrap(),
+            ThrottleState::default()
+        );
+        assert_eq!(
+            store
+                .throttle_record_failure("ip", "1.2.3.4", 9)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            store
+                .throttle_record_failure("ip", "1.2.3.4", 10)
+                .await
+                .unwrap(),
+            2
+        );
+    }
+}
+
+#[tokio::test]
+async fn sessions_follow_expiry_idle_time_and_credential_epoch() {
+    for store in stores().await {
+        store
+            .create_user(&user("su", "s@example.com"))
+            .await
+            .unwrap();
+        let new = |id: &'static str, hash: &'static str| NewSession {
+            id,
+            token_hash: hash,
+            user_id: "su",
+            credential_epoch: 0,
+            amr: "pwd",
+            now: 1_000,
+            expires_at: 100_000,
+            client_ip: "127.0.0.1",
+            user_agent: "test",
+        };
+        store.create_session(&new("s1", "h1")).await.unwrap();
+        store.create_session(&new("s2", "h2")).await.unwrap();
+        assert!(store
+            .find_live_session("h1", 50_000, 2_000)
+            .await
+            .unwrap()
+            .is_some());
+        assert!(
+            store
+                .find_live_session("h1", 500, 2_000)
+                .await
+                .unwrap()
+                .is_none(),
+            "idle too long"
+        );
+        assert!(
+            store
+                .find_live_session("h1", 500_000, 100_000)
+                .await
+                .unwrap()
+                .is_none(),
+            "expired"
+        );
+        assert_eq!(store.list_sessions("su", 2_000).await.unwrap().len(), 2);
+        let epoch = store
+            .set_password("su", "new", 3_000)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            store
+                .find_live_session("h2", 50_000, 3_000)
+                .await
+                .unwrap()
+                .is_none(),
+            "a password change ends old sessions"
+        );
+        store.rebind_session("s1", epoch).await.unwrap();
+        assert!(store
+            .find_live_session("h1", 50_000, 3_000)
+            .await
+            .unwrap()
+            .is_some());
+        assert_eq!(
+            store.delete_other_sessions("su", Some("s1")).await.unwrap(),
+            1
+        );
+        assert!(store.delete_session_by_token_hash("h1").await.unwrap());
+        assert!(store
+            .find_live_session("h1", 50_000, 3_000)
+            .await
+            .unwrap()
+            .is_none());
+    }
+}
+
+#[tokio::test]
+async fn sign_in_log_and_outbox_round_trip() {
+    for store in stores().await {
+        let entry = SignInLogEntry {
+            id: "l1".into(),
+            occurred_at: 5,
+            user_id: None,
+            email: "who@example.com".into(),
+            application: "account".into(),
+            client_ip: "192.0.2.1".into(),
+            user_agent: "ua".into(),
+            method: "password".into(),
+            result: "failure".into(),
+            failure_reason: Some("invalid_credentials".into()),
+            session_id: None,
+        };
+        store.record_sign_in(&entry).await.unwrap();
+        assert_eq!(
+            store
+                .sign_ins_for_email("who@example.com", 10)
+                .await
+                .unwrap(),
+            vec![entry]
+        );
+        let m = OutboxMessage {
+            id: "m1".into(),
+            created_at: 7,
+            channel: "email".into(),
+            recipient: "who@example.com".into(),
+            subject: "s".into(),
+            body: "b".into(),
+            sent_at: None,
+            last_error: None,
+        };
+        store.enqueue_message(&m).await.unwrap();
+        store.mark_message("m1", Some(8), None).await.unwrap();
+        assert_eq!(
+            store.messages_for("who@example.com").await.unwrap()[0].sent_at,
+            Some(8)
+        );
+        store.put_setting("branding", "{}", 1).await.unwrap();
+        store.put_setting("branding", "{\"a\":1}", 2).await.unwrap();
+        assert_eq!(
+            store.get_setting("branding").await.unwrap().as_deref(),
+            Some("{\"a\":1}")
+        );
+    }
+}

@@ -1,0 +1,1212 @@
+//! HTTP integration tests: the real router on an ephemeral port, driven over HTTP with a cookie
+//! jar, on SQLite (and PostgreSQL for the backend-parity test when configured). The clock is a
+//! manual one the tests move; codes are read from the development outbox.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use gatehouse_core::clock::ManualClock;
+use gatehouse_core::store::testing::{fresh_postgres_url, fresh_sqlite_url, postgres_url};
+use gatehouse_server::config::Config;
+use gatehouse_server::{build_state, http, AppState};
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+use reqwest::StatusCode;
+
+struct TestServer {
+    base: String,
+    state: AppState,
+    clock: Arc<ManualClock>,
+}
+
+impl TestServer {
+    async fn start() -> Self {
+        Self::start_with(fresh_sqlite_url()).await
+    }
+
+    async fn start_with(database_url: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let data_dir =
+            std::env::temp_dir().join(format!("gatehouse-http-{port}-{}", std::process::id()));
+        let vars: HashMap<&str, String> = HashMap::from([
+            ("GATEHOUSE_DATABASE_URL", database_url),
+            ("GATEHOUSE_PUBLIC_URL", format!("http://localhost:{port}")),
+            ("GATEHOUSE_DATA_DIR", data_dir.display().to_string()),
+            ("GATEHOUSE_SITE_ROOT", "/nonexistent".to_string()),
+            ("GATEHOUSE_TRUSTED_PROXIES", "127.0.0.1/32".to_string()),
+        ]);
+        let config = Config::load(None, &move |k| vars.get(k).cloned()).unwrap();
+        let clock = Arc::new(ManualClock::default());
+        let state = build_state(config, clock.clone()).await.unwrap();
+        let serving = state.clone();
+        tokio::spawn(async move { http::serve(listener, serving, std::future::pending()).await });
+        TestServer {
+            base: format!("http://localhost:{port}"),
+            state,
+            clock,
+        }
+    }
+
+    fn browser(&self) -> Browser {
+        Browser::new(&self.base, "203.0.113.10")
+    }
+
+    /// The newest 6-digit code sent to `email`.
+    async fn last_code(&self, email: &str) -> String {
+        let messages = self.state.store().messages_for(email).await.unwrap();
+        let subject = &messages.first().expect("a message was sent").subject;
+        subject.split_whitespace().next().unwrap().to_string()
+    }
+
+    async fn message_count(&self, email: &str) -> usize {
+        self.state.store().messages_for(email).await.unwrap().len()
+    }
+
+    async fn counts(&self) -> Vec<(String, i64)> {
+        self.state.store().table_counts().await.unwrap()
+    }
+
+    /// Signs up `email` with a password through the pages and returns the signed-in browser.
+    async fn signed_up(&self, name: &str, email: &str, password: &str) -> Browser {
+        let mut b = self.browser();
+        let r = b
+            .post(
+                "/sign-up",
+                &[("name", name), ("email", email), ("password", password)],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        let code = self.last_code(email).await;
+        let r = b.post("/code", &[("code", &code)]).await;
+        assert_eq!(r.location(), Some("/account"), "{}", r.body);
+        b
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Reply {
+    fn location(&self) -> Option<&str> {
+        self.headers.get(LOCATION).and_then(|v| v.to_str().ok())
+    }
+
+    fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The body with per-response nonces blanked, for byte-for-byte comparisons.
+    fn body_without_nonces(&self) -> String {
+        let mut out = String::new();
+        let mut rest = self.body.as_str();
+        while let Some(i) = rest.find("nonce=\"") {
+            out.push_str(&rest[..i + 7]);
+            rest = &rest[i + 7..];
+            let end = rest.find('"').unwrap_or(rest.len());
+            rest = &rest[end..];
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+/// A browser: a cookie jar, our Origin on every request, no automatic redirects.
+struct Browser {
+    client: reqwest::Client,
+    base: String,
+    cookies: HashMap<String, String>,
+    forwarded_for: String,
+}
+
+impl Browser {
+    fn new(base: &str, ip: &str) -> Self {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent("Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/156.0 Safari/537.36")
+            .build()
+            .unwrap();
+        Browser {
+            client,
+            base: base.into(),
+            cookies: HashMap::new(),
+            forwarded_for: ip.into(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn send(&mut self, req: reqwest::RequestBuilder) -> Reply {
+        let req = req
+            .header("cookie", self.cookie_header())
+            .header("x-forwarded-for", &self.forwarded_for);
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        for c in headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+        {
+            let pair = c.split(';').next().unwrap_or("");
+            if let Some((k, v)) = pair.split_once('=') {
+                if v.is_empty() || c.contains("Max-Age=0") {
+                    self.cookies.remove(k);
+                } else {
+                    self.cookies.insert(k.to_string(), v.to_string());
+                }
+            }
+        }
+        let body = resp.text().await.unwrap_or_default();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Reply {
+        let req = self.client.get(format!("{}{}", self.base, path));
+        self.send(req).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Reply {
+        let req = self
+            .client
+            .post(format!("{}{}", self.base, path))
+            .header("origin", self.base.clone())
+            .form(form);
+        self.send(req).await
+    }
+
+    fn session_cookie(&self) -> Option<String> {
+        self.cookies.get("__Host-gh_session").cloned()
+    }
+}
+
+const PASSWORD: &str = "violet-harbor-lantern-42";
+
+// ------------------------------------------------------------------ flows
+
+async fn sign_up_sign_out_sign_in(server: &TestServer) {
+    let mut b = server.browser();
+    let page = b.get("/sign-up").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page
+        .body
+        .contains("<label for=\"password\">Password</label>"));
+    let r = b
+        .post(
+            "/sign-up",
+            &[
+                ("name", "Ada Lovelace"),
+                ("email", " Ada@Example.com "),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.location(), Some("/code"));
+    assert!(
+        server
+            .state
+            .store()
+            .find_user_by_email("ada@example.com")
+            .await
+            .unwrap()
+            .is_none(),
+        "no account before the email is proven"
+    );
+    let code_page = b.get("/code").await;
+    assert!(
+        code_page.body.contains("ada@example.com"),
+        "{}",
+        code_page.body
+    );
+    let code = server.last_code("ada@example.com").await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let r = b.post("/code", &[("code", wrong)]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("Attempts left: 4"), "{}", r.body);
+    let r = b.post("/code", &[("code", &code)]).await;
+    assert_eq!(r.location(), Some("/account"));
+    let account = b.get("/account").await;
+    assert_eq!(account.status, StatusCode::OK);
+    assert!(account.body.contains("ada@example.com") && account.body.contains("Ada Lovelace"));
+    let old_cookie = b.session_cookie().unwrap();
+
+    let r = b.post("/sign-out", &[]).await;
+    assert_eq!(r.location(), Some("/sign-in"));
+    assert_eq!(b.get("/account").await.location(), Some("/sign-in"));
+    let mut replay = server.browser();
+    replay
+        .cookies
+        .insert("__Host-gh_session".into(), old_cookie.clone());
+    assert_eq!(
+        replay.get("/account").await.location(),
+        Some("/sign-in"),
+        "a signed-out cookie is dead"
+    );
+
+    let r = b
+        .post(
+            "/sign-in",
+            &[("email", "ADA@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(r.location(), Some("/account"), "{}", r.body);
+    let new_cookie = b.session_cookie().unwrap();
+    assert_ne!(new_cookie, old_cookie, "a new session id at every sign-in");
+    let log = server
+        .state
+        .store()
+        .sign_ins_for_email("ada@example.com", 10)
+        .await
+        .unwrap();
+    let methods: Vec<_> = log
+        .iter()
+        .map(|e| (e.method.as_str(), e.result.as_str()))
+        .collect();
+    assert_eq!(
+        methods,
+        vec![
+            ("password", "success"),
+            ("sign_up_password", "success"),
+            ("sign_up_password", "failure")
+        ]
+    );
+    assert!(log
+        .iter()
+        .all(|e| e.client_ip == "203.0.113.10" && e.application == "account"));
+}
+
+#[tokio::test]
+async fn sign_up_verify_sign_out_and_sign_in_again_on_sqlite() {
+    sign_up_sign_out_sign_in(&TestServer::start().await).await;
+}
+
+#[tokio::test]
+async fn sign_up_verify_sign_out_and_sign_in_again_on_postgres() {
+    let Some(base) = postgres_url() else {
+        eprintln!("PostgreSQL HTTP test skipped: GATEHOUSE_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let url = fresh_postgres_url(&base).await.unwrap();
+    sign_up_sign_out_sign_in(&TestServer::start_with(url).await).await;
+}
+
+#[tokio::test]
+async fn unknown_email_and_wrong_password_look_identical() {
+    let server = TestServer::start().await;
+    server
+        .signed_up("Known", "known@example.com", PASSWORD)
+        .await;
+    let mut a = server.browser();
+    let mut b = server.browser();
+    let unknown = a
+        .post(
+            "/sign-in",
+            &[
+                ("email", "nobody@example.com"),
+                ("password", "wrong-password-1"),
+            ],
+        )
+        .await;
+    let wrong = b
+        .post(
+            "/sign-in",
+            &[
+                ("email", "known@example.com"),
+                ("password", "wrong-password-1"),
+            ],
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(unknown.status, wrong.status);
+    assert!(unknown.body.contains("The email or password is incorrect."));
+    assert_eq!(
+        unknown
+            .body_without_nonces()
+            .replace("nobody@example.com", "X"),
+        wrong
+            .body_without_nonces()
+            .replace("known@example.com", "X")
+    );
+    let names = |r: &Reply| {
+        let mut v: Vec<String> = r
+            .headers
+            .keys()
+            .map(|k| k.to_string())
+            .filter(|k| k != "date" && k != "content-length")
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&unknown), names(&wrong));
+}
+
+#[tokio::test]
+async fn sign_up_with_an_existing_email_looks_like_a_new_one() {
+    let server = TestServer::start().await;
+    server
+        .signed_up("First", "taken@example.com", PASSWORD)
+        .await;
+    let mut a = server.browser();
+    let mut b = server.browser();
+    let existing = a
+        .post(
+            "/sign-up",
+            &[
+                ("name", "X"),
+                ("email", "taken@example.com"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    let fresh = b
+        .post(
+            "/sign-up",
+            &[
+                ("name", "X"),
+                ("email", "fresh@example.com"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(existing.status, fresh.status);
+    assert_eq!(existing.location(), fresh.location());
+    let messages = server
+        .state
+        .store()
+        .messages_for("taken@example.com")
+        .await
+        .unwrap();
+    assert!(
+        messages[0].subject.contains("already have"),
+        "the owner is told, without a code"
+    );
+    assert_eq!(server.state.store().count_users().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn codes_are_single_use_and_expire() {
+    let server = TestServer::start().await;
+    let mut b = server
+        .signed_up("Replay", "replay@example.com", PASSWORD)
+        .await;
+    // The sign-up code cannot be used again.
+    let code = server.last_code("replay@example.com").await;
+    let mut other = server.browser();
+    other.cookies = b.cookies.clone();
+    other.cookies.remove("__Host-gh_session");
+    let r = b.post("/code", &[("code", &code)]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // An email sign-in code expires after 10 minutes.
+    let mut c = server.browser();
+    assert_eq!(
+        c.post("/sign-in/code", &[("email", "replay@example.com")])
+            .await
+            .location(),
+        Some("/code")
+    );
+    let code = server.last_code("replay@example.com").await;
+    server.clock.advance_ms(10 * 60 * 1000 + 1);
+    let r = c.post("/code", &[("code", &code)]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("expired"), "{}", r.body);
+    assert!(c.session_cookie().is_none());
+}
+
+#[tokio::test]
+async fn fifty_concurrent_submissions_of_one_code_give_exactly_one_session() {
+    let server = TestServer::start().await;
+    server
+        .signed_up("Racer", "racer@example.com", PASSWORD)
+        .await;
+    let mut b = server.browser();
+    b.post("/sign-in/code", &[("email", "racer@example.com")])
+        .await;
+    let code = server.last_code("racer@example.com").await;
+    let cookie = b.cookie_header();
+    let sessions_before = server
+        .state
+        .store()
+        .list_sessions(
+            &server
+                .state
+                .store()
+                .find_user_by_email("racer@example.com")
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+            server.state.now(),
+        )
+        .await
+        .unwrap()
+        .len();
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let client = b.client.clone();
+            let url = format!("{}/code", server.base);
+            let origin = server.base.clone();
+            let cookie = cookie.clone();
+            let code = code.clone();
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .header("origin", origin)
+                    .header("cookie", cookie)
+                    .form(&[("code", code)])
+                    .send()
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut signed_in = 0;
+    for t in tasks {
+        let r = t.await.unwrap();
+        if r.headers()
+            .get(LOCATION)
+            .map(|l| l == "/account")
+            .unwrap_or(false)
+        {
+            signed_in += 1;
+        }
+    }
+    assert_eq!(signed_in, 1);
+    let user = server
+        .state
+        .store()
+        .find_user_by_email("racer@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        server
+            .state
+            .store()
+            .list_sessions(&user.id, server.state.now())
+            .await
+            .unwrap()
+            .len(),
+        sessions_before + 1
+    );
+}
+
+#[tokio::test]
+async fn cross_origin_posts_to_every_state_changing_route_are_refused() {
+    let server = TestServer::start().await;
+    let victim = server
+        .signed_up("Victim", "victim@example.com", PASSWORD)
+        .await;
+    let before = server.counts().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for route in http::STATE_CHANGING_ROUTES {
+        let path = route.replace("{id}", "some-session");
+        for (name, value) in [
+            ("origin", "http://evil.test"),
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "null"),
+            ("x-none", ""),
+        ] {
+            let mut req = client
+                .post(format!("{}{}", server.base, path))
+                .header("cookie", victim.cookie_header())
+                .form(&[
+                    ("email", "victim@example.com"),
+                    ("password", PASSWORD),
+                    ("name", "Mallory"),
+                    ("code", "123456"),
+                ]);
+            if name != "x-none" {
+                req = req.header(name, value);
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(
+                r.status(),
+                StatusCode::FORBIDDEN,
+                "{path} with {name}: {value}"
+            );
+        }
+    }
+    assert_eq!(
+        server.counts().await,
+        before,
+        "refused requests changed nothing"
+    );
+    let mut v = victim;
+    assert_eq!(
+        v.get("/account").await.status,
+        StatusCode::OK,
+        "the victim is still signed in"
+    );
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_inputs_get_4xx_and_change_nothing() {
+    let server = TestServer::start().await;
+    let before = server.counts().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let post = |path: &str, ctype: &str, body: Vec<u8>| {
+        client
+            .post(format!("{}{}", server.base, path))
+            .header("origin", server.base.clone())
+            .header("content-type", ctype.to_string())
+            .body(body)
+    };
+    let form = "application/x-www-form-urlencoded";
+    let cases: Vec<(&str, &str, Vec<u8>)> = vec![
+        (
+            "/sign-up",
+            form,
+            format!(
+                "name=a&email=b%40example.com&password={}",
+                "x".repeat(20_000)
+            )
+            .into_bytes(),
+        ),
+        ("/sign-up", form, vec![0xff, 0xfe, 0x00, 0x80]),
+        (
+            "/sign-up",
+            "application/json",
+            b"{\"email\":\"a@example.com\"}".to_vec(),
+        ),
+        (
+            "/sign-up",
+            form,
+            b"name=a&email=a%00b%40example.com&password=long-enough-pass".to_vec(),
+        ),
+        (
+            "/sign-up",
+            form,
+            format!(
+                "name={}&email=c%40example.com&password=long-enough-pass",
+                "n".repeat(10_000)
+            )
+            .into_bytes(),
+        ),
+        (
+            "/sign-up",
+            form,
+            b"name=a&email=not-an-email&password=long-enough-pass".to_vec(),
+        ),
+        ("/sign-up", form, b"name=&email=&password=".to_vec()),
+        (
+            "/sign-up",
+            form,
+            b"name=a&name=b&email=d%40example.com&password=long-enough-pass".to_vec(),
+        ),
+        ("/sign-in/code", form, b"email=%3Cscript%3E".to_vec()),
+        ("/code", form, b"code=12345678901234567890".to_vec()),
+        ("/reset", form, Vec::new()),
+    ];
+    for (path, ctype, body) in cases {
+        let r = post(path, ctype, body.clone()).send().await.unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap_or_default();
+        assert!(
+            status.is_client_error(),
+            "{path} {ctype} {:?} -> {status}",
+            String::from_utf8_lossy(&body[..body.len().min(60)])
+        );
+        assert!(
+            !text.to_lowercase().contains("sqlite") && !text.contains("panicked"),
+            "{text}"
+        );
+    }
+    let after = server.counts().await;
+    let ignore_logs = |v: Vec<(String, i64)>| {
+        v.into_iter()
+            .filter(|(t, _)| t != "sign_in_log" && t != "auth_throttle")
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ignore_logs(after), ignore_logs(before));
+}
+
+#[tokio::test]
+async fn failures_are_throttled_from_the_fifth_and_success_resets_the_count() {
+    let server = TestServer::start().await;
+    server
+        .signed_up("Guess", "guess@example.com", PASSWORD)
+        .await;
+    let mut b = server.browser();
+    for _ in 0..4 {
+        let r = b
+            .post(
+                "/sign-in",
+                &[
+                    ("email", "guess@example.com"),
+                    ("password", "nope-nope-nope"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let fifth = b
+        .post(
+            "/sign-in",
+            &[
+                ("email", "guess@example.com"),
+                ("password", "nope-nope-nope"),
+            ],
+        )
+        .await;
+    assert_eq!(fifth.status, StatusCode::UNAUTHORIZED);
+    let sixth = b
+        .post(
+            "/sign-in",
+            &[("email", "guess@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(
+        sixth.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "even the right password waits after five failures"
+    );
+    assert!(sixth.headers.get("retry-after").is_some());
+    server.clock.advance_ms(1_001);
+    let ok = b
+        .post(
+            "/sign-in",
+            &[("email", "guess@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(ok.location(), Some("/account"));
+    let state = server
+        .state
+        .store()
+        .throttle_state("password", "guess@example.com")
+        .await
+        .unwrap();
+    assert_eq!(state.failures, 0, "success resets the counter");
+    let log = server
+        .state
+        .store()
+        .sign_ins_for_email("guess@example.com", 3)
+        .await
+        .unwrap();
+    assert_eq!(log[1].failure_reason.as_deref(), Some("throttled"));
+}
+
+#[tokio::test]
+async fn one_hundred_failures_close_password_sign_in_until_an_email_code() {
+    let server = TestServer::start().await;
+    server
+        .signed_up("Target", "target@example.com", PASSWORD)
+        .await;
+    for i in 0..100 {
+        let mut b = Browser::new(&server.base, &format!("198.51.100.{}", i % 200));
+        let r = b
+            .post(
+                "/sign-in",
+                &[
+                    ("email", "target@example.com"),
+                    ("password", "wrong-wrong-wrong"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "attempt {i}");
+        server.clock.advance_ms(16 * 60 * 1000);
+    }
+    let mut b = server.browser();
+    let r = b
+        .post(
+            "/sign-in",
+            &[("email", "target@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.body.contains("email code"), "{}", r.body);
+    assert_eq!(
+        server
+            .state
+            .store()
+            .throttle_state("password", "target@example.com")
+            .await
+            .unwrap()
+            .failures,
+        100
+    );
+    // The email code is the other way in, and it reopens the password path.
+    b.post("/sign-in/code", &[("email", "target@example.com")])
+        .await;
+    let code = server.last_code("target@example.com").await;
+    assert_eq!(
+        b.post("/code", &[("code", &code)]).await.location(),
+        Some("/account")
+    );
+    let mut again = server.browser();
+    assert_eq!(
+        again
+            .post(
+                "/sign-in",
+                &[("email", "target@example.com"), ("password", PASSWORD)]
+            )
+            .await
+            .location(),
+        Some("/account")
+    );
+}
+
+#[tokio::test]
+async fn password_reset_ends_every_other_session() {
+    let server = TestServer::start().await;
+    let mut first = server
+        .signed_up("Reset", "reset@example.com", PASSWORD)
+        .await;
+    let mut second = server.browser();
+    assert_eq!(
+        second
+            .post(
+                "/sign-in",
+                &[("email", "reset@example.com"), ("password", PASSWORD)]
+            )
+            .await
+            .location(),
+        Some("/account")
+    );
+    let mut resetter = server.browser();
+    assert_eq!(
+        resetter
+            .post("/reset", &[("email", "reset@example.com")])
+            .await
+            .location(),
+        Some("/code")
+    );
+    let code = server.last_code("reset@example.com").await;
+    assert_eq!(
+        resetter.post("/code", &[("code", &code)]).await.location(),
+        Some("/reset/new-password")
+    );
+    let weak = resetter
+        .post("/reset/new-password", &[("password", "password")])
+        .await;
+    assert_eq!(weak.status, StatusCode::BAD_REQUEST);
+    assert!(weak.body.contains("too common"));
+    let r = resetter
+        .post(
+            "/reset/new-password",
+            &[("password", "a-brand-new-passphrase")],
+        )
+        .await;
+    assert_eq!(r.location(), Some("/account"));
+    assert_eq!(first.get("/account").await.location(), Some("/sign-in"));
+    assert_eq!(second.get("/account").await.location(), Some("/sign-in"));
+    let mut b = server.browser();
+    assert_eq!(
+        b.post(
+            "/sign-in",
+            &[("email", "reset@example.com"), ("password", PASSWORD)]
+        )
+        .await
+        .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        b.post(
+            "/sign-in",
+            &[
+                ("email", "reset@example.com"),
+                ("password", "a-brand-new-passphrase")
+            ]
+        )
+        .await
+        .location(),
+        Some("/account")
+    );
+    // The grant was single use.
+    assert_eq!(
+        resetter
+            .post(
+                "/reset/new-password",
+                &[("password", "another-new-passphrase")]
+            )
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test]
+async fn reset_for_an_unknown_email_looks_the_same() {
+    let server = TestServer::start().await;
+    server
+        .signed_up("Known", "exists@example.com", PASSWORD)
+        .await;
+    let mut a = server.browser();
+    let mut b = server.browser();
+    let known = a.post("/reset", &[("email", "exists@example.com")]).await;
+    let unknown = b.post("/reset", &[("email", "ghost@example.com")]).await;
+    assert_eq!(known.status, unknown.status);
+    assert_eq!(known.location(), unknown.location());
+    let ka = a.get("/code").await;
+    let ub = b.get("/code").await;
+    assert_eq!(
+        ka.body_without_nonces().replace("exists@example.com", "X"),
+        ub.body_without_nonces().replace("ghost@example.com", "X")
+    );
+    assert!(server
+        .state
+        .store()
+        .messages_for("ghost@example.com")
+        .await
+        .unwrap()[0]
+        .subject
+        .starts_with("No "));
+}
+
+#[tokio::test]
+async fn passwordless_sign_up_and_sign_in_with_email_codes() {
+    let server = TestServer::start().await;
+    let mut b = server.browser();
+    assert_eq!(
+        b.post(
+            "/sign-up/code",
+            &[("name", "Grace"), ("email", "grace@example.com")]
+        )
+        .await
+        .location(),
+        Some("/code")
+    );
+    let code = server.last_code("grace@example.com").await;
+    assert_eq!(
+        b.post("/code", &[("code", &code)]).await.location(),
+        Some("/account")
+    );
+    let account = b.get("/account").await;
+    assert!(account.body.contains("has no password yet"));
+    b.post("/sign-out", &[]).await;
+    assert_eq!(
+        b.post("/sign-in/code", &[("email", "grace@example.com")])
+            .await
+            .location(),
+        Some("/code")
+    );
+    // Resend: at most one a minute, and the old code stops working.
+    let first = server.last_code("grace@example.com").await;
+    assert_eq!(
+        b.post("/code/resend", &[]).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    server.clock.advance_ms(61_000);
+    assert_eq!(
+        b.post("/code/resend", &[]).await.location(),
+        Some("/code?notice=resent")
+    );
+    let second = server.last_code("grace@example.com").await;
+    if first != second {
+        assert_eq!(
+            b.post("/code", &[("code", &first)]).await.status,
+            StatusCode::BAD_REQUEST
+        );
+    }
+    assert_eq!(
+        b.post("/code", &[("code", &second)]).await.location(),
+        Some("/account")
+    );
+    let log = server
+        .state
+        .store()
+        .sign_ins_for_email("grace@example.com", 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        (log[0].method.as_str(), log[0].result.as_str()),
+        ("email_code", "success")
+    );
+    assert_eq!(server.message_count("grace@example.com").await, 3);
+}
+
+#[tokio::test]
+async fn account_page_lists_sessions_and_signs_out_one_or_all() {
+    let server = TestServer::start().await;
+    let mut a = server
+        .signed_up("Multi", "multi@example.com", PASSWORD)
+        .await;
+    let mut b = server.browser();
+    b.post(
+        "/sign-in",
+        &[("email", "multi@example.com"), ("password", PASSWORD)],
+    )
+    .await;
+    let user = server
+        .state
+        .store()
+        .find_user_by_email("multi@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    let sessions = server
+        .state
+        .store()
+        .list_sessions(&user.id, server.state.now())
+        .await
+        .unwrap();
+    assert_eq!(sessions.len(), 2);
+    let page = a.get("/account").await;
+    assert!(page.body.contains("Chrome on Linux") && page.body.contains("This device"));
+    let b_session = sessions
+        .iter()
+        .find(|s| s.created_at == sessions.iter().map(|s| s.created_at).max().unwrap())
+        .unwrap();
+    // Another user cannot end this session.
+    let mut stranger = server
+        .signed_up("Stranger", "stranger@example.com", PASSWORD)
+        .await;
+    stranger
+        .post(&format!("/account/sessions/{}/sign-out", b_session.id), &[])
+        .await;
+    assert_eq!(b.get("/account").await.status, StatusCode::OK);
+    let r = a
+        .post(&format!("/account/sessions/{}/sign-out", b_session.id), &[])
+        .await;
+    assert_eq!(r.location(), Some("/account?notice=session_revoked"));
+    assert_eq!(b.get("/account").await.location(), Some("/sign-in"));
+    assert_eq!(
+        a.post("/account/sessions/sign-out-all", &[])
+            .await
+            .location(),
+        Some("/sign-in")
+    );
+    assert_eq!(a.get("/account").await.location(), Some("/sign-in"));
+}
+
+#[tokio::test]
+async fn changing_the_password_needs_the_current_one_and_ends_other_sessions() {
+    let server = TestServer::start().await;
+    let mut a = server
+        .signed_up("Change", "change@example.com", PASSWORD)
+        .await;
+    let mut b = server.browser();
+    b.post(
+        "/sign-in",
+        &[("email", "change@example.com"), ("password", PASSWORD)],
+    )
+    .await;
+    let wrong = a
+        .post(
+            "/account/password",
+            &[
+                ("current_password", "not-my-password"),
+                ("new_password", "fresh-river-stone-9"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.body.contains("current password is incorrect"));
+    assert_eq!(
+        server
+            .state
+            .store()
+            .throttle_state("password", "change@example.com")
+            .await
+            .unwrap()
+            .failures,
+        1,
+        "counted toward throttling"
+    );
+    let ok = a
+        .post(
+            "/account/password",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", "fresh-river-stone-9"),
+            ],
+        )
+        .await;
+    assert_eq!(ok.location(), Some("/account?notice=password_changed"));
+    assert_eq!(
+        a.get("/account").await.status,
+        StatusCode::OK,
+        "this session stays"
+    );
+    assert_eq!(
+        b.get("/account").await.location(),
+        Some("/sign-in"),
+        "the other session ended"
+    );
+    assert!(a
+        .post("/account/profile", &[("name", "  New Name ")])
+        .await
+        .location()
+        .unwrap()
+        .contains("profile_saved"));
+    assert!(a.get("/account").await.body.contains("New Name"));
+    assert_eq!(
+        a.post("/account/profile", &[("name", "")]).await.status,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test]
+async fn pages_carry_security_headers_and_cookies_are_locked_down() {
+    let server = TestServer::start().await;
+    let mut b = server.browser();
+    let page = b.get("/sign-in").await;
+    let csp = page
+        .headers
+        .get("content-security-policy")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self' 'nonce-"),
+        "{csp}"
+    );
+    assert!(!csp.contains("unsafe-inline"));
+    let nonce = csp
+        .split("'nonce-")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap();
+    assert!(
+        page.body.contains(&format!("nonce=\"{nonce}\"")),
+        "the inline style carries the nonce"
+    );
+    assert_eq!(
+        page.headers.get("x-content-type-options").unwrap(),
+        "nosniff"
+    );
+    assert_eq!(page.headers.get("referrer-policy").unwrap(), "no-referrer");
+    assert_eq!(page.headers.get("cache-control").unwrap(), "no-store");
+    let second = b.get("/sign-in").await;
+    assert_ne!(
+        second.headers.get("content-security-policy"),
+        page.headers.get("content-security-policy"),
+        "a new nonce per response"
+    );
+    let r = b
+        .post(
+            "/sign-up",
+            &[
+                ("name", "C"),
+                ("email", "cookie@example.com"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    let flow = r
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("__Host-gh_flow="))
+        .unwrap();
+    for attr in ["Path=/", "HttpOnly", "SameSite=Lax", "Secure"] {
+        assert!(flow.contains(attr), "{flow}");
+    }
+    let code = server.last_code("cookie@example.com").await;
+    let r = b.post("/code", &[("code", &code)]).await;
+    let session = r
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("__Host-gh_session="))
+        .unwrap();
+    for attr in ["Path=/", "HttpOnly", "SameSite=Lax", "Secure"] {
+        assert!(session.contains(attr), "{session}");
+    }
+    assert!(!session.contains("Domain"));
+    let token = session
+        .split(';')
+        .next()
+        .unwrap()
+        .split('=')
+        .nth(1)
+        .unwrap();
+    assert!(token.len() >= 22);
+    let json = b
+        .client
+        .get(format!("{}/healthz", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        json.headers().get("content-security-policy").unwrap(),
+        "default-src 'none'; frame-ancestors 'none'"
+    );
+    assert_eq!(b.get("/no/such/page").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn branding_from_the_database_reaches_the_first_paint() {
+    let server = TestServer::start().await;
+    let branding = gatehouse_app::branding::Branding {
+        product_name: "Acme ID".into(),
+        primary_color: "#aa0000".into(),
+        texts: [("sign_in.title".to_string(), "Welcome to Acme".to_string())].into(),
+        ..Default::default()
+    };
+    let json = serde_json::to_string(&branding).unwrap();
+    server
+        .state
+        .store()
+        .put_setting(gatehouse_server::BRANDING_SETTING, &json, 0)
+        .await
+        .unwrap();
+    let mut b = server.browser();
+    let page = b.get("/sign-in").await;
+    assert!(page.body.contains("--gh-primary:#aa0000"));
+    assert!(page.body.contains("Welcome to Acme"));
+    assert!(page.body.contains("Acme ID"));
+    let r = b
+        .post(
+            "/sign-up",
+            &[
+                ("name", "N"),
+                ("email", "n@example.com"),
+                ("password", "acme id rules forever"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::BAD_REQUEST,
+        "the branded product name is a context word"
+    );
+}
+
+#[tokio::test]
+async fn sign_up_is_rate_limited_per_ip() {
+    let server = TestServer::start().await;
+    let mut statuses = Vec::new();
+    for i in 0..12 {
+        let mut b = server.browser();
+        let email = format!("bulk{i}@example.com");
+        statuses.push(
+            b.post("/sign-up/code", &[("name", "Bulk"), ("email", &email)])
+                .await
+                .status,
+        );
+    }
+    assert!(
+        statuses[..10].iter().all(|s| *s == StatusCode::SEE_OTHER),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses[10..]
+            .iter()
+            .all(|s| *s == StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+}
