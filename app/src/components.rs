@@ -42,15 +42,15 @@ pub fn Field(
     }
 }
 
-/// A password input with a show/hide button once the page is interactive. Without script it
-/// is a plain password field.
+/// A password input with a "Show password" toggle button (its state in `aria-pressed`, as
+/// WAI-ARIA recommends for toggles) once the page is interactive. Without script it is a plain
+/// password field and the button stays hidden.
 #[island]
 pub fn PasswordField(
     id: String,
     label: String,
     autocomplete: String,
     show_label: String,
-    hide_label: String,
     hint: Option<String>,
     invalid: bool,
 ) -> impl IntoView {
@@ -85,7 +85,7 @@ pub fn PasswordField(
                     aria-pressed=move || if visible.get() { "true" } else { "false" }
                     on:click=move |_| set_visible.update(|v| *v = !*v)
                 >
-                    {move || if visible.get() { hide_label.clone() } else { show_label.clone() }}
+                    {show_label}
                 </button>
             </div>
             {hint.map(|h| view! { <p class="gh-hint" id=hint_id>{h}</p> })}

@@ -10,7 +10,6 @@ const EN: &[(&str, &str)] = &[
     ("common.password", "Password"),
     ("common.name", "Name"),
     ("common.show_password", "Show password"),
-    ("common.hide_password", "Hide password"),
     ("common.error_reference", "Something went wrong on our side. Please try again. Reference:"),
     ("common.overloaded", "We are busy right now. Please try again in a moment."),
     ("common.too_many_requests", "Too many requests from your network. Please try again later."),

@@ -36,7 +36,6 @@ fn password_field(
             label=label
             autocomplete=autocomplete.to_string()
             show_label=t.get("common.show_password")
-            hide_label=t.get("common.hide_password")
             hint=hint
             invalid=invalid
         />
