@@ -110,7 +110,9 @@ pub fn render_document<V: IntoView + 'static>(
     title: String,
     body: impl FnOnce() -> V + Send + 'static,
 ) -> String {
-    let owner = Owner::new();
+    // Islands mode: the page itself is not hydrated; each island opts into hydration markers.
+    let shared = std::sync::Arc::new(hydration_context::SsrSharedContext::new_islands());
+    let owner = Owner::new_root(Some(shared));
     owner.with(|| {
         provide_context(leptos::nonce::Nonce::from_value(page.nonce.clone()));
         provide_context(page);
