@@ -1210,3 +1210,462 @@ async fn sign_up_is_rate_limited_per_ip() {
         "{statuses:?}"
     );
 }
+
+#[tokio::test]
+async fn two_hundred_concurrent_wrong_passwords_are_all_counted() {
+    let server = TestServer::start().await;
+    server
+        .signed_up("Burst", "burst@example.com", PASSWORD)
+        .await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let client = client.clone();
+            let base = server.base.clone();
+            tokio::spawn(async move {
+                client
+                    .post(format!("{base}/sign-in"))
+                    .header("origin", base.clone())
+                    .header(
+                        "x-forwarded-for",
+                        format!("198.18.{}.{}", i / 200, i % 200 + 1),
+                    )
+                    .form(&[
+                        ("email", "burst@example.com"),
+                        ("password", "wrong-guess-000"),
+                    ])
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    let mut evaluated = 0;
+    for t in tasks {
+        let status = t.await.unwrap();
+        assert!(
+            status == StatusCode::UNAUTHORIZED
+                || status == StatusCode::TOO_MANY_REQUESTS
+                || status == StatusCode::SERVICE_UNAVAILABLE,
+            "{status}"
+        );
+        if status == StatusCode::UNAUTHORIZED {
+            evaluated += 1;
+        }
+    }
+    let counter = server
+        .state
+        .store()
+        .throttle_state("password", "burst@example.com")
+        .await
+        .unwrap()
+        .failures;
+    assert_eq!(
+        counter, evaluated,
+        "every evaluated password was counted, and no more were evaluated"
+    );
+    assert!(
+        evaluated <= 6,
+        "throttling engaged from the fifth failure; {evaluated} evaluated"
+    );
+}
+
+#[tokio::test]
+async fn sessions_end_after_idle_time_and_absolute_lifetime() {
+    let server = TestServer::start().await;
+    let mut b = server.signed_up("Idle", "idle@example.com", PASSWORD).await;
+    server.clock.advance_ms(59 * 60 * 1000);
+    assert_eq!(
+        b.get("/account").await.status,
+        StatusCode::OK,
+        "activity within the idle window"
+    );
+    server.clock.advance_ms(61 * 60 * 1000);
+    assert_eq!(
+        b.get("/account").await.location(),
+        Some("/sign-in"),
+        "idle for more than an hour"
+    );
+
+    let mut c = server.browser();
+    c.post(
+        "/sign-in",
+        &[("email", "idle@example.com"), ("password", PASSWORD)],
+    )
+    .await;
+    for hour in 0..24 {
+        server.clock.advance_ms(59 * 60 * 1000);
+        assert_eq!(
+            c.get("/account").await.status,
+            StatusCode::OK,
+            "active session, {hour}h59m"
+        );
+    }
+    server.clock.advance_ms(59 * 60 * 1000);
+    assert_eq!(
+        c.get("/account").await.location(),
+        Some("/sign-in"),
+        "never longer than 24 hours"
+    );
+}
+
+#[tokio::test]
+async fn a_cookie_set_before_sign_in_is_never_the_session() {
+    let server = TestServer::start().await;
+    server
+        .signed_up("Fixed", "fixed@example.com", PASSWORD)
+        .await;
+    let mut b = server.browser();
+    let planted = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_string();
+    b.cookies
+        .insert("__Host-gh_session".into(), planted.clone());
+    assert_eq!(
+        b.get("/account").await.location(),
+        Some("/sign-in"),
+        "a forged cookie is nobody"
+    );
+    b.post(
+        "/sign-in",
+        &[("email", "fixed@example.com"), ("password", PASSWORD)],
+    )
+    .await;
+    let session = b.session_cookie().unwrap();
+    assert_ne!(session, planted);
+    let mut attacker = server.browser();
+    attacker.cookies.insert("__Host-gh_session".into(), planted);
+    assert_eq!(attacker.get("/account").await.location(), Some("/sign-in"));
+}
+
+#[tokio::test]
+async fn get_requests_change_nothing() {
+    let server = TestServer::start().await;
+    let mut b = server
+        .signed_up("Reader", "reader@example.com", PASSWORD)
+        .await;
+    let before = server.counts().await;
+    for path in [
+        "/",
+        "/sign-in",
+        "/sign-in/code",
+        "/sign-up",
+        "/sign-up/code",
+        "/code",
+        "/reset",
+        "/reset/new-password",
+        "/account",
+        "/healthz",
+        "/sign-out",
+        "/account/sessions/sign-out-all",
+        "/logo.svg",
+        "/nope",
+    ] {
+        let r = b.get(path).await;
+        assert!(r.status.as_u16() < 500, "{path}: {}", r.status);
+    }
+    assert_eq!(server.counts().await, before);
+    assert_eq!(
+        b.get("/account").await.status,
+        StatusCode::OK,
+        "GET /sign-out does not sign out"
+    );
+}
+
+#[tokio::test]
+async fn generated_garbage_to_every_route_gets_4xx_never_5xx() {
+    use rand::{Rng, SeedableRng};
+    let server = TestServer::start().await;
+    let signed_in = server.signed_up("Fuzz", "fuzz@example.com", PASSWORD).await;
+    let cookie = signed_in.cookie_header();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x6a7e);
+    let fields = [
+        "email",
+        "password",
+        "name",
+        "code",
+        "current_password",
+        "new_password",
+        "notice",
+    ];
+    let ctypes = [
+        "application/x-www-form-urlencoded",
+        "application/json",
+        "text/plain",
+        "multipart/form-data",
+        "",
+    ];
+    let mut cases = Vec::new();
+    for route in http::STATE_CHANGING_ROUTES {
+        for _ in 0..1000 {
+            let path = route.replace("{id}", &rng.gen::<u64>().to_string());
+            let body: Vec<u8> = match rng.gen_range(0..5) {
+                0 => (0..rng.gen_range(0..300)).map(|_| rng.gen()).collect(),
+                1 => {
+                    let mut s = String::new();
+                    for _ in 0..rng.gen_range(0..6) {
+                        let f = fields[rng.gen_range(0..fields.len())];
+                        let len = rng.gen_range(0..400);
+                        let v: String = (0..len)
+                            .map(|_| char::from(rng.gen_range(0x20u8..0x7f)))
+                            .collect();
+                        s.push_str(&format!(
+                            "{f}={}&",
+                            v.replace('&', "%26").replace('=', "%3D")
+                        ));
+                    }
+                    s.into_bytes()
+                }
+                2 => b"email=%FF%FE&password=%00%00&name=%C0%AF".to_vec(),
+                3 => "[".repeat(rng.gen_range(1..5000)).into_bytes(),
+                _ => format!(
+                    "email={}&password={}",
+                    "%".repeat(rng.gen_range(1..50)),
+                    "a".repeat(rng.gen_range(0..10_000))
+                )
+                .into_bytes(),
+            };
+            let ctype = ctypes[rng.gen_range(0..ctypes.len())];
+            let with_cookie = rng.gen_bool(0.5);
+            cases.push((path, body, ctype, with_cookie));
+        }
+    }
+    let results = futures::future::join_all(cases.chunks(cases.len() / 8 + 1).map(|chunk| {
+        let client = client.clone();
+        let base = server.base.clone();
+        let cookie = cookie.clone();
+        let chunk = chunk.to_vec();
+        async move {
+            let mut bad = Vec::new();
+            for (path, body, ctype, with_cookie) in chunk {
+                let mut req = client
+                    .post(format!("{base}{path}"))
+                    .header("origin", base.clone())
+                    .body(body);
+                if !ctype.is_empty() {
+                    req = req.header("content-type", ctype);
+                }
+                if with_cookie {
+                    req = req.header("cookie", cookie.clone());
+                }
+                let r = req.send().await.unwrap();
+                let status = r.status();
+                let text = r.text().await.unwrap_or_default();
+                if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE
+                    || text.contains("panicked")
+                    || text.to_lowercase().contains("sqlx")
+                {
+                    bad.push(format!(
+                        "{path} -> {status}: {}",
+                        &text[..text.len().min(200)]
+                    ));
+                }
+            }
+            bad
+        }
+    }))
+    .await;
+    let bad: Vec<String> = results.into_iter().flatten().collect();
+    assert!(
+        bad.is_empty(),
+        "{} bad responses, first: {:?}",
+        bad.len(),
+        bad.first()
+    );
+}
+
+#[tokio::test]
+async fn oversized_heads_and_bodies_are_refused_and_slow_headers_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let big = client
+        .get(format!("{}/sign-in", server.base))
+        .header("x-big", "a".repeat(100_000))
+        .send()
+        .await;
+    if let Ok(r) = big {
+        assert_eq!(r.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    }
+    let mut many = client.get(format!("{}/sign-in", server.base));
+    for i in 0..1000 {
+        many = many.header(format!("x-h{i}"), "v");
+    }
+    if let Ok(r) = many.send().await {
+        assert_eq!(r.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    }
+    let body = format!(
+        "email=a%40example.com&password={}",
+        "p".repeat(http::FORM_BODY_LIMIT)
+    );
+    let r = client
+        .post(format!("{}/sign-in", server.base))
+        .header("origin", server.base.clone())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    // A client that never finishes its headers is disconnected by the header read timeout.
+    let port = server.base.rsplit(':').next().unwrap().to_string();
+    let mut slow = tokio::net::TcpStream::connect(format!("127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    slow.write_all(b"GET /sign-in HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        slow.read_to_end(&mut buf),
+    )
+    .await;
+    assert!(closed.is_ok(), "the server closed the connection");
+    // The server still serves everyone else.
+    assert_eq!(
+        client
+            .get(format!("{}/healthz", server.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_in_flight_requests_and_refuses_new_ones() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let vars: HashMap<&str, String> = HashMap::from([
+        ("GATEHOUSE_DATABASE_URL", fresh_sqlite_url()),
+        ("GATEHOUSE_PUBLIC_URL", format!("http://localhost:{port}")),
+        (
+            "GATEHOUSE_DATA_DIR",
+            std::env::temp_dir()
+                .join(format!("gatehouse-stop-{port}"))
+                .display()
+                .to_string(),
+        ),
+    ]);
+    let config = Config::load(None, &move |k| vars.get(k).cloned()).unwrap();
+    let state = build_state(config, Arc::new(ManualClock::default()))
+        .await
+        .unwrap();
+    let store = state.store().clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(http::serve(listener, state, async move {
+        let _ = stop_rx.await;
+    }));
+    let base = format!("http://localhost:{port}");
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // A password check in flight (Argon2id takes a while) when the signal arrives.
+    let in_flight = {
+        let client = client.clone();
+        let base = base.clone();
+        tokio::spawn(async move {
+            client
+                .post(format!("{base}/sign-in"))
+                .header("origin", base.clone())
+                .form(&[
+                    ("email", "someone@example.com"),
+                    ("password", "whatever-it-is"),
+                ])
+                .send()
+                .await
+        })
+    };
+    // The server has the request once its attempt is counted (that happens before hashing).
+    let mut polls = 0;
+    while store
+        .throttle_state("password", "someone@example.com")
+        .await
+        .unwrap()
+        .failures
+        == 0
+    {
+        polls += 1;
+        assert!(polls < 10_000, "the request never reached the server");
+        tokio::task::yield_now().await;
+    }
+    let _ = stop_tx.send(());
+    let response = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request is answered");
+    assert_eq!(
+        response.status(),
+        StatusCode::UNAUTHORIZED,
+        "an accepted request completes normally"
+    );
+    tokio::time::timeout(std::time::Duration::from_secs(30), server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        client.get(format!("{base}/healthz")).send().await.is_err(),
+        "no new connections after shutdown"
+    );
+}
+
+#[tokio::test]
+async fn the_secret_key_is_generated_once_into_the_data_folder_and_kept_private() {
+    let dir = std::env::temp_dir().join(format!(
+        "gatehouse-key-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let vars: HashMap<&str, String> =
+        HashMap::from([("GATEHOUSE_DATA_DIR", dir.display().to_string())]);
+    let config = Config::load(None, &move |k| vars.get(k).cloned()).unwrap();
+    assert!(
+        !dir.join("secret.key").exists(),
+        "nothing before the first start"
+    );
+    let first = gatehouse_server::load_secret_key(&config).unwrap();
+    let second = gatehouse_server::load_secret_key(&config).unwrap();
+    assert_eq!(
+        first.as_bytes(),
+        second.as_bytes(),
+        "not regenerated per boot"
+    );
+    assert_ne!(first.as_bytes(), &[0u8; 32]);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("secret.key"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let other_dir =
+        std::env::temp_dir().join(format!("gatehouse-key-other-{}", rand::random::<u32>()));
+    let vars: HashMap<&str, String> =
+        HashMap::from([("GATEHOUSE_DATA_DIR", other_dir.display().to_string())]);
+    let other = gatehouse_server::load_secret_key(
+        &Config::load(None, &move |k| vars.get(k).cloned()).unwrap(),
+    )
+    .unwrap();
+    assert_ne!(
+        first.as_bytes(),
+        other.as_bytes(),
+        "each installation has its own key"
+    );
+}
