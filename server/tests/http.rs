@@ -1669,3 +1669,102 @@ async fn the_secret_key_is_generated_once_into_the_data_folder_and_kept_private(
         "each installation has its own key"
     );
 }
+
+#[tokio::test]
+async fn identical_sign_ups_at_once_make_one_flow_one_email_one_account() {
+    let server = TestServer::start().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let client = client.clone();
+            let base = server.base.clone();
+            tokio::spawn(async move {
+                client
+                    .post(format!("{base}/sign-up"))
+                    .header("origin", base.clone())
+                    .form(&[
+                        ("name", "Twice"),
+                        ("email", "twice@example.com"),
+                        ("password", PASSWORD),
+                    ])
+                    .send()
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut flows = std::collections::HashSet::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(r.headers().get(LOCATION).unwrap(), "/code");
+        let cookie = r
+            .headers()
+            .get(SET_COOKIE)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        flows.insert(cookie.split(';').next().unwrap().to_string());
+    }
+    assert_eq!(
+        server.message_count("twice@example.com").await,
+        1,
+        "one verification email"
+    );
+    assert_eq!(
+        flows.len(),
+        1,
+        "every request joined the flow whose code went out"
+    );
+    // A retry after a dropped connection joins too.
+    let mut retry = server.browser();
+    retry
+        .post(
+            "/sign-up",
+            &[
+                ("name", "Twice"),
+                ("email", "twice@example.com"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(server.message_count("twice@example.com").await, 1);
+    let code = server.last_code("twice@example.com").await;
+    assert_eq!(
+        retry.post("/code", &[("code", &code)]).await.location(),
+        Some("/account")
+    );
+    assert_eq!(server.state.store().count_users().await.unwrap(), 1);
+    // A different password is never joined to someone else's pending sign-up.
+    let mut other = server.browser();
+    other
+        .post(
+            "/sign-up",
+            &[
+                ("name", "Twice"),
+                ("email", "late@example.com"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    let mut intruder = server.browser();
+    intruder
+        .post(
+            "/sign-up",
+            &[
+                ("name", "Twice"),
+                ("email", "late@example.com"),
+                ("password", "intruder-password-9"),
+            ],
+        )
+        .await;
+    assert_ne!(
+        intruder.cookies.get("__Host-gh_flow"),
+        other.cookies.get("__Host-gh_flow")
+    );
+    assert_eq!(server.message_count("late@example.com").await, 2);
+}

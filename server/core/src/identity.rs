@@ -33,6 +33,8 @@ pub const MAX_DISPLAY_NAME: usize = 100;
 /// Sign-ups allowed from one IP per window.
 pub const SIGN_UPS_PER_IP: i64 = 10;
 pub const SIGN_UP_WINDOW_MS: i64 = 10 * 60 * 1000;
+/// Identical sign-up requests for one address within this window share one email.
+pub const SIGN_UP_DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
 /// How often a session's last-seen time is written.
 const TOUCH_GRANULARITY_MS: i64 = 60 * 1000;
 
@@ -615,8 +617,15 @@ impl Identity {
             display_name,
             password_hash: Some(password_hash),
         };
-        self.start_sign_up(ctx, CodePurpose::SignUpPassword, &email, &payload, now)
-            .await
+        self.start_sign_up(
+            ctx,
+            CodePurpose::SignUpPassword,
+            &email,
+            &payload,
+            Some(password),
+            now,
+        )
+        .await
     }
 
     /// Starts a passwordless sign-up (email code only).
@@ -634,28 +643,87 @@ impl Identity {
             display_name,
             password_hash: None,
         };
-        self.start_sign_up(ctx, CodePurpose::SignUpCode, &email, &payload, now)
+        self.start_sign_up(ctx, CodePurpose::SignUpCode, &email, &payload, None, now)
             .await
     }
 
+    /// Creates the pending sign-up and sends its code. Identical requests for the same address
+    /// within [`SIGN_UP_DEDUP_WINDOW_MS`] (a double submit, a retry after a dropped connection)
+    /// join the flow whose code already went out instead of sending another: one email, one
+    /// account, the same response. A request with a different name or password is never joined
+    /// to another's flow, so nobody can slip their password into someone else's sign-up.
     async fn start_sign_up(
         &self,
         ctx: &RequestContext,
         purpose: CodePurpose,
         email: &str,
-        payload: &PendingSignUp,
+        pending: &PendingSignUp,
+        password: Option<&SecretString>,
         now: i64,
     ) -> Result<FlowStarted, AuthError> {
-        let payload = serde_json::to_string(payload).map_err(|e| internal(&e))?;
+        let payload = serde_json::to_string(pending).map_err(|e| internal(&e))?;
         let exists = self.store.find_user_by_email(email).await?.is_some();
-        self.start_flow(purpose, email, None, Some(&payload), now, |code| {
+        let compose = |code: &str| {
             if exists {
                 mail::sign_up_existing_account(&ctx.product_name)
             } else {
                 mail::sign_up_code(&ctx.product_name, code)
             }
-        })
-        .await
+        };
+        let Some((flow_id, code)) = self
+            .create_flow(purpose, email, None, Some(&payload), now)
+            .await?
+        else {
+            return Ok(FlowStarted {
+                flow_id: random_id(),
+            });
+        };
+        let slot = format!("{}:{email}", purpose.as_str());
+        if let Some(holder) = self
+            .store
+            .claim_send_slot(&slot, &flow_id, SIGN_UP_DEDUP_WINDOW_MS, now)
+            .await?
+        {
+            if let Some(existing) = self.live_flow(&holder, now).await? {
+                if existing.purpose == purpose
+                    && self
+                        .same_pending_sign_up(&existing, pending, password)
+                        .await?
+                {
+                    self.store.expire_code(&flow_id, now).await?;
+                    return Ok(FlowStarted {
+                        flow_id: existing.id,
+                    });
+                }
+            }
+        }
+        self.send(email, compose(code.expose()), now).await?;
+        self.store.mark_code_sent(&flow_id, now).await?;
+        Ok(FlowStarted { flow_id })
+    }
+
+    /// Whether a pending sign-up holds the same name and password as this request.
+    async fn same_pending_sign_up(
+        &self,
+        existing: &CodeRecord,
+        pending: &PendingSignUp,
+        password: Option<&SecretString>,
+    ) -> Result<bool, AuthError> {
+        let Some(theirs) = existing
+            .payload
+            .as_deref()
+            .and_then(|p| serde_json::from_str::<PendingSignUp>(p).ok())
+        else {
+            return Ok(false);
+        };
+        if theirs.display_name != pending.display_name {
+            return Ok(false);
+        }
+        match (password, theirs.password_hash.as_deref()) {
+            (None, None) => Ok(true),
+            (Some(password), Some(hash)) => Ok(self.hasher.verify(password, Some(hash)).await?),
+            _ => Ok(false),
+        }
     }
 
     /// Starts a sign-in by email code. An unknown address gets a notice instead of a code.
@@ -726,9 +794,8 @@ impl Identity {
         Ok(())
     }
 
-    /// Creates a flow with a fresh code and sends `compose(code)` to the address. When the
-    /// address has had too many messages this hour, the flow is created dead and nothing is
-    /// sent, so it cannot be used to guess codes; the caller sees the same result either way.
+    /// Creates a flow with a fresh code and sends `compose(code)` to the address. The caller
+    /// sees the same result whether or not a message could be sent.
     async fn start_flow(
         &self,
         purpose: CodePurpose,
@@ -738,13 +805,45 @@ impl Identity {
         now: i64,
         compose: impl FnOnce(&str) -> EmailText,
     ) -> Result<FlowStarted, AuthError> {
-        let flow_id = random_id();
-        let code = codes::generate_code();
-        let sent_this_hour = self
+        match self
+            .create_flow(purpose, email, user_id, payload, now)
+            .await?
+        {
+            Some((flow_id, code)) => {
+                self.send(email, compose(code.expose()), now).await?;
+                self.store.mark_code_sent(&flow_id, now).await?;
+                Ok(FlowStarted { flow_id })
+            }
+            None => Ok(FlowStarted {
+                flow_id: random_id(),
+            }),
+        }
+    }
+
+    /// Creates a flow with a fresh code, unless the address has had too many messages this hour:
+    /// then no flow is made (nothing is sent, so nothing could be guessed) and `None` returned.
+    async fn create_flow(
+        &self,
+        purpose: CodePurpose,
+        email: &str,
+        user_id: Option<&str>,
+        payload: Option<&str>,
+        now: i64,
+    ) -> Result<Option<(String, SecretString)>, AuthError> {
+        if self
             .store
             .codes_sent_since(email, now - 60 * 60 * 1000)
-            .await?;
-        let capped = sent_this_hour >= MAX_SENDS_PER_ADDRESS_PER_HOUR;
+            .await?
+            >= MAX_SENDS_PER_ADDRESS_PER_HOUR
+        {
+            tracing::warn!(
+                purpose = purpose.as_str(),
+                "per-address message cap reached; no code sent"
+            );
+            return Ok(None);
+        }
+        let flow_id = random_id();
+        let code = codes::generate_code();
         self.store
             .create_code(&NewCode {
                 id: &flow_id,
@@ -754,18 +853,10 @@ impl Identity {
                 code_hash: &codes::code_hash(&self.key, purpose, &flow_id, &code),
                 payload,
                 now,
-                expires_at: if capped { now } else { now + CODE_TTL_MS },
+                expires_at: now + CODE_TTL_MS,
             })
             .await?;
-        if capped {
-            tracing::warn!(
-                purpose = purpose.as_str(),
-                "per-address message cap reached; no code sent"
-            );
-        } else {
-            self.send(email, compose(code.expose()), now).await?;
-        }
-        Ok(FlowStarted { flow_id })
+        Ok(Some((flow_id, code)))
     }
 
     /// Looks a flow up for display (the address the code went to). Unknown and dead flows are

@@ -277,7 +277,7 @@ impl Store {
     pub async fn create_code(&self, code: &NewCode<'_>) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO one_time_codes (id, purpose, email, user_id, code_hash, payload, failed_attempts, \
-             sends, created_at, last_sent_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, 0, 1, $7, $7, $8)",
+             sends, created_at, last_sent_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, 0, 0, $7, $7, $8)",
         )
         .bind(code.id)
         .bind(code.purpose.as_str())
@@ -290,6 +290,56 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Records that the flow's code was sent now.
+    pub async fn mark_code_sent(&self, id: &str, now: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE one_time_codes SET sends = sends + 1, last_sent_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends a flow that will never be used.
+    pub async fn expire_code(&self, id: &str, now: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE one_time_codes SET expires_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Claims the right to send for `slot` (at most once per `window_ms`), recording `flow_id`
+    /// as the flow whose code goes out. Returns `None` when claimed, or the flow that holds the
+    /// slot. One conditional upsert, so of many racing requests exactly one wins.
+    pub async fn claim_send_slot(
+        &self,
+        slot: &str,
+        flow_id: &str,
+        window_ms: i64,
+        now: i64,
+    ) -> StoreResult<Option<String>> {
+        let claimed = sqlx::query(
+            "INSERT INTO send_slots (slot, flow_id, claimed_at) VALUES ($1, $2, $3) ON CONFLICT (slot) \
+             DO UPDATE SET flow_id = $2, claimed_at = $3 WHERE send_slots.claimed_at <= $4",
+        )
+        .bind(slot)
+        .bind(flow_id)
+        .bind(now)
+        .bind(now - window_ms)
+        .execute(&self.pool)
+        .await?;
+        if claimed.rows_affected() == 1 {
+            return Ok(None);
+        }
+        let row = sqlx::query("SELECT flow_id FROM send_slots WHERE slot = $1")
+            .bind(slot)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get::<String, _>(0)).transpose()?)
     }
 
     pub async fn find_code(&self, id: &str) -> StoreResult<Option<CodeRecord>> {

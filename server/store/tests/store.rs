@@ -202,7 +202,10 @@ async fn resend_keeps_failures_and_waits_a_minute() {
             .unwrap()
             .unwrap();
         assert_eq!(again.failed_attempts, 1);
-        assert_eq!(again.sends, 2);
+        assert_eq!(
+            again.sends, 1,
+            "the first send is recorded by the caller; this is the resend"
+        );
         assert!(matches!(
             store
                 .try_consume_code("r1", CodePurpose::SignIn, "one", 5, 62_000)
@@ -217,6 +220,46 @@ async fn resend_keeps_failures_and_waits_a_minute() {
                 .unwrap(),
             CodeAttempt::Accepted(_)
         ));
+    }
+}
+
+#[tokio::test]
+async fn one_send_slot_per_window_whoever_races() {
+    for store in stores().await {
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let s = store.clone();
+                tokio::spawn(async move {
+                    s.claim_send_slot("sign_up:x@example.com", &format!("flow{i}"), 300_000, 1_000)
+                        .await
+                })
+            })
+            .collect();
+        let mut winners = 0;
+        let mut holders = std::collections::HashSet::new();
+        for t in tasks {
+            match t.await.unwrap().unwrap() {
+                None => winners += 1,
+                Some(holder) => {
+                    holders.insert(holder);
+                }
+            }
+        }
+        assert_eq!(winners, 1);
+        assert_eq!(holders.len(), 1, "every loser sees the one winner");
+        assert!(store
+            .claim_send_slot("sign_up:x@example.com", "late", 300_000, 200_000)
+            .await
+            .unwrap()
+            .is_some());
+        assert!(
+            store
+                .claim_send_slot("sign_up:x@example.com", "next", 300_000, 301_000)
+                .await
+                .unwrap()
+                .is_none(),
+            "after the window"
+        );
     }
 }
 
