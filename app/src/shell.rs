@@ -116,7 +116,6 @@ pub fn render_document<V: IntoView + 'static>(
     owner.with(|| {
         provide_context(leptos::nonce::Nonce::from_value(page.nonce.clone()));
         provide_context(page);
-        let html = view! { <Document title=title>{body()}</Document> }.to_html();
-        html
+        view! { <Document title=title>{body()}</Document> }.to_html()
     })
 }

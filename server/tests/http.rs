@@ -2,6 +2,9 @@
 //! jar, on SQLite (and PostgreSQL for the backend-parity test when configured). The clock is a
 //! manual one the tests move; codes are read from the development outbox.
 
+// Test helpers fail loudly: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 

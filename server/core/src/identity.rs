@@ -208,7 +208,7 @@ pub struct SignedIn {
 /// What a verified code leads to.
 #[derive(Debug)]
 pub enum CodeOutcome {
-    SignedIn(SignedIn),
+    SignedIn(Box<SignedIn>),
     /// A reset code was proven: the flow may now set a new password with this grant.
     ResetGranted {
         grant_id: String,
@@ -991,10 +991,10 @@ impl Identity {
                 } else {
                     "otp"
                 };
-                Ok(CodeOutcome::SignedIn(
-                    self.finish_sign_in(ctx, &accepted.email, user, method, amr, now)
-                        .await?,
-                ))
+                let signed = self
+                    .finish_sign_in(ctx, &accepted.email, user, method, amr, now)
+                    .await?;
+                Ok(CodeOutcome::SignedIn(Box::new(signed)))
             }
             CodePurpose::SignIn => {
                 let user = match &accepted.user_id {
@@ -1023,10 +1023,10 @@ impl Identity {
                 }
                 // A proven mailbox is the other way in that reopens a closed password path.
                 self.store.throttle_reset("password", &user.email).await?;
-                Ok(CodeOutcome::SignedIn(
-                    self.finish_sign_in(ctx, &accepted.email, user, method, "otp", now)
-                        .await?,
-                ))
+                let signed = self
+                    .finish_sign_in(ctx, &accepted.email, user, method, "otp", now)
+                    .await?;
+                Ok(CodeOutcome::SignedIn(Box::new(signed)))
             }
             CodePurpose::ResetPassword => {
                 let grant_id = random_id();

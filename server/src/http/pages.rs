@@ -630,7 +630,7 @@ pub async fn verify_code(
         .verify_code(&ctx, &flow_id, &form.code, now)
         .await
     {
-        Ok(CodeOutcome::SignedIn(signed)) => signed_in_response(&state, signed),
+        Ok(CodeOutcome::SignedIn(signed)) => signed_in_response(&state, *signed),
         Ok(CodeOutcome::ResetGranted { grant_id }) => redirect(
             "/reset/new-password",
             vec![cookies.set(FLOW, &grant_id, Some(FLOW_COOKIE_MAX_AGE_S))],

@@ -1,6 +1,9 @@
 //! Store behaviour, run against SQLite always and against PostgreSQL when
 //! `GATEHOUSE_TEST_POSTGRES_URL` is set (each test then uses a fresh database).
 
+// Test helpers fail loudly: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use gatehouse_store::testing::{fresh_postgres_url, fresh_sqlite_url, postgres_url};
 use gatehouse_store::*;
 
