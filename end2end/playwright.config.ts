@@ -24,6 +24,7 @@ export default defineConfig({
         '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
     },
   },
+  globalTeardown: './global-teardown.ts',
   webServer: [
     {
       command: 'node smtp-sink.mjs',
@@ -32,7 +33,7 @@ export default defineConfig({
       reuseExistingServer: false,
     },
     {
-      command: `${process.env.GATEHOUSE_BIN || path.join(root, 'target/debug/gatehouse')} serve`,
+      command: `mkdir -p ${runDir} && exec ${process.env.GATEHOUSE_BIN || path.join(root, 'target/debug/gatehouse')} serve > ${path.join(runDir, 'server.log')} 2>&1`,
       url: `http://localhost:${port}/healthz`,
       cwd: root,
       timeout: 60_000,
@@ -45,7 +46,7 @@ export default defineConfig({
         GATEHOUSE_SMTP_FROM: 'Gatehouse <no-reply@localhost>',
         GATEHOUSE_TRUSTED_PROXIES: '127.0.0.1/32',
         GATEHOUSE_SITE_ROOT: path.join(root, 'target/site'),
-        RUST_LOG: 'warn',
+        RUST_LOG: 'debug,hyper=info,hyper_util=info,lettre=info',
       },
     },
   ],

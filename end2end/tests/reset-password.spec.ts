@@ -1,4 +1,4 @@
-import { test, expect, signUp, uniqueEmail, codeFor, SignInPage, AccountPage, CodePage } from './support';
+import { test, expect, signUp, uniqueEmail, codeFor, SignInPage, AccountPage, CodePage, RESET_PASSWORD } from './support';
 
 test('a customer resets a forgotten password with an email code', async ({ page }) => {
   const email = uniqueEmail('reset');
@@ -10,11 +10,11 @@ test('a customer resets a forgotten password with an email code', async ({ page 
   await page.getByRole('button', { name: 'Send code' }).click();
   await new CodePage(page).enter(await codeFor(email, 2));
   await expect(page.getByRole('heading', { name: 'Choose a new password' })).toBeVisible();
-  await page.getByLabel('New password').fill('lighthouse-keeper-returns-8');
+  await page.getByLabel('New password').fill(RESET_PASSWORD);
   await page.getByRole('button', { name: 'Save password' }).click();
   await new AccountPage(page).expectSignedInAs(email);
   await new AccountPage(page).signOut();
   const signIn = new SignInPage(page);
-  await signIn.submit(email, 'lighthouse-keeper-returns-8');
+  await signIn.submit(email, RESET_PASSWORD);
   await new AccountPage(page).expectSignedInAs(email);
 });

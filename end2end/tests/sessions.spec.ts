@@ -1,4 +1,4 @@
-import { test, expect, signUp, uniqueEmail, newContext, SignInPage, AccountPage, PASSWORD } from './support';
+import { test, expect, signUp, uniqueEmail, newContext, SignInPage, AccountPage, PASSWORD, CHANGED_PASSWORD } from './support';
 
 test('the account page lists sessions and signs another device out', async ({ page, browser }) => {
   const email = uniqueEmail('sessions');
@@ -31,7 +31,7 @@ test('changing the password keeps this session and ends the others', async ({ pa
   await new SignInPage(otherPage).submit(email, PASSWORD);
 
   await page.getByLabel('Current password').fill(PASSWORD);
-  await page.getByLabel('New password').fill('north-wind-paper-kite-3');
+  await page.getByLabel('New password').fill(CHANGED_PASSWORD);
   await page.getByRole('button', { name: 'Change password' }).click();
   await expect(page.getByRole('status')).toHaveText('Password changed. Your other sessions were signed out.');
   await otherPage.goto('/account');

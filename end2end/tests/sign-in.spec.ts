@@ -1,4 +1,4 @@
-import { test, expect, signUp, uniqueEmail, SignInPage, AccountPage, PASSWORD } from './support';
+import { test, expect, signUp, uniqueEmail, SignInPage, AccountPage, PASSWORD, WRONG_PASSWORD } from './support';
 
 test('a customer signs in, and signs out with a POST that ends the session', async ({ page }) => {
   const email = uniqueEmail('signin');
@@ -18,10 +18,10 @@ test('a wrong password and an unknown email get the same message', async ({ page
   await signUp(page, 'Wrong Password', email);
   await new AccountPage(page).signOut();
   const signIn = new SignInPage(page);
-  await signIn.submit(email, 'not-the-password-at-all');
+  await signIn.submit(email, WRONG_PASSWORD);
   await signIn.expectError('The email or password is incorrect.');
   await expect(page.getByLabel('Email')).toHaveValue(email);
-  await signIn.submit(uniqueEmail('nobody'), 'not-the-password-at-all');
+  await signIn.submit(uniqueEmail('nobody'), WRONG_PASSWORD);
   await signIn.expectError('The email or password is incorrect.');
 });
 

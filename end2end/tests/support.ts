@@ -4,9 +4,14 @@ import { test as base, expect, type Page, type BrowserContext } from '@playwrigh
 import fs from 'node:fs';
 import path from 'node:path';
 
-const mailDir = process.env.GATEHOUSE_E2E_MAIL_DIR || path.join(__dirname, '..', '.mail');
+export const mailDir = process.env.GATEHOUSE_E2E_MAIL_DIR || path.join(__dirname, '..', '.mail');
 
 export const PASSWORD = 'quiet-meadow-compass-71';
+export const WRONG_PASSWORD = 'not-the-password-at-all';
+export const RESET_PASSWORD = 'lighthouse-keeper-returns-8';
+export const CHANGED_PASSWORD = 'north-wind-paper-kite-3';
+/** Secrets the specs type; none of them may ever appear in the server's log. */
+export const CANARIES = [PASSWORD, WRONG_PASSWORD, RESET_PASSWORD, CHANGED_PASSWORD];
 
 /** A unique address per test, so specs run in parallel. */
 export function uniqueEmail(tag: string): string {
@@ -20,6 +25,12 @@ function uniqueIp(): string {
 }
 
 interface Mail { to: string[]; subject: string; body: string; at: number }
+
+export function allMails(): Mail[] {
+  if (!fs.existsSync(mailDir)) return [];
+  return fs.readdirSync(mailDir).filter((f) => f.endsWith('.json'))
+    .map((f) => JSON.parse(fs.readFileSync(path.join(mailDir, f), 'utf8')) as Mail);
+}
 
 function mailsFor(email: string): Mail[] {
   if (!fs.existsSync(mailDir)) return [];

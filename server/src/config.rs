@@ -23,6 +23,7 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     ("GATEHOUSE_SECRET_KEY", "(generated into the data folder)", "Base64 of 32 random bytes. When unset, a key is generated once into <data dir>/secret.key (mode 0600) and reused."),
     ("GATEHOUSE_SESSION_IDLE_MINUTES", "60", "A session ends after this long without activity."),
     ("GATEHOUSE_SESSION_ABSOLUTE_HOURS", "24", "A session ends this long after sign-in, whatever the activity."),
+    ("GATEHOUSE_MAX_SESSIONS_PER_USER", "20", "The most sessions one account may have at once; a new sign-in beyond it ends the oldest session."),
     ("GATEHOUSE_DB_MAX_CONNECTIONS", "8 (SQLite) / 16 (PostgreSQL)", "Size of the database connection pool."),
     ("GATEHOUSE_SITE_ROOT", "target/site (or LEPTOS_SITE_ROOT)", "Folder with the built stylesheet, wasm and public assets."),
     ("RUST_LOG", "info", "Log filter (tracing-subscriber syntax)."),
@@ -57,6 +58,7 @@ struct FileConfig {
     secret_key: Option<String>,
     session_idle_minutes: Option<i64>,
     session_absolute_hours: Option<i64>,
+    max_sessions_per_user: Option<i64>,
     db_max_connections: Option<u32>,
     site_root: Option<String>,
     branding: Option<Branding>,
@@ -75,6 +77,7 @@ pub struct Config {
     pub secret_key: Option<String>,
     pub session_idle_minutes: i64,
     pub session_absolute_hours: i64,
+    pub max_sessions_per_user: i64,
     pub db_max_connections: u32,
     pub site_root: PathBuf,
     /// Branding from the configuration file, applied at start-up.
@@ -239,6 +242,13 @@ impl Config {
             24,
             24 * 30,
         )?;
+        let max_sessions_per_user = number(
+            "GATEHOUSE_MAX_SESSIONS_PER_USER",
+            env("GATEHOUSE_MAX_SESSIONS_PER_USER"),
+            file.max_sessions_per_user,
+            20,
+            1000,
+        )?;
         let default_conns = if database_url.starts_with("sqlite:") {
             8
         } else {
@@ -272,6 +282,7 @@ impl Config {
             secret_key: pick("GATEHOUSE_SECRET_KEY", file.secret_key),
             session_idle_minutes,
             session_absolute_hours,
+            max_sessions_per_user,
             db_max_connections,
             site_root,
             branding: file.branding,
@@ -331,6 +342,42 @@ mod tests {
                 .unwrap()
                 .secure_cookies()
         );
+    }
+
+    #[test]
+    fn a_toml_file_sets_values_and_branding_and_the_environment_wins() {
+        let path =
+            std::env::temp_dir().join(format!("gatehouse-config-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            "public_url = \"https://id.example.com\"\nsession_idle_minutes = 30\ntrusted_proxies = [\"10.0.0.0/8\"]\n\
+             [branding]\nproduct_name = \"Acme ID\"\nprimary_color = \"#0b5cad\"\n",
+        )
+        .unwrap();
+        let env: HashMap<String, String> = HashMap::from([(
+            "GATEHOUSE_SESSION_IDLE_MINUTES".to_string(),
+            "45".to_string(),
+        )]);
+        let c = Config::load(Some(&path), &move |k| env.get(k).cloned()).unwrap();
+        assert_eq!(c.public_origin, "https://id.example.com");
+        assert_eq!(
+            c.session_idle_minutes, 45,
+            "the environment overrides the file"
+        );
+        assert_eq!(c.trusted_proxies.len(), 1);
+        let branding = c.branding.unwrap();
+        assert_eq!(branding.product_name, "Acme ID");
+        assert_eq!(branding.primary_color, "#0b5cad");
+
+        std::fs::write(&path, "[branding]\nprimary_color = \"red;}\"\n").unwrap();
+        let e = Config::load(Some(&path), &|_| None).err().unwrap();
+        assert!(e.to_string().contains("primary_color"), "{e}");
+        std::fs::write(&path, "no_such_setting = 1\n").unwrap();
+        assert!(
+            Config::load(Some(&path), &|_| None).is_err(),
+            "unknown keys are refused"
+        );
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

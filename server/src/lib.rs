@@ -172,6 +172,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
     let identity_config = IdentityConfig {
         session_idle_ms: config.session_idle_minutes * 60 * 1000,
         session_absolute_ms: config.session_absolute_hours * 60 * 60 * 1000,
+        max_sessions_per_user: config.max_sessions_per_user,
     };
     let identity = Identity::new(store, hasher, key, mailer, identity_config);
     let leptos_options = site_options(&config);

@@ -1771,3 +1771,46 @@ async fn identical_sign_ups_at_once_make_one_flow_one_email_one_account() {
     );
     assert_eq!(server.message_count("late@example.com").await, 2);
 }
+
+#[tokio::test]
+async fn an_account_keeps_at_most_twenty_sessions_and_the_oldest_ends_first() {
+    let server = TestServer::start().await;
+    let mut first = server.signed_up("Many", "many@example.com", PASSWORD).await;
+    let mut others = Vec::new();
+    for _ in 0..20 {
+        let mut b = server.browser();
+        assert_eq!(
+            b.post(
+                "/sign-in",
+                &[("email", "many@example.com"), ("password", PASSWORD)]
+            )
+            .await
+            .location(),
+            Some("/account")
+        );
+        others.push(b);
+    }
+    let user = server
+        .state
+        .store()
+        .find_user_by_email("many@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        server
+            .state
+            .store()
+            .list_sessions(&user.id, server.state.now())
+            .await
+            .unwrap()
+            .len(),
+        20
+    );
+    assert_eq!(
+        first.get("/account").await.location(),
+        Some("/sign-in"),
+        "the oldest session ended"
+    );
+    assert_eq!(others[0].get("/account").await.status, StatusCode::OK);
+}

@@ -89,6 +89,34 @@ mod tests {
     }
 
     #[test]
+    fn normalisation_is_idempotent_for_any_input() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+        let pool: Vec<char> = "abcXYZ019.-_+@@.. \tÉéÅa\u{301}\u{308}\u{0130}ıßẞΣςﬁ①ｶ가😀<>\"\0"
+            .chars()
+            .collect();
+        let mut accepted = 0;
+        for _ in 0..100_000 {
+            let len = rng.gen_range(0..30);
+            let raw: String = (0..len)
+                .map(|_| pool[rng.gen_range(0..pool.len())])
+                .collect();
+            if let Ok(once) = normalize_email(&raw) {
+                accepted += 1;
+                assert_eq!(
+                    normalize_email(&once).as_deref(),
+                    Ok(once.as_str()),
+                    "{raw:?}"
+                );
+            }
+        }
+        assert!(
+            accepted > 100,
+            "the generator must reach valid addresses too ({accepted})"
+        );
+    }
+
+    #[test]
     fn refuses_malformed_addresses() {
         for bad in [
             "",

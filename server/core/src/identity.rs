@@ -54,6 +54,8 @@ pub const ACCOUNT_PORTAL: &str = "account";
 pub struct IdentityConfig {
     pub session_idle_ms: i64,
     pub session_absolute_ms: i64,
+    /// The most sessions one account may have; signing in once more ends the oldest.
+    pub max_sessions_per_user: i64,
 }
 
 impl Default for IdentityConfig {
@@ -61,6 +63,7 @@ impl Default for IdentityConfig {
         IdentityConfig {
             session_idle_ms: 60 * 60 * 1000,
             session_absolute_ms: 24 * 60 * 60 * 1000,
+            max_sessions_per_user: 20,
         }
     }
 }
@@ -472,6 +475,9 @@ impl Identity {
                 client_ip: &ctx.client_ip,
                 user_agent: &user_agent,
             })
+            .await?;
+        self.store
+            .trim_sessions(&user.id, self.config.max_sessions_per_user)
             .await?;
         let session = Session {
             id,

@@ -570,6 +570,19 @@ impl Store {
         Ok(())
     }
 
+    /// Keeps only the `keep` newest sessions of a user; returns how many older ones ended.
+    pub async fn trim_sessions(&self, user_id: &str, keep: i64) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "DELETE FROM sessions WHERE user_id = $1 AND id NOT IN \
+             (SELECT id FROM sessions WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2)",
+        )
+        .bind(user_id)
+        .bind(keep)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// The live session for a cookie token hash: not expired, not idle for longer than
     /// `idle_ms`, bound to the user's current credential epoch, and the user not disabled.
     pub async fn find_live_session(
