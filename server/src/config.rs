@@ -101,15 +101,37 @@ impl std::fmt::Debug for Config {
     }
 }
 
-/// A URL without its password, for logs.
+/// A URL without its password (in the authority or a `password=` query parameter), for logs.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let base = match (base.find("://"), base.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
+            let creds = &base[s + 3..at];
             let user = creds.split(':').next().unwrap_or("");
-            format!("{}://{}:<redacted>@{}", &url[..s], user, &url[at + 1..])
+            format!("{}://{}:<redacted>@{}", &base[..s], user, &base[at + 1..])
         }
-        _ => url.to_string(),
+        _ => base.to_string(),
+    };
+    match query {
+        Some(q) => {
+            let q: Vec<String> = q
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _))
+                        if k.to_ascii_lowercase().contains("pass")
+                            || k.to_ascii_lowercase().contains("secret") =>
+                    {
+                        format!("{k}=<redacted>")
+                    }
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{base}?{}", q.join("&"))
+        }
+        None => base,
     }
 }
 
@@ -395,5 +417,15 @@ mod tests {
         for secret in ["s3cr3tpw", "mailpw", "c2VjcmV0LWtleS1jYW5hcnk="] {
             assert!(!dbg.contains(secret), "{dbg}");
         }
+        let c = load(&[(
+            "GATEHOUSE_DATABASE_URL",
+            "postgres://db/gh?user=app&password=qp-secret&sslmode=require",
+        )])
+        .unwrap();
+        let dbg = format!("{c:?}");
+        assert!(
+            !dbg.contains("qp-secret") && dbg.contains("sslmode=require"),
+            "{dbg}"
+        );
     }
 }

@@ -197,6 +197,28 @@ fn site_options(config: &Config) -> Option<leptos::config::LeptosOptions> {
     })
 }
 
+/// How often expired sessions, codes, counters and old messages are removed.
+pub const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+/// Removes expired rows now and then every [`HOUSEKEEPING_INTERVAL`], so tables stay bounded.
+/// Safe to run on every instance at once: each pass is a few idempotent deletes.
+pub fn spawn_housekeeping(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+        loop {
+            ticks.tick().await;
+            let closed_at = gatehouse_core::throttle::ACCOUNT_POLICY
+                .hard_limit
+                .unwrap_or(i64::MAX);
+            match state.store().purge_expired(state.now(), closed_at).await {
+                Ok(n) if n > 0 => tracing::info!(removed = n, "housekeeping"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
+            }
+        }
+    })
+}
+
 /// The real clock, for the binary.
 pub fn system_clock() -> Arc<dyn Clock> {
     Arc::new(SystemClock)

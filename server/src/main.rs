@@ -99,8 +99,16 @@ async fn serve(config: Config) -> ExitCode {
         Err(e) => return fail(e),
     };
     if state.identity.uses_development_outbox() {
-        tracing::info!("no GATEHOUSE_SMTP_URL: emails go to the development outbox (this log and the database)");
+        if state.config.secure_cookies() && !origin.starts_with("https://") {
+            tracing::info!("no GATEHOUSE_SMTP_URL: emails go to the development outbox (this log and the database)");
+        } else {
+            tracing::warn!(
+                "no GATEHOUSE_SMTP_URL: emails, with their codes, go to the development outbox (this log and the \
+                 database). Set GATEHOUSE_SMTP_URL before real customers use {origin}"
+            );
+        }
     }
+    let housekeeping = gatehouse_server::spawn_housekeeping(state.clone());
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
         Err(e) => return fail(format!("cannot listen on {listen}: {e}")),
@@ -114,6 +122,7 @@ async fn serve(config: Config) -> ExitCode {
     }
     let store = state.store().clone();
     let result = http::serve(listener, state, shutdown_signal()).await;
+    housekeeping.abort();
     store.close().await;
     match result {
         Ok(()) => ExitCode::SUCCESS,

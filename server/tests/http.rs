@@ -1814,3 +1814,60 @@ async fn an_account_keeps_at_most_twenty_sessions_and_the_oldest_ends_first() {
     );
     assert_eq!(others[0].get("/account").await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_burst_of_code_requests_cannot_bomb_an_inbox_and_each_ip_has_a_budget() {
+    let server = TestServer::start().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let client = client.clone();
+            let base = server.base.clone();
+            tokio::spawn(async move {
+                client
+                    .post(format!("{base}/sign-in/code"))
+                    .header("origin", base.clone())
+                    .header(
+                        "x-forwarded-for",
+                        format!("198.19.{}.{}", i / 100, i % 100 + 1),
+                    )
+                    .form(&[("email", "inbox@example.com")])
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(
+            t.await.unwrap(),
+            StatusCode::SEE_OTHER,
+            "every request looks the same"
+        );
+    }
+    assert_eq!(
+        server.message_count("inbox@example.com").await,
+        6,
+        "at most 6 messages per address per 15 minutes"
+    );
+
+    let mut one_ip = server.browser();
+    let mut statuses = Vec::new();
+    for i in 0..21 {
+        statuses.push(
+            one_ip
+                .post("/reset", &[("email", &format!("someone{i}@example.com"))])
+                .await
+                .status,
+        );
+    }
+    assert!(
+        statuses[..20].iter().all(|s| *s == StatusCode::SEE_OTHER),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses[20], StatusCode::TOO_MANY_REQUESTS);
+}

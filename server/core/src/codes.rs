@@ -13,8 +13,6 @@ pub const MAX_WRONG_ATTEMPTS: i64 = 5;
 pub const RESEND_INTERVAL_MS: i64 = 60 * 1000;
 /// How long the right to set a new password lasts after a reset code was proven.
 pub const RESET_GRANT_TTL_MS: i64 = 10 * 60 * 1000;
-/// At most this many codes are sent to one address in an hour, whatever the flows.
-pub const MAX_SENDS_PER_ADDRESS_PER_HOUR: i64 = 10;
 
 /// A fresh code.
 pub fn generate_code() -> SecretString {

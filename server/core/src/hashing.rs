@@ -26,12 +26,28 @@ pub enum HashError {
 }
 
 struct Inner {
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
     queued: AtomicUsize,
     max_queued: usize,
     wait_limit: Duration,
     params: Params,
     dummy_hash: String,
+}
+
+/// A place in the hashing queue, given back when dropped.
+struct QueueSlot<'a>(&'a AtomicUsize);
+
+impl<'a> QueueSlot<'a> {
+    fn take(queued: &'a AtomicUsize, max: usize) -> Option<Self> {
+        let slot = QueueSlot(queued);
+        (queued.fetch_add(1, Ordering::SeqCst) < max).then_some(slot)
+    }
+}
+
+impl Drop for QueueSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// The bounded Argon2id pool. Cheap to clone.
@@ -69,7 +85,7 @@ impl PasswordHasher {
         let dummy_hash = hash_now(&params, "dummy password for unknown accounts")?;
         Ok(PasswordHasher {
             inner: Arc::new(Inner {
-                permits: Semaphore::new(workers.max(1)),
+                permits: Arc::new(Semaphore::new(workers.max(1))),
                 queued: AtomicUsize::new(0),
                 max_queued: max_queued.max(1),
                 wait_limit,
@@ -92,20 +108,26 @@ impl PasswordHasher {
         job: impl FnOnce(&Params) -> T + Send + 'static,
     ) -> Result<T, HashError> {
         let inner = &self.inner;
-        if inner.queued.fetch_add(1, Ordering::SeqCst) >= inner.max_queued {
-            inner.queued.fetch_sub(1, Ordering::SeqCst);
-            return Err(HashError::Overloaded);
-        }
-        let permit = tokio::time::timeout(inner.wait_limit, inner.permits.acquire()).await;
-        inner.queued.fetch_sub(1, Ordering::SeqCst);
-        let _permit = match permit {
+        // The queue slot is released by a guard, so a request dropped while it waits (client
+        // gone, request timeout) cannot leak it.
+        let slot = QueueSlot::take(&inner.queued, inner.max_queued).ok_or(HashError::Overloaded)?;
+        let permit =
+            tokio::time::timeout(inner.wait_limit, inner.permits.clone().acquire_owned()).await;
+        drop(slot);
+        let permit = match permit {
             Ok(Ok(p)) => p,
             _ => return Err(HashError::Overloaded),
         };
         let params = inner.params.clone();
-        tokio::task::spawn_blocking(move || job(&params))
-            .await
-            .map_err(|_| HashError::Failed)
+        // The permit travels with the job: if the request is dropped, the core stays counted as
+        // busy until the hash really ends.
+        tokio::task::spawn_blocking(move || {
+            let result = job(&params);
+            drop(permit);
+            result
+        })
+        .await
+        .map_err(|_| HashError::Failed)
     }
 
     /// Hashes a new password (PHC string).
@@ -179,6 +201,19 @@ mod tests {
             .verify(&SecretString::new(long), Some(&stored))
             .await
             .unwrap());
+    }
+
+    #[tokio::test]
+    async fn abandoned_requests_give_their_queue_place_back() {
+        let h = PasswordHasher::new(1, 2, Duration::from_secs(30)).unwrap();
+        let pw = SecretString::new("some long password");
+        for _ in 0..20 {
+            // Start a hash and abandon it at once, as a disconnected client does.
+            let fut = h.hash(&pw);
+            let _ = tokio::time::timeout(Duration::from_millis(1), fut).await;
+        }
+        assert_eq!(h.inner.queued.load(Ordering::SeqCst), 0);
+        assert!(h.hash(&pw).await.is_ok(), "the pool still serves");
     }
 
     #[tokio::test]

@@ -11,9 +11,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::codes::{
-    self, CODE_TTL_MS, MAX_SENDS_PER_ADDRESS_PER_HOUR, MAX_WRONG_ATTEMPTS, RESEND_INTERVAL_MS,
-};
+use crate::codes::{self, CODE_TTL_MS, MAX_WRONG_ATTEMPTS, RESEND_INTERVAL_MS};
 use crate::email::{normalize_email, EmailProblem};
 use crate::hashing::{HashError, PasswordHasher};
 use crate::mail::{self, EmailText, Mailer};
@@ -33,6 +31,12 @@ pub const MAX_DISPLAY_NAME: usize = 100;
 /// Sign-ups allowed from one IP per window.
 pub const SIGN_UPS_PER_IP: i64 = 10;
 pub const SIGN_UP_WINDOW_MS: i64 = 10 * 60 * 1000;
+/// Code requests (sign-in by code, reset, resend) allowed from one IP per window.
+pub const CODE_REQUESTS_PER_IP: i64 = 20;
+pub const CODE_REQUEST_WINDOW_MS: i64 = 10 * 60 * 1000;
+/// Messages one address may receive per window, whatever the flows.
+pub const MAX_SENDS_PER_ADDRESS: i64 = 6;
+pub const SEND_WINDOW_MS: i64 = 15 * 60 * 1000;
 /// Identical sign-up requests for one address within this window share one email.
 pub const SIGN_UP_DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
 /// How often a session's last-seen time is written.
@@ -200,6 +204,25 @@ fn internal(err: &dyn std::error::Error) -> AuthError {
     AuthError::Internal(reference)
 }
 
+/// A passed per-IP gate: the counter key, and whether this attempt was already counted.
+struct IpGate {
+    key: String,
+    counted: bool,
+}
+
+/// The key an address is throttled under: IPv4 as is, IPv6 by its /64 network (one subscriber
+/// line usually holds a whole /64).
+pub fn ip_key(ip: &str) -> String {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Ok(v4) => v4.to_string(),
+        Err(_) => ip.chars().take(64).collect(),
+    }
+}
+
 /// A successful sign-in: the cookie secret (shown to the browser once) and the session.
 #[derive(Debug)]
 pub struct SignedIn {
@@ -311,9 +334,11 @@ impl Identity {
         password: &SecretString,
         now: i64,
     ) -> Result<SignedIn, AuthError> {
-        // An address that cannot exist is handled like an unknown account, keyed as typed.
-        let email =
-            normalize_email(email_input).unwrap_or_else(|_| email_input.trim().to_lowercase());
+        // An address that cannot exist is handled like an unknown account, under a fixed-size key
+        // derived from what was typed.
+        let email = normalize_email(email_input).unwrap_or_else(|_| {
+            format!("invalid:{}", crate::tokens::token_hash(email_input.trim()))
+        });
         let result = self.password_first_factor(ctx, &email, password, now).await;
         match result {
             Ok(user) => {
@@ -344,15 +369,7 @@ impl Identity {
         now: i64,
     ) -> Result<User, (Option<String>, AuthError)> {
         let fail = |user: Option<&User>, err: AuthError| (user.map(|u| u.id.clone()), err);
-        // Per-IP gate (read only; failures are counted below).
-        let ip_state = self
-            .store
-            .throttle_state("ip", &ctx.client_ip)
-            .await
-            .map_err(|e| fail(None, e.into()))?;
-        if let ThrottleDecision::WaitUntil(until) = IP_POLICY.decide(ip_state, now) {
-            return Err(fail(None, retry_after(until, now)));
-        }
+        let ip = self.ip_gate(ctx, now).await.map_err(|e| fail(None, e))?;
         // Per-account gate: the attempt is counted before the password is checked.
         self.claim_attempt("password", email, ACCOUNT_POLICY, now)
             .await
@@ -380,19 +397,42 @@ impl Identity {
                 Ok(user)
             }
             user => {
-                if IP_POLICY.is_stale(ip_state, now) {
-                    self.store
-                        .throttle_reset("ip", &ctx.client_ip)
-                        .await
-                        .map_err(|e| fail(None, e.into()))?;
-                }
-                self.store
-                    .throttle_record_failure("ip", &ctx.client_ip, now)
+                self.ip_failure(&ip, now)
                     .await
-                    .map_err(|e| fail(user.as_ref(), e.into()))?;
+                    .map_err(|e| fail(user.as_ref(), e))?;
                 Err(fail(user.as_ref(), AuthError::InvalidCredentials))
             }
         }
+    }
+
+    /// The per-IP gate in front of every secret check (passwords and codes). IPv6 clients are
+    /// counted per /64. Once an address is in the throttled range, each attempt must also win
+    /// the counter by compare-and-set, so a burst cannot slip through when a delay ends.
+    async fn ip_gate(&self, ctx: &RequestContext, now: i64) -> Result<IpGate, AuthError> {
+        let key = ip_key(&ctx.client_ip);
+        let mut state = self.store.throttle_state("ip", &key).await?;
+        if IP_POLICY.is_stale(state, now) && state.failures > 0 {
+            self.store.throttle_reset("ip", &key).await?;
+            state = ThrottleState::default();
+        }
+        if let ThrottleDecision::WaitUntil(until) = IP_POLICY.decide(state, now) {
+            return Err(retry_after(until, now));
+        }
+        let counted = state.failures > IP_POLICY.free_failures;
+        if counted && !self.store.throttle_claim("ip", &key, state, now).await? {
+            return Err(AuthError::Throttled { retry_after_s: 1 });
+        }
+        Ok(IpGate { key, counted })
+    }
+
+    /// Counts a failed secret check against the client's address (unless the gate already did).
+    async fn ip_failure(&self, gate: &IpGate, now: i64) -> Result<(), AuthError> {
+        if !gate.counted {
+            self.store
+                .throttle_record_failure("ip", &gate.key, now)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Takes one evaluation slot from the (scope, subject) counter, or says why not. The counter
@@ -477,7 +517,13 @@ impl Identity {
             })
             .await?;
         self.store
-            .trim_sessions(&user.id, self.config.max_sessions_per_user)
+            .trim_sessions(
+                &user.id,
+                &id,
+                self.config.max_sessions_per_user,
+                self.config.session_idle_ms,
+                now,
+            )
             .await?;
         let session = Session {
             id,
@@ -582,9 +628,11 @@ impl Identity {
         }
         self.store.throttle_reset("password", &user.email).await?;
         let hash = self.hasher.hash(new).await?;
+        // Refused if the password changed since this session's credential was checked (a reset
+        // in the meantime wins).
         let epoch = self
             .store
-            .set_password(&user.id, &hash, now)
+            .set_password(&user.id, &hash, session.credential_epoch, now)
             .await?
             .ok_or(AuthError::InvalidCredentials)?;
         self.store.rebind_session(&session.id, epoch).await?;
@@ -611,15 +659,17 @@ impl Identity {
     ) -> Result<FlowStarted, AuthError> {
         let display_name = validate_display_name(display_name)?;
         let email = email_or_invalid(email_input)?;
+        // Counted before the expensive checks, so unlimited posts cannot burn CPU.
+        self.ip_budget(ctx, "sign_up_ip", SIGN_UPS_PER_IP, SIGN_UP_WINDOW_MS, now)
+            .await?;
         check_new_password(
             password.expose(),
             &email,
             &[PRODUCT_NAME, &ctx.product_name],
         )
         .map_err(|p| AuthError::InvalidInput(InputProblem::Password(p)))?;
-        self.sign_up_rate_limit(ctx, now).await?;
         let password_hash = self.hasher.hash(password).await?;
-        let payload = PendingSignUp {
+        let pending = PendingSignUp {
             display_name,
             password_hash: Some(password_hash),
         };
@@ -627,7 +677,7 @@ impl Identity {
             ctx,
             CodePurpose::SignUpPassword,
             &email,
-            &payload,
+            &pending,
             Some(password),
             now,
         )
@@ -644,20 +694,22 @@ impl Identity {
     ) -> Result<FlowStarted, AuthError> {
         let display_name = validate_display_name(display_name)?;
         let email = email_or_invalid(email_input)?;
-        self.sign_up_rate_limit(ctx, now).await?;
-        let payload = PendingSignUp {
+        self.ip_budget(ctx, "sign_up_ip", SIGN_UPS_PER_IP, SIGN_UP_WINDOW_MS, now)
+            .await?;
+        let pending = PendingSignUp {
             display_name,
             password_hash: None,
         };
-        self.start_sign_up(ctx, CodePurpose::SignUpCode, &email, &payload, None, now)
+        self.start_sign_up(ctx, CodePurpose::SignUpCode, &email, &pending, None, now)
             .await
     }
 
-    /// Creates the pending sign-up and sends its code. Identical requests for the same address
-    /// within [`SIGN_UP_DEDUP_WINDOW_MS`] (a double submit, a retry after a dropped connection)
-    /// join the flow whose code already went out instead of sending another: one email, one
-    /// account, the same response. A request with a different name or password is never joined
-    /// to another's flow, so nobody can slip their password into someone else's sign-up.
+    /// Creates the pending sign-up and sends its code. Identical password sign-ups for the same
+    /// address within [`SIGN_UP_DEDUP_WINDOW_MS`] (a double submit, a retry after a dropped
+    /// connection) join the flow whose code already went out instead of sending another: one
+    /// email, one account, the same response. A request with a different name or password is
+    /// never joined to another's flow, so nobody can slip a password into someone else's
+    /// sign-up, and passwordless sign-ups (which carry no secret to compare) are never joined.
     async fn start_sign_up(
         &self,
         ctx: &RequestContext,
@@ -669,21 +721,9 @@ impl Identity {
     ) -> Result<FlowStarted, AuthError> {
         let payload = serde_json::to_string(pending).map_err(|e| internal(&e))?;
         let exists = self.store.find_user_by_email(email).await?.is_some();
-        let compose = |code: &str| {
-            if exists {
-                mail::sign_up_existing_account(&ctx.product_name)
-            } else {
-                mail::sign_up_code(&ctx.product_name, code)
-            }
-        };
-        let Some((flow_id, code)) = self
-            .create_flow(purpose, email, None, Some(&payload), now)
-            .await?
-        else {
-            return Ok(FlowStarted {
-                flow_id: random_id(),
-            });
-        };
+        let (flow_id, code) = self
+            .new_flow(purpose, email, None, Some(&payload), now)
+            .await?;
         let slot = format!("{}:{email}", purpose.as_str());
         if let Some(holder) = self
             .store
@@ -703,12 +743,16 @@ impl Identity {
                 }
             }
         }
-        self.send(email, compose(code.expose()), now).await?;
-        self.store.mark_code_sent(&flow_id, now).await?;
+        let text = if exists {
+            mail::sign_up_existing_account(&ctx.product_name)
+        } else {
+            mail::sign_up_code(&ctx.product_name, code.expose())
+        };
+        self.send_code(&flow_id, email, text, now).await?;
         Ok(FlowStarted { flow_id })
     }
 
-    /// Whether a pending sign-up holds the same name and password as this request.
+    /// Whether a pending password sign-up holds the same name and password as this request.
     async fn same_pending_sign_up(
         &self,
         existing: &CodeRecord,
@@ -726,7 +770,6 @@ impl Identity {
             return Ok(false);
         }
         match (password, theirs.password_hash.as_deref()) {
-            (None, None) => Ok(true),
             (Some(password), Some(hash)) => Ok(self.hasher.verify(password, Some(hash)).await?),
             _ => Ok(false),
         }
@@ -740,20 +783,25 @@ impl Identity {
         now: i64,
     ) -> Result<FlowStarted, AuthError> {
         let email = email_or_invalid(email_input)?;
+        self.ip_budget(
+            ctx,
+            "code_request_ip",
+            CODE_REQUESTS_PER_IP,
+            CODE_REQUEST_WINDOW_MS,
+            now,
+        )
+        .await?;
         let user = self.store.find_user_by_email(&email).await?;
         let user_id = user.as_ref().map(|u| u.id.as_str());
-        self.start_flow(
-            CodePurpose::SignIn,
-            &email,
-            user_id,
-            None,
-            now,
-            |code| match user_id {
-                Some(_) => mail::sign_in_code(&ctx.product_name, code),
-                None => mail::no_account(&ctx.product_name),
-            },
-        )
-        .await
+        let (flow_id, code) = self
+            .new_flow(CodePurpose::SignIn, &email, user_id, None, now)
+            .await?;
+        let text = match user_id {
+            Some(_) => mail::sign_in_code(&ctx.product_name, code.expose()),
+            None => mail::no_account(&ctx.product_name),
+        };
+        self.send_code(&flow_id, &email, text, now).await?;
+        Ok(FlowStarted { flow_id })
     }
 
     /// Starts a self-service password reset by email code.
@@ -764,90 +812,56 @@ impl Identity {
         now: i64,
     ) -> Result<FlowStarted, AuthError> {
         let email = email_or_invalid(email_input)?;
+        self.ip_budget(
+            ctx,
+            "code_request_ip",
+            CODE_REQUESTS_PER_IP,
+            CODE_REQUEST_WINDOW_MS,
+            now,
+        )
+        .await?;
         let user = self.store.find_user_by_email(&email).await?;
         let user_id = user.as_ref().map(|u| u.id.as_str());
-        self.start_flow(
-            CodePurpose::ResetPassword,
-            &email,
-            user_id,
-            None,
-            now,
-            |code| match user_id {
-                Some(_) => mail::reset_code(&ctx.product_name, code),
-                None => mail::no_account(&ctx.product_name),
-            },
-        )
-        .await
-    }
-
-    async fn sign_up_rate_limit(&self, ctx: &RequestContext, now: i64) -> Result<(), AuthError> {
-        let state = self
-            .store
-            .throttle_state("sign_up_ip", &ctx.client_ip)
+        let (flow_id, code) = self
+            .new_flow(CodePurpose::ResetPassword, &email, user_id, None, now)
             .await?;
-        let stale = now - state.last_failure_at > SIGN_UP_WINDOW_MS;
-        if !stale && state.failures >= SIGN_UPS_PER_IP {
-            return Err(AuthError::TooManyRequests);
-        }
-        if stale && state.failures > 0 {
-            self.store
-                .throttle_reset("sign_up_ip", &ctx.client_ip)
-                .await?;
-        }
-        self.store
-            .throttle_record_failure("sign_up_ip", &ctx.client_ip, now)
-            .await?;
-        Ok(())
+        let text = match user_id {
+            Some(_) => mail::reset_code(&ctx.product_name, code.expose()),
+            None => mail::no_account(&ctx.product_name),
+        };
+        self.send_code(&flow_id, &email, text, now).await?;
+        Ok(FlowStarted { flow_id })
     }
 
-    /// Creates a flow with a fresh code and sends `compose(code)` to the address. The caller
-    /// sees the same result whether or not a message could be sent.
-    async fn start_flow(
+    /// Takes one request from the client address's budget for `scope` (IPv6 per /64).
+    async fn ip_budget(
         &self,
-        purpose: CodePurpose,
-        email: &str,
-        user_id: Option<&str>,
-        payload: Option<&str>,
+        ctx: &RequestContext,
+        scope: &str,
+        limit: i64,
+        window_ms: i64,
         now: i64,
-        compose: impl FnOnce(&str) -> EmailText,
-    ) -> Result<FlowStarted, AuthError> {
-        match self
-            .create_flow(purpose, email, user_id, payload, now)
-            .await?
-        {
-            Some((flow_id, code)) => {
-                self.send(email, compose(code.expose()), now).await?;
-                self.store.mark_code_sent(&flow_id, now).await?;
-                Ok(FlowStarted { flow_id })
-            }
-            None => Ok(FlowStarted {
-                flow_id: random_id(),
-            }),
-        }
-    }
-
-    /// Creates a flow with a fresh code, unless the address has had too many messages this hour:
-    /// then no flow is made (nothing is sent, so nothing could be guessed) and `None` returned.
-    async fn create_flow(
-        &self,
-        purpose: CodePurpose,
-        email: &str,
-        user_id: Option<&str>,
-        payload: Option<&str>,
-        now: i64,
-    ) -> Result<Option<(String, SecretString)>, AuthError> {
+    ) -> Result<(), AuthError> {
         if self
             .store
-            .codes_sent_since(email, now - 60 * 60 * 1000)
+            .take_budget(scope, &ip_key(&ctx.client_ip), limit, window_ms, now)
             .await?
-            >= MAX_SENDS_PER_ADDRESS_PER_HOUR
         {
-            tracing::warn!(
-                purpose = purpose.as_str(),
-                "per-address message cap reached; no code sent"
-            );
-            return Ok(None);
+            Ok(())
+        } else {
+            Err(AuthError::TooManyRequests)
         }
+    }
+
+    /// A new flow with a fresh code (not sent yet).
+    async fn new_flow(
+        &self,
+        purpose: CodePurpose,
+        email: &str,
+        user_id: Option<&str>,
+        payload: Option<&str>,
+        now: i64,
+    ) -> Result<(String, SecretString), AuthError> {
         let flow_id = random_id();
         let code = codes::generate_code();
         self.store
@@ -862,7 +876,32 @@ impl Identity {
                 expires_at: now + CODE_TTL_MS,
             })
             .await?;
-        Ok(Some((flow_id, code)))
+        Ok((flow_id, code))
+    }
+
+    /// Sends a flow's code, within the address's budget of [`MAX_SENDS_PER_ADDRESS`] messages
+    /// per [`SEND_WINDOW_MS`] (taken atomically, so a burst of requests cannot exceed it). Over
+    /// budget, the flow is ended unsent: it can never be used to guess, and the caller sees the
+    /// same result as when the message went out.
+    async fn send_code(
+        &self,
+        flow_id: &str,
+        email: &str,
+        text: EmailText,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        if !self
+            .store
+            .take_budget("send", email, MAX_SENDS_PER_ADDRESS, SEND_WINDOW_MS, now)
+            .await?
+        {
+            tracing::warn!("per-address message budget reached; no code sent");
+            self.store.expire_code(flow_id, now).await?;
+            return Ok(());
+        }
+        self.send(email, text, now).await?;
+        self.store.mark_code_sent(flow_id, now).await?;
+        Ok(())
     }
 
     /// Looks a flow up for display (the address the code went to). Unknown and dead flows are
@@ -892,14 +931,14 @@ impl Identity {
         if flow.purpose == CodePurpose::ResetGrant {
             return Err(AuthError::CodeDead);
         }
-        if self
-            .store
-            .codes_sent_since(&flow.email, now - 60 * 60 * 1000)
-            .await?
-            >= MAX_SENDS_PER_ADDRESS_PER_HOUR
-        {
-            return Err(AuthError::TooManyRequests);
-        }
+        self.ip_budget(
+            ctx,
+            "code_request_ip",
+            CODE_REQUESTS_PER_IP,
+            CODE_REQUEST_WINDOW_MS,
+            now,
+        )
+        .await?;
         let code = codes::generate_code();
         let hash = codes::code_hash(&self.key, flow.purpose, &flow.id, &code);
         let Some(flow) = self
@@ -932,6 +971,19 @@ impl Identity {
             }
             _ => mail::no_account(&ctx.product_name),
         };
+        if !self
+            .store
+            .take_budget(
+                "send",
+                &flow.email,
+                MAX_SENDS_PER_ADDRESS,
+                SEND_WINDOW_MS,
+                now,
+            )
+            .await?
+        {
+            return Err(AuthError::TooManyRequests);
+        }
         self.send(&flow.email, text, now).await
     }
 
@@ -948,7 +1000,7 @@ impl Identity {
             return Err(AuthError::CodeDead);
         };
         let method = Method::for_purpose(flow.purpose);
-        let outcome = self.check_code(&flow, input, now).await;
+        let outcome = self.check_code(ctx, &flow, input, now).await;
         let accepted = match outcome {
             Ok(accepted) => accepted,
             Err(err) => {
@@ -983,7 +1035,13 @@ impl Identity {
                     })
                     .await;
                 let user = match created {
-                    Ok(user) => user,
+                    Ok(user) => {
+                        // Failures recorded against the address before it had an account must
+                        // not count against the new account.
+                        self.store.throttle_reset("password", &user.email).await?;
+                        self.store.throttle_reset("code", &user.email).await?;
+                        user
+                    }
                     Err(StoreError::Conflict) => {
                         let err = AuthError::AccountExists;
                         self.log_attempt(ctx, &accepted.email, None, method, Err(&err), None, now)
@@ -1056,11 +1114,13 @@ impl Identity {
 
     async fn check_code(
         &self,
+        ctx: &RequestContext,
         flow: &CodeRecord,
         input: &str,
         now: i64,
     ) -> Result<CodeRecord, AuthError> {
         let code = codes::parse_code(input).ok_or(AuthError::InvalidInput(InputProblem::Code))?;
+        let ip = self.ip_gate(ctx, now).await?;
         self.claim_attempt("code", &flow.email, CODE_POLICY, now)
             .await?;
         let hash = codes::code_hash(&self.key, flow.purpose, &flow.id, &code);
@@ -1073,8 +1133,15 @@ impl Identity {
                 self.store.throttle_reset("code", &flow.email).await?;
                 Ok(record)
             }
-            CodeAttempt::Wrong { attempts_left } => Err(AuthError::CodeWrong { attempts_left }),
-            CodeAttempt::Exhausted | CodeAttempt::Dead => Err(AuthError::CodeDead),
+            CodeAttempt::Wrong { attempts_left } => {
+                self.ip_failure(&ip, now).await?;
+                Err(AuthError::CodeWrong { attempts_left })
+            }
+            CodeAttempt::Exhausted => {
+                self.ip_failure(&ip, now).await?;
+                Err(AuthError::CodeDead)
+            }
+            CodeAttempt::Dead => Err(AuthError::CodeDead),
         }
     }
 
@@ -1118,7 +1185,7 @@ impl Identity {
         }
         let epoch = self
             .store
-            .set_password(&user.id, &hash, now)
+            .set_password(&user.id, &hash, user.credential_epoch, now)
             .await?
             .ok_or(AuthError::CodeDead)?;
         self.store.delete_other_sessions(&user.id, None).await?;
@@ -1202,6 +1269,12 @@ impl Identity {
         };
         self.store.enqueue_message(&message).await?;
         match self.mailer.deliver(&message).await {
+            // Delivered for real: the content (a live code) is removed from the table.
+            Ok(()) if !self.mailer.is_development_outbox() => {
+                self.store
+                    .redact_delivered_message(&message.id, now)
+                    .await?
+            }
             Ok(()) => {
                 self.store
                     .mark_message(&message.id, Some(now), None)

@@ -87,26 +87,45 @@ pub fn page_csp(nonce: &str) -> String {
     )
 }
 
-/// The client's IP: the peer address, unless the peer is a trusted proxy, in which case the
-/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
+/// The client's IP: the peer address, unless the peer is a trusted proxy; then the
+/// `X-Forwarded-For` chain is walked from the right for as long as the hops are trusted proxies.
+/// An entry that cannot be read stops the walk at the last trusted hop: nothing to its left was
+/// written by anyone we trust.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
-    if !is_trusted(&peer) {
-        return peer;
-    }
-    let mut chain: Vec<IpAddr> = headers
+    let entries: Vec<&str> = headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
         .collect();
-    while let Some(ip) = chain.pop() {
-        if !is_trusted(&ip) {
-            return ip;
+    let mut current = peer;
+    for entry in entries.iter().rev() {
+        if !is_trusted(&current) {
+            return current;
+        }
+        match parse_forwarded_ip(entry) {
+            Some(ip) => current = ip,
+            None => return current,
         }
     }
-    peer
+    current
+}
+
+/// An address as proxies write it: `203.0.113.9`, `203.0.113.9:4711`, `2001:db8::1` or
+/// `[2001:db8::1]:4711`.
+fn parse_forwarded_ip(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Some(rest) = entry.strip_prefix('[') {
+        return rest.split_once(']').and_then(|(ip, _)| ip.parse().ok());
+    }
+    match entry.split_once(':') {
+        Some((ip, port)) if port.bytes().all(|b| b.is_ascii_digit()) => ip.parse().ok(),
+        _ => None,
+    }
 }
 
 /// The peer address of a request (from the listener's connect info).
@@ -167,5 +186,30 @@ mod tests {
         );
         assert_eq!(client_ip(outsider, &h, &trusted), outsider);
         assert_eq!(client_ip(proxy, &HeaderMap::new(), &trusted), proxy);
+        // Ports and brackets as some proxies write them.
+        let mut p = HeaderMap::new();
+        p.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("198.51.100.1, 203.0.113.9:4711"),
+        );
+        assert_eq!(
+            client_ip(proxy, &p, &trusted),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        p.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("[2001:db8::7]:443"),
+        );
+        assert_eq!(
+            client_ip(proxy, &p, &trusted),
+            "2001:db8::7".parse::<IpAddr>().unwrap()
+        );
+        // An unreadable hop stops the walk: the client-written part to its left is never used.
+        let mut bad = HeaderMap::new();
+        bad.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("198.51.100.1, garbage"),
+        );
+        assert_eq!(client_ip(proxy, &bad, &trusted), proxy);
     }
 }

@@ -243,20 +243,24 @@ impl Store {
     }
 
     /// Sets a new password hash and moves the credential epoch on, which ends every session
-    /// bound to the old epoch. Returns the new epoch.
+    /// bound to the old epoch. Only applies if the epoch is still `expected_epoch`, so a change
+    /// decided on stale data (a password checked before a concurrent reset) is refused.
+    /// Returns the new epoch, or `None` when the account or the epoch moved.
     pub async fn set_password(
         &self,
         user_id: &str,
         password_hash: &str,
+        expected_epoch: i64,
         now: i64,
     ) -> StoreResult<Option<i64>> {
         let row = sqlx::query(
             "UPDATE users SET password_hash = $1, credential_epoch = credential_epoch + 1, updated_at = $2 \
-             WHERE id = $3 RETURNING credential_epoch",
+             WHERE id = $3 AND credential_epoch = $4 RETURNING credential_epoch",
         )
         .bind(password_hash)
         .bind(now)
         .bind(user_id)
+        .bind(expected_epoch)
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()?)
@@ -449,18 +453,6 @@ impl Store {
         row.map(|r| CodeRecord::from_row(&r)).transpose()
     }
 
-    /// Number of codes sent to an address for a purpose since `since` (per-address send caps).
-    pub async fn codes_sent_since(&self, email: &str, since: i64) -> StoreResult<i64> {
-        Ok(sqlx::query(
-            "SELECT CAST(COALESCE(SUM(sends), 0) AS BIGINT) FROM one_time_codes WHERE email = $1 AND last_sent_at >= $2",
-        )
-        .bind(email)
-        .bind(since)
-        .fetch_one(&self.pool)
-        .await?
-        .try_get(0)?)
-    }
-
     // ---------------------------------------------------------------- throttling
 
     /// Reads the failure counter for (scope, subject); a missing row is a zero counter.
@@ -570,17 +562,37 @@ impl Store {
         Ok(())
     }
 
-    /// Keeps only the `keep` newest sessions of a user; returns how many older ones ended.
-    pub async fn trim_sessions(&self, user_id: &str, keep: i64) -> StoreResult<u64> {
-        let done = sqlx::query(
-            "DELETE FROM sessions WHERE user_id = $1 AND id NOT IN \
-             (SELECT id FROM sessions WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2)",
+    /// Keeps at most `keep` live sessions of a user, never touching `protect` (the session just
+    /// created). Dead sessions (expired, idle too long, or bound to an old credential epoch) go
+    /// first; then the oldest live ones. Returns how many ended.
+    pub async fn trim_sessions(
+        &self,
+        user_id: &str,
+        protect: &str,
+        keep: i64,
+        idle_ms: i64,
+        now: i64,
+    ) -> StoreResult<u64> {
+        let dead = sqlx::query(
+            "DELETE FROM sessions WHERE user_id = $1 AND id <> $2 AND (expires_at <= $3 OR last_seen_at <= $4 \
+             OR credential_epoch <> (SELECT credential_epoch FROM users WHERE id = $1))",
         )
         .bind(user_id)
-        .bind(keep)
+        .bind(protect)
+        .bind(now)
+        .bind(now - idle_ms)
         .execute(&self.pool)
         .await?;
-        Ok(done.rows_affected())
+        let old = sqlx::query(
+            "DELETE FROM sessions WHERE user_id = $1 AND id <> $2 AND id NOT IN \
+             (SELECT id FROM sessions WHERE user_id = $1 AND id <> $2 ORDER BY created_at DESC, id DESC LIMIT $3)",
+        )
+        .bind(user_id)
+        .bind(protect)
+        .bind((keep - 1).max(0))
+        .execute(&self.pool)
+        .await?;
+        Ok(dead.rows_affected() + old.rows_affected())
     }
 
     /// The live session for a cookie token hash: not expired, not idle for longer than
@@ -671,17 +683,74 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// Removes expired sessions and codes (housekeeping).
-    pub async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
-        let a = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+    /// Housekeeping: removes expired sessions, codes a day past expiry, send slots and
+    /// throttle counters that have gone quiet, and delivered or old messages. A closed password
+    /// path (a counter at or above `keep_closed_at`) is kept until another way in reopens it.
+    pub async fn purge_expired(&self, now: i64, keep_closed_at: i64) -> StoreResult<u64> {
+        const DAY: i64 = 86_400_000;
+        let mut removed = 0;
+        let statements: [(&str, i64); 4] = [
+            ("DELETE FROM sessions WHERE expires_at <= $1", now),
+            (
+                "DELETE FROM one_time_codes WHERE expires_at <= $1",
+                now - DAY,
+            ),
+            ("DELETE FROM send_slots WHERE claimed_at <= $1", now - DAY),
+            ("DELETE FROM outbox WHERE created_at <= $1", now - 7 * DAY),
+        ];
+        for (sql, cutoff) in statements {
+            removed += sqlx::query(sql)
+                .bind(cutoff)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
+        removed +=
+            sqlx::query("DELETE FROM auth_throttle WHERE last_failure_at <= $1 AND failures < $2")
+                .bind(now - 7 * DAY)
+                .bind(keep_closed_at)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        Ok(removed)
+    }
+
+    /// Takes one unit from a fixed-window budget of `limit` per `window_ms` for (scope, subject),
+    /// in one conditional statement: of many racing requests, exactly `limit` get `true`.
+    pub async fn take_budget(
+        &self,
+        scope: &str,
+        subject: &str,
+        limit: i64,
+        window_ms: i64,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let row = sqlx::query(
+            "INSERT INTO auth_throttle (scope, subject, failures, last_failure_at) VALUES ($1, $2, 1, $3) \
+             ON CONFLICT (scope, subject) DO UPDATE SET \
+             failures = CASE WHEN auth_throttle.last_failure_at <= $4 THEN 1 ELSE auth_throttle.failures + 1 END, \
+             last_failure_at = CASE WHEN auth_throttle.last_failure_at <= $4 THEN $3 ELSE auth_throttle.last_failure_at END \
+             WHERE auth_throttle.last_failure_at <= $4 OR auth_throttle.failures < $5 RETURNING failures",
+        )
+        .bind(scope)
+        .bind(subject)
+        .bind(now)
+        .bind(now - window_ms)
+        .bind(limit)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// Marks a delivered message as sent and removes its content: codes must not outlive their
+    /// delivery in plain text.
+    pub async fn redact_delivered_message(&self, id: &str, now: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE outbox SET sent_at = $1, subject = '(delivered)', body = '(delivered)', last_error = NULL WHERE id = $2")
             .bind(now)
+            .bind(id)
             .execute(&self.pool)
             .await?;
-        let b = sqlx::query("DELETE FROM one_time_codes WHERE expires_at <= $1")
-            .bind(now - 86_400_000)
-            .execute(&self.pool)
-            .await?;
-        Ok(a.rows_affected() + b.rows_affected())
+        Ok(())
     }
 
     // ---------------------------------------------------------------- sign-in log

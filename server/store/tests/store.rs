@@ -83,7 +83,7 @@ async fn users_are_unique_by_email() {
         ));
         assert_eq!(store.count_users().await.unwrap(), 1);
         let epoch = store
-            .set_password("u1", "$argon2id$new", 2_000)
+            .set_password("u1", "$argon2id$new", 0, 2_000)
             .await
             .unwrap();
         assert_eq!(epoch, Some(1));
@@ -387,7 +387,7 @@ async fn sessions_follow_expiry_idle_time_and_credential_epoch() {
         );
         assert_eq!(store.list_sessions("su", 2_000).await.unwrap().len(), 2);
         let epoch = store
-            .set_password("su", "new", 3_000)
+            .set_password("su", "new", 0, 3_000)
             .await
             .unwrap()
             .unwrap();
@@ -464,5 +464,153 @@ async fn sign_in_log_and_outbox_round_trip() {
             store.get_setting("branding").await.unwrap().as_deref(),
             Some("{\"a\":1}")
         );
+    }
+}
+
+#[tokio::test]
+async fn budgets_hand_out_exactly_their_limit_under_a_race_and_refill_after_the_window() {
+    for store in stores().await {
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let s = store.clone();
+                tokio::spawn(async move {
+                    s.take_budget("send", "bomb@example.com", 6, 900_000, 1_000)
+                        .await
+                })
+            })
+            .collect();
+        let mut granted = 0;
+        for t in tasks {
+            if t.await.unwrap().unwrap() {
+                granted += 1;
+            }
+        }
+        assert_eq!(granted, 6, "{:?}", store.backend());
+        assert!(!store
+            .take_budget("send", "bomb@example.com", 6, 900_000, 900_000)
+            .await
+            .unwrap());
+        assert!(
+            store
+                .take_budget("send", "bomb@example.com", 6, 900_000, 901_001)
+                .await
+                .unwrap(),
+            "a new window"
+        );
+        assert!(
+            store
+                .take_budget("send", "other@example.com", 6, 900_000, 1_000)
+                .await
+                .unwrap(),
+            "per subject"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_password_change_decided_on_a_stale_epoch_is_refused() {
+    for store in stores().await {
+        store
+            .create_user(&user("ep", "ep@example.com"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.set_password("ep", "reset-hash", 0, 10).await.unwrap(),
+            Some(1)
+        );
+        assert_eq!(
+            store.set_password("ep", "stale-hash", 0, 11).await.unwrap(),
+            None,
+            "checked before the reset"
+        );
+        let u = store.find_user("ep").await.unwrap().unwrap();
+        assert_eq!(u.password_hash.as_deref(), Some("reset-hash"));
+        assert_eq!(u.credential_epoch, 1);
+    }
+}
+
+#[tokio::test]
+async fn housekeeping_removes_what_expired_and_keeps_closed_password_paths() {
+    for store in stores().await {
+        store
+            .create_user(&user("hk", "hk@example.com"))
+            .await
+            .unwrap();
+        let day = 86_400_000;
+        store
+            .create_session(&NewSession {
+                id: "old",
+                token_hash: "t-old",
+                user_id: "hk",
+                credential_epoch: 0,
+                amr: "pwd",
+                now: 0,
+                expires_at: day,
+                client_ip: "127.0.0.1",
+                user_agent: "ua",
+            })
+            .await
+            .unwrap();
+        store.create_code(&code("old-code", "h", 0)).await.unwrap();
+        store
+            .throttle_record_failure("ip", "192.0.2.9", 0)
+            .await
+            .unwrap();
+        for _ in 0..100 {
+            store
+                .throttle_record_failure("password", "closed@example.com", 0)
+                .await
+                .unwrap();
+        }
+        let m = OutboxMessage {
+            id: "m-old".into(),
+            created_at: 0,
+            channel: "email".into(),
+            recipient: "hk@example.com".into(),
+            subject: "123456 is your code".into(),
+            body: "123456".into(),
+            sent_at: None,
+            last_error: None,
+        };
+        store.enqueue_message(&m).await.unwrap();
+        let removed = store.purge_expired(10 * day, 100).await.unwrap();
+        assert_eq!(
+            removed, 4,
+            "session, code, message and the quiet IP counter"
+        );
+        assert_eq!(
+            store
+                .throttle_state("password", "closed@example.com")
+                .await
+                .unwrap()
+                .failures,
+            100
+        );
+        assert!(store
+            .messages_for("hk@example.com")
+            .await
+            .unwrap()
+            .is_empty());
+    }
+}
+
+#[tokio::test]
+async fn delivered_messages_lose_their_content() {
+    for store in stores().await {
+        let m = OutboxMessage {
+            id: "m1".into(),
+            created_at: 1,
+            channel: "email".into(),
+            recipient: "r@example.com".into(),
+            subject: "654321 is your code".into(),
+            body: "Your code is 654321.".into(),
+            sent_at: None,
+            last_error: None,
+        };
+        store.enqueue_message(&m).await.unwrap();
+        store.redact_delivered_message("m1", 2).await.unwrap();
+        let stored = &store.messages_for("r@example.com").await.unwrap()[0];
+        assert_eq!(stored.sent_at, Some(2));
+        assert!(!stored.subject.contains("654321") && !stored.body.contains("654321"));
     }
 }
