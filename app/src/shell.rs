@@ -57,12 +57,9 @@ pub fn Document(title: String, children: Children) -> impl IntoView {
     let favicon = branding.favicon_url.clone();
     let logo = branding.logo_url.clone();
     let footer_links = branding.footer_links.clone();
-    let scripts = match options {
-        Some(options) => {
-            view! { <leptos::hydration::HydrationScripts options islands=true/> }.into_any()
-        }
-        None => view! { <link rel="stylesheet" href="/pkg/gatehouse.css"/> }.into_any(),
-    };
+    // The hydration script for the islands, when the site's wasm has been built.
+    let scripts = options
+        .map(|options| view! { <leptos::hydration::HydrationScripts options islands=true/> });
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -71,6 +68,7 @@ pub fn Document(title: String, children: Children) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <title>{format!("{title} · {product}")}</title>
                 {favicon.map(|href| view! { <link rel="icon" href=href/> })}
+                <link rel="stylesheet" href="/pkg/gatehouse.css"/>
                 <style nonce=nonce inner_html=css></style>
                 {scripts}
             </head>

@@ -37,3 +37,12 @@ test('the password field can be revealed once the page is interactive', async ({
   await reveal.click();
   await expect(password).toHaveAttribute('type', 'password');
 });
+
+test('the page is styled and branded at first paint', async ({ page }) => {
+  await page.goto('/sign-in');
+  const button = page.getByRole('button', { name: 'Sign in' });
+  // The default primary colour (#3147d6) from the branding variables, white text on it.
+  await expect(button).toHaveCSS('background-color', 'rgb(49, 71, 214)');
+  await expect(button).toHaveCSS('color', 'rgb(255, 255, 255)');
+  await expect(page.getByLabel('Email')).toHaveCSS('min-height', '44px');
+});

@@ -1871,3 +1871,27 @@ async fn a_burst_of_code_requests_cannot_bomb_an_inbox_and_each_ip_has_a_budget(
     );
     assert_eq!(statuses[20], StatusCode::TOO_MANY_REQUESTS);
 }
+
+#[tokio::test]
+async fn markup_in_names_and_emails_is_rendered_as_text() {
+    let server = TestServer::start().await;
+    let name = "<script>alert(1)</script>\"onmouseover=\"x";
+    let mut b = server.signed_up(name, "xss@example.com", PASSWORD).await;
+    let page = b.get("/account").await;
+    assert!(
+        !page.body.contains("<script>alert(1)"),
+        "raw markup reached the page"
+    );
+    assert!(page.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    let r = b
+        .post(
+            "/sign-in/code",
+            &[("email", "\"><img src=x onerror=alert(1)>@example.com")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        !r.body.contains("<img src=x"),
+        "the typed value is escaped when shown again"
+    );
+}
