@@ -33,6 +33,13 @@ setup_build() {
   export LEPTOS_OUTPUT_NAME=gatehouse
 }
 
+setup_fuzzing() {
+  if ! cargo fuzz --version 2>/dev/null | grep -q "0.13.2"; then
+    say "installing cargo-fuzz (once)"
+    cargo install cargo-fuzz --locked --version 0.13.2
+  fi
+}
+
 setup_release() {
   if ! wasm-opt --version 2>/dev/null | grep -q "version 116"; then
     say "installing wasm-opt (binaryen 116) for release builds (once; 25-40 minutes)"

@@ -2,6 +2,16 @@
 
 use leptos::prelude::*;
 
+/// The `aria-describedby` of an input: its hint and, when invalid, the form's error.
+fn described_by(hint_id: &str, has_hint: bool, invalid: bool) -> Option<String> {
+    match (has_hint, invalid) {
+        (true, true) => Some(format!("{hint_id} form-error")),
+        (true, false) => Some(hint_id.to_string()),
+        (false, true) => Some("form-error".to_string()),
+        (false, false) => None,
+    }
+}
+
 /// A labelled input. Errors are announced by the form's alert, which the input points to.
 #[component]
 pub fn Field(
@@ -16,12 +26,7 @@ pub fn Field(
     #[prop(default = 320)] maxlength: usize,
 ) -> impl IntoView {
     let hint_id = format!("{id}-hint");
-    let described = match (&hint, invalid) {
-        (Some(_), true) => Some(format!("{hint_id} form-error")),
-        (Some(_), false) => Some(hint_id.clone()),
-        (None, true) => Some("form-error".to_string()),
-        (None, false) => None,
-    };
+    let described = described_by(&hint_id, hint.is_some(), invalid);
     view! {
         <div class="gh-field">
             <label for=id>{label}</label>
@@ -58,12 +63,7 @@ pub fn PasswordField(
     let (ready, set_ready) = signal(false);
     Effect::new(move |_| set_ready.set(true));
     let hint_id = format!("{id}-hint");
-    let described = match (&hint, invalid) {
-        (Some(_), true) => Some(format!("{hint_id} form-error")),
-        (Some(_), false) => Some(hint_id.clone()),
-        (None, true) => Some("form-error".to_string()),
-        (None, false) => None,
-    };
+    let described = described_by(&hint_id, hint.is_some(), invalid);
     view! {
         <div class="gh-field">
             <label for=id.clone()>{label}</label>

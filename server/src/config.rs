@@ -12,7 +12,7 @@ use gatehouse_app::branding::Branding;
 
 /// Every setting, its variable and its meaning; `gatehouse --help` prints this table.
 pub const SETTINGS: &[(&str, &str, &str)] = &[
-    ("GATEHOUSE_CONFIG", "", "Path of an optional TOML file with the settings below (lower-case keys without the prefix, e.g. public_url) and a [branding] table."),
+    ("GATEHOUSE_CONFIG", "(none)", "Path of an optional TOML file with the settings below (lower-case keys without the prefix, e.g. public_url) and a [branding] table."),
     ("GATEHOUSE_DATA_DIR", "./data", "Folder for the SQLite database and the generated secret key."),
     ("GATEHOUSE_DATABASE_URL", "sqlite://<data dir>/gatehouse.db", "Database URL: sqlite://path or postgres://user@host/db."),
     ("GATEHOUSE_PUBLIC_URL", "http://localhost:3000", "The origin users reach Gatehouse at. Requests that change state must come from it; it is also the WebAuthn relying party."),

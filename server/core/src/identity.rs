@@ -782,26 +782,14 @@ impl Identity {
         email_input: &str,
         now: i64,
     ) -> Result<FlowStarted, AuthError> {
-        let email = email_or_invalid(email_input)?;
-        self.ip_budget(
+        self.start_account_flow(
             ctx,
-            "code_request_ip",
-            CODE_REQUESTS_PER_IP,
-            CODE_REQUEST_WINDOW_MS,
+            CodePurpose::SignIn,
+            email_input,
+            mail::sign_in_code,
             now,
         )
-        .await?;
-        let user = self.store.find_user_by_email(&email).await?;
-        let user_id = user.as_ref().map(|u| u.id.as_str());
-        let (flow_id, code) = self
-            .new_flow(CodePurpose::SignIn, &email, user_id, None, now)
-            .await?;
-        let text = match user_id {
-            Some(_) => mail::sign_in_code(&ctx.product_name, code.expose()),
-            None => mail::no_account(&ctx.product_name),
-        };
-        self.send_code(&flow_id, &email, text, now).await?;
-        Ok(FlowStarted { flow_id })
+        .await
     }
 
     /// Starts a self-service password reset by email code.
@@ -809,6 +797,27 @@ impl Identity {
         &self,
         ctx: &RequestContext,
         email_input: &str,
+        now: i64,
+    ) -> Result<FlowStarted, AuthError> {
+        self.start_account_flow(
+            ctx,
+            CodePurpose::ResetPassword,
+            email_input,
+            mail::reset_code,
+            now,
+        )
+        .await
+    }
+
+    /// A code flow for an existing account: the code in `with_code` goes to the account's
+    /// address; an address without an account gets a notice instead, and the caller cannot
+    /// tell the two apart.
+    async fn start_account_flow(
+        &self,
+        ctx: &RequestContext,
+        purpose: CodePurpose,
+        email_input: &str,
+        with_code: fn(&str, &str) -> EmailText,
         now: i64,
     ) -> Result<FlowStarted, AuthError> {
         let email = email_or_invalid(email_input)?;
@@ -822,11 +831,9 @@ impl Identity {
         .await?;
         let user = self.store.find_user_by_email(&email).await?;
         let user_id = user.as_ref().map(|u| u.id.as_str());
-        let (flow_id, code) = self
-            .new_flow(CodePurpose::ResetPassword, &email, user_id, None, now)
-            .await?;
+        let (flow_id, code) = self.new_flow(purpose, &email, user_id, None, now).await?;
         let text = match user_id {
-            Some(_) => mail::reset_code(&ctx.product_name, code.expose()),
+            Some(_) => with_code(&ctx.product_name, code.expose()),
             None => mail::no_account(&ctx.product_name),
         };
         self.send_code(&flow_id, &email, text, now).await?;

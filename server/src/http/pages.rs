@@ -235,6 +235,43 @@ fn request_context(
     }
 }
 
+/// The page a POST handler answers with, and who is asking.
+async fn begin(state: &AppState, incoming: &Incoming) -> (Page, RequestContext) {
+    let page = Page::new(state).await;
+    let ctx = request_context(
+        state,
+        &incoming.headers,
+        &incoming.extensions,
+        &page.ctx.branding.product_name,
+    );
+    (page, ctx)
+}
+
+/// What typed values are shown again with an error (bounded like the fields).
+fn typed(name: &str, email: &str) -> FormState {
+    FormState {
+        name: name.chars().take(100).collect(),
+        email: email.chars().take(320).collect(),
+        ..FormState::default()
+    }
+}
+
+/// The answer to a request that starts a code flow: on to the code page, or this page again
+/// with the error and what was typed.
+fn flow_or_error<V: IntoView + 'static>(
+    state: &AppState,
+    page: Page,
+    started: Result<gatehouse_core::identity::FlowStarted, AuthError>,
+    form: FormState,
+    title_key: &str,
+    body: impl FnOnce(FormState) -> V + Send + 'static,
+) -> Response {
+    match started {
+        Ok(flow) => flow_started(state, &flow.flow_id),
+        Err(err) => error_page(page, &err, form, title_key, body),
+    }
+}
+
 /// The parts of a request a POST handler needs besides its form.
 pub struct Incoming {
     headers: HeaderMap,
@@ -335,13 +372,7 @@ pub async fn sign_in(
     incoming: Incoming,
     Form(form): Form<SignInForm>,
 ) -> Response {
-    let page = Page::new(&state).await;
-    let ctx = request_context(
-        &state,
-        &incoming.headers,
-        &incoming.extensions,
-        &page.ctx.branding.product_name,
-    );
+    let (page, ctx) = begin(&state, &incoming).await;
     let password = SecretString::new(form.password);
     match state
         .identity
@@ -412,33 +443,21 @@ pub async fn sign_in_code(
     incoming: Incoming,
     Form(form): Form<EmailForm>,
 ) -> Response {
-    let page = Page::new(&state).await;
-    let ctx = request_context(
-        &state,
-        &incoming.headers,
-        &incoming.extensions,
-        &page.ctx.branding.product_name,
-    );
-    match state
+    let (page, ctx) = begin(&state, &incoming).await;
+    let started = state
         .identity
         .start_code_sign_in(&ctx, &form.email, state.now())
-        .await
-    {
-        Ok(flow) => flow_started(&state, &flow.flow_id),
-        Err(err) => {
-            let s = FormState {
-                email: form.email.chars().take(320).collect(),
-                ..FormState::default()
-            };
-            error_page(
-                page,
-                &err,
-                s,
-                "sign_in_code.title",
-                |s| view! { <SignInCodePage state=s/> },
-            )
-        }
-    }
+        .await;
+    flow_or_error(
+        &state,
+        page,
+        started,
+        typed("", &form.email),
+        "sign_in_code.title",
+        |s| {
+            view! { <SignInCodePage state=s/> }
+        },
+    )
 }
 
 pub async fn sign_up_page(State(state): State<AppState>) -> Response {
@@ -453,35 +472,22 @@ pub async fn sign_up(
     incoming: Incoming,
     Form(form): Form<SignUpForm>,
 ) -> Response {
-    let page = Page::new(&state).await;
-    let ctx = request_context(
-        &state,
-        &incoming.headers,
-        &incoming.extensions,
-        &page.ctx.branding.product_name,
-    );
+    let (page, ctx) = begin(&state, &incoming).await;
     let password = SecretString::new(form.password);
-    match state
+    let started = state
         .identity
         .start_password_sign_up(&ctx, &form.name, &form.email, &password, state.now())
-        .await
-    {
-        Ok(flow) => flow_started(&state, &flow.flow_id),
-        Err(err) => {
-            let s = FormState {
-                name: form.name.chars().take(100).collect(),
-                email: form.email.chars().take(320).collect(),
-                ..FormState::default()
-            };
-            error_page(
-                page,
-                &err,
-                s,
-                "sign_up.title",
-                |s| view! { <SignUpPage state=s/> },
-            )
-        }
-    }
+        .await;
+    flow_or_error(
+        &state,
+        page,
+        started,
+        typed(&form.name, &form.email),
+        "sign_up.title",
+        |s| {
+            view! { <SignUpPage state=s/> }
+        },
+    )
 }
 
 pub async fn sign_up_code_page(State(state): State<AppState>) -> Response {
@@ -496,34 +502,21 @@ pub async fn sign_up_code(
     incoming: Incoming,
     Form(form): Form<SignUpForm>,
 ) -> Response {
-    let page = Page::new(&state).await;
-    let ctx = request_context(
-        &state,
-        &incoming.headers,
-        &incoming.extensions,
-        &page.ctx.branding.product_name,
-    );
-    match state
+    let (page, ctx) = begin(&state, &incoming).await;
+    let started = state
         .identity
         .start_code_sign_up(&ctx, &form.name, &form.email, state.now())
-        .await
-    {
-        Ok(flow) => flow_started(&state, &flow.flow_id),
-        Err(err) => {
-            let s = FormState {
-                name: form.name.chars().take(100).collect(),
-                email: form.email.chars().take(320).collect(),
-                ..FormState::default()
-            };
-            error_page(
-                page,
-                &err,
-                s,
-                "sign_up_code.title",
-                |s| view! { <SignUpCodePage state=s/> },
-            )
-        }
-    }
+        .await;
+    flow_or_error(
+        &state,
+        page,
+        started,
+        typed(&form.name, &form.email),
+        "sign_up_code.title",
+        |s| {
+            view! { <SignUpCodePage state=s/> }
+        },
+    )
 }
 
 pub async fn reset_page(State(state): State<AppState>) -> Response {
@@ -538,33 +531,19 @@ pub async fn reset(
     incoming: Incoming,
     Form(form): Form<EmailForm>,
 ) -> Response {
-    let page = Page::new(&state).await;
-    let ctx = request_context(
-        &state,
-        &incoming.headers,
-        &incoming.extensions,
-        &page.ctx.branding.product_name,
-    );
-    match state
+    let (page, ctx) = begin(&state, &incoming).await;
+    let started = state
         .identity
         .start_password_reset(&ctx, &form.email, state.now())
-        .await
-    {
-        Ok(flow) => flow_started(&state, &flow.flow_id),
-        Err(err) => {
-            let s = FormState {
-                email: form.email.chars().take(320).collect(),
-                ..FormState::default()
-            };
-            error_page(
-                page,
-                &err,
-                s,
-                "reset.title",
-                |s| view! { <ResetPage state=s/> },
-            )
-        }
-    }
+        .await;
+    flow_or_error(
+        &state,
+        page,
+        started,
+        typed("", &form.email),
+        "reset.title",
+        |s| view! { <ResetPage state=s/> },
+    )
 }
 
 #[derive(Deserialize)]
@@ -615,13 +594,7 @@ pub async fn verify_code(
     incoming: Incoming,
     Form(form): Form<CodeForm>,
 ) -> Response {
-    let page = Page::new(&state).await;
-    let ctx = request_context(
-        &state,
-        &incoming.headers,
-        &incoming.extensions,
-        &page.ctx.branding.product_name,
-    );
+    let (page, ctx) = begin(&state, &incoming).await;
     let cookies = cookie_policy(&state);
     let flow_id = cookies.read(&incoming.headers, FLOW).unwrap_or_default();
     let now = state.now();
@@ -662,13 +635,7 @@ pub async fn verify_code(
 }
 
 pub async fn resend_code(State(state): State<AppState>, incoming: Incoming) -> Response {
-    let page = Page::new(&state).await;
-    let ctx = request_context(
-        &state,
-        &incoming.headers,
-        &incoming.extensions,
-        &page.ctx.branding.product_name,
-    );
+    let (page, ctx) = begin(&state, &incoming).await;
     let flow_id = cookie_policy(&state)
         .read(&incoming.headers, FLOW)
         .unwrap_or_default();
@@ -727,13 +694,7 @@ pub async fn new_password(
     incoming: Incoming,
     Form(form): Form<NewPasswordForm>,
 ) -> Response {
-    let page = Page::new(&state).await;
-    let ctx = request_context(
-        &state,
-        &incoming.headers,
-        &incoming.extensions,
-        &page.ctx.branding.product_name,
-    );
+    let (page, ctx) = begin(&state, &incoming).await;
     let grant_id = cookie_policy(&state)
         .read(&incoming.headers, FLOW)
         .unwrap_or_default();
@@ -906,13 +867,7 @@ pub async fn change_password(
         Ok(found) => found,
         Err(response) => return response,
     };
-    let page = Page::new(&state).await;
-    let ctx = request_context(
-        &state,
-        &incoming.headers,
-        &incoming.extensions,
-        &page.ctx.branding.product_name,
-    );
+    let (page, ctx) = begin(&state, &incoming).await;
     let current = SecretString::new(form.current_password);
     let new = SecretString::new(form.new_password);
     match state

@@ -3,7 +3,6 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{HeaderName, HeaderValue, CONTENT_SECURITY_POLICY};
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -48,27 +47,24 @@ pub fn is_same_origin(headers: &HeaderMap, public_origin: &str) -> bool {
     }
 }
 
+const ALWAYS_HEADERS: [(&str, &str); 4] = [
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("x-frame-options", "DENY"),
+    ("cross-origin-opener-policy", "same-origin"),
+];
+
 /// Headers every response carries. Pages set their own nonce-based CSP; everything else gets a
 /// CSP that allows nothing.
 pub async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let h = response.headers_mut();
-    h.insert(
-        HeaderName::from_static("x-content-type-options"),
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        HeaderName::from_static("referrer-policy"),
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(
-        HeaderName::from_static("x-frame-options"),
-        HeaderValue::from_static("DENY"),
-    );
-    h.insert(
-        HeaderName::from_static("cross-origin-opener-policy"),
-        HeaderValue::from_static("same-origin"),
-    );
+    for (name, value) in ALWAYS_HEADERS {
+        h.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
     if !h.contains_key(CONTENT_SECURITY_POLICY) {
         h.insert(
             CONTENT_SECURITY_POLICY,
@@ -134,11 +130,6 @@ pub fn peer_ip(request_extensions: &axum::http::Extensions) -> IpAddr {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
         .unwrap_or(IpAddr::from([127, 0, 0, 1]))
-}
-
-/// A bare response for refused requests.
-pub fn refused(status: StatusCode, text: &'static str) -> Response<Body> {
-    (status, text).into_response()
 }
 
 #[cfg(test)]
