@@ -1895,3 +1895,152 @@ async fn markup_in_names_and_emails_is_rendered_as_text() {
         "the typed value is escaped when shown again"
     );
 }
+
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_is_refused_and_one_that_never_ends_times_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start().await;
+    let port = server.base.rsplit(':').next().unwrap().to_string();
+    let head = format!(
+        "POST /sign-in HTTP/1.1\r\nHost: localhost:{port}\r\nOrigin: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n",
+        server.base
+    );
+    // Over the limit: refused with 413 as soon as the limit is passed.
+    let mut big = tokio::net::TcpStream::connect(format!("127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    big.write_all(head.as_bytes()).await.unwrap();
+    let chunk = format!("{:x}\r\n{}\r\n", 4096, "a".repeat(4096));
+    for _ in 0..5 {
+        if big.write_all(chunk.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    let mut reply = vec![0u8; 64];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(20), big.read(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&reply[..n]).starts_with("HTTP/1.1 413"),
+        "{}",
+        String::from_utf8_lossy(&reply[..n])
+    );
+
+    // Never ends: the request timeout answers 408 (or closes) instead of waiting forever.
+    let mut slow = tokio::net::TcpStream::connect(format!("127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    slow.write_all(head.as_bytes()).await.unwrap();
+    slow.write_all(b"5\r\nemail\r\n").await.unwrap();
+    let mut reply = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(40),
+        slow.read_to_end(&mut reply),
+    )
+    .await;
+    assert!(read.is_ok(), "the server ended the request");
+    let text = String::from_utf8_lossy(&reply);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_under_load_loses_no_accepted_request_and_checkpoints_the_wal() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let db_url = fresh_sqlite_url();
+    let db_path = db_url
+        .trim_start_matches("sqlite://")
+        .trim_end_matches("?mode=rwc")
+        .to_string();
+    let vars: HashMap<&str, String> = HashMap::from([
+        ("GATEHOUSE_DATABASE_URL", db_url),
+        ("GATEHOUSE_PUBLIC_URL", format!("http://localhost:{port}")),
+        (
+            "GATEHOUSE_DATA_DIR",
+            std::env::temp_dir()
+                .join(format!("gatehouse-drain-{port}"))
+                .display()
+                .to_string(),
+        ),
+    ]);
+    let config = Config::load(None, &move |k| vars.get(k).cloned()).unwrap();
+    let state = build_state(config, Arc::new(ManualClock::default()))
+        .await
+        .unwrap();
+    let store = state.store().clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(http::serve(listener, state, async move {
+        let _ = stop_rx.await;
+    }));
+    let base = format!("http://localhost:{port}");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let done = Arc::new(AtomicUsize::new(0));
+    let stopping = Arc::new(AtomicBool::new(false));
+    let load: Vec<_> = (0..16)
+        .map(|_| {
+            let (client, base, done, stopping) =
+                (client.clone(), base.clone(), done.clone(), stopping.clone());
+            tokio::spawn(async move {
+                let mut problems = Vec::new();
+                for _ in 0..400 {
+                    match client
+                        .get(format!("{base}/sign-in"))
+                        .header("connection", "close")
+                        .send()
+                        .await
+                    {
+                        Ok(r) => {
+                            let status = r.status();
+                            match r.text().await {
+                                Ok(body)
+                                    if status == StatusCode::OK && body.contains("</html>") =>
+                                {
+                                    done.fetch_add(1, Ordering::SeqCst);
+                                }
+                                other => {
+                                    problems.push(format!("{status}: {:?}", other.map(|b| b.len())))
+                                }
+                            }
+                        }
+                        Err(e) if stopping.load(Ordering::SeqCst) => {
+                            let _ = e;
+                            break;
+                        }
+                        Err(e) => problems.push(format!("before shutdown: {e}")),
+                    }
+                }
+                problems
+            })
+        })
+        .collect();
+    while done.load(Ordering::SeqCst) < 200 {
+        tokio::task::yield_now().await;
+    }
+    stopping.store(true, Ordering::SeqCst);
+    let _ = stop_tx.send(());
+    tokio::time::timeout(std::time::Duration::from_secs(25), server)
+        .await
+        .expect("exits within 25 s")
+        .unwrap()
+        .unwrap();
+    for task in load {
+        let problems = task.await.unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+    }
+    store.close().await;
+    let wal = std::fs::metadata(format!("{db_path}-wal"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    assert!(
+        wal <= 4096,
+        "the WAL was checkpointed on close ({wal} bytes left)"
+    );
+}

@@ -189,6 +189,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn any_unicode_password_verifies_against_its_own_hash() {
+        use rand::{Rng, SeedableRng};
+        let h = PasswordHasher::new(2, 64, Duration::from_secs(30)).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(99);
+        let pool: Vec<char> = "aZ9 ~ÅéﬁⅣ①ｶﾞ가\u{301}ßΣς😀👩\u{200d}💻\u{fe0f}\t\u{a0}"
+            .chars()
+            .collect();
+        for _ in 0..12 {
+            let len = rng.gen_range(1..1000);
+            let p: String = (0..len)
+                .map(|_| pool[rng.gen_range(0..pool.len())])
+                .collect();
+            let secret = SecretString::new(p.clone());
+            let stored = h.hash(&secret).await.unwrap();
+            assert!(h.verify(&secret, Some(&stored)).await.unwrap(), "{p:?}");
+            let mut other = p.clone();
+            other.push('x');
+            assert!(!h
+                .verify(&SecretString::new(other), Some(&stored))
+                .await
+                .unwrap());
+        }
+    }
+
+    #[tokio::test]
     async fn long_passwords_are_not_truncated() {
         let h = PasswordHasher::new(1, 8, Duration::from_secs(5)).unwrap();
         let long = "a".repeat(200);
