@@ -2044,3 +2044,56 @@ async fn shutdown_under_load_loses_no_accepted_request_and_checkpoints_the_wal()
         "the WAL was checkpointed on close ({wal} bytes left)"
     );
 }
+
+#[tokio::test]
+async fn unknown_and_expired_flows_get_the_same_answer() {
+    let server = TestServer::start().await;
+    let mut expired = server.browser();
+    expired
+        .post("/sign-in/code", &[("email", "flows@example.com")])
+        .await;
+    server.clock.advance_ms(11 * 60 * 1000);
+    let mut unknown = server.browser();
+    unknown
+        .cookies
+        .insert("__Host-gh_flow".into(), "AAAAAAAAAAAAAAAAAAAAAA".into());
+    let mut none = server.browser();
+    let answers = [
+        expired.post("/code", &[("code", "123456")]).await,
+        unknown.post("/code", &[("code", "123456")]).await,
+        none.post("/code", &[("code", "123456")]).await,
+    ];
+    for a in &answers[1..] {
+        assert_eq!(a.status, answers[0].status);
+        assert_eq!(a.body_without_nonces(), answers[0].body_without_nonces());
+    }
+    assert_eq!(
+        expired.get("/code").await.body_without_nonces(),
+        unknown.get("/code").await.body_without_nonces()
+    );
+}
+
+#[tokio::test]
+async fn line_breaks_in_input_never_reach_response_headers() {
+    let server = TestServer::start().await;
+    let mut b = server.browser();
+    let r = b
+        .post(
+            "/sign-in",
+            &[
+                ("email", "a@example.com\r\nSet-Cookie: injected=1"),
+                ("password", "x\r\nLocation: //evil.test"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.headers.get(LOCATION).is_none());
+    assert!(r.set_cookies().iter().all(|c| !c.contains("injected")));
+    let r = b
+        .post(
+            "/sign-in/code",
+            &[("email", "b@example.com\r\nX-Injected: 1")],
+        )
+        .await;
+    assert!(r.headers.get("x-injected").is_none());
+}
