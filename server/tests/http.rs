@@ -1157,7 +1157,14 @@ async fn branding_from_the_database_reaches_the_first_paint() {
     let branding = gatehouse_app::branding::Branding {
         product_name: "Acme ID".into(),
         primary_color: "#aa0000".into(),
-        texts: [("sign_in.title".to_string(), "Welcome to Acme".to_string())].into(),
+        texts: [
+            ("sign_in.title".to_string(), "Welcome to Acme".to_string()),
+            (
+                "email.sign_in_code.subject".to_string(),
+                "{code} opens your {product}".to_string(),
+            ),
+        ]
+        .into(),
         ..Default::default()
     };
     let json = serde_json::to_string(&branding).unwrap();

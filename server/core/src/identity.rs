@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::codes::{self, CODE_TTL_MS, MAX_WRONG_ATTEMPTS, RESEND_INTERVAL_MS};
 use crate::email::{normalize_email, EmailProblem};
 use crate::hashing::{HashError, PasswordHasher};
-use crate::mail::{self, EmailText, Mailer};
+use crate::mail::{EmailKind, EmailText, EmailTexts, Mailer};
 use crate::password::{check_new_password, PasswordProblem};
 use crate::secret::{SecretKey, SecretString};
 use crate::store::{
@@ -78,8 +78,10 @@ pub struct RequestContext {
     pub application: String,
     pub client_ip: String,
     pub user_agent: String,
-    /// The branded product name (emails, password context words).
+    /// The branded product name (a context word passwords may not contain).
     pub product_name: String,
+    /// The texts of the emails this request may send.
+    pub emails: Arc<dyn EmailTexts>,
 }
 
 /// How a sign-in attempt was made, as written to the sign-in log.
@@ -639,8 +641,12 @@ impl Identity {
         self.store
             .delete_other_sessions(&user.id, Some(&session.id))
             .await?;
-        self.send(&user.email, mail::password_changed(&ctx.product_name), now)
-            .await?;
+        self.send(
+            &user.email,
+            ctx.emails.compose(EmailKind::PasswordChanged, None),
+            now,
+        )
+        .await?;
         Ok(())
     }
 
@@ -744,9 +750,10 @@ impl Identity {
             }
         }
         let text = if exists {
-            mail::sign_up_existing_account(&ctx.product_name)
+            ctx.emails.compose(EmailKind::SignUpExistingAccount, None)
         } else {
-            mail::sign_up_code(&ctx.product_name, code.expose())
+            ctx.emails
+                .compose(EmailKind::SignUpCode, Some(code.expose()))
         };
         self.send_code(&flow_id, email, text, now).await?;
         Ok(FlowStarted { flow_id })
@@ -786,7 +793,7 @@ impl Identity {
             ctx,
             CodePurpose::SignIn,
             email_input,
-            mail::sign_in_code,
+            EmailKind::SignInCode,
             now,
         )
         .await
@@ -803,7 +810,7 @@ impl Identity {
             ctx,
             CodePurpose::ResetPassword,
             email_input,
-            mail::reset_code,
+            EmailKind::ResetCode,
             now,
         )
         .await
@@ -817,7 +824,7 @@ impl Identity {
         ctx: &RequestContext,
         purpose: CodePurpose,
         email_input: &str,
-        with_code: fn(&str, &str) -> EmailText,
+        with_code: EmailKind,
         now: i64,
     ) -> Result<FlowStarted, AuthError> {
         let email = email_or_invalid(email_input)?;
@@ -833,8 +840,8 @@ impl Identity {
         let user_id = user.as_ref().map(|u| u.id.as_str());
         let (flow_id, code) = self.new_flow(purpose, &email, user_id, None, now).await?;
         let text = match user_id {
-            Some(_) => with_code(&ctx.product_name, code.expose()),
-            None => mail::no_account(&ctx.product_name),
+            Some(_) => ctx.emails.compose(with_code, Some(code.expose())),
+            None => ctx.emails.compose(EmailKind::NoAccount, None),
         };
         self.send_code(&flow_id, &email, text, now).await?;
         Ok(FlowStarted { flow_id })
@@ -965,18 +972,19 @@ impl Identity {
         let text = match flow.purpose {
             CodePurpose::SignUpPassword | CodePurpose::SignUpCode => {
                 if self.store.find_user_by_email(&flow.email).await?.is_some() {
-                    mail::sign_up_existing_account(&ctx.product_name)
+                    ctx.emails.compose(EmailKind::SignUpExistingAccount, None)
                 } else {
-                    mail::sign_up_code(&ctx.product_name, code.expose())
+                    ctx.emails
+                        .compose(EmailKind::SignUpCode, Some(code.expose()))
                 }
             }
-            CodePurpose::SignIn if flow.user_id.is_some() => {
-                mail::sign_in_code(&ctx.product_name, code.expose())
-            }
-            CodePurpose::ResetPassword if flow.user_id.is_some() => {
-                mail::reset_code(&ctx.product_name, code.expose())
-            }
-            _ => mail::no_account(&ctx.product_name),
+            CodePurpose::SignIn if flow.user_id.is_some() => ctx
+                .emails
+                .compose(EmailKind::SignInCode, Some(code.expose())),
+            CodePurpose::ResetPassword if flow.user_id.is_some() => ctx
+                .emails
+                .compose(EmailKind::ResetCode, Some(code.expose())),
+            _ => ctx.emails.compose(EmailKind::NoAccount, None),
         };
         if !self
             .store
@@ -1197,8 +1205,12 @@ impl Identity {
             .ok_or(AuthError::CodeDead)?;
         self.store.delete_other_sessions(&user.id, None).await?;
         self.store.throttle_reset("password", &user.email).await?;
-        self.send(&user.email, mail::password_changed(&ctx.product_name), now)
-            .await?;
+        self.send(
+            &user.email,
+            ctx.emails.compose(EmailKind::PasswordChanged, None),
+            now,
+        )
+        .await?;
         if user.disabled {
             let err = AuthError::AccountDisabled;
             self.log_attempt(

@@ -38,70 +38,45 @@ impl Mailer for DevelopmentOutbox {
     }
 }
 
-/// The texts of the emails Gatehouse sends.
+/// An email's subject and body, ready to send.
 pub struct EmailText {
     pub subject: String,
     pub body: String,
 }
 
-pub fn sign_up_code(product: &str, code: &str) -> EmailText {
-    EmailText {
-        subject: format!("{code} is your {product} verification code"),
-        body: format!(
-            "Your {product} verification code is {code}.\n\nEnter it on the page where you started \
-             creating your account. It expires in 10 minutes.\n\nIf you did not ask for this, you can ignore this email."
-        ),
+/// The emails Gatehouse sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailKind {
+    /// The code that verifies a new account's address.
+    SignUpCode,
+    /// Someone tried to sign up with an address that already has an account (no code).
+    SignUpExistingAccount,
+    /// The code that signs an account in.
+    SignInCode,
+    /// A code was asked for an address without an account (no code).
+    NoAccount,
+    /// The code that allows a new password to be set.
+    ResetCode,
+    /// The password was changed and other sessions ended.
+    PasswordChanged,
+}
+
+impl EmailKind {
+    /// The message-catalogue key stem (`email.<key>.subject`, `email.<key>.body`).
+    pub fn key(self) -> &'static str {
+        match self {
+            EmailKind::SignUpCode => "sign_up_code",
+            EmailKind::SignUpExistingAccount => "sign_up_existing_account",
+            EmailKind::SignInCode => "sign_in_code",
+            EmailKind::NoAccount => "no_account",
+            EmailKind::ResetCode => "reset_code",
+            EmailKind::PasswordChanged => "password_changed",
+        }
     }
 }
 
-pub fn sign_up_existing_account(product: &str) -> EmailText {
-    EmailText {
-        subject: format!("You already have a {product} account"),
-        body: format!(
-            "Someone, probably you, tried to create a {product} account with this email address, \
-             but an account already exists.\n\nSign in instead, or reset your password if you have \
-             forgotten it.\n\nIf this was not you, you can ignore this email."
-        ),
-    }
-}
-
-pub fn sign_in_code(product: &str, code: &str) -> EmailText {
-    EmailText {
-        subject: format!("{code} is your {product} sign-in code"),
-        body: format!(
-            "Your {product} sign-in code is {code}.\n\nIt expires in 10 minutes. Never share it: \
-             {product} will never ask you for it.\n\nIf you did not try to sign in, you can ignore this email."
-        ),
-    }
-}
-
-pub fn no_account(product: &str) -> EmailText {
-    EmailText {
-        subject: format!("No {product} account for this address"),
-        body: format!(
-            "Someone, probably you, asked to sign in to {product} or reset a password with this email \
-             address, but there is no account for it.\n\nYou can create one on the sign-up page.\n\n\
-             If this was not you, you can ignore this email."
-        ),
-    }
-}
-
-pub fn reset_code(product: &str, code: &str) -> EmailText {
-    EmailText {
-        subject: format!("{code} is your {product} password reset code"),
-        body: format!(
-            "Your {product} password reset code is {code}.\n\nIt expires in 10 minutes. If you did \
-             not ask to reset your password, you can ignore this email: your password stays as it is."
-        ),
-    }
-}
-
-pub fn password_changed(product: &str) -> EmailText {
-    EmailText {
-        subject: format!("Your {product} password was changed"),
-        body: format!(
-            "The password of your {product} account was just changed and your other sessions were \
-             signed out.\n\nIf this was not you, reset your password now."
-        ),
-    }
+/// Where email texts come from: the message catalogue, in the request's locale and with the
+/// designer's overrides, so customers read the same voice in their inbox as on the pages.
+pub trait EmailTexts: Send + Sync + std::fmt::Debug {
+    fn compose(&self, kind: EmailKind, code: Option<&str>) -> EmailText;
 }

@@ -25,6 +25,7 @@ use gatehouse_core::email::EmailProblem;
 use gatehouse_core::identity::{
     AuthError, CodeOutcome, InputProblem, RequestContext, SignedIn, ACCOUNT_PORTAL,
 };
+use gatehouse_core::mail::{EmailKind, EmailText, EmailTexts};
 use gatehouse_core::secret::SecretString;
 use gatehouse_core::store::{Session, User};
 use gatehouse_core::tokens::random_id;
@@ -216,11 +217,31 @@ fn cookie_policy(state: &AppState) -> CookiePolicy {
     }
 }
 
+/// Email texts from the message catalogue of the page being answered (locale and branding).
+#[derive(Debug)]
+struct CatalogueEmails(Texts);
+
+impl EmailTexts for CatalogueEmails {
+    fn compose(&self, kind: EmailKind, code: Option<&str>) -> EmailText {
+        let text = |part: &str| {
+            let t = self.0.get(&format!("email.{}.{part}", kind.key()));
+            match code {
+                Some(code) => t.replace("{code}", code),
+                None => t,
+            }
+        };
+        EmailText {
+            subject: text("subject"),
+            body: text("body"),
+        }
+    }
+}
+
 fn request_context(
     state: &AppState,
     headers: &HeaderMap,
     extensions: &axum::http::Extensions,
-    product: &str,
+    page: &Page,
 ) -> RequestContext {
     let ip = client_ip(peer_ip(extensions), headers, &state.config.trusted_proxies);
     let user_agent = headers
@@ -231,19 +252,15 @@ fn request_context(
         application: ACCOUNT_PORTAL.into(),
         client_ip: ip.to_string(),
         user_agent: user_agent.chars().take(512).collect(),
-        product_name: product.to_string(),
+        product_name: page.ctx.branding.product_name.clone(),
+        emails: Arc::new(CatalogueEmails(page.ctx.texts.clone())),
     }
 }
 
 /// The page a POST handler answers with, and who is asking.
 async fn begin(state: &AppState, incoming: &Incoming) -> (Page, RequestContext) {
     let page = Page::new(state).await;
-    let ctx = request_context(
-        state,
-        &incoming.headers,
-        &incoming.extensions,
-        &page.ctx.branding.product_name,
-    );
+    let ctx = request_context(state, &incoming.headers, &incoming.extensions, &page);
     (page, ctx)
 }
 
