@@ -521,7 +521,7 @@ async fn cross_origin_posts_to_every_state_changing_route_are_refused() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    for route in http::STATE_CHANGING_ROUTES {
+    for route in http::state_changing_routes() {
         let path = route.replace("{id}", "some-session");
         for (name, value) in [
             ("origin", "http://evil.test"),
@@ -1357,24 +1357,40 @@ async fn get_requests_change_nothing() {
         .signed_up("Reader", "reader@example.com", PASSWORD)
         .await;
     let before = server.counts().await;
-    for path in [
-        "/",
-        "/sign-in",
-        "/sign-in/code",
-        "/sign-up",
-        "/sign-up/code",
-        "/code",
-        "/reset",
-        "/reset/new-password",
-        "/account",
-        "/healthz",
-        "/sign-out",
-        "/account/sessions/sign-out-all",
-        "/logo.svg",
-        "/nope",
-    ] {
+    // Every route of the router, with GET and HEAD, plus static and unknown paths.
+    let mut paths: Vec<String> = http::route_list()
+        .into_iter()
+        .map(|(p, _, _)| p.replace("{id}", "x"))
+        .collect();
+    paths.extend([
+        "/logo.svg".to_string(),
+        "/nope".to_string(),
+        "/pkg/gatehouse.css".to_string(),
+    ]);
+    for path in &paths {
+        let head = b
+            .client
+            .head(format!("{}{}", server.base, path))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            head.status().as_u16() < 500,
+            "HEAD {path}: {}",
+            head.status()
+        );
         let r = b.get(path).await;
         assert!(r.status.as_u16() < 500, "{path}: {}", r.status);
+        for j in 0..20 {
+            let q: String = (0..40)
+                .map(|i| {
+                    ["%00", "&", "=", "notice=", "x", "%ff", "\u{e9}", "<"]
+                        [(i * 7 + j * 3 + path.len()) % 8]
+                })
+                .collect();
+            let r = b.get(&format!("{path}?{q}")).await;
+            assert!(r.status.as_u16() < 500, "{path}?{q}: {}", r.status);
+        }
     }
     assert_eq!(server.counts().await, before);
     assert_eq!(
@@ -1412,7 +1428,7 @@ async fn generated_garbage_to_every_route_gets_4xx_never_5xx() {
         "",
     ];
     let mut cases = Vec::new();
-    for route in http::STATE_CHANGING_ROUTES {
+    for route in http::state_changing_routes() {
         for _ in 0..1000 {
             let path = route.replace("{id}", &rng.gen::<u64>().to_string());
             let body: Vec<u8> = match rng.gen_range(0..5) {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::handler::HandlerWithoutStateExt;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use tower_http::services::ServeDir;
 use tower_http::timeout::TimeoutLayer;
@@ -22,58 +22,94 @@ pub const FORM_BODY_LIMIT: usize = 16 * 1024;
 /// Every request must complete within this time.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Every route of the application, in one place (tests enumerate them from here).
-pub const STATE_CHANGING_ROUTES: &[&str] = &[
-    "/sign-in",
-    "/sign-in/code",
-    "/sign-up",
-    "/sign-up/code",
-    "/code",
-    "/code/resend",
-    "/reset",
-    "/reset/new-password",
-    "/sign-out",
-    "/account/profile",
-    "/account/password",
-    "/account/sessions/sign-out-all",
-    "/account/sessions/{id}/sign-out",
-];
+/// One route: its path and the handlers for reading (GET) and for changing state (POST).
+struct RouteSpec {
+    path: &'static str,
+    read: Option<MethodRouter<AppState>>,
+    change: Option<MethodRouter<AppState>>,
+}
+
+fn route(
+    path: &'static str,
+    read: Option<MethodRouter<AppState>>,
+    change: Option<MethodRouter<AppState>>,
+) -> RouteSpec {
+    RouteSpec { path, read, change }
+}
+
+/// Every route of the application. The router is built from this table and the tests
+/// enumerate it, so no route escapes the security tests.
+fn route_specs() -> Vec<RouteSpec> {
+    use pages::*;
+    vec![
+        route("/", Some(get(home)), None),
+        route("/healthz", Some(get(health)), None),
+        route("/sign-in", Some(get(sign_in_page)), Some(post(sign_in))),
+        route(
+            "/sign-in/code",
+            Some(get(sign_in_code_page)),
+            Some(post(sign_in_code)),
+        ),
+        route("/sign-up", Some(get(sign_up_page)), Some(post(sign_up))),
+        route(
+            "/sign-up/code",
+            Some(get(sign_up_code_page)),
+            Some(post(sign_up_code)),
+        ),
+        route("/code", Some(get(code_page)), Some(post(verify_code))),
+        route("/code/resend", None, Some(post(resend_code))),
+        route("/reset", Some(get(reset_page)), Some(post(reset))),
+        route(
+            "/reset/new-password",
+            Some(get(new_password_page)),
+            Some(post(new_password)),
+        ),
+        route("/sign-out", None, Some(post(sign_out))),
+        route("/account", Some(get(account_page)), None),
+        route("/account/profile", None, Some(post(update_profile))),
+        route("/account/password", None, Some(post(change_password))),
+        route(
+            "/account/sessions/sign-out-all",
+            None,
+            Some(post(sign_out_everywhere)),
+        ),
+        route(
+            "/account/sessions/{id}/sign-out",
+            None,
+            Some(post(sign_out_session)),
+        ),
+    ]
+}
+
+/// The routes as (path, answers GET, answers POST), for tests that must cover every route.
+pub fn route_list() -> Vec<(&'static str, bool, bool)> {
+    route_specs()
+        .iter()
+        .map(|r| (r.path, r.read.is_some(), r.change.is_some()))
+        .collect()
+}
+
+/// The paths of every state-changing route.
+pub fn state_changing_routes() -> Vec<&'static str> {
+    route_list()
+        .into_iter()
+        .filter(|(_, _, post)| *post)
+        .map(|(path, _, _)| path)
+        .collect()
+}
 
 pub fn router(state: AppState) -> Router {
     let static_files = ServeDir::new(&state.config.site_root)
         .fallback(ServeDir::new("public").fallback(pages::not_found.into_service()));
-    Router::new()
-        .route("/", get(pages::home))
-        .route("/healthz", get(pages::health))
-        .route("/sign-in", get(pages::sign_in_page).post(pages::sign_in))
-        .route(
-            "/sign-in/code",
-            get(pages::sign_in_code_page).post(pages::sign_in_code),
-        )
-        .route("/sign-up", get(pages::sign_up_page).post(pages::sign_up))
-        .route(
-            "/sign-up/code",
-            get(pages::sign_up_code_page).post(pages::sign_up_code),
-        )
-        .route("/code", get(pages::code_page).post(pages::verify_code))
-        .route("/code/resend", post(pages::resend_code))
-        .route("/reset", get(pages::reset_page).post(pages::reset))
-        .route(
-            "/reset/new-password",
-            get(pages::new_password_page).post(pages::new_password),
-        )
-        .route("/sign-out", post(pages::sign_out))
-        .route("/account", get(pages::account_page))
-        .route("/account/profile", post(pages::update_profile))
-        .route("/account/password", post(pages::change_password))
-        .route(
-            "/account/sessions/sign-out-all",
-            post(pages::sign_out_everywhere),
-        )
-        .route(
-            "/account/sessions/{id}/sign-out",
-            post(pages::sign_out_session),
-        )
+    let mut router = Router::new();
+    for spec in route_specs() {
+        let methods = [spec.read, spec.change]
+            .into_iter()
+            .flatten()
+            .fold(MethodRouter::new(), MethodRouter::merge);
+        router = router.route(spec.path, methods);
+    }
+    router
         .fallback_service(static_files)
         .layer(DefaultBodyLimit::max(FORM_BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
