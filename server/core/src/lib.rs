@@ -13,8 +13,10 @@ pub mod hashing;
 pub mod identity;
 pub mod mail;
 pub mod password;
+pub mod seal;
 pub mod secret;
 pub mod throttle;
 pub mod tokens;
+pub mod totp;
 
 pub use gatehouse_store as store;

@@ -541,6 +541,86 @@ impl Store {
         Ok(())
     }
 
+    // ---------------------------------------------------------------- authenticator apps
+
+    /// Stores a new, unconfirmed authenticator-app credential.
+    pub async fn create_totp(
+        &self,
+        id: &str,
+        user_id: &str,
+        sealed_secret: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO totp_credentials (id, user_id, sealed_secret, created_at, last_used_step) VALUES ($1, $2, $3, $4, -1)",
+        )
+        .bind(id)
+        .bind(user_id)
+        .bind(sealed_secret)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn list_totp(&self, user_id: &str) -> StoreResult<Vec<TotpCredential>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TOTP_COLUMNS} FROM totp_credentials WHERE user_id = $1 ORDER BY created_at"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(TotpCredential::from_row).collect()
+    }
+
+    /// Confirms an enrollment with the step of its first correct code, if it is still
+    /// unconfirmed and younger than `max_age_ms`.
+    pub async fn confirm_totp(
+        &self,
+        id: &str,
+        user_id: &str,
+        step: i64,
+        max_age_ms: i64,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE totp_credentials SET confirmed_at = $1, last_used_step = $2, last_used_at = $1 \
+             WHERE id = $3 AND user_id = $4 AND confirmed_at IS NULL AND created_at > $5",
+        )
+        .bind(now)
+        .bind(step)
+        .bind(id)
+        .bind(user_id)
+        .bind(now - max_age_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records the use of `step` on a confirmed credential, only if it is later than every step
+    /// used before: of many concurrent submissions of one code, exactly one is accepted.
+    pub async fn claim_totp_step(&self, id: &str, step: i64, now: i64) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE totp_credentials SET last_used_step = $1, last_used_at = $2 \
+             WHERE id = $3 AND confirmed_at IS NOT NULL AND last_used_step < $1",
+        )
+        .bind(step)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn delete_totp(&self, user_id: &str, id: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM totp_credentials WHERE user_id = $1 AND id = $2")
+            .bind(user_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     // ---------------------------------------------------------------- sessions
 
     pub async fn create_session(&self, s: &NewSession<'_>) -> StoreResult<()> {
@@ -683,14 +763,19 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// Housekeeping: removes expired sessions, codes a day past expiry, send slots and
+    /// Housekeeping: removes expired sessions, abandoned authenticator enrollments, codes a day
+    /// past expiry, send slots and
     /// throttle counters that have gone quiet, and delivered or old messages. A closed password
     /// path (a counter at or above `keep_closed_at`) is kept until another way in reopens it.
     pub async fn purge_expired(&self, now: i64, keep_closed_at: i64) -> StoreResult<u64> {
         const DAY: i64 = 86_400_000;
         let mut removed = 0;
-        let statements: [(&str, i64); 4] = [
+        let statements: [(&str, i64); 5] = [
             ("DELETE FROM sessions WHERE expires_at <= $1", now),
+            (
+                "DELETE FROM totp_credentials WHERE confirmed_at IS NULL AND created_at <= $1",
+                now - DAY,
+            ),
             (
                 "DELETE FROM one_time_codes WHERE expires_at <= $1",
                 now - DAY,

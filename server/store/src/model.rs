@@ -19,6 +19,8 @@ pub(crate) const SESSION_COLUMNS_S: &str =
 pub(crate) const CODE_COLUMNS: &str =
     "id, purpose, email, user_id, payload, failed_attempts, sends, \
      created_at, last_sent_at, expires_at, consumed_at";
+pub(crate) const TOTP_COLUMNS: &str =
+    "id, user_id, sealed_secret, created_at, confirmed_at, last_used_step, last_used_at";
 pub(crate) const SIGN_IN_COLUMNS: &str =
     "id, occurred_at, user_id, email, application, client_ip, \
      user_agent, method, result, failure_reason, session_id";
@@ -287,6 +289,42 @@ impl OutboxMessage {
             body: row.try_get("body")?,
             sent_at: row.try_get("sent_at")?,
             last_error: row.try_get("last_error")?,
+        })
+    }
+}
+
+/// An authenticator-app credential. The sealed secret stays out of `Debug`.
+#[derive(Clone)]
+pub struct TotpCredential {
+    pub id: String,
+    pub user_id: String,
+    pub sealed_secret: String,
+    pub created_at: i64,
+    pub confirmed_at: Option<i64>,
+    pub last_used_step: i64,
+    pub last_used_at: Option<i64>,
+}
+
+impl std::fmt::Debug for TotpCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TotpCredential")
+            .field("id", &self.id)
+            .field("confirmed_at", &self.confirmed_at)
+            .field("last_used_step", &self.last_used_step)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TotpCredential {
+    pub(crate) fn from_row(row: &AnyRow) -> StoreResult<Self> {
+        Ok(TotpCredential {
+            id: row.try_get("id")?,
+            user_id: row.try_get("user_id")?,
+            sealed_secret: row.try_get("sealed_secret")?,
+            created_at: row.try_get("created_at")?,
+            confirmed_at: row.try_get("confirmed_at")?,
+            last_used_step: row.try_get("last_used_step")?,
+            last_used_at: row.try_get("last_used_at")?,
         })
     }
 }

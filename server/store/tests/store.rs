@@ -614,3 +614,63 @@ async fn delivered_messages_lose_their_content() {
         assert!(!stored.subject.contains("654321") && !stored.body.contains("654321"));
     }
 }
+
+#[tokio::test]
+async fn a_totp_step_is_accepted_once_and_never_a_lower_one_after() {
+    for store in stores().await {
+        store
+            .create_user(&user("tu", "totp@example.com"))
+            .await
+            .unwrap();
+        store
+            .create_totp("t1", "tu", "v1.sealed", 1_000)
+            .await
+            .unwrap();
+        assert!(
+            !store.claim_totp_step("t1", 100, 2_000).await.unwrap(),
+            "unconfirmed credentials accept nothing"
+        );
+        assert!(
+            !store
+                .confirm_totp("t1", "tu", 99, 600_000, 700_000)
+                .await
+                .unwrap(),
+            "enrollment window passed"
+        );
+        assert!(store
+            .confirm_totp("t1", "tu", 99, 600_000, 2_000)
+            .await
+            .unwrap());
+        assert!(
+            !store
+                .confirm_totp("t1", "tu", 99, 600_000, 2_000)
+                .await
+                .unwrap(),
+            "confirmed once"
+        );
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let s = store.clone();
+                tokio::spawn(async move { s.claim_totp_step("t1", 100, 3_000).await })
+            })
+            .collect();
+        let mut accepted = 0;
+        for t in tasks {
+            if t.await.unwrap().unwrap() {
+                accepted += 1;
+            }
+        }
+        assert_eq!(accepted, 1, "{:?}", store.backend());
+        assert!(
+            !store.claim_totp_step("t1", 99, 3_000).await.unwrap(),
+            "a lower step after a higher one"
+        );
+        assert!(store.claim_totp_step("t1", 101, 3_000).await.unwrap());
+        let listed = store.list_totp("tu").await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].last_used_step, 101);
+        assert!(!format!("{:?}", listed[0]).contains("sealed"));
+        assert!(store.delete_totp("tu", "t1").await.unwrap());
+        assert!(store.list_totp("tu").await.unwrap().is_empty());
+    }
+}
