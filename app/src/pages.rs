@@ -218,6 +218,7 @@ pub fn AccountPage(data: AccountData) -> impl IntoView {
             </form>
         </div>
         <p class="gh-lead">{t.get("account.signed_in_as")} " " <strong>{data.email.clone()}</strong></p>
+        <p class="gh-links"><a href="/account/security">{t.get("account.security_link")}</a></p>
         <Notice message=data.notice.clone()/>
         <section aria-labelledby="profile-heading" class="gh-section">
             <h2 id="profile-heading">{t.get("account.profile")}</h2>
@@ -281,6 +282,156 @@ pub fn AccountPage(data: AccountData) -> impl IntoView {
                 <button type="submit" class="gh-button gh-button-danger">{t.get("account.sign_out_everywhere")}</button>
             </form>
         </section>
+    }
+}
+
+#[component]
+pub fn SecondFactorPage(state: FormState) -> impl IntoView {
+    let t = texts();
+    view! {
+        <h1>{t.get("second_factor.title")}</h1>
+        <p class="gh-lead">{t.get("second_factor.lead")}</p>
+        <FormError message=state.error.clone()/>
+        <form method="post" action="/sign-in/verify" class="gh-form">
+            <Field id="code" label=t.get("second_factor.label") autocomplete="one-time-code" inputmode="numeric"
+                maxlength=12 invalid=state.is_invalid("code")/>
+            <button type="submit" class="gh-button">{t.get("second_factor.submit")}</button>
+        </form>
+    }
+}
+
+/// One sign-in method on the security-info page.
+#[derive(Debug, Clone)]
+pub struct SecurityMethodRow {
+    pub id: String,
+    pub name: String,
+    pub added: String,
+    pub last_used: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SecurityData {
+    pub methods: Vec<SecurityMethodRow>,
+    /// The sign-in is recent enough to change security info without confirming again.
+    pub recent: bool,
+    pub has_password: bool,
+    pub notice: Option<String>,
+    pub error: Option<String>,
+}
+
+#[component]
+pub fn SecurityPage(data: SecurityData) -> impl IntoView {
+    let t = texts();
+    let methods = data.methods.clone();
+    let empty = methods.is_empty();
+    let manage = if data.recent {
+        view! {
+            <form method="post" action="/account/security/authenticator">
+                <button type="submit" class="gh-button">{t.get("security.add_authenticator")}</button>
+            </form>
+        }
+        .into_any()
+    } else {
+        let reauth = if data.has_password {
+            view! {
+                <form method="post" action="/account/reauthenticate" class="gh-form">
+                    <PasswordField id="password".to_string() label=t.get("common.password")
+                        autocomplete="current-password".to_string() show_label=t.get("common.show_password")
+                        hint=None invalid=data.error.is_some()/>
+                    <button type="submit" class="gh-button">{t.get("security.reauth_submit")}</button>
+                </form>
+            }
+            .into_any()
+        } else {
+            view! { <p><a href="/sign-in/code">{t.get("security.reauth_with_code")}</a></p> }
+                .into_any()
+        };
+        view! {
+            <section aria-labelledby="reauth-heading" class="gh-section">
+                <h2 id="reauth-heading">{t.get("security.reauth_title")}</h2>
+                <p>{t.get("security.reauth_lead")}</p>
+                {reauth}
+            </section>
+        }
+        .into_any()
+    };
+    view! {
+        <h1>{t.get("security.title")}</h1>
+        <p class="gh-lead">{t.get("security.lead")}</p>
+        <Notice message=data.notice.clone()/>
+        <FormError message=data.error.clone()/>
+        <section aria-labelledby="methods-heading" class="gh-section">
+            <h2 id="methods-heading">{t.get("security.methods")}</h2>
+            {empty.then(|| view! { <p>{t.get("security.none")}</p> })}
+            <ul class="gh-sessions" aria-label=t.get("security.methods")>
+                {methods
+                    .into_iter()
+                    .map(|m| {
+                        let t = texts();
+                        let action = format!("/account/security/authenticator/{}/remove", m.id);
+                        let recent = data.recent;
+                        view! {
+                            <li class="gh-session">
+                                <div>
+                                    <p class="gh-device">{m.name.clone()}</p>
+                                    <dl>
+                                        <dt>{t.get("security.added")}</dt><dd>{m.added.clone()}</dd>
+                                        <dt>{t.get("security.last_used")}</dt><dd>{m.last_used.clone()}</dd>
+                                    </dl>
+                                </div>
+                                {recent.then(|| view! {
+                                    <form method="post" action=action>
+                                        <button type="submit" class="gh-button gh-button-secondary"
+                                            aria-label=format!("{} {}", t.get("security.remove"), m.name)>
+                                            {t.get("security.remove")}
+                                        </button>
+                                    </form>
+                                })}
+                            </li>
+                        }
+                    })
+                    .collect_view()}
+            </ul>
+        </section>
+        {manage}
+        <p class="gh-links"><a href="/account">{t.get("security.back")}</a></p>
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EnrollData {
+    pub id: String,
+    /// The base32 key, grouped for reading.
+    pub secret: String,
+    pub uri: String,
+    /// The QR code as SVG markup, made on the server from the URI.
+    pub qr_svg: String,
+    pub error: Option<String>,
+}
+
+#[component]
+pub fn EnrollAuthenticatorPage(data: EnrollData) -> impl IntoView {
+    let t = texts();
+    let action = format!("/account/security/authenticator/{}/confirm", data.id);
+    view! {
+        <h1>{t.get("enroll.title")}</h1>
+        <FormError message=data.error.clone()/>
+        <p>{t.get("enroll.scan")}</p>
+        <div class="gh-qr" role="img" aria-label=t.get("enroll.qr_label") inner_html=data.qr_svg.clone()></div>
+        <p>{t.get("enroll.manual")}</p>
+        <dl class="gh-setup">
+            <dt>{t.get("enroll.key")}</dt>
+            <dd><code id="totp-secret">{data.secret.clone()}</code></dd>
+            <dt>{t.get("enroll.uri")}</dt>
+            <dd><code id="totp-uri">{data.uri.clone()}</code></dd>
+        </dl>
+        <p>{t.get("enroll.enter_code")}</p>
+        <form method="post" action=action class="gh-form">
+            <Field id="code" label=t.get("enroll.label") autocomplete="one-time-code" inputmode="numeric"
+                maxlength=12 invalid=data.error.is_some()/>
+            <button type="submit" class="gh-button">{t.get("enroll.submit")}</button>
+        </form>
+        <p class="gh-links"><a href="/account/security">{t.get("security.back")}</a></p>
     }
 }
 

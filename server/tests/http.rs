@@ -2120,3 +2120,320 @@ async fn line_breaks_in_input_never_reach_response_headers() {
         .await;
     assert!(r.headers.get("x-injected").is_none());
 }
+
+/// The setup key shown on the enrollment page.
+fn setup_key(body: &str) -> gatehouse_core::totp::TotpSecret {
+    let start = body
+        .find("id=\"totp-secret\">")
+        .expect("the key is on the page")
+        + "id=\"totp-secret\">".len();
+    let end = start + body[start..].find('<').unwrap();
+    gatehouse_core::totp::TotpSecret::from_bytes(
+        gatehouse_core::totp::base32_decode(&body[start..end]).unwrap(),
+    )
+}
+
+fn code_now(server: &TestServer, secret: &gatehouse_core::totp::TotpSecret) -> String {
+    let step = gatehouse_core::totp::step_at(server.state.now() / 1000);
+    gatehouse_core::totp::code_for_step(secret, step)
+}
+
+/// Signs up, adds an authenticator app through the pages, and returns the browser and secret.
+async fn with_authenticator(
+    server: &TestServer,
+    email: &str,
+) -> (Browser, gatehouse_core::totp::TotpSecret) {
+    let mut b = server.signed_up("Two Step", email, PASSWORD).await;
+    let r = b.post("/account/security/authenticator", &[]).await;
+    let location = r
+        .location()
+        .unwrap_or_else(|| {
+            panic!(
+                "{} {}",
+                r.status,
+                &r.body[r.body.len().saturating_sub(1500)..]
+            )
+        })
+        .to_string();
+    assert!(
+        location.starts_with("/account/security/authenticator/"),
+        "{location}"
+    );
+    let page = b.get(&location).await;
+    assert!(
+        page.body.contains("otpauth://totp/Gatehouse:"),
+        "the setup link is shown"
+    );
+    assert!(
+        page.body.contains("<svg"),
+        "the QR code is rendered on the server"
+    );
+    let secret = setup_key(&page.body);
+    let wrong = b
+        .post(&format!("{location}/confirm"), &[("code", "000000")])
+        .await;
+    if code_now(server, &secret) != "000000" {
+        assert_eq!(wrong.status, StatusCode::BAD_REQUEST);
+    }
+    let ok = b
+        .post(
+            &format!("{location}/confirm"),
+            &[("code", &code_now(server, &secret))],
+        )
+        .await;
+    assert_eq!(
+        ok.location(),
+        Some("/account/security?notice=added"),
+        "{}",
+        ok.body
+    );
+    (b, secret)
+}
+
+#[tokio::test]
+async fn an_authenticator_app_is_then_required_at_every_sign_in() {
+    let server = TestServer::start().await;
+    let (mut first, secret) = with_authenticator(&server, "mfa@example.com").await;
+    assert!(first
+        .get("/account/security")
+        .await
+        .body
+        .contains("Authenticator app"));
+    first.post("/sign-out", &[]).await;
+
+    // The password alone leads to the second-factor page, never to a session.
+    let mut b = server.browser();
+    let r = b
+        .post(
+            "/sign-in",
+            &[("email", "mfa@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(r.location(), Some("/sign-in/verify"));
+    assert!(b.session_cookie().is_none());
+    assert_eq!(
+        b.get("/account").await.location(),
+        Some("/sign-in"),
+        "skipping the second factor gives nothing"
+    );
+    assert_eq!(b.get("/sign-in/verify").await.status, StatusCode::OK);
+    let wrong = b.post("/sign-in/verify", &[("code", "12345x")]).await;
+    assert_eq!(wrong.status, StatusCode::BAD_REQUEST);
+    // The code used at enrollment is spent: wait for the next step.
+    server.clock.advance_ms(30_000);
+    let code = code_now(&server, &secret);
+    let r = b.post("/sign-in/verify", &[("code", &code)]).await;
+    assert_eq!(r.location(), Some("/account"), "{}", r.body);
+    assert_eq!(b.get("/account").await.status, StatusCode::OK);
+    let user = server
+        .state
+        .store()
+        .find_user_by_email("mfa@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    let sessions = server
+        .state
+        .store()
+        .list_sessions(&user.id, server.state.now())
+        .await
+        .unwrap();
+    assert!(sessions
+        .iter()
+        .any(|s| s.amr == "pwd otp mfa" && s.second_factor_id.is_some()));
+
+    // The same code is never accepted again, not even in another sign-in.
+    let mut again = server.browser();
+    again
+        .post(
+            "/sign-in",
+            &[("email", "mfa@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(
+        again
+            .post("/sign-in/verify", &[("code", &code)])
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+    assert!(again.session_cookie().is_none());
+
+    // The email-code path and a password reset also stop at the second factor.
+    let mut by_code = server.browser();
+    by_code
+        .post("/sign-in/code", &[("email", "mfa@example.com")])
+        .await;
+    let email_code = server.last_code("mfa@example.com").await;
+    assert_eq!(
+        by_code
+            .post("/code", &[("code", &email_code)])
+            .await
+            .location(),
+        Some("/sign-in/verify")
+    );
+    assert!(by_code.session_cookie().is_none());
+    let mut resetter = server.browser();
+    resetter
+        .post("/reset", &[("email", "mfa@example.com")])
+        .await;
+    let reset_code = server.last_code("mfa@example.com").await;
+    resetter.post("/code", &[("code", &reset_code)]).await;
+    let r = resetter
+        .post(
+            "/reset/new-password",
+            &[("password", "another-fine-passphrase")],
+        )
+        .await;
+    assert_eq!(
+        r.location(),
+        Some("/sign-in/verify"),
+        "a reset never skips the second factor"
+    );
+    assert!(resetter.session_cookie().is_none());
+
+    let log = server
+        .state
+        .store()
+        .sign_ins_for_email("mfa@example.com", 20)
+        .await
+        .unwrap();
+    assert!(log
+        .iter()
+        .any(|e| e.method == "password" && e.result == "interrupted"));
+    assert!(log
+        .iter()
+        .any(|e| e.method == "totp" && e.result == "success"));
+    assert!(log.iter().any(
+        |e| e.method == "totp" && e.failure_reason.as_deref() == Some("second_factor_invalid")
+    ));
+}
+
+#[tokio::test]
+async fn fifty_parallel_submissions_of_one_authenticator_code_give_one_session() {
+    let server = TestServer::start().await;
+    let (_, secret) = with_authenticator(&server, "race-mfa@example.com").await;
+    server.clock.advance_ms(30_000);
+    let code = code_now(&server, &secret);
+    let mut pending = Vec::new();
+    for _ in 0..2 {
+        let mut b = server.browser();
+        b.post(
+            "/sign-in",
+            &[("email", "race-mfa@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+        pending.push(b.cookie_header());
+    }
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let client = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap();
+            let (base, cookie, code) = (server.base.clone(), pending[i % 2].clone(), code.clone());
+            tokio::spawn(async move {
+                client
+                    .post(format!("{base}/sign-in/verify"))
+                    .header("origin", base.clone())
+                    .header("cookie", cookie)
+                    .form(&[("code", code)])
+                    .send()
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut sessions = 0;
+    for t in tasks {
+        if t.await
+            .unwrap()
+            .headers()
+            .get(LOCATION)
+            .is_some_and(|l| l == "/account")
+        {
+            sessions += 1;
+        }
+    }
+    assert_eq!(sessions, 1);
+}
+
+#[tokio::test]
+async fn security_changes_need_a_recent_sign_in_and_removal_ends_sessions_made_with_it() {
+    let server = TestServer::start().await;
+    let (mut owner, secret) = with_authenticator(&server, "remove@example.com").await;
+    // A second browser signs in with the authenticator.
+    server.clock.advance_ms(30_000);
+    let mut other = server.browser();
+    other
+        .post(
+            "/sign-in",
+            &[("email", "remove@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(
+        other
+            .post("/sign-in/verify", &[("code", &code_now(&server, &secret))])
+            .await
+            .location(),
+        Some("/account")
+    );
+
+    // Eleven minutes later, changes need the password again.
+    server.clock.advance_ms(11 * 60 * 1000);
+    let refused = owner.post("/account/security/authenticator", &[]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(refused.body.contains("Confirm it is you"));
+    let before = owner.session_cookie().unwrap();
+    assert_eq!(
+        owner
+            .post("/account/reauthenticate", &[("password", "not-it-at-all")])
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    let r = owner
+        .post("/account/reauthenticate", &[("password", PASSWORD)])
+        .await;
+    assert_eq!(r.location(), Some("/account/security?notice=confirmed"));
+    assert_ne!(
+        owner.session_cookie().unwrap(),
+        before,
+        "a new session id after re-authentication"
+    );
+
+    let user = server
+        .state
+        .store()
+        .find_user_by_email("remove@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    let id = server.state.store().list_totp(&user.id).await.unwrap()[0]
+        .id
+        .clone();
+    let r = owner
+        .post(&format!("/account/security/authenticator/{id}/remove"), &[])
+        .await;
+    assert_eq!(r.location(), Some("/account/security?notice=removed"));
+    assert_eq!(
+        other.get("/account").await.location(),
+        Some("/sign-in"),
+        "the session made with it ended"
+    );
+    assert_eq!(
+        owner.get("/account").await.status,
+        StatusCode::OK,
+        "the password-only session stays"
+    );
+    let mut next = server.browser();
+    assert_eq!(
+        next.post(
+            "/sign-in",
+            &[("email", "remove@example.com"), ("password", PASSWORD)]
+        )
+        .await
+        .location(),
+        Some("/account")
+    );
+}

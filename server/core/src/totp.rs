@@ -61,6 +61,25 @@ pub fn base32_encode(data: &[u8]) -> String {
     out
 }
 
+/// Decodes RFC 4648 base32 (case-insensitive; spaces and padding ignored).
+pub fn base32_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let (mut buffer, mut bits) = (0u64, 0u32);
+    for c in text.chars().filter(|c| !c.is_whitespace() && *c != '=') {
+        let value = ALPHABET
+            .iter()
+            .position(|a| char::from(*a) == c.to_ascii_uppercase())? as u64;
+        buffer = (buffer << 5) | value;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buffer >> bits) as u8);
+            buffer &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
 /// HOTP (RFC 4226 section 5.3): dynamic truncation of HMAC-SHA-1(secret, counter).
 pub fn hotp(secret: &TotpSecret, counter: u64) -> u32 {
     let Ok(mut mac) = <Hmac<Sha1> as Mac>::new_from_slice(secret.as_bytes()) else {
@@ -227,6 +246,14 @@ mod tests {
             assert_eq!(base32_encode(input.as_bytes()), out);
         }
         assert_eq!(TotpSecret::generate().to_base32().len(), 32);
+        for (input, out) in [
+            ("foobar", "mzxw 6ytb oi"),
+            ("fooba", "MZXW6YTB"),
+            ("f", "MY======"),
+        ] {
+            assert_eq!(base32_decode(out).as_deref(), Some(input.as_bytes()));
+        }
+        assert_eq!(base32_decode("M1"), None);
         assert!(!format!("{:?}", TotpSecret::generate()).contains('A'));
     }
 }

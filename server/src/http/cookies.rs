@@ -8,6 +8,8 @@ use axum::http::HeaderValue;
 pub const SESSION: &str = "gh_session";
 /// The cookie that ties a browser to its code flow (sign-up, code sign-in, reset).
 pub const FLOW: &str = "gh_flow";
+/// The cookie that ties a browser to a sign-in waiting for its second factor.
+pub const PENDING_SIGN_IN: &str = "gh_mfa";
 
 #[derive(Debug, Clone, Copy)]
 pub struct CookiePolicy {

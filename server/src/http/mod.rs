@@ -1,6 +1,7 @@
 //! The HTTP edge: routes, limits, timeouts and the security layers around them.
 
 pub mod cookies;
+pub mod mfa;
 pub mod pages;
 pub mod security;
 
@@ -77,6 +78,37 @@ fn route_specs() -> Vec<RouteSpec> {
             "/account/sessions/{id}/sign-out",
             None,
             Some(post(sign_out_session)),
+        ),
+        route(
+            "/sign-in/verify",
+            Some(get(mfa::second_factor_page)),
+            Some(post(mfa::verify_second_factor)),
+        ),
+        route("/account/security", Some(get(mfa::security_page)), None),
+        route(
+            "/account/reauthenticate",
+            None,
+            Some(post(mfa::reauthenticate)),
+        ),
+        route(
+            "/account/security/authenticator",
+            None,
+            Some(post(mfa::begin_authenticator)),
+        ),
+        route(
+            "/account/security/authenticator/{id}",
+            Some(get(mfa::authenticator_page)),
+            None,
+        ),
+        route(
+            "/account/security/authenticator/{id}/confirm",
+            None,
+            Some(post(mfa::confirm_authenticator)),
+        ),
+        route(
+            "/account/security/authenticator/{id}/remove",
+            None,
+            Some(post(mfa::remove_authenticator)),
         ),
     ]
 }

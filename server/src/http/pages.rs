@@ -23,14 +23,14 @@ use gatehouse_app::pages::{
 use gatehouse_app::shell::{render_document, PageContext};
 use gatehouse_core::email::EmailProblem;
 use gatehouse_core::identity::{
-    AuthError, CodeOutcome, InputProblem, RequestContext, SignedIn, ACCOUNT_PORTAL,
+    AuthError, CodeOutcome, InputProblem, RequestContext, SignInOutcome, SignedIn, ACCOUNT_PORTAL,
 };
 use gatehouse_core::mail::{EmailKind, EmailText, EmailTexts};
 use gatehouse_core::secret::SecretString;
 use gatehouse_core::store::{Session, User};
 use gatehouse_core::tokens::random_id;
 
-use super::cookies::{CookiePolicy, FLOW, SESSION};
+use super::cookies::{CookiePolicy, FLOW, PENDING_SIGN_IN, SESSION};
 use super::security::{client_ip, page_csp, peer_ip};
 use crate::AppState;
 
@@ -40,14 +40,14 @@ const FLOW_COOKIE_MAX_AGE_S: i64 = 15 * 60;
 // ---------------------------------------------------------------- rendering
 
 /// A page about to be rendered: its context (branding, texts, nonce) and response parts.
-struct Page {
-    ctx: PageContext,
+pub(super) struct Page {
+    pub(super) ctx: PageContext,
     status: StatusCode,
     headers: Vec<(axum::http::HeaderName, HeaderValue)>,
 }
 
 impl Page {
-    async fn new(state: &AppState) -> Self {
+    pub(super) async fn new(state: &AppState) -> Self {
         Self::with_branding(state.branding().await, state.leptos_options.clone())
     }
 
@@ -63,11 +63,11 @@ impl Page {
         }
     }
 
-    fn t(&self) -> &Texts {
+    pub(super) fn t(&self) -> &Texts {
         &self.ctx.texts
     }
 
-    fn status(mut self, status: StatusCode) -> Self {
+    pub(super) fn status(mut self, status: StatusCode) -> Self {
         self.status = status;
         self
     }
@@ -77,7 +77,7 @@ impl Page {
         self
     }
 
-    fn render<V: IntoView + 'static>(
+    pub(super) fn render<V: IntoView + 'static>(
         self,
         title_key: &str,
         body: impl FnOnce() -> V + Send + 'static,
@@ -102,11 +102,14 @@ impl Page {
     }
 }
 
-/// 303 See Other to a fixed path of ours, with cookies.
-fn redirect(to: &'static str, cookies: Vec<HeaderValue>) -> Response {
+/// 303 See Other to a path of ours (built from constants and our own ids), with cookies.
+pub(super) fn redirect(to: &str, cookies: Vec<HeaderValue>) -> Response {
     let mut response = StatusCode::SEE_OTHER.into_response();
     let h = response.headers_mut();
-    h.insert(LOCATION, HeaderValue::from_static(to));
+    h.insert(
+        LOCATION,
+        HeaderValue::from_str(to).unwrap_or(HeaderValue::from_static("/")),
+    );
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     for c in cookies {
         h.append(SET_COOKIE, c);
@@ -115,14 +118,14 @@ fn redirect(to: &'static str, cookies: Vec<HeaderValue>) -> Response {
 }
 
 /// How an error reads on a page, its status, and the field it is about.
-struct ErrorView {
-    status: StatusCode,
-    message: String,
-    field: Option<&'static str>,
-    retry_after: Option<i64>,
+pub(super) struct ErrorView {
+    pub(super) status: StatusCode,
+    pub(super) message: String,
+    pub(super) field: Option<&'static str>,
+    pub(super) retry_after: Option<i64>,
 }
 
-fn describe_error(t: &Texts, err: &AuthError) -> ErrorView {
+pub(super) fn describe_error(t: &Texts, err: &AuthError) -> ErrorView {
     let view = |status, key: &str, field| ErrorView {
         status,
         message: t.get(key),
@@ -158,6 +161,15 @@ fn describe_error(t: &Texts, err: &AuthError) -> ErrorView {
             view(StatusCode::TOO_MANY_REQUESTS, "sign_in.closed", None)
         }
         AuthError::AccountDisabled => view(StatusCode::FORBIDDEN, "sign_in.disabled", None),
+        AuthError::SecondFactorRequired => {
+            view(StatusCode::UNAUTHORIZED, "second_factor.lead", None)
+        }
+        AuthError::SecondFactorWrong => {
+            view(StatusCode::BAD_REQUEST, "second_factor.wrong", Some("code"))
+        }
+        AuthError::ReauthenticationRequired => {
+            view(StatusCode::FORBIDDEN, "security.reauth_required", None)
+        }
         AuthError::CodeWrong { attempts_left } => ErrorView {
             status: StatusCode::BAD_REQUEST,
             message: t.fill("code.wrong", "n", &attempts_left.to_string()),
@@ -190,7 +202,7 @@ fn describe_error(t: &Texts, err: &AuthError) -> ErrorView {
 }
 
 /// Renders `page` with the error applied to `state`.
-fn error_page<V: IntoView + 'static>(
+pub(super) fn error_page<V: IntoView + 'static>(
     page: Page,
     err: &AuthError,
     mut form: FormState,
@@ -211,7 +223,7 @@ fn error_page<V: IntoView + 'static>(
 
 // ---------------------------------------------------------------- request context
 
-fn cookie_policy(state: &AppState) -> CookiePolicy {
+pub(super) fn cookie_policy(state: &AppState) -> CookiePolicy {
     CookiePolicy {
         secure: state.config.secure_cookies(),
     }
@@ -258,7 +270,7 @@ fn request_context(
 }
 
 /// The page a POST handler answers with, and who is asking.
-async fn begin(state: &AppState, incoming: &Incoming) -> (Page, RequestContext) {
+pub(super) async fn begin(state: &AppState, incoming: &Incoming) -> (Page, RequestContext) {
     let page = Page::new(state).await;
     let ctx = request_context(state, &incoming.headers, &incoming.extensions, &page);
     (page, ctx)
@@ -291,7 +303,7 @@ fn flow_or_error<V: IntoView + 'static>(
 
 /// The parts of a request a POST handler needs besides its form.
 pub struct Incoming {
-    headers: HeaderMap,
+    pub(super) headers: HeaderMap,
     extensions: axum::http::Extensions,
 }
 
@@ -309,7 +321,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Incoming {
     }
 }
 
-async fn current_session(
+pub(super) async fn current_session(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<Option<(Session, User)>, AuthError> {
@@ -319,18 +331,39 @@ async fn current_session(
     }
 }
 
-fn signed_in_response(state: &AppState, signed: SignedIn) -> Response {
+/// How long the pending-sign-in cookie lives (as long as the pending sign-in).
+const PENDING_COOKIE_MAX_AGE_S: i64 = 10 * 60;
+
+pub(super) fn signed_in_response(state: &AppState, signed: SignedIn) -> Response {
     let cookies = cookie_policy(state);
     redirect(
         "/account",
         vec![
             cookies.set(SESSION, signed.token.expose(), None),
             cookies.clear(FLOW),
+            cookies.clear(PENDING_SIGN_IN),
         ],
     )
 }
 
-fn internal_error_page(page: Page, err: &AuthError) -> Response {
+/// A passed first factor: signed in, or on to the second factor (no session yet).
+pub(super) fn sign_in_outcome_response(state: &AppState, outcome: SignInOutcome) -> Response {
+    match outcome {
+        SignInOutcome::SignedIn(signed) => signed_in_response(state, *signed),
+        SignInOutcome::SecondFactorRequired { pending_id } => {
+            let cookies = cookie_policy(state);
+            redirect(
+                "/sign-in/verify",
+                vec![
+                    cookies.set(PENDING_SIGN_IN, &pending_id, Some(PENDING_COOKIE_MAX_AGE_S)),
+                    cookies.clear(FLOW),
+                ],
+            )
+        }
+    }
+}
+
+pub(super) fn internal_error_page(page: Page, err: &AuthError) -> Response {
     let ev = describe_error(page.t(), err);
     let title = page.t().get("error.title");
     page.status(ev.status).render(
@@ -396,7 +429,7 @@ pub async fn sign_in(
         .sign_in_with_password(&ctx, &form.email, &password, state.now())
         .await
     {
-        Ok(signed) => signed_in_response(&state, signed),
+        Ok(outcome) => sign_in_outcome_response(&state, outcome),
         Err(err) => {
             let form_state = FormState {
                 email: form.email.chars().take(320).collect(),
@@ -603,7 +636,7 @@ pub async fn code_page(
 #[derive(Deserialize)]
 pub struct CodeForm {
     #[serde(default)]
-    code: String,
+    pub(super) code: String,
 }
 
 pub async fn verify_code(
@@ -620,7 +653,7 @@ pub async fn verify_code(
         .verify_code(&ctx, &flow_id, &form.code, now)
         .await
     {
-        Ok(CodeOutcome::SignedIn(signed)) => signed_in_response(&state, *signed),
+        Ok(CodeOutcome::SignIn(outcome)) => sign_in_outcome_response(&state, outcome),
         Ok(CodeOutcome::ResetGranted { grant_id }) => redirect(
             "/reset/new-password",
             vec![cookies.set(FLOW, &grant_id, Some(FLOW_COOKIE_MAX_AGE_S))],
@@ -703,7 +736,7 @@ pub async fn new_password_page(State(state): State<AppState>, headers: HeaderMap
 #[derive(Deserialize)]
 pub struct NewPasswordForm {
     #[serde(default)]
-    password: String,
+    pub(super) password: String,
 }
 
 pub async fn new_password(
@@ -721,7 +754,7 @@ pub async fn new_password(
         .complete_password_reset(&ctx, &grant_id, &password, state.now())
         .await
     {
-        Ok(signed) => signed_in_response(&state, signed),
+        Ok(outcome) => sign_in_outcome_response(&state, outcome),
         Err(err @ AuthError::InvalidInput(_)) => error_page(
             page,
             &err,
@@ -799,7 +832,7 @@ async fn account_response(
 }
 
 /// The signed-in user, or a redirect to the sign-in page.
-async fn require_session(
+pub(super) async fn require_session(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<(Session, User), Response> {

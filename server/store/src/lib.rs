@@ -626,7 +626,8 @@ impl Store {
     pub async fn create_session(&self, s: &NewSession<'_>) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO sessions (id, token_hash, user_id, credential_epoch, amr, auth_time, created_at, \
-             last_seen_at, expires_at, client_ip, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $6, $6, $7, $8, $9)",
+             last_seen_at, expires_at, client_ip, user_agent, second_factor_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $6, $7, $8, $9, $10)",
         )
         .bind(s.id)
         .bind(s.token_hash)
@@ -637,9 +638,24 @@ impl Store {
         .bind(s.expires_at)
         .bind(s.client_ip)
         .bind(s.user_agent)
+        .bind(s.second_factor_id)
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Ends every session of a user that was completed with the given second factor.
+    pub async fn delete_sessions_with_second_factor(
+        &self,
+        user_id: &str,
+        second_factor_id: &str,
+    ) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND second_factor_id = $2")
+            .bind(user_id)
+            .bind(second_factor_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     /// Keeps at most `keep` live sessions of a user, never touching `protect` (the session just

@@ -15,7 +15,7 @@ pub(crate) const SESSION_COLUMNS_S: &str =
     "s.id AS session_id, s.credential_epoch AS session_epoch, \
      s.amr AS amr, s.auth_time AS auth_time, s.created_at AS session_created_at, \
      s.last_seen_at AS last_seen_at, s.expires_at AS expires_at, s.client_ip AS client_ip, \
-     s.user_agent AS user_agent, s.user_id AS session_user_id";
+     s.user_agent AS user_agent, s.user_id AS session_user_id, s.second_factor_id AS second_factor_id";
 pub(crate) const CODE_COLUMNS: &str =
     "id, purpose, email, user_id, payload, failed_attempts, sends, \
      created_at, last_sent_at, expires_at, consumed_at";
@@ -87,6 +87,8 @@ pub enum CodePurpose {
     ResetPassword,
     /// The single-use right to set a new password after a reset code was proven.
     ResetGrant,
+    /// A first factor succeeded; the sign-in waits for a second factor (single use).
+    SecondFactor,
 }
 
 impl CodePurpose {
@@ -97,6 +99,7 @@ impl CodePurpose {
             CodePurpose::SignIn => "sign_in",
             CodePurpose::ResetPassword => "reset_password",
             CodePurpose::ResetGrant => "reset_grant",
+            CodePurpose::SecondFactor => "second_factor",
         }
     }
 
@@ -107,6 +110,7 @@ impl CodePurpose {
             "sign_in" => CodePurpose::SignIn,
             "reset_password" => CodePurpose::ResetPassword,
             "reset_grant" => CodePurpose::ResetGrant,
+            "second_factor" => CodePurpose::SecondFactor,
             _ => return None,
         })
     }
@@ -199,6 +203,8 @@ pub struct NewSession<'a> {
     pub expires_at: i64,
     pub client_ip: &'a str,
     pub user_agent: &'a str,
+    /// The second factor the sign-in was completed with, if any.
+    pub second_factor_id: Option<&'a str>,
 }
 
 #[derive(Debug, Clone)]
@@ -214,6 +220,7 @@ pub struct Session {
     pub expires_at: i64,
     pub client_ip: String,
     pub user_agent: String,
+    pub second_factor_id: Option<String>,
 }
 
 impl Session {
@@ -229,6 +236,7 @@ impl Session {
             expires_at: row.try_get("expires_at")?,
             client_ip: row.try_get("client_ip")?,
             user_agent: row.try_get("user_agent")?,
+            second_factor_id: row.try_get("second_factor_id")?,
         })
     }
 }

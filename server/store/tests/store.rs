@@ -361,6 +361,7 @@ async fn sessions_follow_expiry_idle_time_and_credential_epoch() {
             expires_at: 100_000,
             client_ip: "127.0.0.1",
             user_agent: "test",
+            second_factor_id: if id == "s2" { Some("totp-1") } else { None },
         };
         store.create_session(&new("s1", "h1")).await.unwrap();
         store.create_session(&new("s2", "h2")).await.unwrap();
@@ -386,6 +387,14 @@ async fn sessions_follow_expiry_idle_time_and_credential_epoch() {
             "expired"
         );
         assert_eq!(store.list_sessions("su", 2_000).await.unwrap().len(), 2);
+        let with_factor = store.list_sessions("su", 2_000).await.unwrap();
+        assert_eq!(
+            with_factor
+                .iter()
+                .filter(|s| s.second_factor_id.as_deref() == Some("totp-1"))
+                .count(),
+            1
+        );
         let epoch = store
             .set_password("su", "new", 0, 3_000)
             .await
@@ -548,6 +557,7 @@ async fn housekeeping_removes_what_expired_and_keeps_closed_password_paths() {
                 expires_at: day,
                 client_ip: "127.0.0.1",
                 user_agent: "ua",
+                second_factor_id: None,
             })
             .await
             .unwrap();

@@ -9,6 +9,9 @@
 
 use std::sync::Arc;
 
+mod mfa;
+pub use mfa::{SecondFactorMethod, TotpEnrollment};
+
 use serde::{Deserialize, Serialize};
 
 use crate::codes::{self, CODE_TTL_MS, MAX_WRONG_ATTEMPTS, RESEND_INTERVAL_MS};
@@ -92,6 +95,8 @@ pub enum Method {
     SignUpPassword,
     SignUpEmailCode,
     PasswordReset,
+    /// The authenticator-app code of a second factor.
+    Totp,
 }
 
 impl Method {
@@ -102,6 +107,7 @@ impl Method {
             Method::SignUpPassword => "sign_up_password",
             Method::SignUpEmailCode => "sign_up_email_code",
             Method::PasswordReset => "password_reset",
+            Method::Totp => "totp",
         }
     }
 
@@ -111,6 +117,7 @@ impl Method {
             CodePurpose::SignUpCode => Method::SignUpEmailCode,
             CodePurpose::SignIn => Method::EmailCode,
             CodePurpose::ResetPassword | CodePurpose::ResetGrant => Method::PasswordReset,
+            CodePurpose::SecondFactor => Method::Totp,
         }
     }
 }
@@ -137,6 +144,12 @@ pub enum AuthError {
     PasswordPathClosed,
     #[error("account disabled")]
     AccountDisabled,
+    #[error("a second factor is required")]
+    SecondFactorRequired,
+    #[error("wrong second factor")]
+    SecondFactorWrong,
+    #[error("sign-in again required")]
+    ReauthenticationRequired,
     #[error("wrong code")]
     CodeWrong { attempts_left: i64 },
     #[error("code no longer valid")]
@@ -162,6 +175,9 @@ impl AuthError {
             AuthError::Throttled { .. } => "throttled",
             AuthError::PasswordPathClosed => "password_path_closed",
             AuthError::AccountDisabled => "account_disabled",
+            AuthError::SecondFactorRequired => "second_factor_required",
+            AuthError::SecondFactorWrong => "second_factor_invalid",
+            AuthError::ReauthenticationRequired => "reauthentication_required",
             AuthError::CodeWrong { .. } => "code_invalid",
             AuthError::CodeDead => "code_expired_or_used",
             AuthError::ResendTooSoon => "resend_too_soon",
@@ -233,10 +249,20 @@ pub struct SignedIn {
     pub user: User,
 }
 
+/// Where a successful first factor leads.
+#[derive(Debug)]
+pub enum SignInOutcome {
+    /// Signed in: a new session.
+    SignedIn(Box<SignedIn>),
+    /// The account has a second factor: the sign-in waits for it. The id goes into the
+    /// browser's pending-sign-in cookie; no session exists yet.
+    SecondFactorRequired { pending_id: String },
+}
+
 /// What a verified code leads to.
 #[derive(Debug)]
 pub enum CodeOutcome {
-    SignedIn(Box<SignedIn>),
+    SignIn(SignInOutcome),
     /// A reset code was proven: the flow may now set a new password with this grant.
     ResetGranted {
         grant_id: String,
@@ -335,7 +361,7 @@ impl Identity {
         email_input: &str,
         password: &SecretString,
         now: i64,
-    ) -> Result<SignedIn, AuthError> {
+    ) -> Result<SignInOutcome, AuthError> {
         // An address that cannot exist is handled like an unknown account, under a fixed-size key
         // derived from what was typed.
         let email = normalize_email(email_input).unwrap_or_else(|_| {
@@ -373,9 +399,15 @@ impl Identity {
         let fail = |user: Option<&User>, err: AuthError| (user.map(|u| u.id.clone()), err);
         let ip = self.ip_gate(ctx, now).await.map_err(|e| fail(None, e))?;
         // Per-account gate: the attempt is counted before the password is checked.
-        self.claim_attempt("password", email, ACCOUNT_POLICY, now)
-            .await
-            .map_err(|e| fail(None, e))?;
+        self.claim_attempt(
+            "password",
+            email,
+            ACCOUNT_POLICY,
+            AuthError::PasswordPathClosed,
+            now,
+        )
+        .await
+        .map_err(|e| fail(None, e))?;
         let user = self
             .store
             .find_user_by_email(email)
@@ -444,6 +476,7 @@ impl Identity {
         scope: &str,
         subject: &str,
         policy: ThrottlePolicy,
+        closed: AuthError,
         now: i64,
     ) -> Result<(), AuthError> {
         let mut state = self.store.throttle_state(scope, subject).await?;
@@ -452,7 +485,7 @@ impl Identity {
             state = ThrottleState::default();
         }
         match policy.decide(state, now) {
-            ThrottleDecision::Closed => return Err(AuthError::PasswordPathClosed),
+            ThrottleDecision::Closed => return Err(closed),
             ThrottleDecision::WaitUntil(until) => return Err(retry_after(until, now)),
             ThrottleDecision::Allow => {}
         }
@@ -470,6 +503,8 @@ impl Identity {
 
     // ------------------------------------------------------------ sessions
 
+    /// The end of every first factor: a session, unless the account has a second factor, in
+    /// which case a single-use pending sign-in is created and the attempt logged as waiting.
     async fn finish_sign_in(
         &self,
         ctx: &RequestContext,
@@ -478,8 +513,42 @@ impl Identity {
         method: Method,
         amr: &str,
         now: i64,
+    ) -> Result<SignInOutcome, AuthError> {
+        if !self.second_factor_methods(&user.id).await?.is_empty() {
+            let pending_id = self.begin_second_factor(&user, method, amr, now).await?;
+            self.log_attempt(
+                ctx,
+                email,
+                Some(&user.id),
+                method,
+                Err(&AuthError::SecondFactorRequired),
+                None,
+                now,
+            )
+            .await?;
+            return Ok(SignInOutcome::SecondFactorRequired { pending_id });
+        }
+        let signed_in = self
+            .start_session(ctx, email, user, method, amr, None, now)
+            .await?;
+        Ok(SignInOutcome::SignedIn(Box::new(signed_in)))
+    }
+
+    /// Creates the session of a completed sign-in and logs the success.
+    #[allow(clippy::too_many_arguments)]
+    async fn start_session(
+        &self,
+        ctx: &RequestContext,
+        email: &str,
+        user: User,
+        method: Method,
+        amr: &str,
+        second_factor_id: Option<&str>,
+        now: i64,
     ) -> Result<SignedIn, AuthError> {
-        let signed_in = self.create_session(ctx, user, amr, now).await?;
+        let signed_in = self
+            .create_session(ctx, user, amr, second_factor_id, now)
+            .await?;
         self.log_attempt(
             ctx,
             email,
@@ -499,6 +568,7 @@ impl Identity {
         ctx: &RequestContext,
         user: User,
         amr: &str,
+        second_factor_id: Option<&str>,
         now: i64,
     ) -> Result<SignedIn, AuthError> {
         let token = secret_token();
@@ -516,6 +586,7 @@ impl Identity {
                 expires_at,
                 client_ip: &ctx.client_ip,
                 user_agent: &user_agent,
+                second_factor_id,
             })
             .await?;
         self.store
@@ -538,6 +609,7 @@ impl Identity {
             expires_at,
             client_ip: ctx.client_ip.clone(),
             user_agent,
+            second_factor_id: second_factor_id.map(str::to_string),
         };
         Ok(SignedIn {
             token: SecretString::new(token),
@@ -619,8 +691,14 @@ impl Identity {
             &[PRODUCT_NAME, &ctx.product_name],
         )
         .map_err(|p| AuthError::InvalidInput(InputProblem::Password(p)))?;
-        self.claim_attempt("password", &user.email, ACCOUNT_POLICY, now)
-            .await?;
+        self.claim_attempt(
+            "password",
+            &user.email,
+            ACCOUNT_POLICY,
+            AuthError::PasswordPathClosed,
+            now,
+        )
+        .await?;
         if !self
             .hasher
             .verify(current, user.password_hash.as_deref())
@@ -942,7 +1020,10 @@ impl Identity {
         let Some(flow) = self.live_flow(flow_id, now).await? else {
             return Err(AuthError::CodeDead);
         };
-        if flow.purpose == CodePurpose::ResetGrant {
+        if matches!(
+            flow.purpose,
+            CodePurpose::ResetGrant | CodePurpose::SecondFactor
+        ) {
             return Err(AuthError::CodeDead);
         }
         self.ip_budget(
@@ -1014,6 +1095,13 @@ impl Identity {
         let Some(flow) = self.live_flow(flow_id, now).await? else {
             return Err(AuthError::CodeDead);
         };
+        // Grants carry no code: they are never "verified" here.
+        if matches!(
+            flow.purpose,
+            CodePurpose::ResetGrant | CodePurpose::SecondFactor
+        ) {
+            return Err(AuthError::CodeDead);
+        }
         let method = Method::for_purpose(flow.purpose);
         let outcome = self.check_code(ctx, &flow, input, now).await;
         let accepted = match outcome {
@@ -1073,7 +1161,7 @@ impl Identity {
                 let signed = self
                     .finish_sign_in(ctx, &accepted.email, user, method, amr, now)
                     .await?;
-                Ok(CodeOutcome::SignedIn(Box::new(signed)))
+                Ok(CodeOutcome::SignIn(signed))
             }
             CodePurpose::SignIn => {
                 let user = match &accepted.user_id {
@@ -1105,7 +1193,7 @@ impl Identity {
                 let signed = self
                     .finish_sign_in(ctx, &accepted.email, user, method, "otp", now)
                     .await?;
-                Ok(CodeOutcome::SignedIn(Box::new(signed)))
+                Ok(CodeOutcome::SignIn(signed))
             }
             CodePurpose::ResetPassword => {
                 let grant_id = random_id();
@@ -1123,7 +1211,7 @@ impl Identity {
                     .await?;
                 Ok(CodeOutcome::ResetGranted { grant_id })
             }
-            CodePurpose::ResetGrant => Err(AuthError::CodeDead),
+            CodePurpose::ResetGrant | CodePurpose::SecondFactor => Err(AuthError::CodeDead),
         }
     }
 
@@ -1136,8 +1224,14 @@ impl Identity {
     ) -> Result<CodeRecord, AuthError> {
         let code = codes::parse_code(input).ok_or(AuthError::InvalidInput(InputProblem::Code))?;
         let ip = self.ip_gate(ctx, now).await?;
-        self.claim_attempt("code", &flow.email, CODE_POLICY, now)
-            .await?;
+        self.claim_attempt(
+            "code",
+            &flow.email,
+            CODE_POLICY,
+            AuthError::PasswordPathClosed,
+            now,
+        )
+        .await?;
         let hash = codes::code_hash(&self.key, flow.purpose, &flow.id, &code);
         match self
             .store
@@ -1168,7 +1262,7 @@ impl Identity {
         grant_id: &str,
         new_password: &SecretString,
         now: i64,
-    ) -> Result<SignedIn, AuthError> {
+    ) -> Result<SignInOutcome, AuthError> {
         let Some(grant) = self
             .live_flow(grant_id, now)
             .await?
@@ -1322,6 +1416,7 @@ impl Identity {
     ) -> Result<(), AuthError> {
         let (result, reason) = match result {
             Ok(()) => ("success", None),
+            Err(e @ AuthError::SecondFactorRequired) => ("interrupted", Some(e.reason_code())),
             Err(
                 e @ (AuthError::Throttled { .. }
                 | AuthError::PasswordPathClosed

@@ -1,0 +1,420 @@
+//! The second factor of the sign-in pipeline, and the security-info operations behind it:
+//! authenticator-app (TOTP) enrollment and removal, re-authentication before such changes, and
+//! completing a sign-in that waits for its second factor.
+//!
+//! A first factor on an account with a second factor never yields a session: it yields a
+//! single-use pending sign-in (10 minutes) that only a correct second factor turns into one.
+
+use serde::{Deserialize, Serialize};
+
+use super::{AuthError, Identity, InputProblem, Method, RequestContext, SignedIn};
+use crate::secret::SecretString;
+use crate::store::{CodePurpose, NewCode, Session, TotpCredential, User};
+use crate::throttle::ACCOUNT_POLICY;
+use crate::tokens::random_id;
+use crate::{seal, totp};
+
+/// How long a first factor waits for its second.
+pub const SECOND_FACTOR_TTL_MS: i64 = 10 * 60 * 1000;
+/// How long an unconfirmed authenticator enrollment stays open.
+pub const ENROLLMENT_TTL_MS: i64 = 10 * 60 * 1000;
+/// Adding or removing a method needs a sign-in at most this old.
+pub const RECENT_SIGN_IN_MS: i64 = 10 * 60 * 1000;
+/// Sealed TOTP secrets carry this purpose.
+const TOTP_SEAL: &str = "totp-secret";
+
+/// A second factor an account can use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecondFactorMethod {
+    AuthenticatorApp {
+        id: String,
+        added_at: i64,
+        last_used_at: Option<i64>,
+    },
+}
+
+/// An authenticator enrollment in progress: what the person scans or types.
+#[derive(Clone)]
+pub struct TotpEnrollment {
+    pub id: String,
+    /// The secret in base32, for typing into the app.
+    pub secret: String,
+    /// The `otpauth://` URI the QR code carries.
+    pub uri: String,
+}
+
+impl std::fmt::Debug for TotpEnrollment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TotpEnrollment")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct PendingSecondFactor {
+    method: String,
+    amr: String,
+}
+
+impl Identity {
+    /// The second factors an account can complete a sign-in with.
+    pub async fn second_factor_methods(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<SecondFactorMethod>, AuthError> {
+        Ok(self
+            .store
+            .list_totp(user_id)
+            .await?
+            .into_iter()
+            .filter_map(|t| {
+                t.confirmed_at
+                    .map(|added_at| SecondFactorMethod::AuthenticatorApp {
+                        id: t.id,
+                        added_at,
+                        last_used_at: t.last_used_at,
+                    })
+            })
+            .collect())
+    }
+
+    /// Records a passed first factor that now waits for a second one.
+    pub(super) async fn begin_second_factor(
+        &self,
+        user: &User,
+        method: Method,
+        amr: &str,
+        now: i64,
+    ) -> Result<String, AuthError> {
+        let payload = serde_json::to_string(&PendingSecondFactor {
+            method: method.as_str().into(),
+            amr: amr.into(),
+        })
+        .map_err(|e| super::internal(&e))?;
+        let pending_id = random_id();
+        self.store
+            .create_code(&NewCode {
+                id: &pending_id,
+                purpose: CodePurpose::SecondFactor,
+                email: &user.email,
+                user_id: Some(&user.id),
+                code_hash: "",
+                payload: Some(&payload),
+                now,
+                expires_at: now + SECOND_FACTOR_TTL_MS,
+            })
+            .await?;
+        Ok(pending_id)
+    }
+
+    /// Whether a pending sign-in is live (for showing its page).
+    pub async fn pending_second_factor(
+        &self,
+        pending_id: &str,
+        now: i64,
+    ) -> Result<bool, AuthError> {
+        Ok(self
+            .live_flow(pending_id, now)
+            .await?
+            .is_some_and(|f| f.purpose == CodePurpose::SecondFactor))
+    }
+
+    /// Completes a pending sign-in with an authenticator-app code. The code's step is recorded
+    /// by a single conditional write, so a code (or an older one) is never accepted twice, and
+    /// the pending sign-in is consumed once: at most one session comes out of it.
+    pub async fn verify_second_factor(
+        &self,
+        ctx: &RequestContext,
+        pending_id: &str,
+        input: &str,
+        now: i64,
+    ) -> Result<SignedIn, AuthError> {
+        let Some(pending) = self
+            .live_flow(pending_id, now)
+            .await?
+            .filter(|f| f.purpose == CodePurpose::SecondFactor)
+        else {
+            return Err(AuthError::CodeDead);
+        };
+        let user = match &pending.user_id {
+            Some(id) => self.store.find_user(id).await?,
+            None => None,
+        };
+        let Some(user) = user else {
+            return Err(AuthError::CodeDead);
+        };
+        let result = self.check_authenticator_code(ctx, &user, input, now).await;
+        let credential_id = match result {
+            Ok(id) => id,
+            Err(err) => {
+                self.log_attempt(
+                    ctx,
+                    &user.email,
+                    Some(&user.id),
+                    Method::Totp,
+                    Err(&err),
+                    None,
+                    now,
+                )
+                .await?;
+                return Err(err);
+            }
+        };
+        if self
+            .store
+            .consume_grant(&pending.id, CodePurpose::SecondFactor, now)
+            .await?
+            .is_none()
+        {
+            return Err(AuthError::CodeDead);
+        }
+        if user.disabled {
+            let err = AuthError::AccountDisabled;
+            self.log_attempt(
+                ctx,
+                &user.email,
+                Some(&user.id),
+                Method::Totp,
+                Err(&err),
+                None,
+                now,
+            )
+            .await?;
+            return Err(err);
+        }
+        let first: PendingSecondFactor =
+            serde_json::from_str(pending.payload.as_deref().unwrap_or(""))
+                .map_err(|e| super::internal(&e))?;
+        let amr = format!("{} otp mfa", first.amr);
+        let email = user.email.clone();
+        self.start_session(
+            ctx,
+            &email,
+            user,
+            Method::Totp,
+            &amr,
+            Some(&credential_id),
+            now,
+        )
+        .await
+    }
+
+    /// Checks a code against the account's authenticator apps behind the per-IP and
+    /// per-account throttles. Returns the credential that matched.
+    async fn check_authenticator_code(
+        &self,
+        ctx: &RequestContext,
+        user: &User,
+        input: &str,
+        now: i64,
+    ) -> Result<String, AuthError> {
+        let code =
+            crate::codes::parse_code(input).ok_or(AuthError::InvalidInput(InputProblem::Code))?;
+        let ip = self.ip_gate(ctx, now).await?;
+        self.claim_attempt(
+            "second_factor",
+            &user.id,
+            ACCOUNT_POLICY,
+            AuthError::Throttled { retry_after_s: 900 },
+            now,
+        )
+        .await?;
+        let unix_seconds = now.div_euclid(1000);
+        for credential in self
+            .store
+            .list_totp(&user.id)
+            .await?
+            .into_iter()
+            .filter(|t| t.confirmed_at.is_some())
+        {
+            let secret = self.open_totp_secret(&credential)?;
+            if let Some(step) =
+                totp::verify(&secret, &code, unix_seconds, credential.last_used_step)
+            {
+                if self
+                    .store
+                    .claim_totp_step(&credential.id, step, now)
+                    .await?
+                {
+                    self.store.throttle_reset("second_factor", &user.id).await?;
+                    return Ok(credential.id);
+                }
+            }
+        }
+        self.ip_failure(&ip, now).await?;
+        Err(AuthError::SecondFactorWrong)
+    }
+
+    fn open_totp_secret(&self, credential: &TotpCredential) -> Result<totp::TotpSecret, AuthError> {
+        let bytes = seal::open(&self.key, TOTP_SEAL, &credential.sealed_secret)
+            .map_err(|e| super::internal(&e))?;
+        Ok(totp::TotpSecret::from_bytes(bytes))
+    }
+
+    /// Whether the session's sign-in is recent enough to change security info.
+    pub fn signed_in_recently(&self, session: &Session, now: i64) -> bool {
+        now - session.auth_time <= RECENT_SIGN_IN_MS
+    }
+
+    /// Starts adding an authenticator app: a fresh 160-bit secret, sealed at rest, unconfirmed
+    /// until a correct code comes back.
+    pub async fn begin_totp_enrollment(
+        &self,
+        session: &Session,
+        user: &User,
+        issuer: &str,
+        now: i64,
+    ) -> Result<TotpEnrollment, AuthError> {
+        if !self.signed_in_recently(session, now) {
+            return Err(AuthError::ReauthenticationRequired);
+        }
+        let secret = totp::TotpSecret::generate();
+        let sealed =
+            seal::seal(&self.key, TOTP_SEAL, secret.as_bytes()).map_err(|e| super::internal(&e))?;
+        let id = random_id();
+        self.store.create_totp(&id, &user.id, &sealed, now).await?;
+        Ok(TotpEnrollment {
+            uri: totp::otpauth_uri(issuer, &user.email, &secret),
+            secret: secret.to_base32(),
+            id,
+        })
+    }
+
+    /// The enrollment in progress with this id, for showing it again.
+    pub async fn totp_enrollment(
+        &self,
+        user: &User,
+        id: &str,
+        issuer: &str,
+        now: i64,
+    ) -> Result<Option<TotpEnrollment>, AuthError> {
+        let pending = self.store.list_totp(&user.id).await?.into_iter().find(|t| {
+            t.id == id && t.confirmed_at.is_none() && t.created_at > now - ENROLLMENT_TTL_MS
+        });
+        let Some(pending) = pending else {
+            return Ok(None);
+        };
+        let secret = self.open_totp_secret(&pending)?;
+        Ok(Some(TotpEnrollment {
+            uri: totp::otpauth_uri(issuer, &user.email, &secret),
+            secret: secret.to_base32(),
+            id: pending.id,
+        }))
+    }
+
+    /// Completes an enrollment with the first correct code from the app.
+    pub async fn confirm_totp_enrollment(
+        &self,
+        ctx: &RequestContext,
+        session: &Session,
+        user: &User,
+        id: &str,
+        input: &str,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        if !self.signed_in_recently(session, now) {
+            return Err(AuthError::ReauthenticationRequired);
+        }
+        let code =
+            crate::codes::parse_code(input).ok_or(AuthError::InvalidInput(InputProblem::Code))?;
+        let pending = self.store.list_totp(&user.id).await?.into_iter().find(|t| {
+            t.id == id && t.confirmed_at.is_none() && t.created_at > now - ENROLLMENT_TTL_MS
+        });
+        let Some(pending) = pending else {
+            return Err(AuthError::CodeDead);
+        };
+        let ip = self.ip_gate(ctx, now).await?;
+        let secret = self.open_totp_secret(&pending)?;
+        match totp::verify(&secret, &code, now.div_euclid(1000), -1) {
+            Some(step)
+                if self
+                    .store
+                    .confirm_totp(&pending.id, &user.id, step, ENROLLMENT_TTL_MS, now)
+                    .await? =>
+            {
+                tracing::info!(user.id = %user.id, "authenticator app added");
+                Ok(())
+            }
+            Some(_) => Err(AuthError::CodeDead),
+            None => {
+                self.ip_failure(&ip, now).await?;
+                Err(AuthError::SecondFactorWrong)
+            }
+        }
+    }
+
+    /// Removes an authenticator app and ends every session that was completed with it.
+    /// Returns whether the current session was one of them.
+    pub async fn remove_totp(
+        &self,
+        session: &Session,
+        user: &User,
+        id: &str,
+        now: i64,
+    ) -> Result<bool, AuthError> {
+        if !self.signed_in_recently(session, now) {
+            return Err(AuthError::ReauthenticationRequired);
+        }
+        if !self.store.delete_totp(&user.id, id).await? {
+            return Err(AuthError::CodeDead);
+        }
+        self.store
+            .delete_sessions_with_second_factor(&user.id, id)
+            .await?;
+        tracing::info!(user.id = %user.id, "authenticator app removed");
+        Ok(session.second_factor_id.as_deref() == Some(id))
+    }
+
+    /// Confirms it is still the account's owner before a sensitive change: the current
+    /// password again (counted by the sign-in throttle). The session is replaced by a new one
+    /// with a fresh sign-in time and a new id.
+    pub async fn reauthenticate_with_password(
+        &self,
+        ctx: &RequestContext,
+        session: &Session,
+        user: &User,
+        password: &SecretString,
+        now: i64,
+    ) -> Result<SignedIn, AuthError> {
+        self.claim_attempt(
+            "password",
+            &user.email,
+            ACCOUNT_POLICY,
+            AuthError::PasswordPathClosed,
+            now,
+        )
+        .await?;
+        if !self
+            .hasher
+            .verify(password, user.password_hash.as_deref())
+            .await?
+        {
+            self.log_attempt(
+                ctx,
+                &user.email,
+                Some(&user.id),
+                Method::Password,
+                Err(&AuthError::InvalidCredentials),
+                None,
+                now,
+            )
+            .await?;
+            return Err(AuthError::InvalidCredentials);
+        }
+        self.store.throttle_reset("password", &user.email).await?;
+        let renewed = self
+            .start_session(
+                ctx,
+                &user.email,
+                user.clone(),
+                Method::Password,
+                &session.amr,
+                session.second_factor_id.as_deref(),
+                now,
+            )
+            .await?;
+        self.store.delete_session(&user.id, &session.id).await?;
+        Ok(renewed)
+    }
+}

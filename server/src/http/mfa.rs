@@ -1,0 +1,365 @@
+//! Second-factor and security-info handlers: completing a sign-in that waits for its second
+//! factor, re-authenticating before sensitive changes, and adding or removing an authenticator
+//! app. Like every handler, each parses its form and calls the identity core once.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::Form;
+use leptos::prelude::*;
+use serde::Deserialize;
+
+use gatehouse_app::pages::{
+    format_time, CodePage, EnrollAuthenticatorPage, EnrollData, FormState, SecondFactorPage,
+    SecurityData, SecurityMethodRow, SecurityPage,
+};
+use gatehouse_core::identity::{AuthError, SecondFactorMethod, TotpEnrollment};
+use gatehouse_core::secret::SecretString;
+use gatehouse_core::store::{Session, User};
+
+use super::cookies::{PENDING_SIGN_IN, SESSION};
+use super::pages::{
+    begin, cookie_policy, describe_error, error_page, internal_error_page, redirect,
+    require_session, signed_in_response, CodeForm, Incoming, NewPasswordForm, Page,
+};
+use crate::AppState;
+
+// ---------------------------------------------------------------- the second factor at sign-in
+
+pub async fn second_factor_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let page = Page::new(&state).await;
+    let pending = cookie_policy(&state)
+        .read(&headers, PENDING_SIGN_IN)
+        .unwrap_or_default();
+    match state
+        .identity
+        .pending_second_factor(&pending, state.now())
+        .await
+    {
+        Ok(true) => page.render(
+            "second_factor.title",
+            || view! { <SecondFactorPage state=FormState::default()/> },
+        ),
+        Ok(false) => dead_sign_in(page),
+        Err(err) => internal_error_page(page, &err),
+    }
+}
+
+fn dead_sign_in(page: Page) -> Response {
+    let message = page.t().get("second_factor.dead");
+    let state = FormState {
+        error: Some(message),
+        ..FormState::default()
+    };
+    page.status(StatusCode::BAD_REQUEST).render(
+        "second_factor.title",
+        move || view! { <CodePage state=state live=false/> },
+    )
+}
+
+pub async fn verify_second_factor(
+    State(state): State<AppState>,
+    incoming: Incoming,
+    Form(form): Form<CodeForm>,
+) -> Response {
+    let (page, ctx) = begin(&state, &incoming).await;
+    let pending = cookie_policy(&state)
+        .read(&incoming.headers, PENDING_SIGN_IN)
+        .unwrap_or_default();
+    match state
+        .identity
+        .verify_second_factor(&ctx, &pending, &form.code, state.now())
+        .await
+    {
+        Ok(signed) => signed_in_response(&state, signed),
+        Err(AuthError::CodeDead) => dead_sign_in(page),
+        Err(err) => error_page(
+            page,
+            &err,
+            FormState::default(),
+            "second_factor.title",
+            |s| {
+                view! { <SecondFactorPage state=s/> }
+            },
+        ),
+    }
+}
+
+// ---------------------------------------------------------------- security info
+
+#[derive(Deserialize)]
+pub struct SecurityQuery {
+    #[serde(default)]
+    notice: Option<String>,
+}
+
+/// The security-info page, with a notice, or an error as a status and a message.
+async fn security_view(
+    state: &AppState,
+    page: Page,
+    session: &Session,
+    user: &User,
+    notice: Option<String>,
+    error: Option<(StatusCode, String)>,
+) -> Response {
+    let methods = match state.identity.second_factor_methods(&user.id).await {
+        Ok(m) => m,
+        Err(err) => return internal_error_page(page, &err),
+    };
+    let t = page.t().clone();
+    let rows = methods
+        .into_iter()
+        .map(
+            |SecondFactorMethod::AuthenticatorApp {
+                 id,
+                 added_at,
+                 last_used_at,
+             }| SecurityMethodRow {
+                id,
+                name: t.get("security.authenticator"),
+                added: format_time(added_at),
+                last_used: last_used_at
+                    .map(format_time)
+                    .unwrap_or_else(|| t.get("security.never")),
+            },
+        )
+        .collect();
+    let status = error.as_ref().map(|(s, _)| *s).unwrap_or(StatusCode::OK);
+    let data = SecurityData {
+        methods: rows,
+        recent: state.identity.signed_in_recently(session, state.now()),
+        has_password: user.password_hash.is_some(),
+        notice,
+        error: error.map(|(_, m)| m),
+    };
+    page.status(status).render(
+        "security.title",
+        move || view! { <SecurityPage data=data/> },
+    )
+}
+
+/// The security-info page showing why an operation was refused.
+async fn security_response(
+    state: &AppState,
+    page: Page,
+    session: &Session,
+    user: &User,
+    err: AuthError,
+) -> Response {
+    let ev = describe_error(page.t(), &err);
+    let message = if matches!(err, AuthError::InvalidCredentials) {
+        page.t().get("account.current_password_wrong")
+    } else {
+        ev.message
+    };
+    security_view(state, page, session, user, None, Some((ev.status, message))).await
+}
+
+/// The security-info page saying that an enrollment can no longer be completed.
+async fn enrollment_expired(
+    state: &AppState,
+    page: Page,
+    session: &Session,
+    user: &User,
+) -> Response {
+    let message = page.t().get("enroll.expired");
+    security_view(
+        state,
+        page,
+        session,
+        user,
+        None,
+        Some((StatusCode::BAD_REQUEST, message)),
+    )
+    .await
+}
+
+pub async fn security_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<SecurityQuery>,
+) -> Response {
+    let (session, user) = match require_session(&state, &headers).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let page = Page::new(&state).await;
+    let notice = match q.notice.as_deref() {
+        Some("added") => Some(page.t().get("security.added_notice")),
+        Some("removed") => Some(page.t().get("security.removed_notice")),
+        Some("confirmed") => Some(page.t().get("security.reauthenticated")),
+        _ => None,
+    };
+    security_view(&state, page, &session, &user, notice, None).await
+}
+
+pub async fn reauthenticate(
+    State(state): State<AppState>,
+    incoming: Incoming,
+    Form(form): Form<NewPasswordForm>,
+) -> Response {
+    let (session, user) = match require_session(&state, &incoming.headers).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let (page, ctx) = begin(&state, &incoming).await;
+    let password = SecretString::new(form.password);
+    match state
+        .identity
+        .reauthenticate_with_password(&ctx, &session, &user, &password, state.now())
+        .await
+    {
+        Ok(renewed) => {
+            let cookies = cookie_policy(&state);
+            redirect(
+                "/account/security?notice=confirmed",
+                vec![cookies.set(SESSION, renewed.token.expose(), None)],
+            )
+        }
+        Err(err) => security_response(&state, page, &session, &user, err).await,
+    }
+}
+
+/// The enrollment page, with an error when the code was wrong.
+fn enrollment_page(page: Page, enrollment: TotpEnrollment, error: Option<String>) -> Response {
+    let qr_svg = qr_svg(&enrollment.uri);
+    let grouped: Vec<String> = enrollment
+        .secret
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    let data = EnrollData {
+        id: enrollment.id,
+        secret: grouped.join(" "),
+        uri: enrollment.uri,
+        qr_svg,
+        error,
+    };
+    page.render(
+        "enroll.title",
+        move || view! { <EnrollAuthenticatorPage data=data/> },
+    )
+}
+
+/// The QR code of a setup URI, as an SVG made on the server (no script, no external service).
+fn qr_svg(uri: &str) -> String {
+    match qrcode::QrCode::new(uri.as_bytes()) {
+        Ok(code) => {
+            let svg = code
+                .render::<qrcode::render::svg::Color>()
+                .min_dimensions(200, 200)
+                .quiet_zone(true)
+                .build();
+            // Inline in the page: the XML declaration does not belong there.
+            match svg.find("<svg") {
+                Some(i) => svg[i..].to_string(),
+                None => String::new(),
+            }
+        }
+        Err(_) => String::new(),
+    }
+}
+
+pub async fn begin_authenticator(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let (session, user) = match require_session(&state, &headers).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let page = Page::new(&state).await;
+    let issuer = page.ctx.branding.product_name.clone();
+    match state
+        .identity
+        .begin_totp_enrollment(&session, &user, &issuer, state.now())
+        .await
+    {
+        Ok(enrollment) => redirect(
+            &format!("/account/security/authenticator/{}", enrollment.id),
+            vec![],
+        ),
+        Err(err) => security_response(&state, page, &session, &user, err).await,
+    }
+}
+
+pub async fn authenticator_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let (session, user) = match require_session(&state, &headers).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let page = Page::new(&state).await;
+    let issuer = page.ctx.branding.product_name.clone();
+    match state
+        .identity
+        .totp_enrollment(&user, &id, &issuer, state.now())
+        .await
+    {
+        Ok(Some(enrollment)) => enrollment_page(page, enrollment, None),
+        Ok(None) => enrollment_expired(&state, page, &session, &user).await,
+        Err(err) => internal_error_page(page, &err),
+    }
+}
+
+pub async fn confirm_authenticator(
+    State(state): State<AppState>,
+    incoming: Incoming,
+    Path(id): Path<String>,
+    Form(form): Form<CodeForm>,
+) -> Response {
+    let (session, user) = match require_session(&state, &incoming.headers).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let (page, ctx) = begin(&state, &incoming).await;
+    let now = state.now();
+    match state
+        .identity
+        .confirm_totp_enrollment(&ctx, &session, &user, &id, &form.code, now)
+        .await
+    {
+        Ok(()) => redirect("/account/security?notice=added", vec![]),
+        Err(
+            err @ (AuthError::SecondFactorWrong
+            | AuthError::InvalidInput(_)
+            | AuthError::Throttled { .. }),
+        ) => {
+            let issuer = page.ctx.branding.product_name.clone();
+            let ev = describe_error(page.t(), &err);
+            match state
+                .identity
+                .totp_enrollment(&user, &id, &issuer, now)
+                .await
+            {
+                Ok(Some(enrollment)) => {
+                    enrollment_page(page.status(ev.status), enrollment, Some(ev.message))
+                }
+                _ => enrollment_expired(&state, page, &session, &user).await,
+            }
+        }
+        Err(AuthError::CodeDead) => enrollment_expired(&state, page, &session, &user).await,
+        Err(err) => security_response(&state, page, &session, &user, err).await,
+    }
+}
+
+pub async fn remove_authenticator(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let (session, user) = match require_session(&state, &headers).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    match state
+        .identity
+        .remove_totp(&session, &user, &id, state.now())
+        .await
+    {
+        Ok(true) => redirect("/sign-in", vec![cookie_policy(&state).clear(SESSION)]),
+        Ok(false) => redirect("/account/security?notice=removed", vec![]),
+        Err(err) => security_response(&state, Page::new(&state).await, &session, &user, err).await,
+    }
+}
