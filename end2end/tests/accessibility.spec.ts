@@ -36,3 +36,14 @@ test('the sign-in form can be completed with the keyboard alone', async ({ page 
   await page.keyboard.press('Enter');
   await expect(page.getByRole('alert')).toHaveText('The email or password is incorrect.');
 });
+
+test('the security-info and authenticator pages have no accessibility violations', async ({ page }) => {
+  await signUp(page, 'Axe Security', uniqueEmail('axe-security'));
+  await page.goto('/account/security');
+  let results = await new AxeBuilder({ page }).withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']).analyze();
+  expect(results.violations.map((v) => v.id)).toEqual([]);
+  await page.getByRole('button', { name: 'Add an authenticator app' }).click();
+  await expect(page.getByRole('heading', { name: 'Add an authenticator app' })).toBeVisible();
+  results = await new AxeBuilder({ page }).withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']).analyze();
+  expect(results.violations.map((v) => v.id)).toEqual([]);
+});
