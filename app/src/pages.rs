@@ -293,8 +293,8 @@ pub fn SecondFactorPage(state: FormState) -> impl IntoView {
         <p class="gh-lead">{t.get("second_factor.lead")}</p>
         <FormError message=state.error.clone()/>
         <form method="post" action="/sign-in/verify" class="gh-form">
-            <Field id="code" label=t.get("second_factor.label") autocomplete="one-time-code" inputmode="numeric"
-                maxlength=12 invalid=state.is_invalid("code")/>
+            <Field id="code" label=t.get("second_factor.label") autocomplete="one-time-code"
+                maxlength=16 invalid=state.is_invalid("code") hint=t.get("second_factor.recovery_hint")/>
             <button type="submit" class="gh-button">{t.get("second_factor.submit")}</button>
         </form>
     }
@@ -315,6 +315,8 @@ pub struct SecurityData {
     /// The sign-in is recent enough to change security info without confirming again.
     pub recent: bool,
     pub has_password: bool,
+    /// Unused recovery codes.
+    pub recovery_unused: i64,
     pub notice: Option<String>,
     pub error: Option<String>,
 }
@@ -393,8 +395,36 @@ pub fn SecurityPage(data: SecurityData) -> impl IntoView {
                     .collect_view()}
             </ul>
         </section>
+        <section aria-labelledby="recovery-heading" class="gh-section">
+            <h2 id="recovery-heading">{t.get("recovery.title")}</h2>
+            <p>
+                {if data.recovery_unused > 0 {
+                    t.fill("recovery.count", "n", &data.recovery_unused.to_string())
+                } else {
+                    t.get("recovery.none")
+                }}
+            </p>
+            {data.recent.then(|| view! {
+                <form method="post" action="/account/security/recovery-codes">
+                    <button type="submit" class="gh-button gh-button-secondary">{texts().get("recovery.create")}</button>
+                </form>
+            })}
+        </section>
         {manage}
         <p class="gh-links"><a href="/account">{t.get("security.back")}</a></p>
+    }
+}
+
+#[component]
+pub fn RecoveryCodesPage(codes: Vec<String>) -> impl IntoView {
+    let t = texts();
+    view! {
+        <h1>{t.get("recovery.new_title")}</h1>
+        <p class="gh-lead">{t.get("recovery.new_lead")}</p>
+        <ul class="gh-recovery" aria-label=t.get("recovery.title")>
+            {codes.into_iter().map(|c| view! { <li><code>{c}</code></li> }).collect_view()}
+        </ul>
+        <p class="gh-links"><a href="/account/security">{t.get("security.back")}</a></p>
     }
 }
 

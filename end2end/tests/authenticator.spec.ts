@@ -53,3 +53,28 @@ test('removing the authenticator app ends the need for a code', async ({ page })
   await new SignInPage(page).submit(email, PASSWORD);
   await new AccountPage(page).expectSignedInAs(email);
 });
+
+test('a customer who lost the device signs in with a recovery code, once', async ({ page }) => {
+  const email = uniqueEmail('recovery');
+  await signUp(page, 'Recoverer', email);
+  await page.goto('/account/security');
+  await page.getByRole('button', { name: 'Add an authenticator app' }).click();
+  const secret = (await page.locator('#totp-secret').innerText()).replace(/\s/g, '');
+  await page.getByLabel('Code from the app').fill(totp(secret));
+  await page.getByRole('button', { name: 'Add authenticator app' }).click();
+  await page.getByRole('button', { name: 'Create new recovery codes' }).click();
+  const codes = await page.getByRole('list', { name: 'Recovery codes' }).getByRole('listitem').allInnerTexts();
+  expect(codes).toHaveLength(10);
+
+  await page.goto('/account');
+  await new AccountPage(page).signOut();
+  await new SignInPage(page).submit(email, PASSWORD);
+  await page.getByLabel('Authentication code').fill(codes[0]);
+  await page.getByRole('button', { name: 'Verify' }).click();
+  await new AccountPage(page).expectSignedInAs(email);
+  await new AccountPage(page).signOut();
+  await new SignInPage(page).submit(email, PASSWORD);
+  await page.getByLabel('Authentication code').fill(codes[0]);
+  await page.getByRole('button', { name: 'Verify' }).click();
+  await expect(page.getByRole('alert')).toHaveText('That code is not right. Enter the newest code from your app.');
+});

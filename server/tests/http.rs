@@ -2437,3 +2437,106 @@ async fn security_changes_need_a_recent_sign_in_and_removal_ends_sessions_made_w
         Some("/account")
     );
 }
+
+/// The recovery codes shown on their page.
+fn recovery_codes(body: &str) -> Vec<String> {
+    body.split("<li><code>")
+        .skip(1)
+        .map(|rest| rest.split('<').next().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn recovery_codes_stand_in_for_the_second_factor_once_each() {
+    let server = TestServer::start().await;
+    let (mut owner, _) = with_authenticator(&server, "recover@example.com").await;
+    assert!(owner
+        .get("/account/security")
+        .await
+        .body
+        .contains("You have no recovery codes"));
+    let page = owner.post("/account/security/recovery-codes", &[]).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let codes = recovery_codes(&page.body);
+    assert_eq!(codes.len(), 10);
+    assert!(owner
+        .get("/account/security")
+        .await
+        .body
+        .contains("Unused recovery codes: 10."));
+
+    let mut lost_phone = server.browser();
+    assert_eq!(
+        lost_phone
+            .post(
+                "/sign-in",
+                &[("email", "recover@example.com"), ("password", PASSWORD)]
+            )
+            .await
+            .location(),
+        Some("/sign-in/verify")
+    );
+    let typed = codes[0].to_uppercase().replace('-', " ");
+    assert_eq!(
+        lost_phone
+            .post("/sign-in/verify", &[("code", &typed)])
+            .await
+            .location(),
+        Some("/account")
+    );
+    let mut again = server.browser();
+    again
+        .post(
+            "/sign-in",
+            &[("email", "recover@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(
+        again
+            .post("/sign-in/verify", &[("code", &codes[0])])
+            .await
+            .status,
+        StatusCode::BAD_REQUEST,
+        "used once"
+    );
+    assert!(owner
+        .get("/account/security")
+        .await
+        .body
+        .contains("Unused recovery codes: 9."));
+
+    // A new set replaces the old one.
+    let fresh = recovery_codes(
+        &owner
+            .post("/account/security/recovery-codes", &[])
+            .await
+            .body,
+    );
+    let mut old = server.browser();
+    old.post(
+        "/sign-in",
+        &[("email", "recover@example.com"), ("password", PASSWORD)],
+    )
+    .await;
+    assert_eq!(
+        old.post("/sign-in/verify", &[("code", &codes[1])])
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        old.post("/sign-in/verify", &[("code", &fresh[1])])
+            .await
+            .location(),
+        Some("/account")
+    );
+    let log = server
+        .state
+        .store()
+        .sign_ins_for_email("recover@example.com", 30)
+        .await
+        .unwrap();
+    assert!(log
+        .iter()
+        .any(|e| e.method == "recovery_code" && e.result == "success"));
+}

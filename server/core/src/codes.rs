@@ -43,6 +43,37 @@ pub fn code_hash(
     )
 }
 
+/// Recovery codes per set.
+pub const RECOVERY_CODES: usize = 10;
+/// Lower-case letters and digits without the look-alikes (i, l, o, 0, 1): 31 symbols, so ten of
+/// them carry about 49 bits.
+const RECOVERY_ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+
+/// A new recovery code, shown as `xxxxx-xxxxx`.
+pub fn generate_recovery_code() -> SecretString {
+    let mut rng = rand::rngs::OsRng;
+    let chars: String = (0..10)
+        .map(|_| char::from(RECOVERY_ALPHABET[rng.gen_range(0..RECOVERY_ALPHABET.len())]))
+        .collect();
+    SecretString::new(format!("{}-{}", &chars[..5], &chars[5..]))
+}
+
+/// Reads a typed recovery code: case, spaces and the dash do not matter.
+pub fn parse_recovery_code(input: &str) -> Option<SecretString> {
+    let chars: String = input
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .flat_map(char::to_lowercase)
+        .collect();
+    (chars.len() == 10 && chars.bytes().all(|b| RECOVERY_ALPHABET.contains(&b)))
+        .then(|| SecretString::new(chars))
+}
+
+/// How a recovery code is stored: keyed by the server secret and bound to its account.
+pub fn recovery_code_hash(key: &SecretKey, user_id: &str, code: &SecretString) -> String {
+    keyed_hash(key, &["recovery-code", user_id, code.expose()])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,6 +100,42 @@ mod tests {
         for bad in ["", "12345", "1234567", "12a456", "１２３４５６", "123456\0"] {
             assert!(parse_code(bad).is_none(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn recovery_codes_read_back_however_they_are_typed() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..1000 {
+            let code = generate_recovery_code();
+            assert_eq!(code.expose().len(), 11);
+            assert_eq!(&code.expose()[5..6], "-");
+            let parsed = parse_recovery_code(code.expose()).unwrap();
+            assert_eq!(
+                parse_recovery_code(&code.expose().to_uppercase()).unwrap(),
+                parsed
+            );
+            assert_eq!(
+                parse_recovery_code(&format!(" {} ", code.expose().replace('-', " "))).unwrap(),
+                parsed
+            );
+            assert!(seen.insert(parsed.expose().to_string()));
+        }
+        for bad in [
+            "",
+            "abcde-fghi",
+            "abcde-fghijk",
+            "abcde-fghi1",
+            "123456",
+            "abcde_fghij",
+        ] {
+            assert!(parse_recovery_code(bad).is_none(), "{bad:?}");
+        }
+        let key = SecretKey::from_bytes([1; 32]);
+        let code = parse_recovery_code("abcde-fghjk").unwrap();
+        assert_ne!(
+            recovery_code_hash(&key, "user-a", &code),
+            recovery_code_hash(&key, "user-b", &code)
+        );
     }
 
     #[test]

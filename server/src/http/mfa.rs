@@ -10,8 +10,8 @@ use leptos::prelude::*;
 use serde::Deserialize;
 
 use gatehouse_app::pages::{
-    format_time, CodePage, EnrollAuthenticatorPage, EnrollData, FormState, SecondFactorPage,
-    SecurityData, SecurityMethodRow, SecurityPage,
+    format_time, CodePage, EnrollAuthenticatorPage, EnrollData, FormState, RecoveryCodesPage,
+    SecondFactorPage, SecurityData, SecurityMethodRow, SecurityPage,
 };
 use gatehouse_core::identity::{AuthError, SecondFactorMethod, TotpEnrollment};
 use gatehouse_core::secret::SecretString;
@@ -124,11 +124,16 @@ async fn security_view(
             },
         )
         .collect();
+    let recovery_unused = match state.identity.unused_recovery_codes(&user.id).await {
+        Ok(n) => n,
+        Err(err) => return internal_error_page(page, &err),
+    };
     let status = error.as_ref().map(|(s, _)| *s).unwrap_or(StatusCode::OK);
     let data = SecurityData {
         methods: rows,
         recent: state.identity.signed_in_recently(session, state.now()),
         has_password: user.password_hash.is_some(),
+        recovery_unused,
         notice,
         error: error.map(|(_, m)| m),
     };
@@ -361,5 +366,30 @@ pub async fn remove_authenticator(
         Ok(true) => redirect("/sign-in", vec![cookie_policy(&state).clear(SESSION)]),
         Ok(false) => redirect("/account/security?notice=removed", vec![]),
         Err(err) => security_response(&state, Page::new(&state).await, &session, &user, err).await,
+    }
+}
+
+pub async fn regenerate_recovery_codes(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Response {
+    let (session, user) = match require_session(&state, &headers).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let page = Page::new(&state).await;
+    match state
+        .identity
+        .regenerate_recovery_codes(&session, &user, state.now())
+        .await
+    {
+        Ok(codes) => {
+            let codes: Vec<String> = codes.iter().map(|c| c.expose().to_string()).collect();
+            page.render(
+                "recovery.new_title",
+                move || view! { <RecoveryCodesPage codes=codes/> },
+            )
+        }
+        Err(err) => security_response(&state, page, &session, &user, err).await,
     }
 }

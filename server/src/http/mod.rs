@@ -96,6 +96,11 @@ fn route_specs() -> Vec<RouteSpec> {
             Some(post(mfa::begin_authenticator)),
         ),
         route(
+            "/account/security/recovery-codes",
+            None,
+            Some(post(mfa::regenerate_recovery_codes)),
+        ),
+        route(
             "/account/security/authenticator/{id}",
             Some(get(mfa::authenticator_page)),
             None,

@@ -621,6 +621,63 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    // ---------------------------------------------------------------- recovery codes
+
+    /// Replaces a user's recovery codes with a new set, in one transaction: the old set stops
+    /// working the moment the new one exists.
+    pub async fn replace_recovery_codes(
+        &self,
+        user_id: &str,
+        code_hashes: &[(String, String)],
+        now: i64,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        for (id, hash) in code_hashes {
+            sqlx::query("INSERT INTO recovery_codes (id, user_id, code_hash, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(id)
+                .bind(user_id)
+                .bind(hash)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Uses a recovery code: true only for the one request that marks it used.
+    pub async fn consume_recovery_code(
+        &self,
+        user_id: &str,
+        code_hash: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL",
+        )
+        .bind(now)
+        .bind(user_id)
+        .bind(code_hash)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// How many of a user's recovery codes are still unused.
+    pub async fn unused_recovery_codes(&self, user_id: &str) -> StoreResult<i64> {
+        Ok(sqlx::query(
+            "SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL",
+        )
+        .bind(user_id)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get(0)?)
+    }
+
     // ---------------------------------------------------------------- sessions
 
     pub async fn create_session(&self, s: &NewSession<'_>) -> StoreResult<()> {
@@ -974,6 +1031,9 @@ impl Store {
             "sign_in_log",
             "outbox",
             "settings",
+            "send_slots",
+            "totp_credentials",
+            "recovery_codes",
         ] {
             let n: i64 = sqlx::query(&format!("SELECT COUNT(*) FROM {table}"))
                 .fetch_one(&self.pool)

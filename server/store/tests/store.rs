@@ -684,3 +684,59 @@ async fn a_totp_step_is_accepted_once_and_never_a_lower_one_after() {
         assert!(store.list_totp("tu").await.unwrap().is_empty());
     }
 }
+
+#[tokio::test]
+async fn recovery_codes_are_single_use_and_a_new_set_replaces_the_old() {
+    for store in stores().await {
+        store
+            .create_user(&user("rc", "rc@example.com"))
+            .await
+            .unwrap();
+        let set = |tag: &str| {
+            (0..10)
+                .map(|i| (format!("{tag}-id-{i}"), format!("{tag}-hash-{i}")))
+                .collect::<Vec<_>>()
+        };
+        store
+            .replace_recovery_codes("rc", &set("a"), 1)
+            .await
+            .unwrap();
+        assert_eq!(store.unused_recovery_codes("rc").await.unwrap(), 10);
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let s = store.clone();
+                tokio::spawn(async move { s.consume_recovery_code("rc", "a-hash-3", 2).await })
+            })
+            .collect();
+        let mut used = 0;
+        for t in tasks {
+            if t.await.unwrap().unwrap() {
+                used += 1;
+            }
+        }
+        assert_eq!(used, 1, "a code works once, however many race");
+        assert_eq!(store.unused_recovery_codes("rc").await.unwrap(), 9);
+        store
+            .replace_recovery_codes("rc", &set("b"), 3)
+            .await
+            .unwrap();
+        assert!(
+            !store
+                .consume_recovery_code("rc", "a-hash-4", 4)
+                .await
+                .unwrap(),
+            "the old set is gone"
+        );
+        assert!(store
+            .consume_recovery_code("rc", "b-hash-4", 4)
+            .await
+            .unwrap());
+        assert!(
+            !store
+                .consume_recovery_code("other", "b-hash-5", 4)
+                .await
+                .unwrap(),
+            "codes belong to their user"
+        );
+    }
+}

@@ -12,7 +12,7 @@ use crate::secret::SecretString;
 use crate::store::{CodePurpose, NewCode, Session, TotpCredential, User};
 use crate::throttle::ACCOUNT_POLICY;
 use crate::tokens::random_id;
-use crate::{seal, totp};
+use crate::{codes, seal, totp};
 
 /// How long a first factor waits for its second.
 pub const SECOND_FACTOR_TTL_MS: i64 = 10 * 60 * 1000;
@@ -144,15 +144,20 @@ impl Identity {
         let Some(user) = user else {
             return Err(AuthError::CodeDead);
         };
-        let result = self.check_authenticator_code(ctx, &user, input, now).await;
-        let credential_id = match result {
-            Ok(id) => id,
+        let result = self.check_second_factor(ctx, &user, input, now).await;
+        let (credential_id, method) = match result {
+            Ok(found) => found,
             Err(err) => {
+                let method = if codes::parse_code(input).is_some() {
+                    Method::Totp
+                } else {
+                    Method::RecoveryCode
+                };
                 self.log_attempt(
                     ctx,
                     &user.email,
                     Some(&user.id),
-                    Method::Totp,
+                    method,
                     Err(&err),
                     None,
                     now,
@@ -175,7 +180,7 @@ impl Identity {
                 ctx,
                 &user.email,
                 Some(&user.id),
-                Method::Totp,
+                method,
                 Err(&err),
                 None,
                 now,
@@ -192,25 +197,29 @@ impl Identity {
             ctx,
             &email,
             user,
-            Method::Totp,
+            method,
             &amr,
-            Some(&credential_id),
+            credential_id.as_deref(),
             now,
         )
         .await
     }
 
-    /// Checks a code against the account's authenticator apps behind the per-IP and
-    /// per-account throttles. Returns the credential that matched.
-    async fn check_authenticator_code(
+    /// Checks a second factor behind the per-IP and per-account throttles: a 6-digit code
+    /// against the account's authenticator apps, or one of its recovery codes. Returns the
+    /// authenticator that matched (none for a recovery code) and how the factor was proven.
+    async fn check_second_factor(
         &self,
         ctx: &RequestContext,
         user: &User,
         input: &str,
         now: i64,
-    ) -> Result<String, AuthError> {
-        let code =
-            crate::codes::parse_code(input).ok_or(AuthError::InvalidInput(InputProblem::Code))?;
+    ) -> Result<(Option<String>, Method), AuthError> {
+        let app_code = codes::parse_code(input);
+        let recovery = codes::parse_recovery_code(input);
+        if app_code.is_none() && recovery.is_none() {
+            return Err(AuthError::InvalidInput(InputProblem::Code));
+        }
         let ip = self.ip_gate(ctx, now).await?;
         self.claim_attempt(
             "second_factor",
@@ -220,30 +229,79 @@ impl Identity {
             now,
         )
         .await?;
-        let unix_seconds = now.div_euclid(1000);
-        for credential in self
-            .store
-            .list_totp(&user.id)
-            .await?
-            .into_iter()
-            .filter(|t| t.confirmed_at.is_some())
-        {
-            let secret = self.open_totp_secret(&credential)?;
-            if let Some(step) =
-                totp::verify(&secret, &code, unix_seconds, credential.last_used_step)
+        if let Some(code) = recovery {
+            let hash = codes::recovery_code_hash(&self.key, &user.id, &code);
+            if self
+                .store
+                .consume_recovery_code(&user.id, &hash, now)
+                .await?
             {
-                if self
-                    .store
-                    .claim_totp_step(&credential.id, step, now)
-                    .await?
+                self.store.throttle_reset("second_factor", &user.id).await?;
+                tracing::info!(user.id = %user.id, "recovery code used");
+                return Ok((None, Method::RecoveryCode));
+            }
+        }
+        if let Some(code) = app_code {
+            let unix_seconds = now.div_euclid(1000);
+            for credential in self
+                .store
+                .list_totp(&user.id)
+                .await?
+                .into_iter()
+                .filter(|t| t.confirmed_at.is_some())
+            {
+                let secret = self.open_totp_secret(&credential)?;
+                if let Some(step) =
+                    totp::verify(&secret, &code, unix_seconds, credential.last_used_step)
                 {
-                    self.store.throttle_reset("second_factor", &user.id).await?;
-                    return Ok(credential.id);
+                    if self
+                        .store
+                        .claim_totp_step(&credential.id, step, now)
+                        .await?
+                    {
+                        self.store.throttle_reset("second_factor", &user.id).await?;
+                        return Ok((Some(credential.id), Method::Totp));
+                    }
                 }
             }
         }
         self.ip_failure(&ip, now).await?;
         Err(AuthError::SecondFactorWrong)
+    }
+
+    /// A new set of recovery codes, shown once; the old set stops working.
+    pub async fn regenerate_recovery_codes(
+        &self,
+        session: &Session,
+        user: &User,
+        now: i64,
+    ) -> Result<Vec<SecretString>, AuthError> {
+        if !self.signed_in_recently(session, now) {
+            return Err(AuthError::ReauthenticationRequired);
+        }
+        let codes: Vec<SecretString> = (0..codes::RECOVERY_CODES)
+            .map(|_| codes::generate_recovery_code())
+            .collect();
+        let hashes: Vec<(String, String)> = codes
+            .iter()
+            .map(|c| {
+                let parsed = codes::parse_recovery_code(c.expose()).unwrap_or_default();
+                (
+                    random_id(),
+                    codes::recovery_code_hash(&self.key, &user.id, &parsed),
+                )
+            })
+            .collect();
+        self.store
+            .replace_recovery_codes(&user.id, &hashes, now)
+            .await?;
+        tracing::info!(user.id = %user.id, "recovery codes regenerated");
+        Ok(codes)
+    }
+
+    /// How many recovery codes the account has left.
+    pub async fn unused_recovery_codes(&self, user_id: &str) -> Result<i64, AuthError> {
+        Ok(self.store.unused_recovery_codes(user_id).await?)
     }
 
     fn open_totp_secret(&self, credential: &TotpCredential) -> Result<totp::TotpSecret, AuthError> {

@@ -97,6 +97,8 @@ pub enum Method {
     PasswordReset,
     /// The authenticator-app code of a second factor.
     Totp,
+    /// A recovery code in place of a second factor.
+    RecoveryCode,
 }
 
 impl Method {
@@ -108,6 +110,7 @@ impl Method {
             Method::SignUpEmailCode => "sign_up_email_code",
             Method::PasswordReset => "password_reset",
             Method::Totp => "totp",
+            Method::RecoveryCode => "recovery_code",
         }
     }
 

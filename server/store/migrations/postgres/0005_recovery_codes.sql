@@ -1,0 +1,9 @@
+-- Single-use recovery codes, stored as keyed hashes; a new set replaces the old one.
+CREATE TABLE recovery_codes (
+    id TEXT PRIMARY KEY NOT NULL,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    code_hash TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    used_at BIGINT
+);
+CREATE INDEX recovery_codes_user ON recovery_codes (user_id, code_hash);
