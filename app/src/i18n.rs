@@ -86,6 +86,8 @@ const EN: &[(&str, &str)] = &[
     ("second_factor.lead", "Enter the 6-digit code from your authenticator app."),
     ("second_factor.label", "Authentication code"),
     ("second_factor.submit", "Verify"),
+    ("second_factor.email", "Email me a code instead"),
+    ("second_factor.email_sent", "We emailed you a code. Enter it above."),
     ("second_factor.recovery_hint", "Lost your device? Enter one of your recovery codes instead."),
     ("recovery.title", "Recovery codes"),
     ("recovery.count", "Unused recovery codes: {n}."),

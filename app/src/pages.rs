@@ -286,17 +286,28 @@ pub fn AccountPage(data: AccountData) -> impl IntoView {
 }
 
 #[component]
-pub fn SecondFactorPage(state: FormState) -> impl IntoView {
+pub fn SecondFactorPage(
+    state: FormState,
+    /// An emailed code may be used instead.
+    #[prop(optional)]
+    email_allowed: bool,
+) -> impl IntoView {
     let t = texts();
     view! {
         <h1>{t.get("second_factor.title")}</h1>
         <p class="gh-lead">{t.get("second_factor.lead")}</p>
+        <Notice message=state.notice.clone()/>
         <FormError message=state.error.clone()/>
         <form method="post" action="/sign-in/verify" class="gh-form">
             <Field id="code" label=t.get("second_factor.label") autocomplete="one-time-code"
                 maxlength=16 invalid=state.is_invalid("code") hint=t.get("second_factor.recovery_hint")/>
             <button type="submit" class="gh-button">{t.get("second_factor.submit")}</button>
         </form>
+        {email_allowed.then(|| view! {
+            <form method="post" action="/sign-in/verify/email" class="gh-form gh-secondary-form">
+                <button type="submit" class="gh-button gh-button-secondary">{texts().get("second_factor.email")}</button>
+            </form>
+        })}
     }
 }
 

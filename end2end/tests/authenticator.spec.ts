@@ -1,4 +1,4 @@
-import { test, expect, signUp, uniqueEmail, SignInPage, AccountPage, PASSWORD } from './support';
+import { test, expect, signUp, uniqueEmail, codeFor, SignInPage, AccountPage, PASSWORD } from './support';
 import { totp, nextCode } from './totp';
 
 test('a customer adds an authenticator app and signs in with it; a used code is refused', async ({ page }) => {
@@ -77,4 +77,22 @@ test('a customer who lost the device signs in with a recovery code, once', async
   await page.getByLabel('Authentication code').fill(codes[0]);
   await page.getByRole('button', { name: 'Verify' }).click();
   await expect(page.getByRole('alert')).toHaveText('That code is not right. Enter the newest code from your app.');
+});
+
+test('without the app at hand, an emailed code completes a password sign-in', async ({ page }) => {
+  const email = uniqueEmail('email-2fa');
+  await signUp(page, 'Emailer', email);
+  await page.goto('/account/security');
+  await page.getByRole('button', { name: 'Add an authenticator app' }).click();
+  const secret = (await page.locator('#totp-secret').innerText()).replace(/\s/g, '');
+  await page.getByLabel('Code from the app').fill(totp(secret));
+  await page.getByRole('button', { name: 'Add authenticator app' }).click();
+  await page.goto('/account');
+  await new AccountPage(page).signOut();
+  await new SignInPage(page).submit(email, PASSWORD);
+  await page.getByRole('button', { name: 'Email me a code instead' }).click();
+  await expect(page.getByRole('status')).toHaveText('We emailed you a code. Enter it above.');
+  await page.getByLabel('Authentication code').fill(await codeFor(email, 2));
+  await page.getByRole('button', { name: 'Verify' }).click();
+  await new AccountPage(page).expectSignedInAs(email);
 });

@@ -2540,3 +2540,76 @@ async fn recovery_codes_stand_in_for_the_second_factor_once_each() {
         .iter()
         .any(|e| e.method == "recovery_code" && e.result == "success"));
 }
+
+#[tokio::test]
+async fn an_emailed_code_can_be_the_second_factor_but_never_after_an_email_first_factor() {
+    let server = TestServer::start().await;
+    with_authenticator(&server, "either@example.com").await;
+    let mut b = server.browser();
+    assert_eq!(
+        b.post(
+            "/sign-in",
+            &[("email", "either@example.com"), ("password", PASSWORD)]
+        )
+        .await
+        .location(),
+        Some("/sign-in/verify")
+    );
+    assert!(b
+        .get("/sign-in/verify")
+        .await
+        .body
+        .contains("Email me a code instead"));
+    let sent_before = server.message_count("either@example.com").await;
+    assert_eq!(
+        b.post("/sign-in/verify/email", &[]).await.location(),
+        Some("/sign-in/verify?notice=email_sent")
+    );
+    assert_eq!(
+        server.message_count("either@example.com").await,
+        sent_before + 1
+    );
+    assert_eq!(
+        b.post("/sign-in/verify/email", &[]).await.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "one a minute"
+    );
+    let code = server.last_code("either@example.com").await;
+    // The second-factor code is not a sign-in code anywhere else.
+    let mut elsewhere = server.browser();
+    elsewhere.cookies.insert(
+        "__Host-gh_flow".into(),
+        format!("{}.email", b.cookies["__Host-gh_mfa"]),
+    );
+    assert_eq!(
+        elsewhere.post("/code", &[("code", &code)]).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        b.post("/sign-in/verify", &[("code", &code)])
+            .await
+            .location(),
+        Some("/account")
+    );
+
+    // After an email-code first factor, email is not offered and cannot be used.
+    let mut by_email = server.browser();
+    by_email
+        .post("/sign-in/code", &[("email", "either@example.com")])
+        .await;
+    let first = server.last_code("either@example.com").await;
+    assert_eq!(
+        by_email.post("/code", &[("code", &first)]).await.location(),
+        Some("/sign-in/verify")
+    );
+    assert!(!by_email
+        .get("/sign-in/verify")
+        .await
+        .body
+        .contains("Email me a code instead"));
+    assert_eq!(
+        by_email.post("/sign-in/verify/email", &[]).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert!(by_email.session_cookie().is_none());
+}

@@ -26,7 +26,17 @@ use crate::AppState;
 
 // ---------------------------------------------------------------- the second factor at sign-in
 
-pub async fn second_factor_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+#[derive(Deserialize)]
+pub struct SecondFactorQuery {
+    #[serde(default)]
+    notice: Option<String>,
+}
+
+pub async fn second_factor_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<SecondFactorQuery>,
+) -> Response {
     let page = Page::new(&state).await;
     let pending = cookie_policy(&state)
         .read(&headers, PENDING_SIGN_IN)
@@ -36,12 +46,52 @@ pub async fn second_factor_page(State(state): State<AppState>, headers: HeaderMa
         .pending_second_factor(&pending, state.now())
         .await
     {
-        Ok(true) => page.render(
-            "second_factor.title",
-            || view! { <SecondFactorPage state=FormState::default()/> },
-        ),
-        Ok(false) => dead_sign_in(page),
+        Ok(Some(options)) => {
+            let notice = (q.notice.as_deref() == Some("email_sent"))
+                .then(|| page.t().get("second_factor.email_sent"));
+            let form = FormState {
+                notice,
+                ..FormState::default()
+            };
+            let email_allowed = options.email_allowed;
+            page.render(
+                "second_factor.title",
+                move || view! { <SecondFactorPage state=form email_allowed=email_allowed/> },
+            )
+        }
+        Ok(None) => dead_sign_in(page),
         Err(err) => internal_error_page(page, &err),
+    }
+}
+
+pub async fn send_second_factor_email(
+    State(state): State<AppState>,
+    incoming: Incoming,
+) -> Response {
+    let (page, ctx) = begin(&state, &incoming).await;
+    let pending = cookie_policy(&state)
+        .read(&incoming.headers, PENDING_SIGN_IN)
+        .unwrap_or_default();
+    let now = state.now();
+    match state
+        .identity
+        .send_second_factor_email(&ctx, &pending, now)
+        .await
+    {
+        Ok(()) => redirect("/sign-in/verify?notice=email_sent", vec![]),
+        Err(AuthError::CodeDead) => dead_sign_in(page),
+        Err(err) => {
+            let email_allowed = matches!(state.identity.pending_second_factor(&pending, now).await, Ok(Some(o)) if o.email_allowed);
+            error_page(
+                page,
+                &err,
+                FormState::default(),
+                "second_factor.title",
+                move |s| {
+                    view! { <SecondFactorPage state=s email_allowed=email_allowed/> }
+                },
+            )
+        }
     }
 }
 

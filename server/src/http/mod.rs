@@ -101,6 +101,11 @@ fn route_specs() -> Vec<RouteSpec> {
             Some(post(mfa::regenerate_recovery_codes)),
         ),
         route(
+            "/sign-in/verify/email",
+            None,
+            Some(post(mfa::send_second_factor_email)),
+        ),
+        route(
             "/account/security/authenticator/{id}",
             Some(get(mfa::authenticator_page)),
             None,

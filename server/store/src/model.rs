@@ -89,6 +89,8 @@ pub enum CodePurpose {
     ResetGrant,
     /// A first factor succeeded; the sign-in waits for a second factor (single use).
     SecondFactor,
+    /// An emailed code offered as the second factor of a pending sign-in.
+    SecondFactorEmail,
 }
 
 impl CodePurpose {
@@ -100,6 +102,7 @@ impl CodePurpose {
             CodePurpose::ResetPassword => "reset_password",
             CodePurpose::ResetGrant => "reset_grant",
             CodePurpose::SecondFactor => "second_factor",
+            CodePurpose::SecondFactorEmail => "second_factor_email",
         }
     }
 
@@ -111,6 +114,7 @@ impl CodePurpose {
             "reset_password" => CodePurpose::ResetPassword,
             "reset_grant" => CodePurpose::ResetGrant,
             "second_factor" => CodePurpose::SecondFactor,
+            "second_factor_email" => CodePurpose::SecondFactorEmail,
             _ => return None,
         })
     }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{AuthError, Identity, InputProblem, Method, RequestContext, SignedIn};
 use crate::secret::SecretString;
-use crate::store::{CodePurpose, NewCode, Session, TotpCredential, User};
+use crate::store::{CodeAttempt, CodePurpose, CodeRecord, NewCode, Session, TotpCredential, User};
 use crate::throttle::ACCOUNT_POLICY;
 use crate::tokens::random_id;
 use crate::{codes, seal, totp};
@@ -31,6 +31,15 @@ pub enum SecondFactorMethod {
         added_at: i64,
         last_used_at: Option<i64>,
     },
+}
+
+/// What a pending sign-in may be completed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecondFactorOptions {
+    /// An emailed code may stand in for the app (never after an email-proven first factor).
+    pub email_allowed: bool,
+    /// An emailed code is on its way.
+    pub email_sent: bool,
 }
 
 /// An authenticator enrollment in progress: what the person scans or types.
@@ -55,6 +64,21 @@ impl std::fmt::Debug for TotpEnrollment {
 struct PendingSecondFactor {
     method: String,
     amr: String,
+}
+
+/// The id of the emailed-code flow that belongs to a pending sign-in.
+fn email_flow_id(pending_id: &str) -> String {
+    format!("{pending_id}.email")
+}
+
+/// Whether an emailed code may be the second factor of this pending sign-in: not when the
+/// first factor was itself proven by email (an email code or a password reset).
+fn email_allowed(pending: &CodeRecord) -> bool {
+    let first = pending
+        .payload
+        .as_deref()
+        .and_then(|p| serde_json::from_str::<PendingSecondFactor>(p).ok());
+    matches!(first, Some(f) if f.method == Method::Password.as_str())
 }
 
 impl Identity {
@@ -108,16 +132,86 @@ impl Identity {
         Ok(pending_id)
     }
 
-    /// Whether a pending sign-in is live (for showing its page).
+    /// The options of a live pending sign-in, or `None` when there is none.
     pub async fn pending_second_factor(
         &self,
         pending_id: &str,
         now: i64,
-    ) -> Result<bool, AuthError> {
-        Ok(self
+    ) -> Result<Option<SecondFactorOptions>, AuthError> {
+        let Some(pending) = self
             .live_flow(pending_id, now)
             .await?
-            .is_some_and(|f| f.purpose == CodePurpose::SecondFactor))
+            .filter(|f| f.purpose == CodePurpose::SecondFactor)
+        else {
+            return Ok(None);
+        };
+        let email_sent = self
+            .live_flow(&email_flow_id(&pending.id), now)
+            .await?
+            .is_some();
+        Ok(Some(SecondFactorOptions {
+            email_allowed: email_allowed(&pending),
+            email_sent,
+        }))
+    }
+
+    /// Emails a code that can complete this pending sign-in, unless its first factor already
+    /// proved the mailbox (the same channel is never two factors). At most one a minute.
+    pub async fn send_second_factor_email(
+        &self,
+        ctx: &RequestContext,
+        pending_id: &str,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        let Some(pending) = self
+            .live_flow(pending_id, now)
+            .await?
+            .filter(|f| f.purpose == CodePurpose::SecondFactor)
+        else {
+            return Err(AuthError::CodeDead);
+        };
+        if !email_allowed(&pending) {
+            return Err(AuthError::SecondFactorWrong);
+        }
+        let flow_id = email_flow_id(&pending.id);
+        let code = codes::generate_code();
+        let hash = codes::code_hash(&self.key, CodePurpose::SecondFactorEmail, &flow_id, &code);
+        match self.store.find_code(&flow_id).await? {
+            None => {
+                self.store
+                    .create_code(&NewCode {
+                        id: &flow_id,
+                        purpose: CodePurpose::SecondFactorEmail,
+                        email: &pending.email,
+                        user_id: pending.user_id.as_deref(),
+                        code_hash: &hash,
+                        payload: None,
+                        now,
+                        expires_at: pending.expires_at,
+                    })
+                    .await?;
+            }
+            Some(_) => {
+                let resent = self
+                    .store
+                    .resend_code(
+                        &flow_id,
+                        &hash,
+                        codes::RESEND_INTERVAL_MS,
+                        codes::MAX_WRONG_ATTEMPTS,
+                        pending.expires_at,
+                        now,
+                    )
+                    .await?;
+                if resent.is_none() {
+                    return Err(AuthError::ResendTooSoon);
+                }
+            }
+        }
+        let text = ctx
+            .emails
+            .compose(crate::mail::EmailKind::SignInCode, Some(code.expose()));
+        self.send_code(&flow_id, &pending.email, text, now).await
     }
 
     /// Completes a pending sign-in with an authenticator-app code. The code's step is recorded
@@ -144,7 +238,9 @@ impl Identity {
         let Some(user) = user else {
             return Err(AuthError::CodeDead);
         };
-        let result = self.check_second_factor(ctx, &user, input, now).await;
+        let result = self
+            .check_second_factor(ctx, &pending, &user, input, now)
+            .await;
         let (credential_id, method) = match result {
             Ok(found) => found,
             Err(err) => {
@@ -211,6 +307,7 @@ impl Identity {
     async fn check_second_factor(
         &self,
         ctx: &RequestContext,
+        pending: &CodeRecord,
         user: &User,
         input: &str,
         now: i64,
@@ -241,7 +338,7 @@ impl Identity {
                 return Ok((None, Method::RecoveryCode));
             }
         }
-        if let Some(code) = app_code {
+        if let Some(code) = &app_code {
             let unix_seconds = now.div_euclid(1000);
             for credential in self
                 .store
@@ -252,7 +349,7 @@ impl Identity {
             {
                 let secret = self.open_totp_secret(&credential)?;
                 if let Some(step) =
-                    totp::verify(&secret, &code, unix_seconds, credential.last_used_step)
+                    totp::verify(&secret, code, unix_seconds, credential.last_used_step)
                 {
                     if self
                         .store
@@ -263,6 +360,24 @@ impl Identity {
                         return Ok((Some(credential.id), Method::Totp));
                     }
                 }
+            }
+        }
+        if let (Some(code), true) = (&app_code, email_allowed(pending)) {
+            let flow_id = email_flow_id(&pending.id);
+            let hash = codes::code_hash(&self.key, CodePurpose::SecondFactorEmail, &flow_id, code);
+            let attempt = self
+                .store
+                .try_consume_code(
+                    &flow_id,
+                    CodePurpose::SecondFactorEmail,
+                    &hash,
+                    codes::MAX_WRONG_ATTEMPTS,
+                    now,
+                )
+                .await?;
+            if matches!(attempt, CodeAttempt::Accepted(_)) {
+                self.store.throttle_reset("second_factor", &user.id).await?;
+                return Ok((None, Method::EmailCode));
             }
         }
         self.ip_failure(&ip, now).await?;

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 mod mfa;
-pub use mfa::{SecondFactorMethod, TotpEnrollment};
+pub use mfa::{SecondFactorMethod, SecondFactorOptions, TotpEnrollment};
 
 use serde::{Deserialize, Serialize};
 
@@ -121,6 +121,7 @@ impl Method {
             CodePurpose::SignIn => Method::EmailCode,
             CodePurpose::ResetPassword | CodePurpose::ResetGrant => Method::PasswordReset,
             CodePurpose::SecondFactor => Method::Totp,
+            CodePurpose::SecondFactorEmail => Method::EmailCode,
         }
     }
 }
@@ -1025,7 +1026,7 @@ impl Identity {
         };
         if matches!(
             flow.purpose,
-            CodePurpose::ResetGrant | CodePurpose::SecondFactor
+            CodePurpose::ResetGrant | CodePurpose::SecondFactor | CodePurpose::SecondFactorEmail
         ) {
             return Err(AuthError::CodeDead);
         }
@@ -1098,10 +1099,10 @@ impl Identity {
         let Some(flow) = self.live_flow(flow_id, now).await? else {
             return Err(AuthError::CodeDead);
         };
-        // Grants carry no code: they are never "verified" here.
+        // Grants carry no code, and second-factor email codes belong to the second-factor step.
         if matches!(
             flow.purpose,
-            CodePurpose::ResetGrant | CodePurpose::SecondFactor
+            CodePurpose::ResetGrant | CodePurpose::SecondFactor | CodePurpose::SecondFactorEmail
         ) {
             return Err(AuthError::CodeDead);
         }
@@ -1214,7 +1215,9 @@ impl Identity {
                     .await?;
                 Ok(CodeOutcome::ResetGranted { grant_id })
             }
-            CodePurpose::ResetGrant | CodePurpose::SecondFactor => Err(AuthError::CodeDead),
+            CodePurpose::ResetGrant
+            | CodePurpose::SecondFactor
+            | CodePurpose::SecondFactorEmail => Err(AuthError::CodeDead),
         }
     }
 
