@@ -21,6 +21,51 @@ struct TestServer {
     clock: Arc<ManualClock>,
 }
 
+/// The configuration of a test server on `port`: its own data folder, no built site, and the
+/// loopback trusted as a proxy so tests can set the client address with `X-Forwarded-For`.
+fn test_config(port: u16, database_url: String) -> Config {
+    let data_dir =
+        std::env::temp_dir().join(format!("gatehouse-http-{port}-{}", std::process::id()));
+    let vars: HashMap<&str, String> = HashMap::from([
+        ("GATEHOUSE_DATABASE_URL", database_url),
+        ("GATEHOUSE_PUBLIC_URL", format!("http://localhost:{port}")),
+        ("GATEHOUSE_DATA_DIR", data_dir.display().to_string()),
+        ("GATEHOUSE_SITE_ROOT", "/nonexistent".to_string()),
+        ("GATEHOUSE_TRUSTED_PROXIES", "127.0.0.1/32".to_string()),
+    ]);
+    Config::load(None, &move |k| vars.get(k).cloned()).unwrap()
+}
+
+/// A server that runs until its `stop` sender fires; `handle` ends when it has drained.
+struct StoppableServer {
+    base: String,
+    store: gatehouse_core::store::Store,
+    stop: tokio::sync::oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+async fn stoppable_server(database_url: String) -> StoppableServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let state = build_state(
+        test_config(port, database_url),
+        Arc::new(ManualClock::default()),
+    )
+    .await
+    .unwrap();
+    let store = state.store().clone();
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(http::serve(listener, state, async move {
+        let _ = stop_rx.await;
+    }));
+    StoppableServer {
+        base: format!("http://localhost:{port}"),
+        store,
+        stop,
+        handle,
+    }
+}
+
 impl TestServer {
     async fn start() -> Self {
         Self::start_with(fresh_sqlite_url()).await
@@ -29,18 +74,10 @@ impl TestServer {
     async fn start_with(database_url: String) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let data_dir =
-            std::env::temp_dir().join(format!("gatehouse-http-{port}-{}", std::process::id()));
-        let vars: HashMap<&str, String> = HashMap::from([
-            ("GATEHOUSE_DATABASE_URL", database_url),
-            ("GATEHOUSE_PUBLIC_URL", format!("http://localhost:{port}")),
-            ("GATEHOUSE_DATA_DIR", data_dir.display().to_string()),
-            ("GATEHOUSE_SITE_ROOT", "/nonexistent".to_string()),
-            ("GATEHOUSE_TRUSTED_PROXIES", "127.0.0.1/32".to_string()),
-        ]);
-        let config = Config::load(None, &move |k| vars.get(k).cloned()).unwrap();
         let clock = Arc::new(ManualClock::default());
-        let state = build_state(config, clock.clone()).await.unwrap();
+        let state = build_state(test_config(port, database_url), clock.clone())
+            .await
+            .unwrap();
         let serving = state.clone();
         tokio::spawn(async move { http::serve(listener, serving, std::future::pending()).await });
         TestServer {
@@ -1572,29 +1609,12 @@ async fn oversized_heads_and_bodies_are_refused_and_slow_headers_cut_off() {
 
 #[tokio::test]
 async fn graceful_shutdown_finishes_in_flight_requests_and_refuses_new_ones() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let vars: HashMap<&str, String> = HashMap::from([
-        ("GATEHOUSE_DATABASE_URL", fresh_sqlite_url()),
-        ("GATEHOUSE_PUBLIC_URL", format!("http://localhost:{port}")),
-        (
-            "GATEHOUSE_DATA_DIR",
-            std::env::temp_dir()
-                .join(format!("gatehouse-stop-{port}"))
-                .display()
-                .to_string(),
-        ),
-    ]);
-    let config = Config::load(None, &move |k| vars.get(k).cloned()).unwrap();
-    let state = build_state(config, Arc::new(ManualClock::default()))
-        .await
-        .unwrap();
-    let store = state.store().clone();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(http::serve(listener, state, async move {
-        let _ = stop_rx.await;
-    }));
-    let base = format!("http://localhost:{port}");
+    let StoppableServer {
+        base,
+        store,
+        stop: stop_tx,
+        handle: server,
+    } = stoppable_server(fresh_sqlite_url()).await;
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -1973,34 +1993,17 @@ async fn a_chunked_body_over_the_limit_is_refused_and_one_that_never_ends_times_
 #[tokio::test]
 async fn shutdown_under_load_loses_no_accepted_request_and_checkpoints_the_wal() {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
     let db_url = fresh_sqlite_url();
     let db_path = db_url
         .trim_start_matches("sqlite://")
         .trim_end_matches("?mode=rwc")
         .to_string();
-    let vars: HashMap<&str, String> = HashMap::from([
-        ("GATEHOUSE_DATABASE_URL", db_url),
-        ("GATEHOUSE_PUBLIC_URL", format!("http://localhost:{port}")),
-        (
-            "GATEHOUSE_DATA_DIR",
-            std::env::temp_dir()
-                .join(format!("gatehouse-drain-{port}"))
-                .display()
-                .to_string(),
-        ),
-    ]);
-    let config = Config::load(None, &move |k| vars.get(k).cloned()).unwrap();
-    let state = build_state(config, Arc::new(ManualClock::default()))
-        .await
-        .unwrap();
-    let store = state.store().clone();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(http::serve(listener, state, async move {
-        let _ = stop_rx.await;
-    }));
-    let base = format!("http://localhost:{port}");
+    let StoppableServer {
+        base,
+        store,
+        stop: stop_tx,
+        handle: server,
+    } = stoppable_server(db_url).await;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .build()

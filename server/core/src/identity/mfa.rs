@@ -224,20 +224,9 @@ impl Identity {
         input: &str,
         now: i64,
     ) -> Result<SignedIn, AuthError> {
-        let Some(pending) = self
-            .live_flow(pending_id, now)
-            .await?
-            .filter(|f| f.purpose == CodePurpose::SecondFactor)
-        else {
-            return Err(AuthError::CodeDead);
-        };
-        let user = match &pending.user_id {
-            Some(id) => self.store.find_user(id).await?,
-            None => None,
-        };
-        let Some(user) = user else {
-            return Err(AuthError::CodeDead);
-        };
+        let (pending, user) = self
+            .live_flow_with_user(pending_id, CodePurpose::SecondFactor, now)
+            .await?;
         let result = self
             .check_second_factor(ctx, &pending, &user, input, now)
             .await;

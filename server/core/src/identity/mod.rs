@@ -1014,6 +1014,27 @@ impl Identity {
         Ok(flow.filter(|f| f.consumed_at.is_none() && f.expires_at > now))
     }
 
+    /// A live flow of `purpose` and the account it belongs to; anything else is a dead flow.
+    async fn live_flow_with_user(
+        &self,
+        id: &str,
+        purpose: CodePurpose,
+        now: i64,
+    ) -> Result<(CodeRecord, User), AuthError> {
+        let Some(flow) = self
+            .live_flow(id, now)
+            .await?
+            .filter(|f| f.purpose == purpose)
+        else {
+            return Err(AuthError::CodeDead);
+        };
+        let user = match &flow.user_id {
+            Some(user_id) => self.store.find_user(user_id).await?,
+            None => None,
+        };
+        user.map(|user| (flow, user)).ok_or(AuthError::CodeDead)
+    }
+
     /// Sends a new code for a live flow, at most once a minute; wrong attempts are not reset.
     pub async fn resend_code(
         &self,
@@ -1269,20 +1290,9 @@ impl Identity {
         new_password: &SecretString,
         now: i64,
     ) -> Result<SignInOutcome, AuthError> {
-        let Some(grant) = self
-            .live_flow(grant_id, now)
-            .await?
-            .filter(|g| g.purpose == CodePurpose::ResetGrant)
-        else {
-            return Err(AuthError::CodeDead);
-        };
-        let user = match &grant.user_id {
-            Some(id) => self.store.find_user(id).await?,
-            None => None,
-        };
-        let Some(user) = user else {
-            return Err(AuthError::CodeDead);
-        };
+        let (grant, user) = self
+            .live_flow_with_user(grant_id, CodePurpose::ResetGrant, now)
+            .await?;
         check_new_password(
             new_password.expose(),
             &user.email,
