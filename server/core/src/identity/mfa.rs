@@ -260,18 +260,16 @@ impl Identity {
             return Err(AuthError::CodeDead);
         }
         if user.disabled {
-            let err = AuthError::AccountDisabled;
-            self.log_attempt(
-                ctx,
-                &user.email,
-                Some(&user.id),
-                method,
-                Err(&err),
-                None,
-                now,
-            )
-            .await?;
-            return Err(err);
+            return Err(self
+                .refuse(
+                    ctx,
+                    &user.email,
+                    Some(&user.id),
+                    method,
+                    AuthError::AccountDisabled,
+                    now,
+                )
+                .await?);
         }
         let first: PendingSecondFactor =
             serde_json::from_str(pending.payload.as_deref().unwrap_or(""))

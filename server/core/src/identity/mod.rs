@@ -1171,10 +1171,16 @@ impl Identity {
                         user
                     }
                     Err(StoreError::Conflict) => {
-                        let err = AuthError::AccountExists;
-                        self.log_attempt(ctx, &accepted.email, None, method, Err(&err), None, now)
-                            .await?;
-                        return Err(err);
+                        return Err(self
+                            .refuse(
+                                ctx,
+                                &accepted.email,
+                                None,
+                                method,
+                                AuthError::AccountExists,
+                                now,
+                            )
+                            .await?);
                     }
                     Err(e) => return Err(e.into()),
                 };
@@ -1194,24 +1200,21 @@ impl Identity {
                     None => None,
                 };
                 let Some(user) = user else {
-                    let err = AuthError::CodeDead;
-                    self.log_attempt(ctx, &accepted.email, None, method, Err(&err), None, now)
-                        .await?;
-                    return Err(err);
+                    return Err(self
+                        .refuse(ctx, &accepted.email, None, method, AuthError::CodeDead, now)
+                        .await?);
                 };
                 if user.disabled {
-                    let err = AuthError::AccountDisabled;
-                    self.log_attempt(
-                        ctx,
-                        &accepted.email,
-                        Some(&user.id),
-                        method,
-                        Err(&err),
-                        None,
-                        now,
-                    )
-                    .await?;
-                    return Err(err);
+                    return Err(self
+                        .refuse(
+                            ctx,
+                            &accepted.email,
+                            Some(&user.id),
+                            method,
+                            AuthError::AccountDisabled,
+                            now,
+                        )
+                        .await?);
                 }
                 // A proven mailbox is the other way in that reopens a closed password path.
                 self.store.throttle_reset("password", &user.email).await?;
@@ -1322,18 +1325,16 @@ impl Identity {
         )
         .await?;
         if user.disabled {
-            let err = AuthError::AccountDisabled;
-            self.log_attempt(
-                ctx,
-                &user.email,
-                Some(&user.id),
-                Method::PasswordReset,
-                Err(&err),
-                None,
-                now,
-            )
-            .await?;
-            return Err(err);
+            return Err(self
+                .refuse(
+                    ctx,
+                    &user.email,
+                    Some(&user.id),
+                    Method::PasswordReset,
+                    AuthError::AccountDisabled,
+                    now,
+                )
+                .await?);
         }
         let user = User {
             credential_epoch: epoch,
@@ -1417,6 +1418,21 @@ impl Identity {
             }
         }
         Ok(())
+    }
+
+    /// Logs a refused attempt and hands back the error to return.
+    async fn refuse(
+        &self,
+        ctx: &RequestContext,
+        email: &str,
+        user_id: Option<&str>,
+        method: Method,
+        err: AuthError,
+        now: i64,
+    ) -> Result<AuthError, AuthError> {
+        self.log_attempt(ctx, email, user_id, method, Err(&err), None, now)
+            .await?;
+        Ok(err)
     }
 
     #[allow(clippy::too_many_arguments)]
