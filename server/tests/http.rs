@@ -2616,3 +2616,101 @@ async fn an_emailed_code_can_be_the_second_factor_but_never_after_an_email_first
     );
     assert!(by_email.session_cookie().is_none());
 }
+
+/// Runs the `gatehouse` binary with a fresh data folder.
+fn gatehouse(data_dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(args)
+        .env_clear()
+        .env("GATEHOUSE_DATA_DIR", data_dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_command_line_migrates_creates_the_first_admin_and_sets_branding() {
+    let dir = std::env::temp_dir().join(format!(
+        "gatehouse-cli-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let help = gatehouse(&dir, &["--help"]);
+    assert!(help.status.success());
+    let help = String::from_utf8_lossy(&help.stdout);
+    for setting in [
+        "GATEHOUSE_DATABASE_URL",
+        "GATEHOUSE_PUBLIC_URL",
+        "GATEHOUSE_DATA_DIR",
+        "GATEHOUSE_SMTP_URL",
+        "GATEHOUSE_TRUSTED_PROXIES",
+    ] {
+        assert!(help.contains(setting), "--help documents {setting}");
+    }
+    assert!(gatehouse(&dir, &["migrate"]).status.success());
+    assert!(dir.join("gatehouse.db").exists());
+
+    let admin = gatehouse(&dir, &["create-admin", "--email", "Admin@Example.com"]);
+    assert!(
+        admin.status.success(),
+        "{}",
+        String::from_utf8_lossy(&admin.stderr)
+    );
+    assert!(String::from_utf8_lossy(&admin.stdout).contains("admin@example.com"));
+    assert!(
+        dir.join("secret.key").exists(),
+        "the key is made on first use and kept"
+    );
+    let bad = gatehouse(&dir, &["create-admin", "--email", "not-an-address"]);
+    assert!(!bad.status.success());
+
+    let branding = dir.join("branding.toml");
+    std::fs::write(
+        &branding,
+        "product_name = \"Acme ID\"\nprimary_color = \"#0b5cad\"\n",
+    )
+    .unwrap();
+    let set = gatehouse(&dir, &["branding", "set", branding.to_str().unwrap()]);
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    let shown = gatehouse(&dir, &["branding", "show"]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("\"product_name\": \"Acme ID\"") && shown.contains("#0b5cad"),
+        "{shown}"
+    );
+
+    std::fs::write(&branding, "primary_color = \"red;}body{\"\n").unwrap();
+    let refused = gatehouse(&dir, &["branding", "set", branding.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("primary_color"));
+    let unknown = gatehouse(&dir, &["frobnicate"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown command"));
+}
+
+#[test]
+fn a_failed_migration_or_a_bad_setting_stops_the_process_with_a_clear_message() {
+    let dir = std::env::temp_dir().join(format!(
+        "gatehouse-cli-bad-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("gatehouse.db"), b"this is not a database").unwrap();
+    let out = gatehouse(&dir, &["migrate"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("gatehouse: database"), "{err}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .arg("migrate")
+        .env_clear()
+        .env("GATEHOUSE_PUBLIC_URL", "ftp://example.com")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("GATEHOUSE_PUBLIC_URL"));
+}
