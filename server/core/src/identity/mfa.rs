@@ -537,32 +537,14 @@ impl Identity {
         password: &SecretString,
         now: i64,
     ) -> Result<SignedIn, AuthError> {
-        self.claim_attempt(
-            "password",
-            &user.email,
-            ACCOUNT_POLICY,
-            AuthError::PasswordPathClosed,
-            now,
-        )
-        .await?;
-        if !self
-            .hasher
-            .verify(password, user.password_hash.as_deref())
-            .await?
-        {
-            self.log_attempt(
-                ctx,
-                &user.email,
-                Some(&user.id),
-                Method::Password,
-                Err(&AuthError::InvalidCredentials),
-                None,
-                now,
-            )
-            .await?;
-            return Err(AuthError::InvalidCredentials);
+        match self.verify_current_password(user, password, now).await {
+            Err(err @ AuthError::InvalidCredentials) => {
+                return Err(self
+                    .refuse(ctx, &user.email, Some(&user.id), Method::Password, err, now)
+                    .await?);
+            }
+            other => other?,
         }
-        self.store.throttle_reset("password", &user.email).await?;
         let renewed = self
             .start_session(
                 ctx,

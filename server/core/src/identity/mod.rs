@@ -312,6 +312,17 @@ pub fn validate_display_name(input: &str) -> Result<String, AuthError> {
     Ok(name.to_string())
 }
 
+/// The password rules for a new password of the account with this email, under the built-in and
+/// the branded product names.
+fn check_password_rules(
+    ctx: &RequestContext,
+    password: &SecretString,
+    email: &str,
+) -> Result<(), AuthError> {
+    check_new_password(password.expose(), email, &[PRODUCT_NAME, &ctx.product_name])
+        .map_err(|p| AuthError::InvalidInput(InputProblem::Password(p)))
+}
+
 fn email_or_invalid(input: &str) -> Result<String, AuthError> {
     normalize_email(input).map_err(|p| AuthError::InvalidInput(InputProblem::Email(p)))
 }
@@ -470,6 +481,33 @@ impl Identity {
                 .throttle_record_failure("ip", &gate.key, now)
                 .await?;
         }
+        Ok(())
+    }
+
+    /// Checks a signed-in user's current password behind the same throttle as sign-in; a
+    /// success clears the account's failure count.
+    async fn verify_current_password(
+        &self,
+        user: &User,
+        password: &SecretString,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        self.claim_attempt(
+            "password",
+            &user.email,
+            ACCOUNT_POLICY,
+            AuthError::PasswordPathClosed,
+            now,
+        )
+        .await?;
+        if !self
+            .hasher
+            .verify(password, user.password_hash.as_deref())
+            .await?
+        {
+            return Err(AuthError::InvalidCredentials);
+        }
+        self.store.throttle_reset("password", &user.email).await?;
         Ok(())
     }
 
@@ -689,28 +727,8 @@ impl Identity {
         new: &SecretString,
         now: i64,
     ) -> Result<(), AuthError> {
-        check_new_password(
-            new.expose(),
-            &user.email,
-            &[PRODUCT_NAME, &ctx.product_name],
-        )
-        .map_err(|p| AuthError::InvalidInput(InputProblem::Password(p)))?;
-        self.claim_attempt(
-            "password",
-            &user.email,
-            ACCOUNT_POLICY,
-            AuthError::PasswordPathClosed,
-            now,
-        )
-        .await?;
-        if !self
-            .hasher
-            .verify(current, user.password_hash.as_deref())
-            .await?
-        {
-            return Err(AuthError::InvalidCredentials);
-        }
-        self.store.throttle_reset("password", &user.email).await?;
+        check_password_rules(ctx, new, &user.email)?;
+        self.verify_current_password(user, current, now).await?;
         let hash = self.hasher.hash(new).await?;
         // Refused if the password changed since this session's credential was checked (a reset
         // in the meantime wins).
@@ -750,12 +768,7 @@ impl Identity {
         // Counted before the expensive checks, so unlimited posts cannot burn CPU.
         self.ip_budget(ctx, "sign_up_ip", SIGN_UPS_PER_IP, SIGN_UP_WINDOW_MS, now)
             .await?;
-        check_new_password(
-            password.expose(),
-            &email,
-            &[PRODUCT_NAME, &ctx.product_name],
-        )
-        .map_err(|p| AuthError::InvalidInput(InputProblem::Password(p)))?;
+        check_password_rules(ctx, password, &email)?;
         let password_hash = self.hasher.hash(password).await?;
         let pending = PendingSignUp {
             display_name,
@@ -1296,12 +1309,7 @@ impl Identity {
         let (grant, user) = self
             .live_flow_with_user(grant_id, CodePurpose::ResetGrant, now)
             .await?;
-        check_new_password(
-            new_password.expose(),
-            &user.email,
-            &[PRODUCT_NAME, &ctx.product_name],
-        )
-        .map_err(|p| AuthError::InvalidInput(InputProblem::Password(p)))?;
+        check_password_rules(ctx, new_password, &user.email)?;
         let hash = self.hasher.hash(new_password).await?;
         if self
             .store
