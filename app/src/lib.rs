@@ -9,6 +9,7 @@ pub mod branding;
 pub mod components;
 pub mod i18n;
 pub mod pages;
+pub mod passkey;
 pub mod shell;
 
 /// The wasm entry point: hydrates the islands on the page.

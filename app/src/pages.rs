@@ -4,7 +4,20 @@
 use leptos::prelude::*;
 
 use crate::components::{Field, FormError, Notice, PasswordField};
+use crate::passkey::{PasskeyButton, PasskeyTexts};
 use crate::shell::texts;
+
+/// The passkey island's texts, with `button` as its label.
+fn passkey_texts(button: &str) -> PasskeyTexts {
+    let t = texts();
+    PasskeyTexts {
+        button: t.get(button),
+        working: t.get("passkey.working"),
+        cancelled: t.get("passkey.cancelled"),
+        unsupported: t.get("passkey.unsupported"),
+        failed: t.get("passkey.failed"),
+    }
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct FormState {
@@ -51,10 +64,19 @@ pub fn SignInPage(state: FormState) -> impl IntoView {
         <FormError message=state.error.clone()/>
         <form method="post" action="/sign-in" class="gh-form">
             <Field id="email" label=t.get("common.email") kind="email" value=state.email.clone()
-                autocomplete="username" invalid=state.error.is_some()/>
+                autocomplete="username webauthn" invalid=state.error.is_some()/>
             {password_field("password", t.get("common.password"), "current-password", None, state.error.is_some())}
             <button type="submit" class="gh-button">{t.get("sign_in.submit")}</button>
         </form>
+        <PasskeyButton
+            mode="get".to_string()
+            options_url="/sign-in/passkey/options".to_string()
+            finish_url="/sign-in/passkey".to_string()
+            texts=passkey_texts("passkey.sign_in")
+            autofill=true
+            name_input=None
+            class="gh-button gh-button-secondary".to_string()
+        />
         <p class="gh-links">
             <a href="/reset">{t.get("sign_in.forgot")}</a>
             <a href="/sign-in/code">{t.get("sign_in.use_code")}</a>
@@ -291,13 +313,27 @@ pub fn SecondFactorPage(
     /// An emailed code may be used instead.
     #[prop(optional)]
     email_allowed: bool,
+    /// The account has a passkey (offered first: the strongest method).
+    #[prop(optional)]
+    passkey: bool,
 ) -> impl IntoView {
     let t = texts();
     view! {
         <h1>{t.get("second_factor.title")}</h1>
-        <p class="gh-lead">{t.get("second_factor.lead")}</p>
+        <p class="gh-lead">{t.get(if passkey { "second_factor.lead_passkey" } else { "second_factor.lead" })}</p>
         <Notice message=state.notice.clone()/>
         <FormError message=state.error.clone()/>
+        {passkey.then(|| view! {
+            <PasskeyButton
+                mode="get".to_string()
+                options_url="/sign-in/verify/passkey/options".to_string()
+                finish_url="/sign-in/verify/passkey".to_string()
+                texts=passkey_texts("passkey.use")
+                autofill=false
+                name_input=None
+                class="gh-button".to_string()
+            />
+        })}
         <form method="post" action="/sign-in/verify" class="gh-form">
             <Field id="code" label=t.get("second_factor.label") autocomplete="one-time-code"
                 maxlength=16 invalid=state.is_invalid("code") hint=t.get("second_factor.recovery_hint")/>
@@ -315,7 +351,11 @@ pub fn SecondFactorPage(
 #[derive(Debug, Clone)]
 pub struct SecurityMethodRow {
     pub id: String,
+    /// `passkey` or `authenticator`.
+    pub kind: &'static str,
     pub name: String,
+    /// What kind of method it is, when the name does not say (for passkeys).
+    pub detail: Option<String>,
     pub added: String,
     pub last_used: String,
 }
@@ -326,6 +366,8 @@ pub struct SecurityData {
     /// The sign-in is recent enough to change security info without confirming again.
     pub recent: bool,
     pub has_password: bool,
+    /// The suggested name of a new passkey.
+    pub passkey_name: String,
     /// Unused recovery codes.
     pub recovery_unused: i64,
     pub notice: Option<String>,
@@ -339,9 +381,25 @@ pub fn SecurityPage(data: SecurityData) -> impl IntoView {
     let empty = methods.is_empty();
     let manage = if data.recent {
         view! {
-            <form method="post" action="/account/security/authenticator">
-                <button type="submit" class="gh-button">{t.get("security.add_authenticator")}</button>
-            </form>
+            <section aria-labelledby="add-heading" class="gh-section">
+                <h2 id="add-heading">{t.get("security.add_title")}</h2>
+                <div class="gh-form">
+                    <Field id="passkey-name" label=t.get("passkey.name") value=data.passkey_name.clone()
+                        maxlength=64 hint=t.get("passkey.name_hint")/>
+                    <PasskeyButton
+                        mode="create".to_string()
+                        options_url="/account/security/passkeys/options".to_string()
+                        finish_url="/account/security/passkeys".to_string()
+                        texts=passkey_texts("passkey.add")
+                        autofill=false
+                        name_input=Some("passkey-name".to_string())
+                        class="gh-button".to_string()
+                    />
+                </div>
+                <form method="post" action="/account/security/authenticator">
+                    <button type="submit" class="gh-button gh-button-secondary">{t.get("security.add_authenticator")}</button>
+                </form>
+            </section>
         }
         .into_any()
     } else {
@@ -381,17 +439,34 @@ pub fn SecurityPage(data: SecurityData) -> impl IntoView {
                     .into_iter()
                     .map(|m| {
                         let t = texts();
-                        let action = format!("/account/security/authenticator/{}/remove", m.id);
+                        let path = if m.kind == "passkey" { "passkeys" } else { "authenticator" };
+                        let action = format!("/account/security/{path}/{}/remove", m.id);
+                        let rename = (m.kind == "passkey").then(|| {
+                            let input = format!("rename-{}", m.id);
+                            view! {
+                                <form method="post" action=format!("/account/security/passkeys/{}/rename", m.id)
+                                    class="gh-inline-form">
+                                    <label for=input.clone()>{t.fill("passkey.new_name", "name", &m.name)}</label>
+                                    <input id=input name="name" type="text" required maxlength="64" value=m.name.clone()/>
+                                    <button type="submit" class="gh-button gh-button-secondary"
+                                        aria-label=format!("{} {}", t.get("passkey.rename"), m.name)>
+                                        {t.get("passkey.rename")}
+                                    </button>
+                                </form>
+                            }
+                        });
                         let recent = data.recent;
                         view! {
                             <li class="gh-session">
                                 <div>
                                     <p class="gh-device">{m.name.clone()}</p>
+                                    {m.detail.clone().map(|d| view! { <p class="gh-hint">{d}</p> })}
                                     <dl>
                                         <dt>{t.get("security.added")}</dt><dd>{m.added.clone()}</dd>
                                         <dt>{t.get("security.last_used")}</dt><dd>{m.last_used.clone()}</dd>
                                     </dl>
                                 </div>
+                                {rename}
                                 {recent.then(|| view! {
                                     <form method="post" action=action>
                                         <button type="submit" class="gh-button gh-button-secondary"

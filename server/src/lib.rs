@@ -173,8 +173,15 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
         session_idle_ms: config.session_idle_minutes * 60 * 1000,
         session_absolute_ms: config.session_absolute_hours * 60 * 60 * 1000,
         max_sessions_per_user: config.max_sessions_per_user,
+        public_url: config.public_origin.clone(),
     };
-    let identity = Identity::new(store, hasher, key, mailer, identity_config);
+    let identity =
+        Identity::new(store, hasher, key, mailer, identity_config).map_err(|reason| {
+            StartupError::Config(config::ConfigError::Invalid {
+                name: "GATEHOUSE_PUBLIC_URL",
+                reason,
+            })
+        })?;
     let leptos_options = site_options(&config);
     Ok(AppState {
         identity: Arc::new(identity),

@@ -53,10 +53,10 @@ pub async fn second_factor_page(
                 notice,
                 ..FormState::default()
             };
-            let email_allowed = options.email_allowed;
+            let (email_allowed, passkey) = (options.email_allowed, options.passkey);
             page.render(
                 "second_factor.title",
-                move || view! { <SecondFactorPage state=form email_allowed=email_allowed/> },
+                move || view! { <SecondFactorPage state=form email_allowed=email_allowed passkey=passkey/> },
             )
         }
         Ok(None) => dead_sign_in(page),
@@ -80,19 +80,32 @@ pub async fn send_second_factor_email(
     {
         Ok(()) => redirect("/sign-in/verify?notice=email_sent", vec![]),
         Err(AuthError::CodeDead) => dead_sign_in(page),
-        Err(err) => {
-            let email_allowed = matches!(state.identity.pending_second_factor(&pending, now).await, Ok(Some(o)) if o.email_allowed);
-            error_page(
-                page,
-                &err,
-                FormState::default(),
-                "second_factor.title",
-                move |s| {
-                    view! { <SecondFactorPage state=s email_allowed=email_allowed/> }
-                },
-            )
-        }
+        Err(err) => second_factor_error(&state, page, &pending, &err).await,
     }
+}
+
+/// The second-factor page again, with the options of the pending sign-in and an error.
+async fn second_factor_error(
+    state: &AppState,
+    page: Page,
+    pending: &str,
+    err: &AuthError,
+) -> Response {
+    let options = state
+        .identity
+        .pending_second_factor(pending, state.now())
+        .await
+        .ok()
+        .flatten();
+    let email_allowed = options.is_some_and(|o| o.email_allowed);
+    let passkey = options.is_some_and(|o| o.passkey);
+    error_page(
+        page,
+        err,
+        FormState::default(),
+        "second_factor.title",
+        move |s| view! { <SecondFactorPage state=s email_allowed=email_allowed passkey=passkey/> },
+    )
 }
 
 fn dead_sign_in(page: Page) -> Response {
@@ -123,15 +136,7 @@ pub async fn verify_second_factor(
     {
         Ok(signed) => signed_in_response(&state, signed),
         Err(AuthError::CodeDead) => dead_sign_in(page),
-        Err(err) => error_page(
-            page,
-            &err,
-            FormState::default(),
-            "second_factor.title",
-            |s| {
-                view! { <SecondFactorPage state=s/> }
-            },
-        ),
+        Err(err) => second_factor_error(&state, page, &pending, &err).await,
     }
 }
 
@@ -157,22 +162,42 @@ async fn security_view(
         Err(err) => return internal_error_page(page, &err),
     };
     let t = page.t().clone();
+    let last_used = |at: Option<i64>| {
+        at.map(format_time)
+            .unwrap_or_else(|| t.get("security.never"))
+    };
+    let passkeys = methods
+        .iter()
+        .filter(|m| matches!(m, SecondFactorMethod::Passkey(_)))
+        .count();
     let rows = methods
         .into_iter()
-        .map(
-            |SecondFactorMethod::AuthenticatorApp {
-                 id,
-                 added_at,
-                 last_used_at,
-             }| SecurityMethodRow {
-                id,
-                name: t.get("security.authenticator"),
-                added: format_time(added_at),
-                last_used: last_used_at
-                    .map(format_time)
-                    .unwrap_or_else(|| t.get("security.never")),
+        .map(|m| match m {
+            SecondFactorMethod::Passkey(p) => SecurityMethodRow {
+                id: p.id,
+                kind: "passkey",
+                name: p.name,
+                detail: Some(t.get(if p.synced {
+                    "passkey.synced"
+                } else {
+                    "passkey.device"
+                })),
+                added: format_time(p.added_at),
+                last_used: last_used(p.last_used_at),
             },
-        )
+            SecondFactorMethod::AuthenticatorApp {
+                id,
+                added_at,
+                last_used_at,
+            } => SecurityMethodRow {
+                id,
+                kind: "authenticator",
+                name: t.get("security.authenticator"),
+                detail: None,
+                added: format_time(added_at),
+                last_used: last_used(last_used_at),
+            },
+        })
         .collect();
     let recovery_unused = match state.identity.unused_recovery_codes(&user.id).await {
         Ok(n) => n,
@@ -183,6 +208,7 @@ async fn security_view(
         methods: rows,
         recent: state.identity.signed_in_recently(session, state.now()),
         has_password: user.password_hash.is_some(),
+        passkey_name: t.fill("passkey.default_name", "n", &(passkeys + 1).to_string()),
         recovery_unused,
         notice,
         error: error.map(|(_, m)| m),
@@ -194,7 +220,7 @@ async fn security_view(
 }
 
 /// The security-info page showing why an operation was refused.
-async fn security_response(
+pub(super) async fn security_response(
     state: &AppState,
     page: Page,
     session: &Session,
@@ -242,6 +268,9 @@ pub async fn security_page(
     let notice = match q.notice.as_deref() {
         Some("added") => Some(page.t().get("security.added_notice")),
         Some("removed") => Some(page.t().get("security.removed_notice")),
+        Some("passkey_added") => Some(page.t().get("passkey.added_notice")),
+        Some("passkey_removed") => Some(page.t().get("passkey.removed_notice")),
+        Some("passkey_renamed") => Some(page.t().get("passkey.renamed_notice")),
         Some("confirmed") => Some(page.t().get("security.reauthenticated")),
         _ => None,
     };
@@ -401,36 +430,37 @@ pub async fn confirm_authenticator(
 
 pub async fn remove_authenticator(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    incoming: Incoming,
     Path(id): Path<String>,
 ) -> Response {
-    let (session, user) = match require_session(&state, &headers).await {
+    let (session, user) = match require_session(&state, &incoming.headers).await {
         Ok(found) => found,
         Err(response) => return response,
     };
+    let (page, ctx) = begin(&state, &incoming).await;
     match state
         .identity
-        .remove_totp(&session, &user, &id, state.now())
+        .remove_totp(&ctx, &session, &user, &id, state.now())
         .await
     {
         Ok(true) => redirect("/sign-in", vec![cookie_policy(&state).clear(SESSION)]),
         Ok(false) => redirect("/account/security?notice=removed", vec![]),
-        Err(err) => security_response(&state, Page::new(&state).await, &session, &user, err).await,
+        Err(err) => security_response(&state, page, &session, &user, err).await,
     }
 }
 
 pub async fn regenerate_recovery_codes(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    incoming: Incoming,
 ) -> Response {
-    let (session, user) = match require_session(&state, &headers).await {
+    let (session, user) = match require_session(&state, &incoming.headers).await {
         Ok(found) => found,
         Err(response) => return response,
     };
-    let page = Page::new(&state).await;
+    let (page, ctx) = begin(&state, &incoming).await;
     match state
         .identity
-        .regenerate_recovery_codes(&session, &user, state.now())
+        .regenerate_recovery_codes(&ctx, &session, &user, state.now())
         .await
     {
         Ok(codes) => {

@@ -3,6 +3,7 @@
 pub mod cookies;
 pub mod mfa;
 pub mod pages;
+pub mod passkeys;
 pub mod security;
 
 use std::net::SocketAddr;
@@ -119,6 +120,42 @@ fn route_specs() -> Vec<RouteSpec> {
             "/account/security/authenticator/{id}/remove",
             None,
             Some(post(mfa::remove_authenticator)),
+        ),
+        route(
+            "/sign-in/passkey/options",
+            None,
+            Some(post(passkeys::sign_in_options)),
+        ),
+        route("/sign-in/passkey", None, Some(post(passkeys::sign_in))),
+        route(
+            "/sign-in/verify/passkey/options",
+            None,
+            Some(post(passkeys::second_factor_options)),
+        ),
+        route(
+            "/sign-in/verify/passkey",
+            None,
+            Some(post(passkeys::second_factor)),
+        ),
+        route(
+            "/account/security/passkeys/options",
+            None,
+            Some(post(passkeys::registration_options)),
+        ),
+        route(
+            "/account/security/passkeys",
+            None,
+            Some(post(passkeys::register)),
+        ),
+        route(
+            "/account/security/passkeys/{id}/rename",
+            None,
+            Some(post(passkeys::rename)),
+        ),
+        route(
+            "/account/security/passkeys/{id}/remove",
+            None,
+            Some(post(passkeys::remove)),
         ),
     ]
 }

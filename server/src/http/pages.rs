@@ -177,6 +177,15 @@ pub(super) fn describe_error(t: &Texts, err: &AuthError) -> ErrorView {
             retry_after: None,
         },
         AuthError::CodeDead => view(StatusCode::BAD_REQUEST, "code.dead", None),
+        AuthError::InvalidInput(InputProblem::PasskeyName) => view(
+            StatusCode::BAD_REQUEST,
+            "passkey.name_invalid",
+            Some("passkey-name"),
+        ),
+        AuthError::PasskeyFailed => view(StatusCode::BAD_REQUEST, "passkey.invalid", None),
+        AuthError::PasskeySuspicious => view(StatusCode::FORBIDDEN, "passkey.suspicious", None),
+        AuthError::LastMethod => view(StatusCode::CONFLICT, "security.last_method", None),
+        AuthError::LimitReached => view(StatusCode::CONFLICT, "passkey.limit", None),
         AuthError::ResendTooSoon => {
             view(StatusCode::TOO_MANY_REQUESTS, "code.resend_too_soon", None)
         }

@@ -621,6 +621,122 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    // ---------------------------------------------------------------- passkeys
+
+    /// Stores a newly registered passkey. A credential id already registered (to anyone) is
+    /// refused: returns false and stores nothing.
+    pub async fn create_passkey(&self, p: &PasskeyRecord) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO passkeys (id, user_id, credential_id, name, passkey, created_at, last_used_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (credential_id) DO NOTHING",
+        )
+        .bind(&p.id)
+        .bind(&p.user_id)
+        .bind(&p.credential_id)
+        .bind(&p.name)
+        .bind(&p.passkey)
+        .bind(p.created_at)
+        .bind(p.last_used_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn list_passkeys(&self, user_id: &str) -> StoreResult<Vec<PasskeyRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {PASSKEY_COLUMNS} FROM passkeys WHERE user_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(PasskeyRecord::from_row).collect()
+    }
+
+    pub async fn find_passkey_by_credential(
+        &self,
+        credential_id: &str,
+    ) -> StoreResult<Option<PasskeyRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {PASSKEY_COLUMNS} FROM passkeys WHERE credential_id = $1"
+        ))
+        .bind(credential_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| PasskeyRecord::from_row(&r)).transpose()
+    }
+
+    /// Records a use: the new credential record replaces `previous` only if nothing changed it
+    /// in between, so two racing assertions cannot both move the counter from one value.
+    pub async fn record_passkey_use(
+        &self,
+        id: &str,
+        previous: &str,
+        updated: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE passkeys SET passkey = $1, last_used_at = $2 WHERE id = $3 AND passkey = $4",
+        )
+        .bind(updated)
+        .bind(now)
+        .bind(id)
+        .bind(previous)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn rename_passkey(&self, user_id: &str, id: &str, name: &str) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE passkeys SET name = $1 WHERE user_id = $2 AND id = $3")
+            .bind(name)
+            .bind(user_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn delete_passkey(&self, user_id: &str, id: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM passkeys WHERE user_id = $1 AND id = $2")
+            .bind(user_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    // ---------------------------------------------------------------- audit log
+
+    pub async fn record_audit(&self, e: &AuditEntry) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO audit_log (id, occurred_at, actor_user_id, subject_user_id, action, detail, client_ip) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&e.id)
+        .bind(e.occurred_at)
+        .bind(e.actor_user_id.as_deref())
+        .bind(e.subject_user_id.as_deref())
+        .bind(&e.action)
+        .bind(&e.detail)
+        .bind(&e.client_ip)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The most recent audit entries about one account (newest first).
+    pub async fn audit_for_user(&self, user_id: &str, limit: i64) -> StoreResult<Vec<AuditEntry>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE subject_user_id = $1 \
+             ORDER BY occurred_at DESC, id DESC LIMIT $2"
+        ))
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(AuditEntry::from_row).collect()
+    }
+
     // ---------------------------------------------------------------- recovery codes
 
     /// Replaces a user's recovery codes with a new set, in one transaction: the old set stops
@@ -1034,6 +1150,8 @@ impl Store {
             "send_slots",
             "totp_credentials",
             "recovery_codes",
+            "passkeys",
+            "audit_log",
         ] {
             let n: i64 = sqlx::query(&format!("SELECT COUNT(*) FROM {table}"))
                 .fetch_one(&self.pool)

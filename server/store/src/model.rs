@@ -21,6 +21,10 @@ pub(crate) const CODE_COLUMNS: &str =
      created_at, last_sent_at, expires_at, consumed_at";
 pub(crate) const TOTP_COLUMNS: &str =
     "id, user_id, sealed_secret, created_at, confirmed_at, last_used_step, last_used_at";
+pub(crate) const PASSKEY_COLUMNS: &str =
+    "id, user_id, credential_id, name, passkey, created_at, last_used_at";
+pub(crate) const AUDIT_COLUMNS: &str =
+    "id, occurred_at, actor_user_id, subject_user_id, action, detail, client_ip";
 pub(crate) const SIGN_IN_COLUMNS: &str =
     "id, occurred_at, user_id, email, application, client_ip, \
      user_agent, method, result, failure_reason, session_id";
@@ -91,6 +95,12 @@ pub enum CodePurpose {
     SecondFactor,
     /// An emailed code offered as the second factor of a pending sign-in.
     SecondFactorEmail,
+    /// A passkey registration ceremony in progress (its state is the payload; single use).
+    PasskeyRegistration,
+    /// A passwordless passkey sign-in ceremony in progress.
+    PasskeySignIn,
+    /// A passkey ceremony completing a pending sign-in's second factor.
+    PasskeySecondFactor,
 }
 
 impl CodePurpose {
@@ -103,6 +113,9 @@ impl CodePurpose {
             CodePurpose::ResetGrant => "reset_grant",
             CodePurpose::SecondFactor => "second_factor",
             CodePurpose::SecondFactorEmail => "second_factor_email",
+            CodePurpose::PasskeyRegistration => "passkey_registration",
+            CodePurpose::PasskeySignIn => "passkey_sign_in",
+            CodePurpose::PasskeySecondFactor => "passkey_second_factor",
         }
     }
 
@@ -115,6 +128,9 @@ impl CodePurpose {
             "reset_grant" => CodePurpose::ResetGrant,
             "second_factor" => CodePurpose::SecondFactor,
             "second_factor_email" => CodePurpose::SecondFactorEmail,
+            "passkey_registration" => CodePurpose::PasskeyRegistration,
+            "passkey_sign_in" => CodePurpose::PasskeySignIn,
+            "passkey_second_factor" => CodePurpose::PasskeySecondFactor,
             _ => return None,
         })
     }
@@ -337,6 +353,64 @@ impl TotpCredential {
             confirmed_at: row.try_get("confirmed_at")?,
             last_used_step: row.try_get("last_used_step")?,
             last_used_at: row.try_get("last_used_at")?,
+        })
+    }
+}
+
+/// A registered passkey. `passkey` is the WebAuthn library's credential record (public key,
+/// signature counter, backup flags): public data, rewritten after every use.
+#[derive(Debug, Clone)]
+pub struct PasskeyRecord {
+    pub id: String,
+    pub user_id: String,
+    /// The WebAuthn credential id, base64url without padding.
+    pub credential_id: String,
+    pub name: String,
+    pub passkey: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+impl PasskeyRecord {
+    pub(crate) fn from_row(row: &AnyRow) -> StoreResult<Self> {
+        Ok(PasskeyRecord {
+            id: row.try_get("id")?,
+            user_id: row.try_get("user_id")?,
+            credential_id: row.try_get("credential_id")?,
+            name: row.try_get("name")?,
+            passkey: row.try_get("passkey")?,
+            created_at: row.try_get("created_at")?,
+            last_used_at: row.try_get("last_used_at")?,
+        })
+    }
+}
+
+/// A security event that is not a sign-in attempt (a method added or removed, say).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub id: String,
+    pub occurred_at: i64,
+    /// Who did it (the user themself, an admin, or none for the system).
+    pub actor_user_id: Option<String>,
+    /// Whose account it concerns.
+    pub subject_user_id: Option<String>,
+    /// A stable action name, such as `mfa.passkey.added`.
+    pub action: String,
+    /// Non-secret detail for people reading the log.
+    pub detail: String,
+    pub client_ip: String,
+}
+
+impl AuditEntry {
+    pub(crate) fn from_row(row: &AnyRow) -> StoreResult<Self> {
+        Ok(AuditEntry {
+            id: row.try_get("id")?,
+            occurred_at: row.try_get("occurred_at")?,
+            actor_user_id: row.try_get("actor_user_id")?,
+            subject_user_id: row.try_get("subject_user_id")?,
+            action: row.try_get("action")?,
+            detail: row.try_get("detail")?,
+            client_ip: row.try_get("client_ip")?,
         })
     }
 }

@@ -23,9 +23,22 @@ pub const RECENT_SIGN_IN_MS: i64 = 10 * 60 * 1000;
 /// Sealed TOTP secrets carry this purpose.
 const TOTP_SEAL: &str = "totp-secret";
 
-/// A second factor an account can use.
+/// The tenant's multifactor policy, stored as a setting under [`MFA_POLICY_SETTING`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MfaPolicy {
+    /// Every account must have a second factor: one without is sent to add one right after
+    /// signing in, and the last method cannot be removed.
+    #[serde(default)]
+    pub require_mfa: bool,
+}
+
+/// The name of the setting holding the [`MfaPolicy`].
+pub const MFA_POLICY_SETTING: &str = "mfa_policy";
+
+/// A second factor an account can use, strongest kinds first in every list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecondFactorMethod {
+    Passkey(super::PasskeyInfo),
     AuthenticatorApp {
         id: String,
         added_at: i64,
@@ -40,6 +53,8 @@ pub struct SecondFactorOptions {
     pub email_allowed: bool,
     /// An emailed code is on its way.
     pub email_sent: bool,
+    /// The account has a passkey to offer first.
+    pub passkey: bool,
 }
 
 /// An authenticator enrollment in progress: what the person scans or types.
@@ -87,7 +102,12 @@ impl Identity {
         &self,
         user_id: &str,
     ) -> Result<Vec<SecondFactorMethod>, AuthError> {
-        Ok(self
+        let passkeys = self
+            .list_passkeys(user_id)
+            .await?
+            .into_iter()
+            .map(SecondFactorMethod::Passkey);
+        let apps = self
             .store
             .list_totp(user_id)
             .await?
@@ -100,7 +120,51 @@ impl Identity {
                         last_used_at: t.last_used_at,
                     })
             })
-            .collect())
+            .collect::<Vec<_>>();
+        Ok(passkeys.chain(apps).collect())
+    }
+
+    /// The tenant's multifactor policy.
+    pub async fn mfa_policy(&self) -> Result<MfaPolicy, AuthError> {
+        Ok(self
+            .store
+            .get_setting(MFA_POLICY_SETTING)
+            .await?
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default())
+    }
+
+    /// Stores the tenant's multifactor policy.
+    pub async fn set_mfa_policy(&self, policy: MfaPolicy, now: i64) -> Result<(), AuthError> {
+        let json = serde_json::to_string(&policy).map_err(|e| super::internal(&e))?;
+        self.store
+            .put_setting(MFA_POLICY_SETTING, &json, now)
+            .await?;
+        Ok(())
+    }
+
+    /// Refuses to remove `method_id` when it is the account's only second factor and the
+    /// tenant requires one.
+    pub(super) async fn ensure_not_last_method(
+        &self,
+        user: &User,
+        method_id: &str,
+    ) -> Result<(), AuthError> {
+        if !self.mfa_policy().await?.require_mfa {
+            return Ok(());
+        }
+        let methods = self.second_factor_methods(&user.id).await?;
+        let others = methods
+            .iter()
+            .filter(|m| match m {
+                SecondFactorMethod::Passkey(p) => p.id != method_id,
+                SecondFactorMethod::AuthenticatorApp { id, .. } => id != method_id,
+            })
+            .count();
+        if others == 0 {
+            return Err(AuthError::LastMethod);
+        }
+        Ok(())
     }
 
     /// Records a passed first factor that now waits for a second one.
@@ -149,9 +213,14 @@ impl Identity {
             .live_flow(&email_flow_id(&pending.id), now)
             .await?
             .is_some();
+        let passkey = match pending.user_id.as_deref() {
+            Some(user_id) => !self.store.list_passkeys(user_id).await?.is_empty(),
+            None => false,
+        };
         Ok(Some(SecondFactorOptions {
             email_allowed: email_allowed(&pending),
             email_sent,
+            passkey,
         }))
     }
 
@@ -251,6 +320,31 @@ impl Identity {
                 return Err(err);
             }
         };
+        self.complete_second_factor(
+            ctx,
+            &pending,
+            user,
+            method,
+            "otp",
+            credential_id.as_deref(),
+            now,
+        )
+        .await
+    }
+
+    /// The end of every second factor: the pending sign-in is consumed (once: at most one
+    /// session comes out of it) and the session records both factors.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn complete_second_factor(
+        &self,
+        ctx: &RequestContext,
+        pending: &CodeRecord,
+        user: User,
+        method: Method,
+        factor_amr: &str,
+        credential_id: Option<&str>,
+        now: i64,
+    ) -> Result<SignedIn, AuthError> {
         if self
             .store
             .consume_grant(&pending.id, CodePurpose::SecondFactor, now)
@@ -274,18 +368,10 @@ impl Identity {
         let first: PendingSecondFactor =
             serde_json::from_str(pending.payload.as_deref().unwrap_or(""))
                 .map_err(|e| super::internal(&e))?;
-        let amr = format!("{} otp mfa", first.amr);
+        let amr = format!("{} {factor_amr} mfa", first.amr);
         let email = user.email.clone();
-        self.start_session(
-            ctx,
-            &email,
-            user,
-            method,
-            &amr,
-            credential_id.as_deref(),
-            now,
-        )
-        .await
+        self.start_session(ctx, &email, user, method, &amr, credential_id, now)
+            .await
     }
 
     /// Checks a second factor behind the per-IP and per-account throttles: a 6-digit code
@@ -374,6 +460,7 @@ impl Identity {
     /// A new set of recovery codes, shown once; the old set stops working.
     pub async fn regenerate_recovery_codes(
         &self,
+        ctx: &RequestContext,
         session: &Session,
         user: &User,
         now: i64,
@@ -397,6 +484,14 @@ impl Identity {
         self.store
             .replace_recovery_codes(&user.id, &hashes, now)
             .await?;
+        self.audit(
+            ctx,
+            &user.id,
+            "mfa.recovery_codes.generated",
+            "10 new recovery codes",
+            now,
+        )
+        .await?;
         tracing::info!(user.id = %user.id, "recovery codes regenerated");
         Ok(codes)
     }
@@ -493,6 +588,14 @@ impl Identity {
                     .confirm_totp(&pending.id, &user.id, step, ENROLLMENT_TTL_MS, now)
                     .await? =>
             {
+                self.audit(
+                    ctx,
+                    &user.id,
+                    "mfa.authenticator.added",
+                    "authenticator app",
+                    now,
+                )
+                .await?;
                 tracing::info!(user.id = %user.id, "authenticator app added");
                 Ok(())
             }
@@ -508,6 +611,7 @@ impl Identity {
     /// Returns whether the current session was one of them.
     pub async fn remove_totp(
         &self,
+        ctx: &RequestContext,
         session: &Session,
         user: &User,
         id: &str,
@@ -516,12 +620,21 @@ impl Identity {
         if !self.signed_in_recently(session, now) {
             return Err(AuthError::ReauthenticationRequired);
         }
+        self.ensure_not_last_method(user, id).await?;
         if !self.store.delete_totp(&user.id, id).await? {
             return Err(AuthError::CodeDead);
         }
         self.store
             .delete_sessions_with_second_factor(&user.id, id)
             .await?;
+        self.audit(
+            ctx,
+            &user.id,
+            "mfa.authenticator.removed",
+            "authenticator app",
+            now,
+        )
+        .await?;
         tracing::info!(user.id = %user.id, "authenticator app removed");
         Ok(session.second_factor_id.as_deref() == Some(id))
     }

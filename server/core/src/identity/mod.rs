@@ -10,7 +10,14 @@
 use std::sync::Arc;
 
 mod mfa;
-pub use mfa::{SecondFactorMethod, SecondFactorOptions, TotpEnrollment};
+mod passkeys;
+pub use mfa::{
+    MfaPolicy, SecondFactorMethod, SecondFactorOptions, TotpEnrollment, MFA_POLICY_SETTING,
+};
+pub use passkeys::{
+    relying_party, validate_passkey_name, PasskeyCeremony, PasskeyInfo, CEREMONY_TTL_MS,
+    MAX_PASSKEYS, MAX_PASSKEY_NAME,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +70,8 @@ pub struct IdentityConfig {
     pub session_absolute_ms: i64,
     /// The most sessions one account may have; signing in once more ends the oldest.
     pub max_sessions_per_user: i64,
+    /// The public URL: passkeys are bound to its host and accepted from its origin only.
+    pub public_url: String,
 }
 
 impl Default for IdentityConfig {
@@ -71,6 +80,7 @@ impl Default for IdentityConfig {
             session_idle_ms: 60 * 60 * 1000,
             session_absolute_ms: 24 * 60 * 60 * 1000,
             max_sessions_per_user: 20,
+            public_url: "http://localhost:3000".into(),
         }
     }
 }
@@ -99,6 +109,8 @@ pub enum Method {
     Totp,
     /// A recovery code in place of a second factor.
     RecoveryCode,
+    /// A passkey: passwordless, or as the second factor.
+    Passkey,
 }
 
 impl Method {
@@ -111,6 +123,7 @@ impl Method {
             Method::PasswordReset => "password_reset",
             Method::Totp => "totp",
             Method::RecoveryCode => "recovery_code",
+            Method::Passkey => "passkey",
         }
     }
 
@@ -122,6 +135,9 @@ impl Method {
             CodePurpose::ResetPassword | CodePurpose::ResetGrant => Method::PasswordReset,
             CodePurpose::SecondFactor => Method::Totp,
             CodePurpose::SecondFactorEmail => Method::EmailCode,
+            CodePurpose::PasskeyRegistration
+            | CodePurpose::PasskeySignIn
+            | CodePurpose::PasskeySecondFactor => Method::Passkey,
         }
     }
 }
@@ -133,6 +149,7 @@ pub enum InputProblem {
     Email(EmailProblem),
     Password(PasswordProblem),
     Code,
+    PasskeyName,
 }
 
 /// Why an operation did not succeed. Each variant has a stable code for logs and tests.
@@ -158,6 +175,14 @@ pub enum AuthError {
     CodeWrong { attempts_left: i64 },
     #[error("code no longer valid")]
     CodeDead,
+    #[error("passkey not accepted")]
+    PasskeyFailed,
+    #[error("passkey refused: counter or backup flags contradict the stored ones")]
+    PasskeySuspicious,
+    #[error("the last method cannot be removed while multifactor authentication is required")]
+    LastMethod,
+    #[error("limit reached")]
+    LimitReached,
     #[error("resend too soon")]
     ResendTooSoon,
     #[error("account already exists")]
@@ -184,6 +209,10 @@ impl AuthError {
             AuthError::ReauthenticationRequired => "reauthentication_required",
             AuthError::CodeWrong { .. } => "code_invalid",
             AuthError::CodeDead => "code_expired_or_used",
+            AuthError::PasskeyFailed => "passkey_invalid",
+            AuthError::PasskeySuspicious => "passkey_possible_clone",
+            AuthError::LastMethod => "last_method",
+            AuthError::LimitReached => "limit_reached",
             AuthError::ResendTooSoon => "resend_too_soon",
             AuthError::AccountExists => "account_exists",
             AuthError::TooManyRequests => "rate_limited",
@@ -224,6 +253,19 @@ fn internal(err: &dyn std::error::Error) -> AuthError {
     }
     tracing::error!(reference = %reference, error = %detail, "internal error");
     AuthError::Internal(reference)
+}
+
+/// The flows a person finishes by typing an emailed code on the code page. Grants, pending
+/// sign-ins and passkey ceremonies are not among them, and second-factor email codes belong to
+/// the second-factor step.
+fn is_emailed_code_flow(purpose: CodePurpose) -> bool {
+    matches!(
+        purpose,
+        CodePurpose::SignUpPassword
+            | CodePurpose::SignUpCode
+            | CodePurpose::SignIn
+            | CodePurpose::ResetPassword
+    )
 }
 
 /// A passed per-IP gate: the counter key, and whether this attempt was already counted.
@@ -288,6 +330,7 @@ struct PendingSignUp {
 
 pub struct Identity {
     store: Store,
+    webauthn: webauthn_rs::Webauthn,
     hasher: PasswordHasher,
     key: SecretKey,
     mailer: Arc<dyn Mailer>,
@@ -340,14 +383,16 @@ impl Identity {
         key: SecretKey,
         mailer: Arc<dyn Mailer>,
         config: IdentityConfig,
-    ) -> Self {
-        Identity {
+    ) -> Result<Self, String> {
+        let webauthn = relying_party(&config.public_url, PRODUCT_NAME)?;
+        Ok(Identity {
             store,
+            webauthn,
             hasher,
             key,
             mailer,
             config,
-        }
+        })
     }
 
     pub fn store(&self) -> &Store {
@@ -1058,10 +1103,7 @@ impl Identity {
         let Some(flow) = self.live_flow(flow_id, now).await? else {
             return Err(AuthError::CodeDead);
         };
-        if matches!(
-            flow.purpose,
-            CodePurpose::ResetGrant | CodePurpose::SecondFactor | CodePurpose::SecondFactorEmail
-        ) {
+        if !is_emailed_code_flow(flow.purpose) {
             return Err(AuthError::CodeDead);
         }
         self.ip_budget(
@@ -1134,10 +1176,7 @@ impl Identity {
             return Err(AuthError::CodeDead);
         };
         // Grants carry no code, and second-factor email codes belong to the second-factor step.
-        if matches!(
-            flow.purpose,
-            CodePurpose::ResetGrant | CodePurpose::SecondFactor | CodePurpose::SecondFactorEmail
-        ) {
+        if !is_emailed_code_flow(flow.purpose) {
             return Err(AuthError::CodeDead);
         }
         let method = Method::for_purpose(flow.purpose);
@@ -1254,7 +1293,10 @@ impl Identity {
             }
             CodePurpose::ResetGrant
             | CodePurpose::SecondFactor
-            | CodePurpose::SecondFactorEmail => Err(AuthError::CodeDead),
+            | CodePurpose::SecondFactorEmail
+            | CodePurpose::PasskeyRegistration
+            | CodePurpose::PasskeySignIn
+            | CodePurpose::PasskeySecondFactor => Err(AuthError::CodeDead),
         }
     }
 
@@ -1425,6 +1467,29 @@ impl Identity {
                     .await?;
             }
         }
+        Ok(())
+    }
+
+    /// Writes a security event about an account, done by its owner, to the audit log.
+    async fn audit(
+        &self,
+        ctx: &RequestContext,
+        user_id: &str,
+        action: &str,
+        detail: &str,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        self.store
+            .record_audit(&crate::store::AuditEntry {
+                id: random_id(),
+                occurred_at: now,
+                actor_user_id: Some(user_id.to_string()),
+                subject_user_id: Some(user_id.to_string()),
+                action: action.to_string(),
+                detail: detail.chars().take(500).collect(),
+                client_ip: ctx.client_ip.clone(),
+            })
+            .await?;
         Ok(())
     }
 

@@ -1,0 +1,254 @@
+//! What the HTTP test binaries share: a real server on an ephemeral port with a manual clock,
+//! and a browser (cookie jar, our Origin on every change, no automatic redirects).
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use gatehouse_core::clock::ManualClock;
+use gatehouse_core::store::testing::fresh_sqlite_url;
+use gatehouse_server::config::Config;
+use gatehouse_server::{build_state, http, AppState};
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+use reqwest::StatusCode;
+
+pub struct TestServer {
+    pub base: String,
+    pub state: AppState,
+    pub clock: Arc<ManualClock>,
+}
+
+/// The configuration of a test server on `port`: its own data folder, no built site, and the
+/// loopback trusted as a proxy so tests can set the client address with `X-Forwarded-For`.
+pub fn test_config(port: u16, database_url: String) -> Config {
+    let data_dir =
+        std::env::temp_dir().join(format!("gatehouse-http-{port}-{}", std::process::id()));
+    let vars: HashMap<&str, String> = HashMap::from([
+        ("GATEHOUSE_DATABASE_URL", database_url),
+        ("GATEHOUSE_PUBLIC_URL", format!("http://localhost:{port}")),
+        ("GATEHOUSE_DATA_DIR", data_dir.display().to_string()),
+        ("GATEHOUSE_SITE_ROOT", "/nonexistent".to_string()),
+        ("GATEHOUSE_TRUSTED_PROXIES", "127.0.0.1/32".to_string()),
+    ]);
+    Config::load(None, &move |k| vars.get(k).cloned()).unwrap()
+}
+
+/// A server that runs until its `stop` sender fires; `handle` ends when it has drained.
+pub struct StoppableServer {
+    pub base: String,
+    pub store: gatehouse_core::store::Store,
+    pub stop: tokio::sync::oneshot::Sender<()>,
+    pub handle: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+pub async fn stoppable_server(database_url: String) -> StoppableServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let state = build_state(
+        test_config(port, database_url),
+        Arc::new(ManualClock::default()),
+    )
+    .await
+    .unwrap();
+    let store = state.store().clone();
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(http::serve(listener, state, async move {
+        let _ = stop_rx.await;
+    }));
+    StoppableServer {
+        base: format!("http://localhost:{port}"),
+        store,
+        stop,
+        handle,
+    }
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(fresh_sqlite_url()).await
+    }
+
+    pub async fn start_with(database_url: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let clock = Arc::new(ManualClock::default());
+        let state = build_state(test_config(port, database_url), clock.clone())
+            .await
+            .unwrap();
+        let serving = state.clone();
+        tokio::spawn(async move { http::serve(listener, serving, std::future::pending()).await });
+        TestServer {
+            base: format!("http://localhost:{port}"),
+            state,
+            clock,
+        }
+    }
+
+    pub fn browser(&self) -> Browser {
+        Browser::new(&self.base, "203.0.113.10")
+    }
+
+    /// The newest 6-digit code sent to `email`.
+    pub async fn last_code(&self, email: &str) -> String {
+        let messages = self.state.store().messages_for(email).await.unwrap();
+        let subject = &messages.first().expect("a message was sent").subject;
+        subject.split_whitespace().next().unwrap().to_string()
+    }
+
+    pub async fn message_count(&self, email: &str) -> usize {
+        self.state.store().messages_for(email).await.unwrap().len()
+    }
+
+    pub async fn counts(&self) -> Vec<(String, i64)> {
+        self.state.store().table_counts().await.unwrap()
+    }
+
+    /// Signs up `email` with a password through the pages and returns the signed-in browser.
+    pub async fn signed_up(&self, name: &str, email: &str, password: &str) -> Browser {
+        let mut b = self.browser();
+        let r = b
+            .post(
+                "/sign-up",
+                &[("name", name), ("email", email), ("password", password)],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        let code = self.last_code(email).await;
+        let r = b.post("/code", &[("code", &code)]).await;
+        assert_eq!(r.location(), Some("/account"), "{}", r.body);
+        b
+    }
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn location(&self) -> Option<&str> {
+        self.headers.get(LOCATION).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The body with per-response nonces blanked, for byte-for-byte comparisons.
+    pub fn body_without_nonces(&self) -> String {
+        let mut out = String::new();
+        let mut rest = self.body.as_str();
+        while let Some(i) = rest.find("nonce=\"") {
+            out.push_str(&rest[..i + 7]);
+            rest = &rest[i + 7..];
+            let end = rest.find('"').unwrap_or(rest.len());
+            rest = &rest[end..];
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+/// A browser: a cookie jar, our Origin on every request, no automatic redirects.
+pub struct Browser {
+    pub client: reqwest::Client,
+    pub base: String,
+    pub cookies: HashMap<String, String>,
+    pub forwarded_for: String,
+}
+
+impl Browser {
+    pub fn new(base: &str, ip: &str) -> Self {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent("Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/156.0 Safari/537.36")
+            .build()
+            .unwrap();
+        Browser {
+            client,
+            base: base.into(),
+            cookies: HashMap::new(),
+            forwarded_for: ip.into(),
+        }
+    }
+
+    pub fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    pub async fn send(&mut self, req: reqwest::RequestBuilder) -> Reply {
+        let req = req
+            .header("cookie", self.cookie_header())
+            .header("x-forwarded-for", &self.forwarded_for);
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        for c in headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+        {
+            let pair = c.split(';').next().unwrap_or("");
+            if let Some((k, v)) = pair.split_once('=') {
+                if v.is_empty() || c.contains("Max-Age=0") {
+                    self.cookies.remove(k);
+                } else {
+                    self.cookies.insert(k.to_string(), v.to_string());
+                }
+            }
+        }
+        let body = resp.text().await.unwrap_or_default();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Reply {
+        let req = self.client.get(format!("{}{}", self.base, path));
+        self.send(req).await
+    }
+
+    pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Reply {
+        let req = self
+            .client
+            .post(format!("{}{}", self.base, path))
+            .header("origin", self.base.clone())
+            .form(form);
+        self.send(req).await
+    }
+
+    /// A JSON POST from our origin, as the passkey island sends it.
+    pub async fn post_json(&mut self, path: &str, body: &serde_json::Value) -> Reply {
+        let req = self
+            .client
+            .post(format!("{}{}", self.base, path))
+            .header("origin", self.base.clone())
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        self.send(req).await
+    }
+
+    /// The body of a JSON reply.
+    pub fn json(reply: &Reply) -> serde_json::Value {
+        serde_json::from_str(&reply.body).unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn session_cookie(&self) -> Option<String> {
+        self.cookies.get("__Host-gh_session").cloned()
+    }
+}
+
+pub const PASSWORD: &str = "violet-harbor-lantern-42";
