@@ -100,6 +100,7 @@ const EN: &[(&str, &str)] = &[
     ("second_factor.lead_passkey", "Use your passkey, or enter the 6-digit code from your authenticator app."),
     ("security.title", "Security info"),
     ("security.add_title", "Add a sign-in method"),
+    ("security.mfa_required", "Your organization requires two-step verification. Add a passkey or an authenticator app to continue."),
     ("security.last_method", "Your organization requires two-step verification, and this is your only method. Add another one before removing this."),
     ("passkey.sign_in", "Sign in with a passkey"),
     ("passkey.use", "Use a passkey"),

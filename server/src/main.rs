@@ -1,4 +1,4 @@
-//! The `gatehouse` command line: `serve` (default), `migrate`, `create-admin`, `branding`.
+//! The `gatehouse` command line: `serve` (default), `migrate`, `create-admin`, `branding`, `mfa`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +19,9 @@ Commands:
                                 The new account signs in with an email code.
   branding show                 Print the current branding record (JSON)
   branding set FILE             Replace the branding record from a JSON or TOML file
+  mfa show                      Print the multifactor policy
+  mfa require | mfa optional    Require a second factor of every account (accounts without
+                                one add it right after signing in), or leave it to each user
   help, --help                  Show this help
 
 Settings (environment variables; the same keys, lower case without GATEHOUSE_, in the TOML
@@ -86,6 +89,7 @@ async fn run(args: Vec<String>, config: Config) -> ExitCode {
         },
         Some("create-admin") => create_admin(&args[1..], config).await,
         Some("branding") => branding(&args[1..], config).await,
+        Some("mfa") => mfa(&args[1..], config).await,
         Some(other) => fail(format!("unknown command {other:?}; see gatehouse --help")),
     }
 }
@@ -239,4 +243,55 @@ async fn branding(args: &[String], config: Config) -> ExitCode {
         }
         _ => fail("usage: gatehouse branding show | gatehouse branding set FILE"),
     }
+}
+
+async fn mfa(args: &[String], config: Config) -> ExitCode {
+    use gatehouse_core::identity::{MfaPolicy, MFA_POLICY_SETTING};
+    let require = match args.first().map(String::as_str) {
+        Some("show") => None,
+        Some("require") => Some(true),
+        Some("optional") => Some(false),
+        _ => {
+            return fail(
+                "usage: gatehouse mfa show | gatehouse mfa require | gatehouse mfa optional",
+            )
+        }
+    };
+    let store = match open_store(&config).await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let current: MfaPolicy = match store.get_setting(MFA_POLICY_SETTING).await {
+        Ok(json) => json
+            .and_then(|j| serde_json::from_str(&j).ok())
+            .unwrap_or_default(),
+        Err(e) => return fail(e),
+    };
+    let policy = match require {
+        None => current,
+        Some(require_mfa) => {
+            let policy = MfaPolicy {
+                require_mfa,
+                ..current
+            };
+            let json = match serde_json::to_string(&policy) {
+                Ok(j) => j,
+                Err(e) => return fail(e),
+            };
+            let now = gatehouse_core::clock::Clock::now_ms(&gatehouse_core::clock::SystemClock);
+            if let Err(e) = store.put_setting(MFA_POLICY_SETTING, &json, now).await {
+                return fail(e);
+            }
+            policy
+        }
+    };
+    println!(
+        "multifactor authentication: {}",
+        if policy.require_mfa {
+            "required for every account"
+        } else {
+            "optional (each user decides)"
+        }
+    );
+    ExitCode::SUCCESS
 }

@@ -2465,6 +2465,13 @@ fn the_command_line_migrates_creates_the_first_admin_and_sets_branding() {
     let refused = gatehouse(&dir, &["branding", "set", branding.to_str().unwrap()]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("primary_color"));
+    let shown = gatehouse(&dir, &["mfa", "show"]);
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("optional"));
+    let set = gatehouse(&dir, &["mfa", "require"]);
+    assert!(set.status.success());
+    let shown = gatehouse(&dir, &["mfa", "show"]);
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("required for every account"));
+    assert!(!gatehouse(&dir, &["mfa", "maybe"]).status.success());
     let unknown = gatehouse(&dir, &["frobnicate"]);
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown command"));
@@ -2491,4 +2498,45 @@ fn a_failed_migration_or_a_bad_setting_stops_the_process_with_a_clear_message() 
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("GATEHOUSE_PUBLIC_URL"));
+}
+
+#[tokio::test]
+async fn when_the_tenant_requires_mfa_an_account_without_it_adds_a_method_first() {
+    let server = TestServer::start().await;
+    let mut b = server
+        .signed_up("Enrol Me", "enrol@example.com", PASSWORD)
+        .await;
+    server
+        .state
+        .identity
+        .set_mfa_policy(
+            gatehouse_core::identity::MfaPolicy { require_mfa: true },
+            server.state.now(),
+        )
+        .await
+        .unwrap();
+    let r = b.get("/account").await;
+    assert_eq!(r.location(), Some("/account/security?notice=mfa_required"));
+    let r = b.post("/account/profile", &[("name", "Changed")]).await;
+    assert_eq!(
+        r.location(),
+        Some("/account/security?notice=mfa_required"),
+        "nothing else until a method is added"
+    );
+    let page = b.get("/account/security?notice=mfa_required").await;
+    assert!(
+        page.body.contains("requires two-step verification"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Add an authenticator app"));
+
+    // Adding an authenticator app opens the account.
+    let r = b.post("/account/security/authenticator", &[]).await;
+    let enroll = b.get(r.location().unwrap()).await;
+    let code = code_now(&server, &setup_key(&enroll.body));
+    let confirm = format!("{}/confirm", r.location().unwrap());
+    let r = b.post(&confirm, &[("code", &code)]).await;
+    assert_eq!(r.location(), Some("/account/security?notice=added"));
+    assert_eq!(b.get("/account").await.status, StatusCode::OK);
 }

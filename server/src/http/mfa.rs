@@ -268,6 +268,7 @@ pub async fn security_page(
     let notice = match q.notice.as_deref() {
         Some("added") => Some(page.t().get("security.added_notice")),
         Some("removed") => Some(page.t().get("security.removed_notice")),
+        Some("mfa_required") => Some(page.t().get("security.mfa_required")),
         Some("passkey_added") => Some(page.t().get("passkey.added_notice")),
         Some("passkey_removed") => Some(page.t().get("passkey.removed_notice")),
         Some("passkey_renamed") => Some(page.t().get("passkey.renamed_notice")),

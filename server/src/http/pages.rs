@@ -855,12 +855,26 @@ pub(super) async fn require_session(
     }
 }
 
+/// The signed-in user of an account page. When the tenant requires a second factor the
+/// account lacks, the answer is the security-info page, where one is added first.
+async fn require_enrolled_session(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(Session, User), Response> {
+    let (session, user) = require_session(state, headers).await?;
+    match state.identity.needs_enrollment(&user).await {
+        Ok(false) => Ok((session, user)),
+        Ok(true) => Err(redirect("/account/security?notice=mfa_required", vec![])),
+        Err(err) => Err(internal_error_page(Page::new(state).await, &err)),
+    }
+}
+
 pub async fn account_page(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(q): Query<AccountQuery>,
 ) -> Response {
-    let (session, user) = match require_session(&state, &headers).await {
+    let (session, user) = match require_enrolled_session(&state, &headers).await {
         Ok(found) => found,
         Err(response) => return response,
     };
@@ -885,7 +899,7 @@ pub async fn update_profile(
     headers: HeaderMap,
     Form(form): Form<ProfileForm>,
 ) -> Response {
-    let (session, user) = match require_session(&state, &headers).await {
+    let (session, user) = match require_enrolled_session(&state, &headers).await {
         Ok(found) => found,
         Err(response) => return response,
     };
@@ -922,7 +936,7 @@ pub async fn change_password(
     incoming: Incoming,
     Form(form): Form<ChangePasswordForm>,
 ) -> Response {
-    let (session, user) = match require_session(&state, &incoming.headers).await {
+    let (session, user) = match require_enrolled_session(&state, &incoming.headers).await {
         Ok(found) => found,
         Err(response) => return response,
     };

@@ -143,6 +143,13 @@ impl Identity {
         Ok(())
     }
 
+    /// Whether the tenant requires a second factor this account does not have yet: such an
+    /// account is sent to add one before anything else.
+    pub async fn needs_enrollment(&self, user: &User) -> Result<bool, AuthError> {
+        Ok(self.mfa_policy().await?.require_mfa
+            && self.second_factor_methods(&user.id).await?.is_empty())
+    }
+
     /// Refuses to remove `method_id` when it is the account's only second factor and the
     /// tenant requires one.
     pub(super) async fn ensure_not_last_method(
