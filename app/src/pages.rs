@@ -316,6 +316,9 @@ pub fn SecondFactorPage(
     /// The account has a passkey (offered first: the strongest method).
     #[prop(optional)]
     passkey: bool,
+    /// The account's phone number, masked, when a code may be texted to it.
+    #[prop(optional_no_strip)]
+    sms: Option<String>,
 ) -> impl IntoView {
     let t = texts();
     view! {
@@ -339,6 +342,12 @@ pub fn SecondFactorPage(
                 maxlength=16 invalid=state.is_invalid("code") hint=t.get("second_factor.recovery_hint")/>
             <button type="submit" class="gh-button">{t.get("second_factor.submit")}</button>
         </form>
+        {sms.map(|number| view! {
+            <form method="post" action="/sign-in/verify/sms" class="gh-form gh-secondary-form">
+                <button type="submit" class="gh-button gh-button-secondary">{texts().fill("second_factor.sms", "number", &number)}</button>
+                <p class="gh-hint">{texts().get("sms.weakest_short")}</p>
+            </form>
+        })}
         {email_allowed.then(|| view! {
             <form method="post" action="/sign-in/verify/email" class="gh-form gh-secondary-form">
                 <button type="submit" class="gh-button gh-button-secondary">{texts().get("second_factor.email")}</button>
@@ -368,6 +377,10 @@ pub struct SecurityData {
     pub has_password: bool,
     /// The suggested name of a new passkey.
     pub passkey_name: String,
+    /// The account has a proven phone number (one per account).
+    pub has_phone: bool,
+    /// The number typed when adding one failed.
+    pub phone_input: String,
     /// Unused recovery codes.
     pub recovery_unused: i64,
     pub notice: Option<String>,
@@ -399,6 +412,15 @@ pub fn SecurityPage(data: SecurityData) -> impl IntoView {
                 <form method="post" action="/account/security/authenticator">
                     <button type="submit" class="gh-button gh-button-secondary">{t.get("security.add_authenticator")}</button>
                 </form>
+                {(!data.has_phone).then(|| view! {
+                    <form method="post" action="/account/security/phone" class="gh-form">
+                        <h3>{texts().get("sms.add_title")}</h3>
+                        <p class="gh-hint" id="sms-weakest">{texts().get("sms.weakest")}</p>
+                        <Field id="phone" label=texts().get("sms.number") kind="tel" value=data.phone_input.clone()
+                            autocomplete="tel" inputmode="tel" maxlength=40 hint=texts().get("sms.number_hint")/>
+                        <button type="submit" class="gh-button gh-button-secondary">{texts().get("sms.send")}</button>
+                    </form>
+                })}
             </section>
         }
         .into_any()
@@ -439,7 +461,11 @@ pub fn SecurityPage(data: SecurityData) -> impl IntoView {
                     .into_iter()
                     .map(|m| {
                         let t = texts();
-                        let path = if m.kind == "passkey" { "passkeys" } else { "authenticator" };
+                        let path = match m.kind {
+                            "passkey" => "passkeys",
+                            "phone" => "phone",
+                            _ => "authenticator",
+                        };
                         let action = format!("/account/security/{path}/{}/remove", m.id);
                         let rename = (m.kind == "passkey").then(|| {
                             let input = format!("rename-{}", m.id);
@@ -637,5 +663,31 @@ mod tests {
         let iphone = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Version/17.0 Mobile/15E148 Safari/604.1";
         assert_eq!(describe_user_agent(iphone), "Safari on iOS");
         assert_eq!(describe_user_agent("curl/8.0"), "Unknown device");
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PhoneVerifyData {
+    pub id: String,
+    pub number: String,
+    pub error: Option<String>,
+    pub invalid: bool,
+}
+
+/// Asks for the code texted to a number being added.
+#[component]
+pub fn PhoneVerifyPage(data: PhoneVerifyData) -> impl IntoView {
+    let t = texts();
+    let action = format!("/account/security/phone/{}/confirm", data.id);
+    view! {
+        <h1>{t.get("sms.verify_title")}</h1>
+        <p class="gh-lead">{t.fill("sms.verify_lead", "number", &data.number)}</p>
+        <FormError message=data.error.clone()/>
+        <form method="post" action=action class="gh-form">
+            <Field id="code" label=t.get("code.label") autocomplete="one-time-code" inputmode="numeric"
+                maxlength=12 invalid=data.invalid/>
+            <button type="submit" class="gh-button">{t.get("sms.verify_submit")}</button>
+        </form>
+        <p class="gh-links"><a href="/account/security">{t.get("security.back_to_security")}</a></p>
     }
 }

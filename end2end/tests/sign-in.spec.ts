@@ -40,7 +40,7 @@ test('the password field can be revealed once the page is interactive', async ({
 
 test('the page is styled and branded at first paint', async ({ page }) => {
   await page.goto('/sign-in');
-  const button = page.getByRole('button', { name: 'Sign in' });
+  const button = page.getByRole('button', { name: 'Sign in', exact: true });
   // The default primary colour (#3147d6) from the branding variables, white text on it.
   await expect(button).toHaveCSS('background-color', 'rgb(49, 71, 214)');
   await expect(button).toHaveCSS('color', 'rgb(255, 255, 255)');

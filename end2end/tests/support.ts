@@ -80,7 +80,7 @@ export class SignInPage {
   async submit(email: string, password: string) {
     await this.page.getByLabel('Email').fill(email);
     await this.page.getByLabel('Password', { exact: true }).fill(password);
-    await this.page.getByRole('button', { name: 'Sign in' }).click();
+    await this.page.getByRole('button', { name: 'Sign in', exact: true }).click();
   }
   async expectError(text: string | RegExp) { await expect(this.page.getByRole('alert')).toContainText(text); }
 }

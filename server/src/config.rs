@@ -19,6 +19,11 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     ("GATEHOUSE_LISTEN", "127.0.0.1:3000", "Address and port to listen on (0.0.0.0:3000 to accept outside connections)."),
     ("GATEHOUSE_SMTP_URL", "(unset: development outbox)", "SMTP server, e.g. smtp://127.0.0.1:2525, smtp://user:pass@host:587?tls=required or smtps://host. Unset: messages stay in the development outbox and the log."),
     ("GATEHOUSE_SMTP_FROM", "Gatehouse <no-reply@localhost>", "Sender address of emails."),
+    ("GATEHOUSE_SMS_GATEWAY_URL", "(unset: development outbox)", "Base URL of a Twilio-compatible Messages API, e.g. https://api.twilio.com/2010-04-01; texts are POSTed to <url>/Accounts/<sid>/Messages.json. Unset: texts stay in the development outbox and the log."),
+    ("GATEHOUSE_SMS_ACCOUNT_SID", "(none)", "Account SID for the SMS gateway (HTTP basic auth user)."),
+    ("GATEHOUSE_SMS_AUTH_TOKEN", "(none)", "Auth token for the SMS gateway (HTTP basic auth password). Never logged."),
+    ("GATEHOUSE_SMS_FROM", "(none)", "Sender of texts: a phone number in E.164 or a messaging service id."),
+    ("GATEHOUSE_SMS_HOURLY_LIMIT", "500", "The most texts the whole tenant sends per hour (besides 5 per number and 10 per client address)."),
     ("GATEHOUSE_TRUSTED_PROXIES", "(none)", "Comma-separated CIDRs whose X-Forwarded-For header is believed, e.g. 10.0.0.0/8,127.0.0.1/32."),
     ("GATEHOUSE_SECRET_KEY", "(generated into the data folder)", "Base64 of 32 random bytes. When unset, a key is generated once into <data dir>/secret.key (mode 0600) and reused."),
     ("GATEHOUSE_SESSION_IDLE_MINUTES", "60", "A session ends after this long without activity."),
@@ -54,6 +59,11 @@ struct FileConfig {
     listen: Option<String>,
     smtp_url: Option<String>,
     smtp_from: Option<String>,
+    sms_gateway_url: Option<String>,
+    sms_account_sid: Option<String>,
+    sms_auth_token: Option<String>,
+    sms_from: Option<String>,
+    sms_hourly_limit: Option<i64>,
     trusted_proxies: Option<Vec<String>>,
     secret_key: Option<String>,
     session_idle_minutes: Option<i64>,
@@ -73,6 +83,9 @@ pub struct Config {
     pub listen: SocketAddr,
     pub smtp_url: Option<String>,
     pub smtp_from: String,
+    /// The Twilio-compatible SMS gateway; none keeps texts in the development outbox.
+    pub sms_gateway: Option<SmsGateway>,
+    pub sms_hourly_limit: i64,
     pub trusted_proxies: Vec<IpNet>,
     pub secret_key: Option<String>,
     pub session_idle_minutes: i64,
@@ -92,12 +105,34 @@ impl std::fmt::Debug for Config {
             .field("public_origin", &self.public_origin)
             .field("listen", &self.listen)
             .field("smtp", &self.smtp_url.as_deref().map(redact_url))
+            .field("sms_gateway", &self.sms_gateway)
             .field("trusted_proxies", &self.trusted_proxies)
             .field(
                 "secret_key",
                 &self.secret_key.as_ref().map(|_| "<redacted>"),
             )
             .finish_non_exhaustive()
+    }
+}
+
+/// A Twilio-compatible Messages API: texts are POSTed to `<url>/Accounts/<sid>/Messages.json`
+/// with basic auth (sid, token) and the form fields `To`, `From`, `Body`.
+#[derive(Clone)]
+pub struct SmsGateway {
+    pub url: String,
+    pub account_sid: String,
+    pub auth_token: String,
+    pub from: String,
+}
+
+impl std::fmt::Debug for SmsGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmsGateway")
+            .field("url", &redact_url(&self.url))
+            .field("account_sid", &self.account_sid)
+            .field("auth_token", &"<redacted>")
+            .field("from", &self.from)
+            .finish()
     }
 }
 
@@ -216,6 +251,38 @@ impl Config {
         }
         let smtp_from = pick("GATEHOUSE_SMTP_FROM", file.smtp_from)
             .unwrap_or_else(|| "Gatehouse <no-reply@localhost>".into());
+        let sms_gateway = match pick("GATEHOUSE_SMS_GATEWAY_URL", file.sms_gateway_url) {
+            None => None,
+            Some(url) => {
+                let url = url.trim().trim_end_matches('/').to_string();
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(invalid(
+                        "GATEHOUSE_SMS_GATEWAY_URL",
+                        "must start with https:// (or http:// for a local gateway)",
+                    ));
+                }
+                let required = |name: &'static str, v: Option<String>| {
+                    v.filter(|s| !s.trim().is_empty()).ok_or_else(|| {
+                        invalid(name, "required when GATEHOUSE_SMS_GATEWAY_URL is set")
+                    })
+                };
+                Some(SmsGateway {
+                    url,
+                    account_sid: required(
+                        "GATEHOUSE_SMS_ACCOUNT_SID",
+                        pick("GATEHOUSE_SMS_ACCOUNT_SID", file.sms_account_sid),
+                    )?,
+                    auth_token: required(
+                        "GATEHOUSE_SMS_AUTH_TOKEN",
+                        pick("GATEHOUSE_SMS_AUTH_TOKEN", file.sms_auth_token),
+                    )?,
+                    from: required(
+                        "GATEHOUSE_SMS_FROM",
+                        pick("GATEHOUSE_SMS_FROM", file.sms_from),
+                    )?,
+                })
+            }
+        };
         let proxies: Vec<String> = match env("GATEHOUSE_TRUSTED_PROXIES") {
             Some(v) => v
                 .split(',')
@@ -271,6 +338,13 @@ impl Config {
             20,
             1000,
         )?;
+        let sms_hourly_limit = number(
+            "GATEHOUSE_SMS_HOURLY_LIMIT",
+            env("GATEHOUSE_SMS_HOURLY_LIMIT"),
+            file.sms_hourly_limit,
+            500,
+            1_000_000,
+        )?;
         let default_conns = if database_url.starts_with("sqlite:") {
             8
         } else {
@@ -300,6 +374,8 @@ impl Config {
             listen,
             smtp_url,
             smtp_from,
+            sms_gateway,
+            sms_hourly_limit,
             trusted_proxies,
             secret_key: pick("GATEHOUSE_SECRET_KEY", file.secret_key),
             session_idle_minutes,

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod http;
+pub mod sms;
 pub mod smtp;
 
 use std::path::Path;
@@ -173,10 +174,22 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
         session_idle_ms: config.session_idle_minutes * 60 * 1000,
         session_absolute_ms: config.session_absolute_hours * 60 * 60 * 1000,
         max_sessions_per_user: config.max_sessions_per_user,
+        sms_hourly_limit: config.sms_hourly_limit,
         public_url: config.public_origin.clone(),
     };
+    let sms: Arc<dyn Mailer> = match &config.sms_gateway {
+        Some(gateway) => Arc::new(sms::SmsGatewayClient::new(gateway.clone()).map_err(
+            |reason| {
+                StartupError::Config(config::ConfigError::Invalid {
+                    name: "GATEHOUSE_SMS_GATEWAY_URL",
+                    reason,
+                })
+            },
+        )?),
+        None => Arc::new(DevelopmentOutbox),
+    };
     let identity =
-        Identity::new(store, hasher, key, mailer, identity_config).map_err(|reason| {
+        Identity::new(store, hasher, key, mailer, sms, identity_config).map_err(|reason| {
             StartupError::Config(config::ConfigError::Invalid {
                 name: "GATEHOUSE_PUBLIC_URL",
                 reason,

@@ -1,4 +1,5 @@
-//! The `gatehouse` command line: `serve` (default), `migrate`, `create-admin`, `branding`, `mfa`.
+//! The `gatehouse` command line: `serve` (default), `migrate`, `create-admin`, `branding`, `mfa`,
+//! `sms`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +23,9 @@ Commands:
   mfa show                      Print the multifactor policy
   mfa require | mfa optional    Require a second factor of every account (accounts without
                                 one add it right after signing in), or leave it to each user
+  sms show                      Print the countries texts may be sent to
+  sms countries CODES | all     Allow texts only to numbers with these country calling codes
+                                (comma-separated, e.g. 1,44,49), or to every country
   help, --help                  Show this help
 
 Settings (environment variables; the same keys, lower case without GATEHOUSE_, in the TOML
@@ -90,6 +94,7 @@ async fn run(args: Vec<String>, config: Config) -> ExitCode {
         Some("create-admin") => create_admin(&args[1..], config).await,
         Some("branding") => branding(&args[1..], config).await,
         Some("mfa") => mfa(&args[1..], config).await,
+        Some("sms") => sms(&args[1..], config).await,
         Some(other) => fail(format!("unknown command {other:?}; see gatehouse --help")),
     }
 }
@@ -293,5 +298,61 @@ async fn mfa(args: &[String], config: Config) -> ExitCode {
             "optional (each user decides)"
         }
     );
+    ExitCode::SUCCESS
+}
+
+async fn sms(args: &[String], config: Config) -> ExitCode {
+    use gatehouse_core::identity::{SmsPolicy, SMS_POLICY_SETTING};
+    use gatehouse_core::phone::is_calling_code;
+    let usage = "usage: gatehouse sms show | gatehouse sms countries CODES (e.g. 1,44,49) | gatehouse sms countries all";
+    let update = match (
+        args.first().map(String::as_str),
+        args.get(1).map(String::as_str),
+    ) {
+        (Some("show"), None) => None,
+        (Some("countries"), Some("all")) => Some(Vec::new()),
+        (Some("countries"), Some(list)) => {
+            let mut codes = Vec::new();
+            for code in list.split(',').map(|c| c.trim().trim_start_matches('+')) {
+                if !is_calling_code(code) {
+                    return fail(format!("{code:?} is not a country calling code; {usage}"));
+                }
+                codes.push(code.to_string());
+            }
+            Some(codes)
+        }
+        _ => return fail(usage),
+    };
+    let store = match open_store(&config).await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let mut policy: SmsPolicy = match store.get_setting(SMS_POLICY_SETTING).await {
+        Ok(json) => json
+            .and_then(|j| serde_json::from_str(&j).ok())
+            .unwrap_or_default(),
+        Err(e) => return fail(e),
+    };
+    if let Some(codes) = update {
+        policy.allowed_country_codes = codes;
+        let json = match serde_json::to_string(&policy) {
+            Ok(j) => j,
+            Err(e) => return fail(e),
+        };
+        let now = gatehouse_core::clock::Clock::now_ms(&gatehouse_core::clock::SystemClock);
+        if let Err(e) = store.put_setting(SMS_POLICY_SETTING, &json, now).await {
+            return fail(e);
+        }
+    }
+    if policy.allowed_country_codes.is_empty() {
+        println!("text messages: every country");
+    } else {
+        let list: Vec<String> = policy
+            .allowed_country_codes
+            .iter()
+            .map(|c| format!("+{c}"))
+            .collect();
+        println!("text messages: only {}", list.join(", "));
+    }
     ExitCode::SUCCESS
 }

@@ -2472,6 +2472,15 @@ fn the_command_line_migrates_creates_the_first_admin_and_sets_branding() {
     let shown = gatehouse(&dir, &["mfa", "show"]);
     assert!(String::from_utf8_lossy(&shown.stdout).contains("required for every account"));
     assert!(!gatehouse(&dir, &["mfa", "maybe"]).status.success());
+    let set = gatehouse(&dir, &["sms", "countries", "1,+44"]);
+    assert!(set.status.success());
+    let shown = gatehouse(&dir, &["sms", "show"]);
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("only +1, +44"));
+    let refused = gatehouse(&dir, &["sms", "countries", "1,999"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("\"999\" is not a country calling code")
+    );
     let unknown = gatehouse(&dir, &["frobnicate"]);
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown command"));

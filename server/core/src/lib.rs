@@ -13,6 +13,7 @@ pub mod hashing;
 pub mod identity;
 pub mod mail;
 pub mod password;
+pub mod phone;
 pub mod seal;
 pub mod secret;
 pub mod throttle;

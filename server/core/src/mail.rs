@@ -24,7 +24,8 @@ impl Mailer for DevelopmentOutbox {
         Box::pin(async move {
             tracing::info!(
                 target: "gatehouse::outbox",
-                "development outbox (no GATEHOUSE_SMTP_URL set): to {} | {} | {}",
+                "development outbox ({}): to {} | {} | {}",
+                message.channel,
                 message.recipient,
                 message.subject,
                 message.body.replace('\n', " / ")
@@ -59,6 +60,8 @@ pub enum EmailKind {
     ResetCode,
     /// The password was changed and other sessions ended.
     PasswordChanged,
+    /// A code sent by text message (only the body is used).
+    TextCode,
 }
 
 impl EmailKind {
@@ -71,6 +74,7 @@ impl EmailKind {
             EmailKind::NoAccount => "no_account",
             EmailKind::ResetCode => "reset_code",
             EmailKind::PasswordChanged => "password_changed",
+            EmailKind::TextCode => "text_code",
         }
     }
 }

@@ -10,10 +10,11 @@ use leptos::prelude::*;
 use serde::Deserialize;
 
 use gatehouse_app::pages::{
-    format_time, CodePage, EnrollAuthenticatorPage, EnrollData, FormState, RecoveryCodesPage,
-    SecondFactorPage, SecurityData, SecurityMethodRow, SecurityPage,
+    format_time, CodePage, EnrollAuthenticatorPage, EnrollData, FormState, PhoneVerifyData,
+    PhoneVerifyPage, RecoveryCodesPage, SecondFactorPage, SecurityData, SecurityMethodRow,
+    SecurityPage,
 };
-use gatehouse_core::identity::{AuthError, SecondFactorMethod, TotpEnrollment};
+use gatehouse_core::identity::{AuthError, PhoneEnrollment, SecondFactorMethod, TotpEnrollment};
 use gatehouse_core::secret::SecretString;
 use gatehouse_core::store::{Session, User};
 
@@ -47,16 +48,20 @@ pub async fn second_factor_page(
         .await
     {
         Ok(Some(options)) => {
-            let notice = (q.notice.as_deref() == Some("email_sent"))
-                .then(|| page.t().get("second_factor.email_sent"));
+            let notice = match q.notice.as_deref() {
+                Some("email_sent") => Some(page.t().get("second_factor.email_sent")),
+                Some("sms_sent") => Some(page.t().get("second_factor.sms_sent")),
+                _ => None,
+            };
             let form = FormState {
                 notice,
                 ..FormState::default()
             };
-            let (email_allowed, passkey) = (options.email_allowed, options.passkey);
+            let (email_allowed, passkey, sms) =
+                (options.email_allowed, options.passkey, options.sms);
             page.render(
                 "second_factor.title",
-                move || view! { <SecondFactorPage state=form email_allowed=email_allowed passkey=passkey/> },
+                move || view! { <SecondFactorPage state=form email_allowed=email_allowed passkey=passkey sms=sms/> },
             )
         }
         Ok(None) => dead_sign_in(page),
@@ -97,15 +102,32 @@ async fn second_factor_error(
         .await
         .ok()
         .flatten();
-    let email_allowed = options.is_some_and(|o| o.email_allowed);
-    let passkey = options.is_some_and(|o| o.passkey);
+    let email_allowed = options.as_ref().is_some_and(|o| o.email_allowed);
+    let passkey = options.as_ref().is_some_and(|o| o.passkey);
+    let sms = options.and_then(|o| o.sms);
     error_page(
         page,
         err,
         FormState::default(),
         "second_factor.title",
-        move |s| view! { <SecondFactorPage state=s email_allowed=email_allowed passkey=passkey/> },
+        move |s| view! { <SecondFactorPage state=s email_allowed=email_allowed passkey=passkey sms=sms/> },
     )
+}
+
+pub async fn send_second_factor_sms(State(state): State<AppState>, incoming: Incoming) -> Response {
+    let (page, ctx) = begin(&state, &incoming).await;
+    let pending = cookie_policy(&state)
+        .read(&incoming.headers, PENDING_SIGN_IN)
+        .unwrap_or_default();
+    match state
+        .identity
+        .send_second_factor_sms(&ctx, &pending, state.now())
+        .await
+    {
+        Ok(()) => redirect("/sign-in/verify?notice=sms_sent", vec![]),
+        Err(AuthError::CodeDead) => dead_sign_in(page),
+        Err(err) => second_factor_error(&state, page, &pending, &err).await,
+    }
 }
 
 fn dead_sign_in(page: Page) -> Response {
@@ -156,6 +178,7 @@ async fn security_view(
     user: &User,
     notice: Option<String>,
     error: Option<(StatusCode, String)>,
+    phone_input: &str,
 ) -> Response {
     let methods = match state.identity.second_factor_methods(&user.id).await {
         Ok(m) => m,
@@ -170,6 +193,9 @@ async fn security_view(
         .iter()
         .filter(|m| matches!(m, SecondFactorMethod::Passkey(_)))
         .count();
+    let has_phone = methods
+        .iter()
+        .any(|m| matches!(m, SecondFactorMethod::Phone { .. }));
     let rows = methods
         .into_iter()
         .map(|m| match m {
@@ -184,6 +210,19 @@ async fn security_view(
                 })),
                 added: format_time(p.added_at),
                 last_used: last_used(p.last_used_at),
+            },
+            SecondFactorMethod::Phone {
+                id,
+                number,
+                added_at,
+                last_used_at,
+            } => SecurityMethodRow {
+                id,
+                kind: "phone",
+                name: t.fill("security.phone", "number", &number),
+                detail: Some(t.get("sms.weakest_short")),
+                added: format_time(added_at),
+                last_used: last_used(last_used_at),
             },
             SecondFactorMethod::AuthenticatorApp {
                 id,
@@ -208,6 +247,8 @@ async fn security_view(
         methods: rows,
         recent: state.identity.signed_in_recently(session, state.now()),
         has_password: user.password_hash.is_some(),
+        has_phone,
+        phone_input: phone_input.chars().take(40).collect(),
         passkey_name: t.fill("passkey.default_name", "n", &(passkeys + 1).to_string()),
         recovery_unused,
         notice,
@@ -233,7 +274,16 @@ pub(super) async fn security_response(
     } else {
         ev.message
     };
-    security_view(state, page, session, user, None, Some((ev.status, message))).await
+    security_view(
+        state,
+        page,
+        session,
+        user,
+        None,
+        Some((ev.status, message)),
+        "",
+    )
+    .await
 }
 
 /// The security-info page saying that an enrollment can no longer be completed.
@@ -251,6 +301,7 @@ async fn enrollment_expired(
         user,
         None,
         Some((StatusCode::BAD_REQUEST, message)),
+        "",
     )
     .await
 }
@@ -269,13 +320,15 @@ pub async fn security_page(
         Some("added") => Some(page.t().get("security.added_notice")),
         Some("removed") => Some(page.t().get("security.removed_notice")),
         Some("mfa_required") => Some(page.t().get("security.mfa_required")),
+        Some("phone_added") => Some(page.t().get("sms.added_notice")),
+        Some("phone_removed") => Some(page.t().get("sms.removed_notice")),
         Some("passkey_added") => Some(page.t().get("passkey.added_notice")),
         Some("passkey_removed") => Some(page.t().get("passkey.removed_notice")),
         Some("passkey_renamed") => Some(page.t().get("passkey.renamed_notice")),
         Some("confirmed") => Some(page.t().get("security.reauthenticated")),
         _ => None,
     };
-    security_view(&state, page, &session, &user, notice, None).await
+    security_view(&state, page, &session, &user, notice, None, "").await
 }
 
 pub async fn reauthenticate(
@@ -471,6 +524,144 @@ pub async fn regenerate_recovery_codes(
                 move || view! { <RecoveryCodesPage codes=codes/> },
             )
         }
+        Err(err) => security_response(&state, page, &session, &user, err).await,
+    }
+}
+
+// ---------------------------------------------------------------- phone numbers
+
+#[derive(Deserialize)]
+pub struct PhoneForm {
+    #[serde(default)]
+    phone: String,
+}
+
+pub async fn begin_phone(
+    State(state): State<AppState>,
+    incoming: Incoming,
+    Form(form): Form<PhoneForm>,
+) -> Response {
+    let (session, user) = match require_session(&state, &incoming.headers).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let (page, ctx) = begin(&state, &incoming).await;
+    match state
+        .identity
+        .begin_phone_enrollment(&ctx, &session, &user, &form.phone, state.now())
+        .await
+    {
+        Ok(enrollment) => redirect(
+            &format!("/account/security/phone/{}", enrollment.id),
+            vec![],
+        ),
+        Err(err @ (AuthError::InvalidInput(_) | AuthError::TooManyRequests)) => {
+            let ev = describe_error(page.t(), &err);
+            security_view(
+                &state,
+                page,
+                &session,
+                &user,
+                None,
+                Some((ev.status, ev.message)),
+                &form.phone,
+            )
+            .await
+        }
+        Err(err) => security_response(&state, page, &session, &user, err).await,
+    }
+}
+
+fn phone_page(
+    page: Page,
+    enrollment: PhoneEnrollment,
+    error: Option<(StatusCode, String)>,
+) -> Response {
+    let status = error.as_ref().map(|(s, _)| *s).unwrap_or(StatusCode::OK);
+    let data = PhoneVerifyData {
+        id: enrollment.id,
+        number: enrollment.number,
+        invalid: error.is_some(),
+        error: error.map(|(_, m)| m),
+    };
+    page.status(status).render(
+        "sms.verify_title",
+        move || view! { <PhoneVerifyPage data=data/> },
+    )
+}
+
+pub async fn phone_verify_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let (session, user) = match require_session(&state, &headers).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let page = Page::new(&state).await;
+    match state
+        .identity
+        .phone_enrollment(&user, &id, state.now())
+        .await
+    {
+        Ok(Some(enrollment)) => phone_page(page, enrollment, None),
+        Ok(None) => enrollment_expired(&state, page, &session, &user).await,
+        Err(err) => internal_error_page(page, &err),
+    }
+}
+
+pub async fn confirm_phone(
+    State(state): State<AppState>,
+    incoming: Incoming,
+    Path(id): Path<String>,
+    Form(form): Form<CodeForm>,
+) -> Response {
+    let (session, user) = match require_session(&state, &incoming.headers).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let (page, ctx) = begin(&state, &incoming).await;
+    let now = state.now();
+    match state
+        .identity
+        .confirm_phone(&ctx, &session, &user, &id, &form.code, now)
+        .await
+    {
+        Ok(()) => redirect("/account/security?notice=phone_added", vec![]),
+        Err(
+            err @ (AuthError::CodeWrong { .. }
+            | AuthError::InvalidInput(_)
+            | AuthError::Throttled { .. }),
+        ) => {
+            let ev = describe_error(page.t(), &err);
+            match state.identity.phone_enrollment(&user, &id, now).await {
+                Ok(Some(enrollment)) => phone_page(page, enrollment, Some((ev.status, ev.message))),
+                _ => enrollment_expired(&state, page, &session, &user).await,
+            }
+        }
+        Err(AuthError::CodeDead) => enrollment_expired(&state, page, &session, &user).await,
+        Err(err) => security_response(&state, page, &session, &user, err).await,
+    }
+}
+
+pub async fn remove_phone(
+    State(state): State<AppState>,
+    incoming: Incoming,
+    Path(id): Path<String>,
+) -> Response {
+    let (session, user) = match require_session(&state, &incoming.headers).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let (page, ctx) = begin(&state, &incoming).await;
+    match state
+        .identity
+        .remove_phone(&ctx, &session, &user, &id, state.now())
+        .await
+    {
+        Ok(true) => redirect("/sign-in", vec![cookie_policy(&state).clear(SESSION)]),
+        Ok(false) => redirect("/account/security?notice=phone_removed", vec![]),
         Err(err) => security_response(&state, page, &session, &user, err).await,
     }
 }

@@ -122,6 +122,31 @@ fn route_specs() -> Vec<RouteSpec> {
             Some(post(mfa::remove_authenticator)),
         ),
         route(
+            "/sign-in/verify/sms",
+            None,
+            Some(post(mfa::send_second_factor_sms)),
+        ),
+        route(
+            "/account/security/phone",
+            None,
+            Some(post(mfa::begin_phone)),
+        ),
+        route(
+            "/account/security/phone/{id}",
+            Some(get(mfa::phone_verify_page)),
+            None,
+        ),
+        route(
+            "/account/security/phone/{id}/confirm",
+            None,
+            Some(post(mfa::confirm_phone)),
+        ),
+        route(
+            "/account/security/phone/{id}/remove",
+            None,
+            Some(post(mfa::remove_phone)),
+        ),
+        route(
             "/sign-in/passkey/options",
             None,
             Some(post(passkeys::sign_in_options)),

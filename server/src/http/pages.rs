@@ -182,6 +182,11 @@ pub(super) fn describe_error(t: &Texts, err: &AuthError) -> ErrorView {
             "passkey.name_invalid",
             Some("passkey-name"),
         ),
+        AuthError::InvalidInput(InputProblem::Phone(p)) => view(
+            StatusCode::BAD_REQUEST,
+            &format!("phone.{}", p.code()),
+            Some("phone"),
+        ),
         AuthError::PasskeyFailed => view(StatusCode::BAD_REQUEST, "passkey.invalid", None),
         AuthError::PasskeySuspicious => view(StatusCode::FORBIDDEN, "passkey.suspicious", None),
         AuthError::LastMethod => view(StatusCode::CONFLICT, "security.last_method", None),

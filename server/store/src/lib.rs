@@ -705,6 +705,72 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    // ---------------------------------------------------------------- phone numbers
+
+    /// Starts adding a phone number: any unverified number of the account is replaced.
+    pub async fn create_phone(&self, p: &PhoneNumber) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM phone_numbers WHERE user_id = $1 AND verified_at IS NULL")
+            .bind(&p.user_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO phone_numbers (id, user_id, number, created_at, verified_at, last_used_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&p.id)
+        .bind(&p.user_id)
+        .bind(&p.number)
+        .bind(p.created_at)
+        .bind(p.verified_at)
+        .bind(p.last_used_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn list_phones(&self, user_id: &str) -> StoreResult<Vec<PhoneNumber>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {PHONE_COLUMNS} FROM phone_numbers WHERE user_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(PhoneNumber::from_row).collect()
+    }
+
+    /// Marks a number proven, once.
+    pub async fn verify_phone(&self, user_id: &str, id: &str, now: i64) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE phone_numbers SET verified_at = $1 WHERE user_id = $2 AND id = $3 AND verified_at IS NULL",
+        )
+        .bind(now)
+        .bind(user_id)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn touch_phone(&self, id: &str, now: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE phone_numbers SET last_used_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_phone(&self, user_id: &str, id: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM phone_numbers WHERE user_id = $1 AND id = $2")
+            .bind(user_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     // ---------------------------------------------------------------- audit log
 
     pub async fn record_audit(&self, e: &AuditEntry) -> StoreResult<()> {
@@ -959,10 +1025,14 @@ impl Store {
     pub async fn purge_expired(&self, now: i64, keep_closed_at: i64) -> StoreResult<u64> {
         const DAY: i64 = 86_400_000;
         let mut removed = 0;
-        let statements: [(&str, i64); 5] = [
+        let statements: [(&str, i64); 6] = [
             ("DELETE FROM sessions WHERE expires_at <= $1", now),
             (
                 "DELETE FROM totp_credentials WHERE confirmed_at IS NULL AND created_at <= $1",
+                now - DAY,
+            ),
+            (
+                "DELETE FROM phone_numbers WHERE verified_at IS NULL AND created_at <= $1",
                 now - DAY,
             ),
             (
@@ -1152,6 +1222,7 @@ impl Store {
             "recovery_codes",
             "passkeys",
             "audit_log",
+            "phone_numbers",
         ] {
             let n: i64 = sqlx::query(&format!("SELECT COUNT(*) FROM {table}"))
                 .fetch_one(&self.pool)

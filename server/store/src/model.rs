@@ -23,6 +23,7 @@ pub(crate) const TOTP_COLUMNS: &str =
     "id, user_id, sealed_secret, created_at, confirmed_at, last_used_step, last_used_at";
 pub(crate) const PASSKEY_COLUMNS: &str =
     "id, user_id, credential_id, name, passkey, created_at, last_used_at";
+pub(crate) const PHONE_COLUMNS: &str = "id, user_id, number, created_at, verified_at, last_used_at";
 pub(crate) const AUDIT_COLUMNS: &str =
     "id, occurred_at, actor_user_id, subject_user_id, action, detail, client_ip";
 pub(crate) const SIGN_IN_COLUMNS: &str =
@@ -101,6 +102,10 @@ pub enum CodePurpose {
     PasskeySignIn,
     /// A passkey ceremony completing a pending sign-in's second factor.
     PasskeySecondFactor,
+    /// A texted code that proves a new phone number (payload: the phone's id).
+    PhoneVerification,
+    /// A texted code offered as the second factor of a pending sign-in.
+    SecondFactorSms,
 }
 
 impl CodePurpose {
@@ -116,6 +121,8 @@ impl CodePurpose {
             CodePurpose::PasskeyRegistration => "passkey_registration",
             CodePurpose::PasskeySignIn => "passkey_sign_in",
             CodePurpose::PasskeySecondFactor => "passkey_second_factor",
+            CodePurpose::PhoneVerification => "phone_verification",
+            CodePurpose::SecondFactorSms => "second_factor_sms",
         }
     }
 
@@ -131,6 +138,8 @@ impl CodePurpose {
             "passkey_registration" => CodePurpose::PasskeyRegistration,
             "passkey_sign_in" => CodePurpose::PasskeySignIn,
             "passkey_second_factor" => CodePurpose::PasskeySecondFactor,
+            "phone_verification" => CodePurpose::PhoneVerification,
+            "second_factor_sms" => CodePurpose::SecondFactorSms,
             _ => return None,
         })
     }
@@ -411,6 +420,30 @@ impl AuditEntry {
             action: row.try_get("action")?,
             detail: row.try_get("detail")?,
             client_ip: row.try_get("client_ip")?,
+        })
+    }
+}
+
+/// A phone number for text-message codes, in E.164.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhoneNumber {
+    pub id: String,
+    pub user_id: String,
+    pub number: String,
+    pub created_at: i64,
+    pub verified_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+}
+
+impl PhoneNumber {
+    pub(crate) fn from_row(row: &AnyRow) -> StoreResult<Self> {
+        Ok(PhoneNumber {
+            id: row.try_get("id")?,
+            user_id: row.try_get("user_id")?,
+            number: row.try_get("number")?,
+            created_at: row.try_get("created_at")?,
+            verified_at: row.try_get("verified_at")?,
+            last_used_at: row.try_get("last_used_at")?,
         })
     }
 }

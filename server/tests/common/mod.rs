@@ -22,6 +22,15 @@ pub struct TestServer {
 /// The configuration of a test server on `port`: its own data folder, no built site, and the
 /// loopback trusted as a proxy so tests can set the client address with `X-Forwarded-For`.
 pub fn test_config(port: u16, database_url: String) -> Config {
+    test_config_with(port, database_url, &[])
+}
+
+/// [`test_config`] with more settings.
+pub fn test_config_with(
+    port: u16,
+    database_url: String,
+    extra: &[(&'static str, String)],
+) -> Config {
     let data_dir =
         std::env::temp_dir().join(format!("gatehouse-http-{port}-{}", std::process::id()));
     let vars: HashMap<&str, String> = HashMap::from([
@@ -31,6 +40,8 @@ pub fn test_config(port: u16, database_url: String) -> Config {
         ("GATEHOUSE_SITE_ROOT", "/nonexistent".to_string()),
         ("GATEHOUSE_TRUSTED_PROXIES", "127.0.0.1/32".to_string()),
     ]);
+    let mut vars = vars;
+    vars.extend(extra.iter().cloned());
     Config::load(None, &move |k| vars.get(k).cloned()).unwrap()
 }
 
@@ -70,10 +81,19 @@ impl TestServer {
     }
 
     pub async fn start_with(database_url: String) -> Self {
+        Self::start_configured(database_url, &[]).await
+    }
+
+    /// A server on SQLite with more settings.
+    pub async fn start_with_settings(extra: &[(&'static str, String)]) -> Self {
+        Self::start_configured(fresh_sqlite_url(), extra).await
+    }
+
+    async fn start_configured(database_url: String, extra: &[(&'static str, String)]) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let clock = Arc::new(ManualClock::default());
-        let state = build_state(test_config(port, database_url), clock.clone())
+        let state = build_state(test_config_with(port, database_url, extra), clock.clone())
             .await
             .unwrap();
         let serving = state.clone();

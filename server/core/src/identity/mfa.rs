@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{AuthError, Identity, InputProblem, Method, RequestContext, SignedIn};
 use crate::secret::SecretString;
-use crate::store::{CodeAttempt, CodePurpose, CodeRecord, NewCode, Session, TotpCredential, User};
+use crate::store::{
+    CodeAttempt, CodePurpose, CodeRecord, NewCode, PhoneNumber, Session, TotpCredential, User,
+};
 use crate::throttle::ACCOUNT_POLICY;
 use crate::tokens::random_id;
 use crate::{codes, seal, totp};
@@ -44,10 +46,27 @@ pub enum SecondFactorMethod {
         added_at: i64,
         last_used_at: Option<i64>,
     },
+    /// A proven phone number for texted codes (the weakest kind).
+    Phone {
+        id: String,
+        number: String,
+        added_at: i64,
+        last_used_at: Option<i64>,
+    },
+}
+
+impl SecondFactorMethod {
+    pub fn id(&self) -> &str {
+        match self {
+            SecondFactorMethod::Passkey(p) => &p.id,
+            SecondFactorMethod::AuthenticatorApp { id, .. }
+            | SecondFactorMethod::Phone { id, .. } => id,
+        }
+    }
 }
 
 /// What a pending sign-in may be completed with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecondFactorOptions {
     /// An emailed code may stand in for the app (never after an email-proven first factor).
     pub email_allowed: bool,
@@ -55,6 +74,10 @@ pub struct SecondFactorOptions {
     pub email_sent: bool,
     /// The account has a passkey to offer first.
     pub passkey: bool,
+    /// The account's phone number, masked, when a code may be texted to it.
+    pub sms: Option<String>,
+    /// A texted code is on its way.
+    pub sms_sent: bool,
 }
 
 /// An authenticator enrollment in progress: what the person scans or types.
@@ -86,6 +109,11 @@ fn email_flow_id(pending_id: &str) -> String {
     format!("{pending_id}.email")
 }
 
+/// The id of the texted-code flow that belongs to a pending sign-in.
+fn sms_flow_id(pending_id: &str) -> String {
+    format!("{pending_id}.sms")
+}
+
 /// Whether an emailed code may be the second factor of this pending sign-in: not when the
 /// first factor was itself proven by email (an email code or a password reset).
 fn email_allowed(pending: &CodeRecord) -> bool {
@@ -107,6 +135,18 @@ impl Identity {
             .await?
             .into_iter()
             .map(SecondFactorMethod::Passkey);
+        let phones = self
+            .verified_phone(user_id)
+            .await?
+            .into_iter()
+            .filter_map(|p| {
+                p.verified_at.map(|added_at| SecondFactorMethod::Phone {
+                    id: p.id,
+                    number: p.number,
+                    added_at,
+                    last_used_at: p.last_used_at,
+                })
+            });
         let apps = self
             .store
             .list_totp(user_id)
@@ -121,7 +161,17 @@ impl Identity {
                     })
             })
             .collect::<Vec<_>>();
-        Ok(passkeys.chain(apps).collect())
+        Ok(passkeys.chain(apps).chain(phones).collect())
+    }
+
+    /// The account's proven phone number, if any.
+    async fn verified_phone(&self, user_id: &str) -> Result<Option<PhoneNumber>, AuthError> {
+        Ok(self
+            .store
+            .list_phones(user_id)
+            .await?
+            .into_iter()
+            .find(|p| p.verified_at.is_some()))
     }
 
     /// The tenant's multifactor policy.
@@ -161,13 +211,7 @@ impl Identity {
             return Ok(());
         }
         let methods = self.second_factor_methods(&user.id).await?;
-        let others = methods
-            .iter()
-            .filter(|m| match m {
-                SecondFactorMethod::Passkey(p) => p.id != method_id,
-                SecondFactorMethod::AuthenticatorApp { id, .. } => id != method_id,
-            })
-            .count();
+        let others = methods.iter().filter(|m| m.id() != method_id).count();
         if others == 0 {
             return Err(AuthError::LastMethod);
         }
@@ -220,14 +264,22 @@ impl Identity {
             .live_flow(&email_flow_id(&pending.id), now)
             .await?
             .is_some();
-        let passkey = match pending.user_id.as_deref() {
-            Some(user_id) => !self.store.list_passkeys(user_id).await?.is_empty(),
-            None => false,
-        };
+        let user_id = pending.user_id.clone().unwrap_or_default();
+        let passkey = !self.store.list_passkeys(&user_id).await?.is_empty();
+        let sms = self
+            .verified_phone(&user_id)
+            .await?
+            .map(|p| crate::phone::mask(&p.number));
+        let sms_sent = self
+            .live_flow(&sms_flow_id(&pending.id), now)
+            .await?
+            .is_some();
         Ok(Some(SecondFactorOptions {
             email_allowed: email_allowed(&pending),
             email_sent,
             passkey,
+            sms,
+            sms_sent,
         }))
     }
 
@@ -290,6 +342,60 @@ impl Identity {
         self.send_code(&flow_id, &pending.email, text, now).await
     }
 
+    /// Texts a code that can complete this pending sign-in to the account's proven number,
+    /// within the text-message budgets. At most one a minute.
+    pub async fn send_second_factor_sms(
+        &self,
+        ctx: &RequestContext,
+        pending_id: &str,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        let (pending, user) = self
+            .live_flow_with_user(pending_id, CodePurpose::SecondFactor, now)
+            .await?;
+        let Some(phone) = self.verified_phone(&user.id).await? else {
+            return Err(AuthError::SecondFactorWrong);
+        };
+        let flow_id = sms_flow_id(&pending.id);
+        let code = codes::generate_code();
+        let hash = codes::code_hash(&self.key, CodePurpose::SecondFactorSms, &flow_id, &code);
+        let payload = serde_json::json!({ "phone_id": phone.id }).to_string();
+        match self.store.find_code(&flow_id).await? {
+            None => {
+                self.store
+                    .create_code(&NewCode {
+                        id: &flow_id,
+                        purpose: CodePurpose::SecondFactorSms,
+                        email: &user.email,
+                        user_id: Some(&user.id),
+                        code_hash: &hash,
+                        payload: Some(&payload),
+                        now,
+                        expires_at: pending.expires_at,
+                    })
+                    .await?;
+            }
+            Some(_) => {
+                let resent = self
+                    .store
+                    .resend_code(
+                        &flow_id,
+                        &hash,
+                        codes::RESEND_INTERVAL_MS,
+                        codes::MAX_WRONG_ATTEMPTS,
+                        pending.expires_at,
+                        now,
+                    )
+                    .await?;
+                if resent.is_none() {
+                    return Err(AuthError::ResendTooSoon);
+                }
+            }
+        }
+        self.send_text_code(ctx, &phone.number, &flow_id, code.expose(), now)
+            .await
+    }
+
     /// Completes a pending sign-in with an authenticator-app code. The code's step is recorded
     /// by a single conditional write, so a code (or an older one) is never accepted twice, and
     /// the pending sign-in is consumed once: at most one session comes out of it.
@@ -309,10 +415,16 @@ impl Identity {
         let (credential_id, method) = match result {
             Ok(found) => found,
             Err(err) => {
-                let method = if codes::parse_code(input).is_some() {
-                    Method::Totp
-                } else {
+                let method = if codes::parse_code(input).is_none() {
                     Method::RecoveryCode
+                } else if self
+                    .live_flow(&sms_flow_id(&pending.id), now)
+                    .await?
+                    .is_some()
+                {
+                    Method::Sms
+                } else {
+                    Method::Totp
                 };
                 self.log_attempt(
                     ctx,
@@ -327,12 +439,13 @@ impl Identity {
                 return Err(err);
             }
         };
+        let factor = if method == Method::Sms { "sms" } else { "otp" };
         self.complete_second_factor(
             ctx,
             &pending,
             user,
             method,
-            "otp",
+            factor,
             credential_id.as_deref(),
             now,
         )
@@ -458,6 +571,32 @@ impl Identity {
             if matches!(attempt, CodeAttempt::Accepted(_)) {
                 self.store.throttle_reset("second_factor", &user.id).await?;
                 return Ok((None, Method::EmailCode));
+            }
+        }
+        if let Some(code) = &app_code {
+            let flow_id = sms_flow_id(&pending.id);
+            let hash = codes::code_hash(&self.key, CodePurpose::SecondFactorSms, &flow_id, code);
+            let attempt = self
+                .store
+                .try_consume_code(
+                    &flow_id,
+                    CodePurpose::SecondFactorSms,
+                    &hash,
+                    codes::MAX_WRONG_ATTEMPTS,
+                    now,
+                )
+                .await?;
+            if let CodeAttempt::Accepted(flow) = attempt {
+                self.store.throttle_reset("second_factor", &user.id).await?;
+                let phone_id = flow
+                    .payload
+                    .as_deref()
+                    .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+                    .and_then(|v| v["phone_id"].as_str().map(str::to_string));
+                if let Some(id) = &phone_id {
+                    self.store.touch_phone(id, now).await?;
+                }
+                return Ok((phone_id, Method::Sms));
             }
         }
         self.ip_failure(&ip, now).await?;

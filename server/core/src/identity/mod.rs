@@ -11,12 +11,16 @@ use std::sync::Arc;
 
 mod mfa;
 mod passkeys;
+mod sms;
 pub use mfa::{
     MfaPolicy, SecondFactorMethod, SecondFactorOptions, TotpEnrollment, MFA_POLICY_SETTING,
 };
 pub use passkeys::{
     relying_party, validate_passkey_name, PasskeyCeremony, PasskeyInfo, CEREMONY_TTL_MS,
     MAX_PASSKEYS, MAX_PASSKEY_NAME,
+};
+pub use sms::{
+    PhoneEnrollment, SmsPolicy, SMS_PER_IP_PER_HOUR, SMS_PER_NUMBER_PER_HOUR, SMS_POLICY_SETTING,
 };
 
 use serde::{Deserialize, Serialize};
@@ -72,6 +76,8 @@ pub struct IdentityConfig {
     pub max_sessions_per_user: i64,
     /// The public URL: passkeys are bound to its host and accepted from its origin only.
     pub public_url: String,
+    /// Texts the whole tenant may send per hour (a ceiling on SMS pumping).
+    pub sms_hourly_limit: i64,
 }
 
 impl Default for IdentityConfig {
@@ -81,6 +87,7 @@ impl Default for IdentityConfig {
             session_absolute_ms: 24 * 60 * 60 * 1000,
             max_sessions_per_user: 20,
             public_url: "http://localhost:3000".into(),
+            sms_hourly_limit: 500,
         }
     }
 }
@@ -111,6 +118,8 @@ pub enum Method {
     RecoveryCode,
     /// A passkey: passwordless, or as the second factor.
     Passkey,
+    /// A texted code as the second factor.
+    Sms,
 }
 
 impl Method {
@@ -124,6 +133,7 @@ impl Method {
             Method::Totp => "totp",
             Method::RecoveryCode => "recovery_code",
             Method::Passkey => "passkey",
+            Method::Sms => "sms",
         }
     }
 
@@ -138,6 +148,7 @@ impl Method {
             CodePurpose::PasskeyRegistration
             | CodePurpose::PasskeySignIn
             | CodePurpose::PasskeySecondFactor => Method::Passkey,
+            CodePurpose::PhoneVerification | CodePurpose::SecondFactorSms => Method::Sms,
         }
     }
 }
@@ -150,6 +161,7 @@ pub enum InputProblem {
     Password(PasswordProblem),
     Code,
     PasskeyName,
+    Phone(crate::phone::PhoneProblem),
 }
 
 /// Why an operation did not succeed. Each variant has a stable code for logs and tests.
@@ -334,6 +346,7 @@ pub struct Identity {
     hasher: PasswordHasher,
     key: SecretKey,
     mailer: Arc<dyn Mailer>,
+    sms: Arc<dyn Mailer>,
     config: IdentityConfig,
 }
 
@@ -382,6 +395,7 @@ impl Identity {
         hasher: PasswordHasher,
         key: SecretKey,
         mailer: Arc<dyn Mailer>,
+        sms: Arc<dyn Mailer>,
         config: IdentityConfig,
     ) -> Result<Self, String> {
         let webauthn = relying_party(&config.public_url, PRODUCT_NAME)?;
@@ -391,6 +405,7 @@ impl Identity {
             hasher,
             key,
             mailer,
+            sms,
             config,
         })
     }
@@ -409,6 +424,11 @@ impl Identity {
 
     pub fn uses_development_outbox(&self) -> bool {
         self.mailer.is_development_outbox()
+    }
+
+    /// Whether texts stay in the development outbox (no SMS gateway configured).
+    pub fn sms_in_development_outbox(&self) -> bool {
+        self.sms.is_development_outbox()
     }
 
     // ------------------------------------------------------------ password sign-in
@@ -1296,7 +1316,9 @@ impl Identity {
             | CodePurpose::SecondFactorEmail
             | CodePurpose::PasskeyRegistration
             | CodePurpose::PasskeySignIn
-            | CodePurpose::PasskeySecondFactor => Err(AuthError::CodeDead),
+            | CodePurpose::PasskeySecondFactor
+            | CodePurpose::PhoneVerification
+            | CodePurpose::SecondFactorSms => Err(AuthError::CodeDead),
         }
     }
 
@@ -1437,10 +1459,24 @@ impl Identity {
     // ------------------------------------------------------------ plumbing
 
     async fn send(&self, recipient: &str, text: EmailText, now: i64) -> Result<(), AuthError> {
+        self.deliver("email", self.mailer.as_ref(), recipient, text, now)
+            .await
+    }
+
+    /// Writes a message to the outbox and hands it to `sender` (the mailer, or the SMS
+    /// gateway); a real delivery removes its content from the table.
+    async fn deliver(
+        &self,
+        channel: &str,
+        sender: &dyn Mailer,
+        recipient: &str,
+        text: EmailText,
+        now: i64,
+    ) -> Result<(), AuthError> {
         let message = OutboxMessage {
             id: random_id(),
             created_at: now,
-            channel: "email".into(),
+            channel: channel.into(),
             recipient: recipient.into(),
             subject: text.subject,
             body: text.body,
@@ -1448,9 +1484,9 @@ impl Identity {
             last_error: None,
         };
         self.store.enqueue_message(&message).await?;
-        match self.mailer.deliver(&message).await {
+        match sender.deliver(&message).await {
             // Delivered for real: the content (a live code) is removed from the table.
-            Ok(()) if !self.mailer.is_development_outbox() => {
+            Ok(()) if !sender.is_development_outbox() => {
                 self.store
                     .redact_delivered_message(&message.id, now)
                     .await?
@@ -1461,7 +1497,7 @@ impl Identity {
                     .await?
             }
             Err(reason) => {
-                tracing::warn!(message_id = %message.id, reason = %reason, "email delivery failed");
+                tracing::warn!(message_id = %message.id, channel, reason = %reason, "delivery failed");
                 self.store
                     .mark_message(&message.id, None, Some(&reason))
                     .await?;

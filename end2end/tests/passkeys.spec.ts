@@ -1,0 +1,92 @@
+import type { CDPSession, Page } from '@playwright/test';
+import { test, expect, signUp, uniqueEmail, AccountPage } from './support';
+
+/** A platform authenticator in this page's browser, through the DevTools protocol. */
+async function virtualAuthenticator(page: Page): Promise<{ cdp: CDPSession; authenticatorId: string }> {
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('WebAuthn.enable');
+  const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+    options: {
+      protocol: 'ctap2',
+      transport: 'internal',
+      hasResidentKey: true,
+      hasUserVerification: true,
+      isUserVerified: true,
+      automaticPresenceSimulation: true,
+    },
+  });
+  return { cdp, authenticatorId };
+}
+
+/** Signs up and adds a passkey named `name` from the security-info page. */
+async function signUpWithPasskey(page: Page, email: string, name: string) {
+  const authenticator = await virtualAuthenticator(page);
+  await signUp(page, 'Pass Key', email);
+  await page.getByRole('link', { name: 'Security info' }).click();
+  await page.getByLabel('Passkey name').fill(name);
+  await page.getByRole('button', { name: 'Add a passkey' }).click();
+  await expect(page.getByRole('status')).toHaveText('Passkey added. You can now sign in with it, without a password.');
+  const methods = page.getByRole('list', { name: 'Sign-in methods' }).getByRole('listitem');
+  await expect(methods).toHaveCount(1);
+  await expect(methods.first()).toContainText(name);
+  const { credentials } = await authenticator.cdp.send('WebAuthn.getCredentials', { authenticatorId: authenticator.authenticatorId });
+  expect(credentials).toHaveLength(1);
+  expect(credentials[0].isResidentCredential).toBe(true);
+  expect(credentials[0].rpId).toBe('localhost');
+  return authenticator;
+}
+
+async function signOut(page: Page) {
+  await page.goto('/account');
+  await new AccountPage(page).signOut();
+  await expect(page.getByRole('heading', { name: 'Sign in' })).toBeVisible();
+}
+
+test('a customer adds a passkey and signs in with the passkey button, no password', async ({ page }) => {
+  const email = uniqueEmail('passkey-button');
+  const { cdp, authenticatorId } = await signUpWithPasskey(page, email, 'This laptop');
+  await signOut(page);
+  // Keep the autofill request from answering first: the button is what this test is about.
+  await page.route('**/sign-in/passkey/options', (route) => route.abort(), { times: 1 });
+  await page.goto('/sign-in');
+  await page.getByRole('button', { name: 'Sign in with a passkey' }).click();
+  await new AccountPage(page).expectSignedInAs(email);
+  const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
+  expect(credentials[0].signCount).toBeGreaterThan(0);
+  await page.goto('/account/security');
+  await expect(page.getByRole('list', { name: 'Sign-in methods' }).getByRole('listitem').first())
+    .not.toContainText('Never');
+});
+
+test('a customer signs in by picking the passkey from the email field autofill', async ({ page }) => {
+  const email = uniqueEmail('passkey-autofill');
+  await signUpWithPasskey(page, email, 'Phone');
+  await signOut(page);
+  await page.goto('/sign-in');
+  await expect(page.getByLabel('Email')).toHaveAttribute('autocomplete', 'username webauthn');
+  await page.getByLabel('Email').click();
+  await new AccountPage(page).expectSignedInAs(email);
+});
+
+test('a passkey is renamed and removed from security info', async ({ page }) => {
+  const email = uniqueEmail('passkey-manage');
+  await signUpWithPasskey(page, email, 'Old name');
+  await page.getByLabel('New name for Old name').fill('Desk key');
+  await page.getByRole('button', { name: 'Rename Old name' }).click();
+  await expect(page.getByRole('status')).toHaveText('Passkey renamed.');
+  await page.getByRole('button', { name: 'Remove Desk key' }).click();
+  await expect(page.getByRole('status')).toHaveText('Passkey removed.');
+  await expect(page.getByRole('list', { name: 'Sign-in methods' }).getByRole('listitem')).toHaveCount(0);
+});
+
+test('cancelling the passkey prompt says so and leaves the other ways in', async ({ page }) => {
+  const { cdp, authenticatorId } = await virtualAuthenticator(page);
+  // A person who does not complete the check: no presence, no verification.
+  await cdp.send('WebAuthn.setAutomaticPresenceSimulation', { authenticatorId, enabled: false });
+  await page.route('**/sign-in/passkey/options', (route) => route.abort(), { times: 1 });
+  await page.goto('/sign-in');
+  await cdp.send('WebAuthn.removeVirtualAuthenticator', { authenticatorId });
+  await page.getByRole('button', { name: 'Sign in with a passkey' }).click();
+  await expect(page.getByRole('alert')).toContainText(/cancelled or timed out|cannot use passkeys/);
+  await expect(page.getByRole('button', { name: 'Sign in', exact: true })).toBeEnabled();
+});
