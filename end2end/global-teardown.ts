@@ -2,14 +2,17 @@
 // the specs typed or any code the server sent.
 import fs from 'node:fs';
 import path from 'node:path';
-import { CANARIES, allMails } from './tests/support';
+import { CANARIES, allMails, allTexts } from './tests/support';
 
 export default async function globalTeardown() {
   const logFile = path.join(__dirname, '.run', 'server.log');
   if (!fs.existsSync(logFile)) throw new Error(`no server log at ${logFile}`);
   const log = fs.readFileSync(logFile, 'utf8');
   if (log.length === 0) throw new Error('the server log is empty: nothing was checked');
-  const codes = allMails().map((m) => (m.subject.match(/\b(\d{6})\b/) || [])[1]).filter((c): c is string => !!c);
+  const codes = [
+    ...allMails().map((m) => (m.subject.match(/\b(\d{6})\b/) || [])[1]),
+    ...allTexts().map((t) => (t.body.match(/\b(\d{6})\b/) || [])[1]),
+  ].filter((c): c is string => !!c);
   const leaked = CANARIES.filter((s) => log.includes(s));
   for (const code of codes) {
     if (new RegExp(`(?<![0-9A-Za-z])${code}(?![0-9A-Za-z])`).test(log)) leaked.push(`code ${code}`);

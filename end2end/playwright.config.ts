@@ -3,10 +3,15 @@ import path from 'node:path';
 
 const port = Number(process.env.GATEHOUSE_E2E_PORT || 3100);
 const smtpPort = Number(process.env.GATEHOUSE_E2E_SMTP_PORT || 2625);
+const smsPort = Number(process.env.GATEHOUSE_E2E_SMS_PORT || 2626);
 const root = path.resolve(__dirname, '..');
 const runDir = path.join(__dirname, '.run');
 export const mailDir = path.join(__dirname, '.mail');
+export const smsDir = path.join(__dirname, '.sms');
 process.env.GATEHOUSE_E2E_MAIL_DIR = mailDir;
+process.env.GATEHOUSE_E2E_SMS_DIR = smsDir;
+const smsSid = 'AC-e2e';
+const smsToken = 'e2e-sms-token-never-logged';
 
 export default defineConfig({
   testDir: './tests',
@@ -33,6 +38,17 @@ export default defineConfig({
       reuseExistingServer: false,
     },
     {
+      command: 'node sms-sink.mjs',
+      url: `http://127.0.0.1:${smsPort}/healthz`,
+      env: {
+        GATEHOUSE_E2E_SMS_PORT: String(smsPort),
+        GATEHOUSE_E2E_SMS_DIR: smsDir,
+        GATEHOUSE_E2E_SMS_SID: smsSid,
+        GATEHOUSE_E2E_SMS_TOKEN: smsToken,
+      },
+      reuseExistingServer: false,
+    },
+    {
       command: `mkdir -p ${runDir} && exec ${process.env.GATEHOUSE_BIN || path.join(root, 'target/debug/gatehouse')} serve > ${path.join(runDir, 'server.log')} 2>&1`,
       url: `http://localhost:${port}/healthz`,
       cwd: root,
@@ -45,6 +61,10 @@ export default defineConfig({
         GATEHOUSE_SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
         GATEHOUSE_SMTP_FROM: 'Gatehouse <no-reply@localhost>',
         GATEHOUSE_TRUSTED_PROXIES: '127.0.0.1/32',
+        GATEHOUSE_SMS_GATEWAY_URL: `http://127.0.0.1:${smsPort}/2010-04-01`,
+        GATEHOUSE_SMS_ACCOUNT_SID: smsSid,
+        GATEHOUSE_SMS_AUTH_TOKEN: smsToken,
+        GATEHOUSE_SMS_FROM: '+15005550006',
         GATEHOUSE_SITE_ROOT: path.join(root, 'target/site'),
         RUST_LOG: 'debug,hyper=info,hyper_util=info,lettre=info',
       },

@@ -417,7 +417,8 @@ pub fn SecurityPage(data: SecurityData) -> impl IntoView {
                         <h3>{texts().get("sms.add_title")}</h3>
                         <p class="gh-hint" id="sms-weakest">{texts().get("sms.weakest")}</p>
                         <Field id="phone" label=texts().get("sms.number") kind="tel" value=data.phone_input.clone()
-                            autocomplete="tel" inputmode="tel" maxlength=40 hint=texts().get("sms.number_hint")/>
+                            autocomplete="tel" inputmode="tel" maxlength=40 hint=texts().get("sms.number_hint")
+                            invalid=!data.phone_input.is_empty() && data.error.is_some()/>
                         <button type="submit" class="gh-button gh-button-secondary">{texts().get("sms.send")}</button>
                     </form>
                 })}

@@ -36,19 +36,29 @@ async function signUpWithPasskey(page: Page, email: string, name: string) {
   return authenticator;
 }
 
+const OPTIONS = '**/sign-in/passkey/options';
+
+/**
+ * Opens the sign-in page with its autofill request refused, so the virtual authenticator (which
+ * answers an autofill request at once) does not sign in before the test acts.
+ */
+async function signInPageWithoutAutofill(page: Page, open: () => Promise<unknown>) {
+  await page.route(OPTIONS, (route) => route.abort(), { times: 1 });
+  const refused = page.waitForEvent('requestfailed', (r) => r.url().endsWith('/sign-in/passkey/options'));
+  await open();
+  await refused;
+  await expect(page.getByRole('heading', { name: 'Sign in' })).toBeVisible();
+}
+
 async function signOut(page: Page) {
   await page.goto('/account');
-  await new AccountPage(page).signOut();
-  await expect(page.getByRole('heading', { name: 'Sign in' })).toBeVisible();
+  await signInPageWithoutAutofill(page, () => new AccountPage(page).signOut());
 }
 
 test('a customer adds a passkey and signs in with the passkey button, no password', async ({ page }) => {
   const email = uniqueEmail('passkey-button');
   const { cdp, authenticatorId } = await signUpWithPasskey(page, email, 'This laptop');
   await signOut(page);
-  // Keep the autofill request from answering first: the button is what this test is about.
-  await page.route('**/sign-in/passkey/options', (route) => route.abort(), { times: 1 });
-  await page.goto('/sign-in');
   await page.getByRole('button', { name: 'Sign in with a passkey' }).click();
   await new AccountPage(page).expectSignedInAs(email);
   const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
@@ -62,9 +72,10 @@ test('a customer signs in by picking the passkey from the email field autofill',
   const email = uniqueEmail('passkey-autofill');
   await signUpWithPasskey(page, email, 'Phone');
   await signOut(page);
-  await page.goto('/sign-in');
   await expect(page.getByLabel('Email')).toHaveAttribute('autocomplete', 'username webauthn');
-  await page.getByLabel('Email').click();
+  // The page asks for a passkey through autofill as soon as it is interactive; the virtual
+  // authenticator answers the way a person picking the passkey in the email field would.
+  await page.reload();
   await new AccountPage(page).expectSignedInAs(email);
 });
 
@@ -81,12 +92,26 @@ test('a passkey is renamed and removed from security info', async ({ page }) => 
 
 test('cancelling the passkey prompt says so and leaves the other ways in', async ({ page }) => {
   const { cdp, authenticatorId } = await virtualAuthenticator(page);
-  // A person who does not complete the check: no presence, no verification.
-  await cdp.send('WebAuthn.setAutomaticPresenceSimulation', { authenticatorId, enabled: false });
-  await page.route('**/sign-in/passkey/options', (route) => route.abort(), { times: 1 });
-  await page.goto('/sign-in');
-  await cdp.send('WebAuthn.removeVirtualAuthenticator', { authenticatorId });
+  // A person who does not complete the check (no PIN or fingerprint).
+  await cdp.send('WebAuthn.setUserVerified', { authenticatorId, isUserVerified: false });
+  await signInPageWithoutAutofill(page, () => page.goto('/sign-in'));
   await page.getByRole('button', { name: 'Sign in with a passkey' }).click();
-  await expect(page.getByRole('alert')).toContainText(/cancelled or timed out|cannot use passkeys/);
+  await expect(page.getByRole('alert')).toHaveText('The passkey request was cancelled or timed out. Try again, or use another way.');
   await expect(page.getByRole('button', { name: 'Sign in', exact: true })).toBeEnabled();
+});
+
+test('a bad signature, or an answer without user verification or presence, signs nobody in', async ({ page }) => {
+  const email = uniqueEmail('passkey-bogus');
+  const { cdp, authenticatorId } = await signUpWithPasskey(page, email, 'Tampered');
+  await signOut(page);
+  for (const bit of ['isBogusSignature', 'isBadUV', 'isBadUP'] as const) {
+    await cdp.send('WebAuthn.setResponseOverrideBits', { authenticatorId, [bit]: true });
+    await page.getByRole('button', { name: 'Sign in with a passkey' }).click();
+    await expect(page.getByRole('alert'), bit).toContainText(/not accepted|cancelled or timed out/);
+    await expect(page.getByRole('heading', { name: 'Sign in' })).toBeVisible();
+    await cdp.send('WebAuthn.setResponseOverrideBits', { authenticatorId, [bit]: false });
+  }
+  // The next normal attempt succeeds.
+  await page.getByRole('button', { name: 'Sign in with a passkey' }).click();
+  await new AccountPage(page).expectSignedInAs(email);
 });

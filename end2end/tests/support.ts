@@ -5,13 +5,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 export const mailDir = process.env.GATEHOUSE_E2E_MAIL_DIR || path.join(__dirname, '..', '.mail');
+export const smsDir = process.env.GATEHOUSE_E2E_SMS_DIR || path.join(__dirname, '..', '.sms');
 
 export const PASSWORD = 'quiet-meadow-compass-71';
 export const WRONG_PASSWORD = 'not-the-password-at-all';
 export const RESET_PASSWORD = 'lighthouse-keeper-returns-8';
 export const CHANGED_PASSWORD = 'north-wind-paper-kite-3';
-/** Secrets the specs type; none of them may ever appear in the server's log. */
-export const CANARIES = [PASSWORD, WRONG_PASSWORD, RESET_PASSWORD, CHANGED_PASSWORD];
+/** Secrets the specs type or configure; none of them may ever appear in the server's log. */
+export const CANARIES = [PASSWORD, WRONG_PASSWORD, RESET_PASSWORD, CHANGED_PASSWORD, 'e2e-sms-token-never-logged'];
 
 /** A unique address per test, so specs run in parallel. */
 export function uniqueEmail(tag: string): string {
@@ -48,6 +49,29 @@ export async function codeFor(email: string, nth = 1): Promise<string> {
   const match = mail.subject.match(/\b(\d{6})\b/);
   if (!match) throw new Error(`no code in "${mail.subject}"`);
   return match[1];
+}
+
+interface Text { to: string; from: string; body: string; at: number }
+
+export function allTexts(): Text[] {
+  if (!fs.existsSync(smsDir)) return [];
+  return fs.readdirSync(smsDir).filter((f) => f.endsWith('.json'))
+    .map((f) => JSON.parse(fs.readFileSync(path.join(smsDir, f), 'utf8')) as Text)
+    .sort((a, b) => a.at - b.at);
+}
+
+/** Waits for the n-th text to `number` (E.164, 1-based) at the SMS gateway and returns its code. */
+export async function smsCodeFor(number: string, nth = 1): Promise<string> {
+  const texts = () => allTexts().filter((t) => t.to === number);
+  await expect.poll(() => texts().length, { message: `text number ${nth} to ${number}` }).toBeGreaterThanOrEqual(nth);
+  const match = texts()[nth - 1].body.match(/\b(\d{6})\b/);
+  if (!match) throw new Error(`no code in "${texts()[nth - 1].body}"`);
+  return match[1];
+}
+
+/** A unique US test number (555-01xx is reserved for fiction, the rest keeps them apart). */
+export function uniquePhone(): string {
+  return `+1415${String(Math.floor(Math.random() * 1e7)).padStart(7, '0')}`;
 }
 
 export async function newContext(browser: import('@playwright/test').Browser, javaScriptEnabled = true): Promise<BrowserContext> {

@@ -275,10 +275,7 @@ async fn mfa(args: &[String], config: Config) -> ExitCode {
     let policy = match require {
         None => current,
         Some(require_mfa) => {
-            let policy = MfaPolicy {
-                require_mfa,
-                ..current
-            };
+            let policy = MfaPolicy { require_mfa };
             let json = match serde_json::to_string(&policy) {
                 Ok(j) => j,
                 Err(e) => return fail(e),

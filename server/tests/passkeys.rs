@@ -530,3 +530,131 @@ async fn passkey_steps_without_their_earlier_steps_never_sign_in() {
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn twenty_concurrent_answers_to_one_ceremony_give_one_session() {
+    let server = TestServer::start().await;
+    let (_, mut authenticator) = account_with_passkey(&server, "race@example.com").await;
+    let mut b = password_step(&server, "race@example.com").await;
+    let (ceremony, credential) = assertion(&server, &mut b, &mut authenticator).await;
+    let cookie = b.cookie_header();
+    let client = reqwest::Client::new();
+    let answers = (0..20).map(|_| {
+        client
+            .post(format!("{}/sign-in/verify/passkey", server.base))
+            .header("origin", server.base.clone())
+            .header("cookie", cookie.clone())
+            .header("content-type", "application/json")
+            .body(json!({ "ceremony": ceremony, "credential": credential }).to_string())
+            .send()
+    });
+    let results = futures::future::join_all(answers).await;
+    let ok = results
+        .into_iter()
+        .filter(|r| r.as_ref().unwrap().status() == StatusCode::OK)
+        .count();
+    assert_eq!(ok, 1);
+    let user = server
+        .state
+        .store()
+        .find_user_by_email("race@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    let sessions = server
+        .state
+        .identity
+        .list_sessions(&user.id, server.state.now())
+        .await
+        .unwrap();
+    assert_eq!(
+        sessions.iter().filter(|s| s.amr.contains("hwk")).count(),
+        1,
+        "exactly one session came out of the ceremony"
+    );
+}
+
+#[tokio::test]
+async fn an_assertion_made_for_another_origin_is_refused() {
+    let server = TestServer::start().await;
+    let (_, mut authenticator) = account_with_passkey(&server, "origin@example.com").await;
+    let mut b = password_step(&server, "origin@example.com").await;
+    let opened = b
+        .post_json("/sign-in/verify/passkey/options", &json!({}))
+        .await;
+    let opened = Browser::json(&opened);
+    let challenge = opened["options"]["publicKey"]["challenge"]
+        .as_str()
+        .unwrap();
+    assert!(
+        challenge.len() >= 43,
+        "at least 32 random bytes, base64url: {challenge}"
+    );
+    let options: RequestChallengeResponse =
+        serde_json::from_value(opened["options"].clone()).unwrap();
+    // A page on another port of the same host asked the authenticator.
+    let elsewhere = Url::parse("http://localhost:1").unwrap();
+    let credential = authenticator.do_authentication(elsewhere, options).unwrap();
+    let r = answer(
+        &mut b,
+        &opened["ceremony"],
+        &serde_json::to_value(credential).unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(b.session_cookie().is_none());
+}
+
+#[tokio::test]
+async fn backup_flags_that_contradict_the_stored_ones_are_refused() {
+    let server = TestServer::start().await;
+    let (_, mut authenticator) = account_with_passkey(&server, "flags@example.com").await;
+    let user = server
+        .state
+        .store()
+        .find_user_by_email("flags@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    // The credential was registered as backup eligible; the authenticator now says it is not.
+    let stored = server.state.store().list_passkeys(&user.id).await.unwrap()[0].clone();
+    let mut record: Value = serde_json::from_str(&stored.passkey).unwrap();
+    assert_eq!(record["cred"]["backup_eligible"], false);
+    record["cred"]["backup_eligible"] = json!(true);
+    assert!(server
+        .state
+        .store()
+        .record_passkey_use(&stored.id, &stored.passkey, &record.to_string(), 0)
+        .await
+        .unwrap());
+    let mut b = password_step(&server, "flags@example.com").await;
+    let (ceremony, credential) = assertion(&server, &mut b, &mut authenticator).await;
+    let r = answer(&mut b, &ceremony, &credential).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(b.session_cookie().is_none());
+}
+
+#[tokio::test]
+async fn the_stored_counter_follows_the_authenticator() {
+    let server = TestServer::start().await;
+    let (_, mut authenticator) = account_with_passkey(&server, "count@example.com").await;
+    let user = server
+        .state
+        .store()
+        .find_user_by_email("count@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    for expected in 1..=2 {
+        let mut b = password_step(&server, "count@example.com").await;
+        let (ceremony, credential) = assertion(&server, &mut b, &mut authenticator).await;
+        assert_eq!(
+            answer(&mut b, &ceremony, &credential).await.status,
+            StatusCode::OK
+        );
+        let stored = server.state.store().list_passkeys(&user.id).await.unwrap()[0].clone();
+        let record: Value = serde_json::from_str(&stored.passkey).unwrap();
+        assert_eq!(record["cred"]["counter"], json!(expected));
+        assert!(stored.last_used_at.is_some());
+    }
+}
