@@ -23,6 +23,8 @@ Commands:
   mfa show                      Print the multifactor policy
   mfa require | mfa optional    Require a second factor of every account (accounts without
                                 one add it right after signing in), or leave it to each user
+  reset-mfa --email EMAIL       Remove every second factor and recovery code of an account and
+                                end its sessions (after verifying the person out of band)
   sms show                      Print the countries texts may be sent to
   sms countries CODES | all     Allow texts only to numbers with these country calling codes
                                 (comma-separated, e.g. 1,44,49), or to every country
@@ -95,6 +97,7 @@ async fn run(args: Vec<String>, config: Config) -> ExitCode {
         Some("branding") => branding(&args[1..], config).await,
         Some("mfa") => mfa(&args[1..], config).await,
         Some("sms") => sms(&args[1..], config).await,
+        Some("reset-mfa") => reset_mfa(&args[1..], config).await,
         Some(other) => fail(format!("unknown command {other:?}; see gatehouse --help")),
     }
 }
@@ -352,4 +355,32 @@ async fn sms(args: &[String], config: Config) -> ExitCode {
         println!("text messages: only {}", list.join(", "));
     }
     ExitCode::SUCCESS
+}
+
+async fn reset_mfa(args: &[String], config: Config) -> ExitCode {
+    let Some(email) = args
+        .iter()
+        .position(|a| a == "--email")
+        .and_then(|i| args.get(i + 1))
+    else {
+        return fail("reset-mfa needs --email EMAIL");
+    };
+    let state = match build_state(config, system_clock()).await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    match state
+        .identity
+        .reset_second_factors(email, state.now())
+        .await
+    {
+        Ok(Some(n)) => {
+            println!(
+                "removed {n} second factors and the recovery codes of {email}; its sessions ended"
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(None) => fail(format!("no account with the email {email}")),
+        Err(e) => fail(format!("cannot reset: {e}")),
+    }
 }

@@ -2472,6 +2472,15 @@ fn the_command_line_migrates_creates_the_first_admin_and_sets_branding() {
     let shown = gatehouse(&dir, &["mfa", "show"]);
     assert!(String::from_utf8_lossy(&shown.stdout).contains("required for every account"));
     assert!(!gatehouse(&dir, &["mfa", "maybe"]).status.success());
+    let reset = gatehouse(&dir, &["reset-mfa", "--email", "admin@example.com"]);
+    assert!(
+        reset.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reset.stderr)
+    );
+    assert!(String::from_utf8_lossy(&reset.stdout).contains("removed 0 second factors"));
+    let missing = gatehouse(&dir, &["reset-mfa", "--email", "nobody@example.com"]);
+    assert!(!missing.status.success());
     let set = gatehouse(&dir, &["sms", "countries", "1,+44"]);
     assert!(set.status.success());
     let shown = gatehouse(&dir, &["sms", "show"]);

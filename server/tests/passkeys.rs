@@ -658,3 +658,48 @@ async fn the_stored_counter_follows_the_authenticator() {
         assert!(stored.last_used_at.is_some());
     }
 }
+
+#[tokio::test]
+async fn an_operator_reset_removes_every_method_and_ends_the_sessions() {
+    let server = TestServer::start().await;
+    let (mut owner, _) = account_with_passkey(&server, "lost@example.com").await;
+    let removed = server
+        .state
+        .identity
+        .reset_second_factors("Lost@Example.com", server.state.now())
+        .await
+        .unwrap();
+    assert_eq!(removed, Some(1));
+    assert_eq!(owner.get("/account").await.location(), Some("/sign-in"));
+    let mut b = server.browser();
+    let r = b
+        .post(
+            "/sign-in",
+            &[("email", "lost@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(r.location(), Some("/account"), "no second factor is left");
+    let user = server
+        .state
+        .store()
+        .find_user_by_email("lost@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    let audit = server
+        .state
+        .store()
+        .audit_for_user(&user.id, 10)
+        .await
+        .unwrap();
+    assert_eq!(audit[0].action, "mfa.reset");
+    assert_eq!(
+        server
+            .state
+            .identity
+            .reset_second_factors("nobody@example.com", 0)
+            .await
+            .unwrap(),
+        None
+    );
+}

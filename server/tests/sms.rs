@@ -445,3 +445,50 @@ async fn numbers_outside_the_allowed_countries_get_no_text() {
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(gateway.to("+442079460000").len(), 1);
 }
+
+#[tokio::test]
+async fn a_thousand_requests_to_text_one_number_send_five() {
+    let (gateway, url) = Gateway::start().await;
+    let server = TestServer::start_with_settings(&settings(&url, &[])).await;
+    with_phone(&server, &gateway, "flood@example.com", "+1 415 555 0142").await;
+    // 50 pending sign-ins from 50 addresses, each asking for a text 20 times at once.
+    let mut pending = Vec::new();
+    for i in 0..50 {
+        let mut b = Browser::new(&server.base, &format!("198.18.{}.{}", i / 200, i % 200 + 1));
+        let r = b
+            .post(
+                "/sign-in",
+                &[("email", "flood@example.com"), ("password", PASSWORD)],
+            )
+            .await;
+        assert_eq!(r.location(), Some("/sign-in/verify"));
+        pending.push(b);
+    }
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let requests = pending.iter().flat_map(|b| {
+        (0..20).map(|_| {
+            client
+                .post(format!("{}/sign-in/verify/sms", server.base))
+                .header("origin", server.base.clone())
+                .header("cookie", b.cookie_header())
+                .header("x-forwarded-for", b.forwarded_for.clone())
+                .send()
+        })
+    });
+    let statuses: Vec<u16> = futures::future::join_all(requests)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect();
+    assert_eq!(statuses.len(), 1000);
+    assert!(
+        statuses.iter().all(|s| *s == 303 || *s == 429),
+        "{statuses:?}"
+    );
+    // One text proved the number; four more fit in the hour.
+    assert_eq!(gateway.to("+14155550142").len(), 5);
+    assert_eq!(statuses.iter().filter(|s| **s == 303).count(), 4);
+}

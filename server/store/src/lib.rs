@@ -279,9 +279,20 @@ impl Store {
     // ---------------------------------------------------------------- one-time codes
 
     pub async fn create_code(&self, code: &NewCode<'_>) -> StoreResult<()> {
-        sqlx::query(
+        if self.create_code_if_absent(code).await? {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict)
+        }
+    }
+
+    /// Creates a code unless one with its id exists; of racing requests for the same id,
+    /// exactly one creates it.
+    pub async fn create_code_if_absent(&self, code: &NewCode<'_>) -> StoreResult<bool> {
+        let done = sqlx::query(
             "INSERT INTO one_time_codes (id, purpose, email, user_id, code_hash, payload, failed_attempts, \
-             sends, created_at, last_sent_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, 0, 0, $7, $7, $8)",
+             sends, created_at, last_sent_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, 0, 0, $7, $7, $8) \
+             ON CONFLICT (id) DO NOTHING",
         )
         .bind(code.id)
         .bind(code.purpose.as_str())
@@ -293,7 +304,7 @@ impl Store {
         .bind(code.expires_at)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     /// Records that the flow's code was sent now.
@@ -769,6 +780,29 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Removes every second factor of an account (passkeys, authenticator apps, phone numbers,
+    /// recovery codes) and ends all its sessions, in one transaction. Returns how many methods
+    /// went.
+    pub async fn delete_second_factors(&self, user_id: &str) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut removed = 0;
+        for table in ["passkeys", "totp_credentials", "phone_numbers"] {
+            removed += sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        for table in ["recovery_codes", "sessions"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(removed)
     }
 
     // ---------------------------------------------------------------- audit log

@@ -740,3 +740,131 @@ async fn recovery_codes_are_single_use_and_a_new_set_replaces_the_old() {
         );
     }
 }
+
+#[tokio::test]
+async fn passkeys_are_unique_and_their_use_is_recorded_once_per_state() {
+    for store in stores().await {
+        store
+            .create_user(&user("pk1", "pk1@example.com"))
+            .await
+            .unwrap();
+        store
+            .create_user(&user("pk2", "pk2@example.com"))
+            .await
+            .unwrap();
+        let record = |id: &str, user_id: &str| PasskeyRecord {
+            id: id.into(),
+            user_id: user_id.into(),
+            credential_id: "Y3JlZA".into(),
+            name: "Laptop".into(),
+            passkey: r#"{"cred":{"counter":0}}"#.into(),
+            created_at: 1,
+            last_used_at: None,
+        };
+        assert!(store.create_passkey(&record("a", "pk1")).await.unwrap());
+        assert!(
+            !store.create_passkey(&record("b", "pk2")).await.unwrap(),
+            "a credential id belongs to one account"
+        );
+        // Twenty racing updates from the same stored state: exactly one is recorded.
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let s = store.clone();
+                tokio::spawn(async move {
+                    s.record_passkey_use(
+                        "a",
+                        r#"{"cred":{"counter":0}}"#,
+                        &format!(r#"{{"cred":{{"counter":{}}}}}"#, i + 1),
+                        5,
+                    )
+                    .await
+                    .unwrap()
+                })
+            })
+            .collect();
+        let mut won = 0;
+        for t in tasks {
+            if t.await.unwrap() {
+                won += 1;
+            }
+        }
+        assert_eq!(won, 1);
+        let stored = &store.list_passkeys("pk1").await.unwrap()[0];
+        assert_eq!(stored.last_used_at, Some(5));
+        assert!(!store.rename_passkey("pk2", "a", "Stolen").await.unwrap());
+        assert!(!store.delete_passkey("pk2", "a").await.unwrap());
+        assert!(store.delete_passkey("pk1", "a").await.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn one_of_many_racing_creations_of_a_code_wins() {
+    for store in stores().await {
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let s = store.clone();
+                tokio::spawn(async move {
+                    s.create_code_if_absent(&NewCode {
+                        id: "race.sms",
+                        purpose: CodePurpose::SecondFactorSms,
+                        email: "r@example.com",
+                        user_id: None,
+                        code_hash: "h",
+                        payload: None,
+                        now: 1,
+                        expires_at: 100,
+                    })
+                    .await
+                    .unwrap()
+                })
+            })
+            .collect();
+        let mut created = 0;
+        for t in tasks {
+            if t.await.unwrap() {
+                created += 1;
+            }
+        }
+        assert_eq!(created, 1);
+    }
+}
+
+#[tokio::test]
+async fn a_phone_number_is_proven_once_and_unproven_ones_are_replaced() {
+    for store in stores().await {
+        store
+            .create_user(&user("ph", "ph@example.com"))
+            .await
+            .unwrap();
+        let phone = |id: &str, number: &str| PhoneNumber {
+            id: id.into(),
+            user_id: "ph".into(),
+            number: number.into(),
+            created_at: 1,
+            verified_at: None,
+            last_used_at: None,
+        };
+        store
+            .create_phone(&phone("p1", "+14155550100"))
+            .await
+            .unwrap();
+        store
+            .create_phone(&phone("p2", "+14155550101"))
+            .await
+            .unwrap();
+        let phones = store.list_phones("ph").await.unwrap();
+        assert_eq!(
+            phones.len(),
+            1,
+            "a new unproven number replaces the old one"
+        );
+        assert!(store.verify_phone("ph", "p2", 2).await.unwrap());
+        assert!(!store.verify_phone("ph", "p2", 3).await.unwrap());
+        assert_eq!(
+            store.list_phones("ph").await.unwrap()[0].verified_at,
+            Some(2)
+        );
+        assert_eq!(store.delete_second_factors("ph").await.unwrap(), 1);
+        assert!(store.list_phones("ph").await.unwrap().is_empty());
+    }
+}

@@ -200,6 +200,35 @@ impl Identity {
             && self.second_factor_methods(&user.id).await?.is_empty())
     }
 
+    /// Removes every second factor of the account with this email and ends its sessions, for
+    /// an operator who verified the person out of band. Returns how many methods went, or
+    /// `None` when there is no such account.
+    pub async fn reset_second_factors(
+        &self,
+        email: &str,
+        now: i64,
+    ) -> Result<Option<u64>, AuthError> {
+        let email = crate::email::normalize_email(email)
+            .map_err(|p| AuthError::InvalidInput(InputProblem::Email(p)))?;
+        let Some(user) = self.store.find_user_by_email(&email).await? else {
+            return Ok(None);
+        };
+        let removed = self.store.delete_second_factors(&user.id).await?;
+        self.store
+            .record_audit(&crate::store::AuditEntry {
+                id: random_id(),
+                occurred_at: now,
+                actor_user_id: None,
+                subject_user_id: Some(user.id.clone()),
+                action: "mfa.reset".into(),
+                detail: format!("{removed} methods and the recovery codes removed by an operator"),
+                client_ip: "command line".into(),
+            })
+            .await?;
+        tracing::info!(user.id = %user.id, removed, "second factors reset");
+        Ok(Some(removed))
+    }
+
     /// Refuses to remove `method_id` when it is the account's only second factor and the
     /// tenant requires one.
     pub(super) async fn ensure_not_last_method(
@@ -304,37 +333,35 @@ impl Identity {
         let flow_id = email_flow_id(&pending.id);
         let code = codes::generate_code();
         let hash = codes::code_hash(&self.key, CodePurpose::SecondFactorEmail, &flow_id, &code);
-        match self.store.find_code(&flow_id).await? {
-            None => {
-                self.store
-                    .create_code(&NewCode {
-                        id: &flow_id,
-                        purpose: CodePurpose::SecondFactorEmail,
-                        email: &pending.email,
-                        user_id: pending.user_id.as_deref(),
-                        code_hash: &hash,
-                        payload: None,
-                        now,
-                        expires_at: pending.expires_at,
-                    })
-                    .await?;
-            }
-            Some(_) => {
-                let resent = self
-                    .store
-                    .resend_code(
-                        &flow_id,
-                        &hash,
-                        codes::RESEND_INTERVAL_MS,
-                        codes::MAX_WRONG_ATTEMPTS,
-                        pending.expires_at,
-                        now,
-                    )
-                    .await?;
-                if resent.is_none() {
-                    return Err(AuthError::ResendTooSoon);
-                }
-            }
+        let created = self
+            .store
+            .create_code_if_absent(&NewCode {
+                id: &flow_id,
+                purpose: CodePurpose::SecondFactorEmail,
+                email: &pending.email,
+                user_id: pending.user_id.as_deref(),
+                code_hash: &hash,
+                payload: None,
+                now,
+                expires_at: pending.expires_at,
+            })
+            .await?;
+        // A flow that already exists is a resend: at most one a minute, racing requests included.
+        if !created
+            && self
+                .store
+                .resend_code(
+                    &flow_id,
+                    &hash,
+                    codes::RESEND_INTERVAL_MS,
+                    codes::MAX_WRONG_ATTEMPTS,
+                    pending.expires_at,
+                    now,
+                )
+                .await?
+                .is_none()
+        {
+            return Err(AuthError::ResendTooSoon);
         }
         let text = ctx
             .emails
@@ -360,37 +387,35 @@ impl Identity {
         let code = codes::generate_code();
         let hash = codes::code_hash(&self.key, CodePurpose::SecondFactorSms, &flow_id, &code);
         let payload = serde_json::json!({ "phone_id": phone.id }).to_string();
-        match self.store.find_code(&flow_id).await? {
-            None => {
-                self.store
-                    .create_code(&NewCode {
-                        id: &flow_id,
-                        purpose: CodePurpose::SecondFactorSms,
-                        email: &user.email,
-                        user_id: Some(&user.id),
-                        code_hash: &hash,
-                        payload: Some(&payload),
-                        now,
-                        expires_at: pending.expires_at,
-                    })
-                    .await?;
-            }
-            Some(_) => {
-                let resent = self
-                    .store
-                    .resend_code(
-                        &flow_id,
-                        &hash,
-                        codes::RESEND_INTERVAL_MS,
-                        codes::MAX_WRONG_ATTEMPTS,
-                        pending.expires_at,
-                        now,
-                    )
-                    .await?;
-                if resent.is_none() {
-                    return Err(AuthError::ResendTooSoon);
-                }
-            }
+        let created = self
+            .store
+            .create_code_if_absent(&NewCode {
+                id: &flow_id,
+                purpose: CodePurpose::SecondFactorSms,
+                email: &user.email,
+                user_id: Some(&user.id),
+                code_hash: &hash,
+                payload: Some(&payload),
+                now,
+                expires_at: pending.expires_at,
+            })
+            .await?;
+        // A flow that already exists is a resend: at most one a minute, racing requests included.
+        if !created
+            && self
+                .store
+                .resend_code(
+                    &flow_id,
+                    &hash,
+                    codes::RESEND_INTERVAL_MS,
+                    codes::MAX_WRONG_ATTEMPTS,
+                    pending.expires_at,
+                    now,
+                )
+                .await?
+                .is_none()
+        {
+            return Err(AuthError::ResendTooSoon);
         }
         self.send_text_code(ctx, &phone.number, &flow_id, code.expose(), now)
             .await
