@@ -1,5 +1,5 @@
 import AxeBuilder from '@axe-core/playwright';
-import { test, expect, signUp, uniqueEmail } from './support';
+import { test, expect, signUp, uniqueEmail, uniquePhone } from './support';
 
 // Every page passes axe's WCAG 2.1 A/AA rules (labels, roles, names, contrast, landmarks).
 const pages = ['/sign-in', '/sign-in/code', '/sign-up', '/sign-up/code', '/reset', '/code', '/no-such-page'];
@@ -44,6 +44,22 @@ test('the security-info and authenticator pages have no accessibility violations
   expect(results.violations.map((v) => v.id)).toEqual([]);
   await page.getByRole('button', { name: 'Add an authenticator app' }).click();
   await expect(page.getByRole('heading', { name: 'Add an authenticator app' })).toBeVisible();
+  results = await new AxeBuilder({ page }).withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']).analyze();
+  expect(results.violations.map((v) => v.id)).toEqual([]);
+});
+
+test('the phone-number pages have no accessibility violations', async ({ page }) => {
+  await signUp(page, 'Axe Phone', uniqueEmail('axe-phone'));
+  await page.goto('/account/security');
+  await page.getByLabel('Mobile phone number').fill('12345');
+  await page.getByRole('button', { name: 'Text me a code' }).click();
+  await expect(page.getByRole('alert')).toBeVisible();
+  await expect(page.getByLabel('Mobile phone number')).toHaveAttribute('aria-invalid', 'true');
+  let results = await new AxeBuilder({ page }).withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']).analyze();
+  expect(results.violations.map((v) => v.id)).toEqual([]);
+  await page.getByLabel('Mobile phone number').fill(uniquePhone());
+  await page.getByRole('button', { name: 'Text me a code' }).click();
+  await expect(page.getByRole('heading', { name: 'Check your phone' })).toBeVisible();
   results = await new AxeBuilder({ page }).withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']).analyze();
   expect(results.violations.map((v) => v.id)).toEqual([]);
 });

@@ -132,6 +132,11 @@ async fn a_registered_passkey_completes_the_second_factor() {
         .list_sessions(&user.id, server.state.now())
         .await
         .unwrap();
+    assert!(sessions.iter().any(|s| s.is_multifactor()));
+    assert!(
+        sessions.iter().filter(|s| !s.is_multifactor()).count() == 1,
+        "the sign-up session proved one factor"
+    );
     assert!(
         sessions.iter().any(|s| s.amr == "pwd hwk mfa"),
         "{:?}",

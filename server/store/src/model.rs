@@ -253,6 +253,14 @@ pub struct Session {
 }
 
 impl Session {
+    /// Whether the sign-in proved two factors (its `amr` holds `mfa`): the strength later
+    /// checks ask for.
+    pub fn is_multifactor(&self) -> bool {
+        self.amr.split_whitespace().any(|m| m == "mfa")
+    }
+}
+
+impl Session {
     pub(crate) fn from_row(row: &AnyRow) -> StoreResult<Self> {
         Ok(Session {
             id: row.try_get("session_id")?,
