@@ -119,19 +119,7 @@ async fn a_registered_passkey_completes_the_second_factor() {
     assert!(b.session_cookie().is_some());
     assert_eq!(b.get("/account").await.status, StatusCode::OK);
 
-    let user = server
-        .state
-        .store()
-        .find_user_by_email("pat@example.com")
-        .await
-        .unwrap()
-        .unwrap();
-    let sessions = server
-        .state
-        .identity
-        .list_sessions(&user.id, server.state.now())
-        .await
-        .unwrap();
+    let sessions = server.sessions_of("pat@example.com").await;
     assert!(sessions.iter().any(|s| s.is_multifactor()));
     assert!(
         sessions.iter().filter(|s| !s.is_multifactor()).count() == 1,
@@ -152,13 +140,11 @@ async fn a_registered_passkey_completes_the_second_factor() {
         (log[0].method.as_str(), log[0].result.as_str()),
         ("passkey", "success")
     );
-    let audit = server
-        .state
-        .store()
-        .audit_for_user(&user.id, 10)
+    assert!(server
+        .audit_actions("pat@example.com")
         .await
-        .unwrap();
-    assert!(audit.iter().any(|e| e.action == "mfa.passkey.added"));
+        .iter()
+        .any(|a| a == "mfa.passkey.added"));
 }
 
 #[tokio::test]
@@ -231,13 +217,7 @@ async fn an_expired_ceremony_is_refused() {
         )
         .await;
     assert_ne!(r.status, StatusCode::OK, "{}", r.body);
-    let user = server
-        .state
-        .store()
-        .find_user_by_email("late2@example.com")
-        .await
-        .unwrap()
-        .unwrap();
+    let user = server.user("late2@example.com").await;
     assert!(server
         .state
         .store()
@@ -251,13 +231,7 @@ async fn an_expired_ceremony_is_refused() {
 async fn a_counter_that_goes_backwards_is_refused_and_logged() {
     let server = TestServer::start().await;
     let (_, mut authenticator) = account_with_passkey(&server, "clone@example.com").await;
-    let user = server
-        .state
-        .store()
-        .find_user_by_email("clone@example.com")
-        .await
-        .unwrap()
-        .unwrap();
+    let user = server.user("clone@example.com").await;
     // The stored counter is ahead of the authenticator, as after a copy of the key was used.
     let stored = server.state.store().list_passkeys(&user.id).await.unwrap()[0].clone();
     let mut record: Value = serde_json::from_str(&stored.passkey).unwrap();
@@ -288,13 +262,11 @@ async fn a_counter_that_goes_backwards_is_refused_and_logged() {
         log[0].failure_reason.as_deref(),
         Some("passkey_possible_clone")
     );
-    let audit = server
-        .state
-        .store()
-        .audit_for_user(&user.id, 10)
+    assert!(server
+        .audit_actions(&user.email)
         .await
-        .unwrap();
-    assert!(audit.iter().any(|e| e.action == "mfa.passkey.suspicious"));
+        .iter()
+        .any(|a| a == "mfa.passkey.suspicious"));
 }
 
 #[tokio::test]
@@ -347,13 +319,7 @@ async fn registration_excludes_known_credentials_and_refuses_a_replayed_registra
         )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
-    let user = server
-        .state
-        .store()
-        .find_user_by_email("two@example.com")
-        .await
-        .unwrap()
-        .unwrap();
+    let user = server.user("two@example.com").await;
     assert_eq!(
         server
             .state
@@ -370,13 +336,7 @@ async fn registration_excludes_known_credentials_and_refuses_a_replayed_registra
 async fn passkeys_are_renamed_and_removing_one_ends_its_sessions() {
     let server = TestServer::start().await;
     let (mut owner, mut authenticator) = account_with_passkey(&server, "rename@example.com").await;
-    let user = server
-        .state
-        .store()
-        .find_user_by_email("rename@example.com")
-        .await
-        .unwrap()
-        .unwrap();
+    let user = server.user("rename@example.com").await;
     let id = server.state.store().list_passkeys(&user.id).await.unwrap()[0]
         .id
         .clone();
@@ -435,14 +395,11 @@ async fn passkeys_are_renamed_and_removing_one_ends_its_sessions() {
         Some("/sign-in")
     );
     assert_eq!(owner.get("/account").await.status, StatusCode::OK);
-    let audit = server
-        .state
-        .store()
-        .audit_for_user(&user.id, 10)
-        .await
-        .unwrap();
-    let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
-    assert!(actions.contains(&"mfa.passkey.renamed") && actions.contains(&"mfa.passkey.removed"));
+    let actions = server.audit_actions(&user.email).await;
+    assert!(
+        actions.iter().any(|a| a == "mfa.passkey.renamed")
+            && actions.iter().any(|a| a == "mfa.passkey.removed")
+    );
     // Without a second factor the password signs in directly again.
     let mut b = server.browser();
     let r = b
@@ -464,13 +421,7 @@ async fn the_last_method_stays_while_the_tenant_requires_mfa() {
         .set_mfa_policy(MfaPolicy { require_mfa: true }, server.state.now())
         .await
         .unwrap();
-    let user = server
-        .state
-        .store()
-        .find_user_by_email("keep@example.com")
-        .await
-        .unwrap()
-        .unwrap();
+    let user = server.user("keep@example.com").await;
     let id = server.state.store().list_passkeys(&user.id).await.unwrap()[0]
         .id
         .clone();
@@ -559,19 +510,7 @@ async fn twenty_concurrent_answers_to_one_ceremony_give_one_session() {
         .filter(|r| r.as_ref().unwrap().status() == StatusCode::OK)
         .count();
     assert_eq!(ok, 1);
-    let user = server
-        .state
-        .store()
-        .find_user_by_email("race@example.com")
-        .await
-        .unwrap()
-        .unwrap();
-    let sessions = server
-        .state
-        .identity
-        .list_sessions(&user.id, server.state.now())
-        .await
-        .unwrap();
+    let sessions = server.sessions_of("race@example.com").await;
     assert_eq!(
         sessions.iter().filter(|s| s.amr.contains("hwk")).count(),
         1,
@@ -614,13 +553,7 @@ async fn an_assertion_made_for_another_origin_is_refused() {
 async fn backup_flags_that_contradict_the_stored_ones_are_refused() {
     let server = TestServer::start().await;
     let (_, mut authenticator) = account_with_passkey(&server, "flags@example.com").await;
-    let user = server
-        .state
-        .store()
-        .find_user_by_email("flags@example.com")
-        .await
-        .unwrap()
-        .unwrap();
+    let user = server.user("flags@example.com").await;
     // The credential was registered as backup eligible; the authenticator now says it is not.
     let stored = server.state.store().list_passkeys(&user.id).await.unwrap()[0].clone();
     let mut record: Value = serde_json::from_str(&stored.passkey).unwrap();
@@ -643,13 +576,7 @@ async fn backup_flags_that_contradict_the_stored_ones_are_refused() {
 async fn the_stored_counter_follows_the_authenticator() {
     let server = TestServer::start().await;
     let (_, mut authenticator) = account_with_passkey(&server, "count@example.com").await;
-    let user = server
-        .state
-        .store()
-        .find_user_by_email("count@example.com")
-        .await
-        .unwrap()
-        .unwrap();
+    let user = server.user("count@example.com").await;
     for expected in 1..=2 {
         let mut b = password_step(&server, "count@example.com").await;
         let (ceremony, credential) = assertion(&server, &mut b, &mut authenticator).await;
@@ -684,20 +611,8 @@ async fn an_operator_reset_removes_every_method_and_ends_the_sessions() {
         )
         .await;
     assert_eq!(r.location(), Some("/account"), "no second factor is left");
-    let user = server
-        .state
-        .store()
-        .find_user_by_email("lost@example.com")
-        .await
-        .unwrap()
-        .unwrap();
-    let audit = server
-        .state
-        .store()
-        .audit_for_user(&user.id, 10)
-        .await
-        .unwrap();
-    assert_eq!(audit[0].action, "mfa.reset");
+    let user = server.user("lost@example.com").await;
+    assert_eq!(server.audit_actions(&user.email).await[0], "mfa.reset");
     assert_eq!(
         server
             .state

@@ -492,15 +492,19 @@ pub async fn remove_authenticator(
         Err(response) => return response,
     };
     let (page, ctx) = begin(&state, &incoming).await;
-    match state
+    let result = state
         .identity
         .remove_totp(&ctx, &session, &user, &id, state.now())
-        .await
-    {
-        Ok(true) => redirect("/sign-in", vec![cookie_policy(&state).clear(SESSION)]),
-        Ok(false) => redirect("/account/security?notice=removed", vec![]),
-        Err(err) => security_response(&state, page, &session, &user, err).await,
-    }
+        .await;
+    removal_response(
+        &state,
+        page,
+        &session,
+        &user,
+        result,
+        "/account/security?notice=removed",
+    )
+    .await
 }
 
 pub async fn regenerate_recovery_codes(
@@ -655,13 +659,34 @@ pub async fn remove_phone(
         Err(response) => return response,
     };
     let (page, ctx) = begin(&state, &incoming).await;
-    match state
+    let result = state
         .identity
         .remove_phone(&ctx, &session, &user, &id, state.now())
-        .await
-    {
-        Ok(true) => redirect("/sign-in", vec![cookie_policy(&state).clear(SESSION)]),
-        Ok(false) => redirect("/account/security?notice=phone_removed", vec![]),
-        Err(err) => security_response(&state, page, &session, &user, err).await,
+        .await;
+    removal_response(
+        &state,
+        page,
+        &session,
+        &user,
+        result,
+        "/account/security?notice=phone_removed",
+    )
+    .await
+}
+
+/// The answer to removing a method: back to security info with `notice`, to the sign-in page
+/// when the current session was signed in with it, or the reason it was refused.
+pub(super) async fn removal_response(
+    state: &AppState,
+    page: Page,
+    session: &Session,
+    user: &User,
+    result: Result<bool, AuthError>,
+    notice: &str,
+) -> Response {
+    match result {
+        Ok(true) => redirect("/sign-in", vec![cookie_policy(state).clear(SESSION)]),
+        Ok(false) => redirect(notice, vec![]),
+        Err(err) => security_response(state, page, session, user, err).await,
     }
 }

@@ -247,13 +247,17 @@ pub async fn remove(
         Err(response) => return response,
     };
     let (page, ctx) = begin(&state, &incoming).await;
-    match state
+    let result = state
         .identity
         .remove_passkey(&ctx, &session, &user, &id, state.now())
-        .await
-    {
-        Ok(true) => redirect("/sign-in", vec![cookie_policy(&state).clear(SESSION)]),
-        Ok(false) => redirect("/account/security?notice=passkey_removed", vec![]),
-        Err(err) => super::mfa::security_response(&state, page, &session, &user, err).await,
-    }
+        .await;
+    super::mfa::removal_response(
+        &state,
+        page,
+        &session,
+        &user,
+        result,
+        "/account/security?notice=passkey_removed",
+    )
+    .await
 }

@@ -105,6 +105,39 @@ impl TestServer {
         }
     }
 
+    /// The account with this email (it must exist).
+    pub async fn user(&self, email: &str) -> gatehouse_core::store::User {
+        self.state
+            .store()
+            .find_user_by_email(email)
+            .await
+            .unwrap()
+            .expect("the account exists")
+    }
+
+    /// The live sessions of the account with this email.
+    pub async fn sessions_of(&self, email: &str) -> Vec<gatehouse_core::store::Session> {
+        let user = self.user(email).await;
+        self.state
+            .identity
+            .list_sessions(&user.id, self.state.now())
+            .await
+            .unwrap()
+    }
+
+    /// The audit-log actions about the account with this email, newest first.
+    pub async fn audit_actions(&self, email: &str) -> Vec<String> {
+        let user = self.user(email).await;
+        self.state
+            .store()
+            .audit_for_user(&user.id, 50)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .collect()
+    }
+
     pub fn browser(&self) -> Browser {
         Browser::new(&self.base, "203.0.113.10")
     }

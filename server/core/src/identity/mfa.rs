@@ -332,26 +332,51 @@ impl Identity {
         }
         let flow_id = email_flow_id(&pending.id);
         let code = codes::generate_code();
-        let hash = codes::code_hash(&self.key, CodePurpose::SecondFactorEmail, &flow_id, &code);
+        self.open_code_flow(
+            &pending,
+            &flow_id,
+            CodePurpose::SecondFactorEmail,
+            &code,
+            None,
+            now,
+        )
+        .await?;
+        let text = ctx
+            .emails
+            .compose(crate::mail::EmailKind::SignInCode, Some(code.expose()));
+        self.send_code(&flow_id, &pending.email, text, now).await
+    }
+
+    /// Opens (or, at most once a minute, renews) the code flow `flow_id` of a pending sign-in
+    /// with `code`. Of racing requests, one creates the flow and the others count as resends.
+    async fn open_code_flow(
+        &self,
+        pending: &CodeRecord,
+        flow_id: &str,
+        purpose: CodePurpose,
+        code: &SecretString,
+        payload: Option<&str>,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        let hash = codes::code_hash(&self.key, purpose, flow_id, code);
         let created = self
             .store
             .create_code_if_absent(&NewCode {
-                id: &flow_id,
-                purpose: CodePurpose::SecondFactorEmail,
+                id: flow_id,
+                purpose,
                 email: &pending.email,
                 user_id: pending.user_id.as_deref(),
                 code_hash: &hash,
-                payload: None,
+                payload,
                 now,
                 expires_at: pending.expires_at,
             })
             .await?;
-        // A flow that already exists is a resend: at most one a minute, racing requests included.
         if !created
             && self
                 .store
                 .resend_code(
-                    &flow_id,
+                    flow_id,
                     &hash,
                     codes::RESEND_INTERVAL_MS,
                     codes::MAX_WRONG_ATTEMPTS,
@@ -363,10 +388,7 @@ impl Identity {
         {
             return Err(AuthError::ResendTooSoon);
         }
-        let text = ctx
-            .emails
-            .compose(crate::mail::EmailKind::SignInCode, Some(code.expose()));
-        self.send_code(&flow_id, &pending.email, text, now).await
+        Ok(())
     }
 
     /// Texts a code that can complete this pending sign-in to the account's proven number,
@@ -385,38 +407,16 @@ impl Identity {
         };
         let flow_id = sms_flow_id(&pending.id);
         let code = codes::generate_code();
-        let hash = codes::code_hash(&self.key, CodePurpose::SecondFactorSms, &flow_id, &code);
         let payload = serde_json::json!({ "phone_id": phone.id }).to_string();
-        let created = self
-            .store
-            .create_code_if_absent(&NewCode {
-                id: &flow_id,
-                purpose: CodePurpose::SecondFactorSms,
-                email: &user.email,
-                user_id: Some(&user.id),
-                code_hash: &hash,
-                payload: Some(&payload),
-                now,
-                expires_at: pending.expires_at,
-            })
-            .await?;
-        // A flow that already exists is a resend: at most one a minute, racing requests included.
-        if !created
-            && self
-                .store
-                .resend_code(
-                    &flow_id,
-                    &hash,
-                    codes::RESEND_INTERVAL_MS,
-                    codes::MAX_WRONG_ATTEMPTS,
-                    pending.expires_at,
-                    now,
-                )
-                .await?
-                .is_none()
-        {
-            return Err(AuthError::ResendTooSoon);
-        }
+        self.open_code_flow(
+            &pending,
+            &flow_id,
+            CodePurpose::SecondFactorSms,
+            &code,
+            Some(&payload),
+            now,
+        )
+        .await?;
         self.send_text_code(ctx, &phone.number, &flow_id, code.expose(), now)
             .await
     }
@@ -788,25 +788,55 @@ impl Identity {
         id: &str,
         now: i64,
     ) -> Result<bool, AuthError> {
-        if !self.signed_in_recently(session, now) {
-            return Err(AuthError::ReauthenticationRequired);
-        }
-        self.ensure_not_last_method(user, id).await?;
+        self.may_remove_method(session, user, id, now).await?;
         if !self.store.delete_totp(&user.id, id).await? {
             return Err(AuthError::CodeDead);
         }
-        self.store
-            .delete_sessions_with_second_factor(&user.id, id)
-            .await?;
-        self.audit(
+        self.method_removed(
             ctx,
-            &user.id,
+            session,
+            user,
+            id,
             "mfa.authenticator.removed",
             "authenticator app",
             now,
         )
-        .await?;
-        tracing::info!(user.id = %user.id, "authenticator app removed");
+        .await
+    }
+
+    /// Whether a method may be removed now: after a recent sign-in, and not the last one while
+    /// the tenant requires a second factor.
+    pub(super) async fn may_remove_method(
+        &self,
+        session: &Session,
+        user: &User,
+        id: &str,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        if !self.signed_in_recently(session, now) {
+            return Err(AuthError::ReauthenticationRequired);
+        }
+        self.ensure_not_last_method(user, id).await
+    }
+
+    /// The end of removing a method: every session completed with it ends and the audit log
+    /// records it. Returns whether the current session was one of them.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn method_removed(
+        &self,
+        ctx: &RequestContext,
+        session: &Session,
+        user: &User,
+        id: &str,
+        action: &str,
+        detail: &str,
+        now: i64,
+    ) -> Result<bool, AuthError> {
+        self.store
+            .delete_sessions_with_second_factor(&user.id, id)
+            .await?;
+        self.audit(ctx, &user.id, action, detail, now).await?;
+        tracing::info!(user.id = %user.id, action, "second factor removed");
         Ok(session.second_factor_id.as_deref() == Some(id))
     }
 

@@ -336,10 +336,7 @@ impl Identity {
         id: &str,
         now: i64,
     ) -> Result<bool, AuthError> {
-        if !self.signed_in_recently(session, now) {
-            return Err(AuthError::ReauthenticationRequired);
-        }
-        self.ensure_not_last_method(user, id).await?;
+        self.may_remove_method(session, user, id, now).await?;
         let name = self
             .store
             .list_passkeys(&user.id)
@@ -351,19 +348,16 @@ impl Identity {
         if !self.store.delete_passkey(&user.id, id).await? {
             return Err(AuthError::CodeDead);
         }
-        self.store
-            .delete_sessions_with_second_factor(&user.id, id)
-            .await?;
-        self.audit(
+        self.method_removed(
             ctx,
-            &user.id,
+            session,
+            user,
+            id,
             "mfa.passkey.removed",
             &format!("passkey {name:?}"),
             now,
         )
-        .await?;
-        tracing::info!(user.id = %user.id, "passkey removed");
-        Ok(session.second_factor_id.as_deref() == Some(id))
+        .await
     }
 
     // ------------------------------------------------------------ sign-in
