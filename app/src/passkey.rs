@@ -108,6 +108,7 @@ mod client {
 
 #[cfg(feature = "hydrate")]
 mod client {
+    use super::b64::{b64url_decode, b64url_encode};
     use super::{Ceremony, PasskeyTexts};
     use js_sys::{Function, Object, Promise, Reflect, JSON};
     use leptos::prelude::{Set, WriteSignal};
@@ -223,7 +224,13 @@ mod client {
             Ceremony::Create => ("parseCreationOptionsFromJSON", "create"),
             Ceremony::Get => ("parseRequestOptionsFromJSON", "get"),
         };
-        let public_key = call(&pkc, parse, &options)?;
+        // Browsers with WebAuthn's JSON helpers convert the options themselves; for older ones
+        // the binary members are decoded here.
+        let public_key = if get(&pkc, parse)?.is_function() {
+            call(&pkc, parse, &options)?
+        } else {
+            binary_options(&options, job.ceremony)?
+        };
         let request = Object::new();
         let set = |k: &str, v: &JsValue| Reflect::set(&request, &JsValue::from_str(k), v);
         set("publicKey", &public_key).map_err(|_| Failure::Other)?;
@@ -248,11 +255,12 @@ mod client {
         let answer = Object::new();
         let put = |k: &str, v: &JsValue| Reflect::set(&answer, &JsValue::from_str(k), v);
         put("ceremony", &ceremony_id).map_err(|_| Failure::Other)?;
-        put(
-            "credential",
-            &call(&credential, "toJSON", &JsValue::UNDEFINED)?,
-        )
-        .map_err(|_| Failure::Other)?;
+        let as_json = if get(&credential, "toJSON")?.is_function() {
+            call(&credential, "toJSON", &JsValue::UNDEFINED)?
+        } else {
+            credential_json(&credential)?
+        };
+        put("credential", &as_json).map_err(|_| Failure::Other)?;
         if let Some(id) = &job.name_input {
             put("name", &JsValue::from_str(&input_value(id))).map_err(|_| Failure::Other)?;
         }
@@ -262,6 +270,86 @@ mod client {
             .ok_or(Failure::Other)?;
         let done = post(&job.finish_url, body).await?;
         get(&done, "redirect")?.as_string().ok_or(Failure::Other)
+    }
+
+    /// Replaces the base64url string at `key` of `target` by its bytes.
+    fn decode_member(target: &JsValue, key: &str) -> Result<(), Failure> {
+        let text = get(target, key)?.as_string().ok_or(Failure::Other)?;
+        let bytes = b64url_decode(&text).ok_or(Failure::Other)?;
+        Reflect::set(
+            target,
+            &JsValue::from_str(key),
+            &js_sys::Uint8Array::from(bytes.as_slice()),
+        )
+        .map(|_| ())
+        .map_err(|_| Failure::Other)
+    }
+
+    /// WebAuthn's JSON options with their binary members decoded, for browsers without
+    /// `parseCreationOptionsFromJSON` / `parseRequestOptionsFromJSON`.
+    fn binary_options(options: &JsValue, ceremony: Ceremony) -> Result<JsValue, Failure> {
+        decode_member(options, "challenge")?;
+        let list = match ceremony {
+            Ceremony::Create => {
+                decode_member(&get(options, "user")?, "id")?;
+                "excludeCredentials"
+            }
+            Ceremony::Get => "allowCredentials",
+        };
+        let credentials = get(options, list)?;
+        if js_sys::Array::is_array(&credentials) {
+            for descriptor in js_sys::Array::from(&credentials).iter() {
+                decode_member(&descriptor, "id")?;
+            }
+        }
+        Ok(options.clone())
+    }
+
+    fn buffer_text(source: &JsValue, key: &str) -> Result<JsValue, Failure> {
+        let value = get(source, key)?;
+        if value.is_null() || value.is_undefined() {
+            return Ok(JsValue::NULL);
+        }
+        let bytes = js_sys::Uint8Array::new(&value).to_vec();
+        Ok(JsValue::from_str(&b64url_encode(&bytes)))
+    }
+
+    /// A credential as WebAuthn's JSON, for browsers without `PublicKeyCredential.toJSON`.
+    fn credential_json(credential: &JsValue) -> Result<JsValue, Failure> {
+        let out = Object::new();
+        let set = |target: &Object, k: &str, v: &JsValue| {
+            Reflect::set(target, &JsValue::from_str(k), v).map_err(|_| Failure::Other)
+        };
+        set(&out, "id", &get(credential, "id")?)?;
+        set(&out, "type", &get(credential, "type")?)?;
+        set(&out, "rawId", &buffer_text(credential, "rawId")?)?;
+        let response = get(credential, "response")?;
+        let response_json = Object::new();
+        for key in [
+            "clientDataJSON",
+            "attestationObject",
+            "authenticatorData",
+            "signature",
+            "userHandle",
+        ] {
+            if Reflect::has(&response, &JsValue::from_str(key)).unwrap_or(false) {
+                set(&response_json, key, &buffer_text(&response, key)?)?;
+            }
+        }
+        if get(&response, "getTransports")?.is_function() {
+            set(
+                &response_json,
+                "transports",
+                &call(&response, "getTransports", &JsValue::UNDEFINED)?,
+            )?;
+        }
+        set(&out, "response", &response_json)?;
+        set(
+            &out,
+            "clientExtensionResults",
+            &call(credential, "getClientExtensionResults", &JsValue::UNDEFINED)?,
+        )?;
+        Ok(out.into())
     }
 
     fn go(url: &str) {
@@ -311,5 +399,62 @@ mod client {
                 }
             }
         });
+    }
+}
+
+/// Base64url (RFC 4648 §5) for the WebAuthn members of browsers without the JSON helpers.
+#[cfg(any(feature = "hydrate", test))]
+mod b64 {
+    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+    pub fn b64url_decode(text: &str) -> Option<Vec<u8>> {
+        let mut out = Vec::with_capacity(text.len() * 3 / 4);
+        let (mut acc, mut bits) = (0u32, 0u32);
+        for c in text.bytes().filter(|c| *c != b'=') {
+            let v = match c {
+                b'+' => 62,
+                b'/' => 63,
+                _ => B64.iter().position(|b| *b == c)? as u32,
+            };
+            acc = (acc << 6) | v;
+            bits += 6;
+            if bits >= 8 {
+                bits -= 8;
+                out.push((acc >> bits) as u8);
+                acc &= (1 << bits) - 1;
+            }
+        }
+        Some(out)
+    }
+
+    pub fn b64url_encode(bytes: &[u8]) -> String {
+        let mut out = String::with_capacity(bytes.len() * 4 / 3 + 3);
+        for chunk in bytes.chunks(3) {
+            let n =
+                chunk.iter().fold(0u32, |a, b| (a << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+            for i in 0..=chunk.len() {
+                out.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            }
+        }
+        out
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn round_trips_every_length_and_reads_padding_and_the_standard_alphabet() {
+            for len in 0..40u8 {
+                let bytes: Vec<u8> = (0..len)
+                    .map(|i| i.wrapping_mul(37).wrapping_add(250))
+                    .collect();
+                assert_eq!(b64url_decode(&b64url_encode(&bytes)), Some(bytes));
+            }
+            assert_eq!(b64url_encode(b"\xfb\xff"), "-_8");
+            assert_eq!(b64url_decode("-_8="), Some(b"\xfb\xff".to_vec()));
+            assert_eq!(b64url_decode("+/8"), Some(b"\xfb\xff".to_vec()));
+            assert_eq!(b64url_decode("a b"), None);
+        }
     }
 }

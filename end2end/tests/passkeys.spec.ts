@@ -115,3 +115,20 @@ test('a bad signature, or an answer without user verification or presence, signs
   await page.getByRole('button', { name: 'Sign in with a passkey' }).click();
   await new AccountPage(page).expectSignedInAs(email);
 });
+
+test('passkeys work in a browser without the WebAuthn JSON helpers', async ({ page }) => {
+  // As in browsers from before PublicKeyCredential.parse*FromJSON and toJSON.
+  await page.addInitScript(() => {
+    const pkc = window.PublicKeyCredential as unknown as Record<string, unknown>;
+    delete pkc.parseCreationOptionsFromJSON;
+    delete pkc.parseRequestOptionsFromJSON;
+    delete (window.PublicKeyCredential.prototype as unknown as Record<string, unknown>).toJSON;
+  });
+  const email = uniqueEmail('passkey-legacy');
+  await signUpWithPasskey(page, email, 'Older browser');
+  expect(await page.evaluate(() => 'toJSON' in window.PublicKeyCredential.prototype)).toBe(false);
+  expect(await page.evaluate(() => 'parseRequestOptionsFromJSON' in window.PublicKeyCredential)).toBe(false);
+  await signOut(page);
+  await page.getByRole('button', { name: 'Sign in with a passkey' }).click();
+  await new AccountPage(page).expectSignedInAs(email);
+});
