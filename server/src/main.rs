@@ -254,7 +254,7 @@ async fn branding(args: &[String], config: Config) -> ExitCode {
 }
 
 async fn mfa(args: &[String], config: Config) -> ExitCode {
-    use gatehouse_core::identity::{MfaPolicy, MFA_POLICY_SETTING};
+    use gatehouse_core::identity::MfaPolicy;
     let require = match args.first().map(String::as_str) {
         Some("show") => None,
         Some("require") => Some(true),
@@ -265,44 +265,34 @@ async fn mfa(args: &[String], config: Config) -> ExitCode {
             )
         }
     };
-    let store = match open_store(&config).await {
+    let state = match build_state(config, system_clock()).await {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    let current: MfaPolicy = match store.get_setting(MFA_POLICY_SETTING).await {
-        Ok(json) => json
-            .and_then(|j| serde_json::from_str(&j).ok())
-            .unwrap_or_default(),
-        Err(e) => return fail(e),
-    };
-    let policy = match require {
-        None => current,
-        Some(require_mfa) => {
-            let policy = MfaPolicy { require_mfa };
-            let json = match serde_json::to_string(&policy) {
-                Ok(j) => j,
-                Err(e) => return fail(e),
-            };
-            let now = gatehouse_core::clock::Clock::now_ms(&gatehouse_core::clock::SystemClock);
-            if let Err(e) = store.put_setting(MFA_POLICY_SETTING, &json, now).await {
-                return fail(e);
-            }
-            policy
+    if let Some(require_mfa) = require {
+        let policy = MfaPolicy { require_mfa };
+        if let Err(e) = state.identity.set_mfa_policy(policy, state.now()).await {
+            return fail(e);
         }
-    };
-    println!(
-        "multifactor authentication: {}",
-        if policy.require_mfa {
-            "required for every account"
-        } else {
-            "optional (each user decides)"
+    }
+    match state.identity.mfa_policy().await {
+        Ok(policy) => {
+            println!(
+                "multifactor authentication: {}",
+                if policy.require_mfa {
+                    "required for every account"
+                } else {
+                    "optional (each user decides)"
+                }
+            );
+            ExitCode::SUCCESS
         }
-    );
-    ExitCode::SUCCESS
+        Err(e) => fail(e),
+    }
 }
 
 async fn sms(args: &[String], config: Config) -> ExitCode {
-    use gatehouse_core::identity::{SmsPolicy, SMS_POLICY_SETTING};
+    use gatehouse_core::identity::SmsPolicy;
     use gatehouse_core::phone::is_calling_code;
     let usage = "usage: gatehouse sms show | gatehouse sms countries CODES (e.g. 1,44,49) | gatehouse sms countries all";
     let update = match (
@@ -323,27 +313,22 @@ async fn sms(args: &[String], config: Config) -> ExitCode {
         }
         _ => return fail(usage),
     };
-    let store = match open_store(&config).await {
+    let state = match build_state(config, system_clock()).await {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    let mut policy: SmsPolicy = match store.get_setting(SMS_POLICY_SETTING).await {
-        Ok(json) => json
-            .and_then(|j| serde_json::from_str(&j).ok())
-            .unwrap_or_default(),
-        Err(e) => return fail(e),
-    };
-    if let Some(codes) = update {
-        policy.allowed_country_codes = codes;
-        let json = match serde_json::to_string(&policy) {
-            Ok(j) => j,
-            Err(e) => return fail(e),
+    if let Some(allowed_country_codes) = update {
+        let policy = SmsPolicy {
+            allowed_country_codes,
         };
-        let now = gatehouse_core::clock::Clock::now_ms(&gatehouse_core::clock::SystemClock);
-        if let Err(e) = store.put_setting(SMS_POLICY_SETTING, &json, now).await {
+        if let Err(e) = state.identity.set_sms_policy(&policy, state.now()).await {
             return fail(e);
         }
     }
+    let policy = match state.identity.sms_policy().await {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
     if policy.allowed_country_codes.is_empty() {
         println!("text messages: every country");
     } else {

@@ -48,10 +48,22 @@ fn json_response(
 }
 
 /// An error as the island shows it: the page's message for it, with its status.
-async fn json_error(state: &AppState, err: &AuthError) -> Response {
-    let page = Page::new(state).await;
+fn json_error(page: &Page, err: &AuthError) -> Response {
     let ev = describe_error(page.t(), err);
     json_response(ev.status, json!({ "error": ev.message }), vec![])
+}
+
+/// [`json_error`] for a request that has no page yet.
+async fn json_error_new_page(state: &AppState, err: &AuthError) -> Response {
+    json_error(&Page::new(state).await, err)
+}
+
+fn ceremony_json(c: PasskeyCeremony) -> Response {
+    json_response(
+        StatusCode::OK,
+        json!({ "ceremony": c.id, "options": c.options }),
+        vec![],
+    )
 }
 
 async fn ceremony_response(
@@ -59,12 +71,8 @@ async fn ceremony_response(
     started: Result<PasskeyCeremony, AuthError>,
 ) -> Response {
     match started {
-        Ok(c) => json_response(
-            StatusCode::OK,
-            json!({ "ceremony": c.id, "options": c.options }),
-            vec![],
-        ),
-        Err(err) => json_error(state, &err).await,
+        Ok(c) => ceremony_json(c),
+        Err(err) => json_error_new_page(state, &err).await,
     }
 }
 
@@ -90,19 +98,22 @@ async fn json_session(state: &AppState, headers: &HeaderMap) -> Result<(Session,
             json!({ "error": Page::new(state).await.t().get("second_factor.dead"), "redirect": "/sign-in" }),
             vec![],
         )),
-        Err(err) => Err(json_error(state, &err).await),
+        Err(err) => Err(json_error_new_page(state, &err).await),
     }
 }
 
 // ---------------------------------------------------------------- passwordless sign-in
 
 pub async fn sign_in_options(State(state): State<AppState>, incoming: Incoming) -> Response {
-    let (_, ctx) = begin(&state, &incoming).await;
-    let started = state
+    let (page, ctx) = begin(&state, &incoming).await;
+    match state
         .identity
         .begin_passkey_sign_in(&ctx, state.now())
-        .await;
-    ceremony_response(&state, started).await
+        .await
+    {
+        Ok(c) => ceremony_json(c),
+        Err(err) => json_error(&page, &err),
+    }
 }
 
 pub async fn sign_in(
@@ -110,7 +121,7 @@ pub async fn sign_in(
     incoming: Incoming,
     Json(answer): Json<Answer>,
 ) -> Response {
-    let (_, ctx) = begin(&state, &incoming).await;
+    let (page, ctx) = begin(&state, &incoming).await;
     match state
         .identity
         .finish_passkey_sign_in(
@@ -122,7 +133,7 @@ pub async fn sign_in(
         .await
     {
         Ok(signed) => signed_in_json(&state, signed),
-        Err(err) => json_error(&state, &err).await,
+        Err(err) => json_error(&page, &err),
     }
 }
 
@@ -144,7 +155,7 @@ pub async fn second_factor(
     incoming: Incoming,
     Json(answer): Json<Answer>,
 ) -> Response {
-    let (_, ctx) = begin(&state, &incoming).await;
+    let (page, ctx) = begin(&state, &incoming).await;
     let pending = cookie_policy(&state)
         .read(&incoming.headers, PENDING_SIGN_IN)
         .unwrap_or_default();
@@ -160,7 +171,7 @@ pub async fn second_factor(
         .await
     {
         Ok(signed) => signed_in_json(&state, signed),
-        Err(err) => json_error(&state, &err).await,
+        Err(err) => json_error(&page, &err),
     }
 }
 
@@ -187,7 +198,7 @@ pub async fn register(
         Ok(found) => found,
         Err(response) => return response,
     };
-    let (_, ctx) = begin(&state, &incoming).await;
+    let (page, ctx) = begin(&state, &incoming).await;
     match state
         .identity
         .finish_passkey_registration(
@@ -206,7 +217,7 @@ pub async fn register(
             json!({ "redirect": "/account/security?notice=passkey_added" }),
             vec![],
         ),
-        Err(err) => json_error(&state, &err).await,
+        Err(err) => json_error(&page, &err),
     }
 }
 

@@ -782,6 +782,21 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Whether an account has a usable second factor (a passkey, a confirmed authenticator
+    /// app or a proven phone number), in one statement: every sign-in asks.
+    pub async fn has_second_factor(&self, user_id: &str) -> StoreResult<bool> {
+        let n: i64 = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM passkeys WHERE user_id = $1) \
+             + (SELECT COUNT(*) FROM totp_credentials WHERE user_id = $1 AND confirmed_at IS NOT NULL) \
+             + (SELECT COUNT(*) FROM phone_numbers WHERE user_id = $1 AND verified_at IS NOT NULL)",
+        )
+        .bind(user_id)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get(0)?;
+        Ok(n > 0)
+    }
+
     /// Removes every second factor of an account (passkeys, authenticator apps, phone numbers,
     /// recovery codes) and ends all its sessions, in one transaction. Returns how many methods
     /// went.

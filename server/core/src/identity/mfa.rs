@@ -176,28 +176,18 @@ impl Identity {
 
     /// The tenant's multifactor policy.
     pub async fn mfa_policy(&self) -> Result<MfaPolicy, AuthError> {
-        Ok(self
-            .store
-            .get_setting(MFA_POLICY_SETTING)
-            .await?
-            .and_then(|json| serde_json::from_str(&json).ok())
-            .unwrap_or_default())
+        self.setting(MFA_POLICY_SETTING).await
     }
 
     /// Stores the tenant's multifactor policy.
     pub async fn set_mfa_policy(&self, policy: MfaPolicy, now: i64) -> Result<(), AuthError> {
-        let json = serde_json::to_string(&policy).map_err(|e| super::internal(&e))?;
-        self.store
-            .put_setting(MFA_POLICY_SETTING, &json, now)
-            .await?;
-        Ok(())
+        self.put_setting(MFA_POLICY_SETTING, &policy, now).await
     }
 
     /// Whether the tenant requires a second factor this account does not have yet: such an
     /// account is sent to add one before anything else.
     pub async fn needs_enrollment(&self, user: &User) -> Result<bool, AuthError> {
-        Ok(self.mfa_policy().await?.require_mfa
-            && self.second_factor_methods(&user.id).await?.is_empty())
+        Ok(self.mfa_policy().await?.require_mfa && !self.store.has_second_factor(&user.id).await?)
     }
 
     /// Removes every second factor of the account with this email and ends its sessions, for

@@ -621,7 +621,7 @@ impl Identity {
         amr: &str,
         now: i64,
     ) -> Result<SignInOutcome, AuthError> {
-        if !self.second_factor_methods(&user.id).await?.is_empty() {
+        if self.store.has_second_factor(&user.id).await? {
             let pending_id = self.begin_second_factor(&user, method, amr, now).await?;
             self.log_attempt(
                 ctx,
@@ -1503,6 +1503,30 @@ impl Identity {
                     .await?;
             }
         }
+        Ok(())
+    }
+
+    /// A tenant setting stored as JSON; its default when unset or unreadable.
+    async fn setting<T: serde::de::DeserializeOwned + Default>(
+        &self,
+        name: &str,
+    ) -> Result<T, AuthError> {
+        Ok(self
+            .store
+            .get_setting(name)
+            .await?
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default())
+    }
+
+    async fn put_setting<T: Serialize>(
+        &self,
+        name: &str,
+        value: &T,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        let json = serde_json::to_string(value).map_err(|e| internal(&e))?;
+        self.store.put_setting(name, &json, now).await?;
         Ok(())
     }
 

@@ -50,12 +50,12 @@ pub struct PhoneEnrollment {
 impl Identity {
     /// The tenant's text-message policy.
     pub async fn sms_policy(&self) -> Result<SmsPolicy, AuthError> {
-        Ok(self
-            .store
-            .get_setting(SMS_POLICY_SETTING)
-            .await?
-            .and_then(|json| serde_json::from_str(&json).ok())
-            .unwrap_or_default())
+        self.setting(SMS_POLICY_SETTING).await
+    }
+
+    /// Stores the tenant's text-message policy.
+    pub async fn set_sms_policy(&self, policy: &SmsPolicy, now: i64) -> Result<(), AuthError> {
+        self.put_setting(SMS_POLICY_SETTING, policy, now).await
     }
 
     /// Texts `code` for the flow `flow_id` to `number`, within every budget and the country
