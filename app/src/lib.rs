@@ -7,6 +7,7 @@
 
 pub mod branding;
 pub mod components;
+pub mod federation;
 pub mod i18n;
 pub mod pages;
 pub mod passkey;

@@ -4,8 +4,10 @@
 use leptos::prelude::*;
 
 use crate::components::{Field, FormError, Notice, PasswordField};
+use crate::federation::{LinkedAccounts, LinkedRow, ProviderButtons};
 use crate::passkey::{PasskeyButton, PasskeyTexts};
 use crate::shell::texts;
+use crate::shell::ProviderLink;
 
 /// The passkey island's texts, with `button` as its label.
 fn passkey_texts(button: &str) -> PasskeyTexts {
@@ -77,6 +79,7 @@ pub fn SignInPage(state: FormState) -> impl IntoView {
             name_input=None
             class="gh-button gh-button-secondary".to_string()
         />
+        <ProviderButtons/>
         <p class="gh-links">
             <a href="/reset">{t.get("sign_in.forgot")}</a>
             <a href="/sign-in/code">{t.get("sign_in.use_code")}</a>
@@ -118,6 +121,7 @@ pub fn SignUpPage(state: FormState) -> impl IntoView {
             <button type="submit" class="gh-button">{t.get("sign_up.submit")}</button>
         </form>
         <p class="gh-links"><a href="/sign-up/code">{t.get("sign_up.use_code")}</a></p>
+        <ProviderButtons/>
         <p class="gh-switch">{t.get("sign_up.have_account")} " " <a href="/sign-in">{t.get("sign_up.sign_in")}</a></p>
     }
 }
@@ -383,6 +387,10 @@ pub struct SecurityData {
     pub phone_input: String,
     /// Unused recovery codes.
     pub recovery_unused: i64,
+    /// Linked provider accounts.
+    pub linked: Vec<LinkedRow>,
+    /// Enabled providers not linked yet.
+    pub link_options: Vec<ProviderLink>,
     pub notice: Option<String>,
     pub error: Option<String>,
 }
@@ -508,6 +516,7 @@ pub fn SecurityPage(data: SecurityData) -> impl IntoView {
                     .collect_view()}
             </ul>
         </section>
+        <LinkedAccounts rows=data.linked.clone() available=data.link_options.clone() recent=data.recent/>
         <section aria-labelledby="recovery-heading" class="gh-section">
             <h2 id="recovery-heading">{t.get("recovery.title")}</h2>
             <p>

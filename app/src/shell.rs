@@ -8,6 +8,15 @@ use leptos::prelude::*;
 use crate::branding::Branding;
 use crate::i18n::Texts;
 
+/// A sign-in provider offered on the sign-in and sign-up pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderLink {
+    pub id: String,
+    /// `oidc`, `google`, `microsoft`, `apple`, `facebook` or `github` (the mark shown).
+    pub kind: String,
+    pub name: String,
+}
+
 /// Everything a page render needs that does not come from its own props.
 #[derive(Clone)]
 pub struct PageContext {
@@ -17,6 +26,8 @@ pub struct PageContext {
     pub nonce: String,
     /// Where the built wasm and CSS are served from, when the site has been built with them.
     pub leptos_options: Option<leptos::config::LeptosOptions>,
+    /// The enabled sign-in providers, in order.
+    pub providers: Vec<ProviderLink>,
 }
 
 impl PageContext {
@@ -31,6 +42,7 @@ impl PageContext {
             texts,
             nonce,
             leptos_options,
+            providers: Vec::new(),
         }
     }
 }
@@ -39,6 +51,13 @@ impl PageContext {
 pub fn texts() -> Texts {
     use_context::<PageContext>()
         .map(|p| p.texts)
+        .unwrap_or_default()
+}
+
+/// The enabled sign-in providers of the current render.
+pub fn providers() -> Vec<ProviderLink> {
+    use_context::<PageContext>()
+        .map(|p| p.providers)
         .unwrap_or_default()
 }
 

@@ -24,6 +24,7 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     ("GATEHOUSE_SMS_AUTH_TOKEN", "(none)", "Auth token for the SMS gateway (HTTP basic auth password). Never logged."),
     ("GATEHOUSE_SMS_FROM", "(none)", "Sender of texts: a phone number in E.164 or a messaging service id."),
     ("GATEHOUSE_SMS_HOURLY_LIMIT", "500", "The most texts the whole tenant sends per hour (besides 5 per number and 10 per client address)."),
+    ("GATEHOUSE_PROVIDER_TIMEOUT_SECONDS", "10", "How long a call to a sign-in provider (discovery, keys, token, profile) may take before the person is told the provider is unavailable."),
     ("GATEHOUSE_TRUSTED_PROXIES", "(none)", "Comma-separated CIDRs whose X-Forwarded-For header is believed, e.g. 10.0.0.0/8,127.0.0.1/32."),
     ("GATEHOUSE_SECRET_KEY", "(generated into the data folder)", "Base64 of 32 random bytes. When unset, a key is generated once into <data dir>/secret.key (mode 0600) and reused."),
     ("GATEHOUSE_SESSION_IDLE_MINUTES", "60", "A session ends after this long without activity."),
@@ -64,6 +65,7 @@ struct FileConfig {
     sms_auth_token: Option<String>,
     sms_from: Option<String>,
     sms_hourly_limit: Option<i64>,
+    provider_timeout_seconds: Option<i64>,
     trusted_proxies: Option<Vec<String>>,
     secret_key: Option<String>,
     session_idle_minutes: Option<i64>,
@@ -86,6 +88,8 @@ pub struct Config {
     /// The Twilio-compatible SMS gateway; none keeps texts in the development outbox.
     pub sms_gateway: Option<SmsGateway>,
     pub sms_hourly_limit: i64,
+    /// The timeout of every call to a sign-in provider.
+    pub provider_timeout_seconds: i64,
     pub trusted_proxies: Vec<IpNet>,
     pub secret_key: Option<String>,
     pub session_idle_minutes: i64,
@@ -345,6 +349,13 @@ impl Config {
             500,
             1_000_000,
         )?;
+        let provider_timeout_seconds = number(
+            "GATEHOUSE_PROVIDER_TIMEOUT_SECONDS",
+            env("GATEHOUSE_PROVIDER_TIMEOUT_SECONDS"),
+            file.provider_timeout_seconds,
+            10,
+            60,
+        )?;
         let default_conns = if database_url.starts_with("sqlite:") {
             8
         } else {
@@ -376,6 +387,7 @@ impl Config {
             smtp_from,
             sms_gateway,
             sms_hourly_limit,
+            provider_timeout_seconds,
             trusted_proxies,
             secret_key: pick("GATEHOUSE_SECRET_KEY", file.secret_key),
             session_idle_minutes,
@@ -428,6 +440,8 @@ mod tests {
         assert!(load(&[("GATEHOUSE_TRUSTED_PROXIES", "10.0.0.0/8, nonsense")]).is_err());
         assert!(load(&[("GATEHOUSE_SESSION_IDLE_MINUTES", "0")]).is_err());
         assert!(load(&[("GATEHOUSE_SMTP_URL", "http://mail")]).is_err());
+        assert!(load(&[("GATEHOUSE_PROVIDER_TIMEOUT_SECONDS", "0")]).is_err());
+        assert!(load(&[("GATEHOUSE_PROVIDER_TIMEOUT_SECONDS", "61")]).is_err());
         let c = load(&[
             ("GATEHOUSE_PUBLIC_URL", "HTTPS://ID.Example.com/"),
             ("GATEHOUSE_TRUSTED_PROXIES", "10.0.0.0/8,127.0.0.1"),

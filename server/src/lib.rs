@@ -3,6 +3,7 @@
 //! clock, and serves the HTTP edge (`http`).
 
 pub mod config;
+pub mod federation;
 pub mod http;
 pub mod sms;
 pub mod smtp;
@@ -30,6 +31,8 @@ pub const BRANDING_SETTING: &str = "branding";
 #[derive(Clone)]
 pub struct AppState {
     pub identity: Arc<Identity>,
+    /// The protocol side of sign-in through other providers.
+    pub federation: Arc<federation::Federation>,
     pub config: Arc<Config>,
     pub clock: Arc<dyn Clock>,
     pub leptos_options: Option<leptos::config::LeptosOptions>,
@@ -195,9 +198,20 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
                 reason,
             })
         })?;
+    let federation = federation::Federation::new(
+        &config.public_origin,
+        std::time::Duration::from_secs(config.provider_timeout_seconds.unsigned_abs()),
+    )
+    .map_err(|reason| {
+        StartupError::Config(config::ConfigError::Invalid {
+            name: "GATEHOUSE_PROVIDER_TIMEOUT_SECONDS",
+            reason,
+        })
+    })?;
     let leptos_options = site_options(&config);
     Ok(AppState {
         identity: Arc::new(identity),
+        federation: Arc::new(federation),
         config: Arc::new(config),
         clock,
         leptos_options,

@@ -1,5 +1,5 @@
 //! The `gatehouse` command line: `serve` (default), `migrate`, `create-admin`, `branding`, `mfa`,
-//! `sms`.
+//! `sms`, `providers`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +28,21 @@ Commands:
   sms show                      Print the countries texts may be sent to
   sms countries CODES | all     Allow texts only to numbers with these country calling codes
                                 (comma-separated, e.g. 1,44,49), or to every country
+  providers list                List the sign-in providers (secrets are never printed)
+  providers add ID --kind KIND --client-id CLIENT_ID [options]
+                                Add a sign-in provider, or replace the one with this id.
+                                KIND: oidc, google, microsoft, apple, facebook, github.
+                                The secret is read from --client-secret-env VAR or
+                                --client-secret-file FILE (never from the command line) and
+                                stored encrypted. Options: --name NAME, --issuer URL (oidc),
+                                --tenant ID (microsoft), --scopes 'a b c',
+                                --apple-team-id ID --apple-key-id ID --apple-key-file FILE.p8,
+                                --authorization-endpoint URL, --token-endpoint URL,
+                                --userinfo-endpoint URL, --jwks-uri URL, --emails-endpoint URL,
+                                --email-claim C, --email-verified-claim C, --name-claim C,
+                                --disabled
+  providers enable ID | disable ID | remove ID
+  providers move ID POSITION    Order the buttons (lower positions first)
   help, --help                  Show this help
 
 Settings (environment variables; the same keys, lower case without GATEHOUSE_, in the TOML
@@ -98,6 +113,7 @@ async fn run(args: Vec<String>, config: Config) -> ExitCode {
         Some("mfa") => mfa(&args[1..], config).await,
         Some("sms") => sms(&args[1..], config).await,
         Some("reset-mfa") => reset_mfa(&args[1..], config).await,
+        Some("providers") => providers(&args[1..], config).await,
         Some(other) => fail(format!("unknown command {other:?}; see gatehouse --help")),
     }
 }
@@ -368,4 +384,131 @@ async fn reset_mfa(args: &[String], config: Config) -> ExitCode {
         Ok(None) => fail(format!("no account with the email {email}")),
         Err(e) => fail(format!("cannot reset: {e}")),
     }
+}
+
+async fn providers(args: &[String], config: Config) -> ExitCode {
+    use gatehouse_core::identity::{
+        AppleSigning, ClaimMapping, Endpoints, ProviderInput, ProviderKind,
+    };
+    use gatehouse_core::secret::SecretString;
+    let usage = "usage: gatehouse providers list | add ID --kind KIND --client-id ID [options] | \
+                 enable ID | disable ID | remove ID | move ID POSITION (see gatehouse --help)";
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let command = args.first().map(String::as_str);
+    let id = args.get(1).cloned().unwrap_or_default();
+    let input = if command == Some("add") {
+        let Some(kind) = value("--kind").and_then(|k| ProviderKind::parse(&k)) else {
+            return fail("providers add needs --kind oidc|google|microsoft|apple|facebook|github");
+        };
+        let Some(client_id) = value("--client-id") else {
+            return fail("providers add needs --client-id");
+        };
+        let read_file = |path: String| {
+            std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))
+        };
+        let secret = match (
+            value("--client-secret-env"),
+            value("--client-secret-file"),
+            value("--apple-key-file"),
+        ) {
+            (Some(var), _, _) => match std::env::var(&var) {
+                Ok(v) => Some(SecretString::new(v)),
+                Err(_) => return fail(format!("the environment variable {var} is not set")),
+            },
+            (None, Some(path), _) | (None, None, Some(path)) => match read_file(path) {
+                Ok(v) => Some(SecretString::new(v)),
+                Err(e) => return fail(e),
+            },
+            (None, None, None) => None,
+        };
+        let apple = match (value("--apple-team-id"), value("--apple-key-id")) {
+            (Some(team_id), Some(key_id)) => Some(AppleSigning { team_id, key_id }),
+            _ => None,
+        };
+        let defaults = ClaimMapping::default();
+        Some(ProviderInput {
+            id: id.clone(),
+            kind,
+            display_name: value("--name"),
+            issuer: value("--issuer"),
+            tenant: value("--tenant"),
+            client_id,
+            secret,
+            scopes: value("--scopes").map(|s| s.split_whitespace().map(str::to_string).collect()),
+            claims: ClaimMapping {
+                email: value("--email-claim").unwrap_or(defaults.email),
+                email_verified: value("--email-verified-claim").unwrap_or(defaults.email_verified),
+                name: value("--name-claim").unwrap_or(defaults.name),
+            },
+            endpoints: Endpoints {
+                authorization: value("--authorization-endpoint"),
+                token: value("--token-endpoint"),
+                userinfo: value("--userinfo-endpoint"),
+                jwks: value("--jwks-uri"),
+                emails: value("--emails-endpoint"),
+            },
+            apple,
+            enabled: !args.iter().any(|a| a == "--disabled"),
+        })
+    } else {
+        None
+    };
+    let state = match build_state(config, system_clock()).await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let now = state.now();
+    let identity = &state.identity;
+    let changed = match (command, input) {
+        (Some("list"), _) => Ok(true),
+        (Some("add"), Some(input)) => match identity.put_provider(input, now).await {
+            Ok(Ok(p)) => {
+                println!(
+                    "provider {} saved; its redirect URI is {}",
+                    p.id,
+                    state.federation.redirect_uri()
+                );
+                Ok(true)
+            }
+            Ok(Err(problem)) => return fail(format!("provider {id}: {problem}")),
+            Err(e) => Err(e),
+        },
+        (Some("enable"), _) => identity.set_provider_enabled(&id, true, now).await,
+        (Some("disable"), _) => identity.set_provider_enabled(&id, false, now).await,
+        (Some("remove"), _) => identity.remove_provider(&id).await,
+        (Some("move"), _) => match args.get(2).and_then(|p| p.parse::<i64>().ok()) {
+            Some(position) => identity.set_provider_position(&id, position, now).await,
+            None => return fail(usage),
+        },
+        _ => return fail(usage),
+    };
+    match changed {
+        Ok(true) => {}
+        Ok(false) => return fail(format!("no provider with the id {id:?}")),
+        Err(e) => return fail(e),
+    }
+    match identity.providers().await {
+        Ok(list) if list.is_empty() => println!("no sign-in providers"),
+        Ok(list) => {
+            for p in list {
+                println!(
+                    "{:>3}  {:<16} {:<10} {:<8} {}  issuer {}  client {}",
+                    p.position,
+                    p.id,
+                    p.kind.as_str(),
+                    if p.enabled { "enabled" } else { "disabled" },
+                    p.display_name,
+                    p.settings.issuer,
+                    p.settings.client_id
+                );
+            }
+        }
+        Err(e) => return fail(e),
+    }
+    ExitCode::SUCCESS
 }

@@ -8,6 +8,10 @@ use axum::http::HeaderValue;
 pub const SESSION: &str = "gh_session";
 /// The cookie that ties a browser to its code flow (sign-up, code sign-in, reset).
 pub const FLOW: &str = "gh_flow";
+/// The cookie that ties a browser to its round trip to a sign-in provider.
+pub const EXTERNAL: &str = "gh_ext";
+/// The cookie that ties a browser to a provider identity waiting to be linked to an account.
+pub const LINK: &str = "gh_link";
 /// The cookie that ties a browser to a sign-in waiting for its second factor.
 pub const PENDING_SIGN_IN: &str = "gh_mfa";
 

@@ -9,6 +9,7 @@ use axum::Form;
 use leptos::prelude::*;
 use serde::Deserialize;
 
+use gatehouse_app::federation::LinkedRow;
 use gatehouse_app::pages::{
     format_time, CodePage, EnrollAuthenticatorPage, EnrollData, FormState, PhoneVerifyData,
     PhoneVerifyPage, RecoveryCodesPage, SecondFactorPage, SecurityData, SecurityMethodRow,
@@ -242,8 +243,32 @@ async fn security_view(
         Ok(n) => n,
         Err(err) => return internal_error_page(page, &err),
     };
+    let linked = match state.identity.linked_identities(&user.id).await {
+        Ok(l) => l,
+        Err(err) => return internal_error_page(page, &err),
+    };
+    let link_options = page
+        .ctx
+        .providers
+        .iter()
+        .filter(|p| !linked.iter().any(|l| l.provider_id == p.id))
+        .cloned()
+        .collect();
+    let linked = linked
+        .into_iter()
+        .map(|l| LinkedRow {
+            id: l.id,
+            provider: l.provider_name,
+            kind: l.kind.map(|k| k.as_str()).unwrap_or("oidc").to_string(),
+            email: l.email,
+            linked: format_time(l.linked_at),
+            last_used: last_used(l.last_used_at),
+        })
+        .collect();
     let status = error.as_ref().map(|(s, _)| *s).unwrap_or(StatusCode::OK);
     let data = SecurityData {
+        linked,
+        link_options,
         methods: rows,
         recent: state.identity.signed_in_recently(session, state.now()),
         has_password: user.password_hash.is_some(),
@@ -326,6 +351,9 @@ pub async fn security_page(
         Some("passkey_removed") => Some(page.t().get("passkey.removed_notice")),
         Some("passkey_renamed") => Some(page.t().get("passkey.renamed_notice")),
         Some("confirmed") => Some(page.t().get("security.reauthenticated")),
+        Some("provider_linked") => Some(page.t().get("federation.linked_notice")),
+        Some("provider_unlinked") => Some(page.t().get("federation.unlinked_notice")),
+        Some("link_cancelled") => Some(page.t().get("federation.link_cancelled")),
         _ => None,
     };
     security_view(&state, page, &session, &user, notice, None, "").await

@@ -1,6 +1,7 @@
 //! The HTTP edge: routes, limits, timeouts and the security layers around them.
 
 pub mod cookies;
+pub mod federation;
 pub mod mfa;
 pub mod pages;
 pub mod passkeys;
@@ -182,6 +183,41 @@ fn route_specs() -> Vec<RouteSpec> {
             None,
             Some(post(passkeys::remove)),
         ),
+        route(
+            "/sign-in/external/{provider}",
+            None,
+            Some(post(federation::start)),
+        ),
+        route(
+            crate::federation::CALLBACK_PATH,
+            Some(get(federation::callback)),
+            Some(post(federation::callback_post)),
+        ),
+        route(
+            "/sign-in/external/finish",
+            Some(get(federation::finish_page)),
+            Some(post(federation::finish)),
+        ),
+        route(
+            "/sign-in/link",
+            Some(get(federation::link_page)),
+            Some(post(federation::confirm_link)),
+        ),
+        route(
+            "/sign-in/link/cancel",
+            None,
+            Some(post(federation::cancel_link)),
+        ),
+        route(
+            "/account/security/providers/{provider}/link",
+            None,
+            Some(post(federation::start_link)),
+        ),
+        route(
+            "/account/security/linked/{id}/unlink",
+            None,
+            Some(post(federation::unlink)),
+        ),
     ]
 }
 
@@ -193,11 +229,12 @@ pub fn route_list() -> Vec<(&'static str, bool, bool)> {
         .collect()
 }
 
-/// The paths of every state-changing route.
+/// The paths of every state-changing route (the provider callback's form post changes no
+/// state: it only turns a provider's cross-site form post into a GET of the callback).
 pub fn state_changing_routes() -> Vec<&'static str> {
     route_list()
         .into_iter()
-        .filter(|(_, _, post)| *post)
+        .filter(|(path, _, post)| *post && !security::CROSS_SITE_POSTS.contains(path))
         .map(|(path, _, _)| path)
         .collect()
 }

@@ -20,7 +20,7 @@ use gatehouse_app::pages::{
     describe_user_agent, format_time, AccountData, AccountPage, CodePage, FormState, MessagePage,
     NewPasswordPage, ResetPage, SessionRow, SignInCodePage, SignInPage, SignUpCodePage, SignUpPage,
 };
-use gatehouse_app::shell::{render_document, PageContext};
+use gatehouse_app::shell::{render_document, PageContext, ProviderLink};
 use gatehouse_core::email::EmailProblem;
 use gatehouse_core::identity::{
     AuthError, CodeOutcome, InputProblem, RequestContext, SignInOutcome, SignedIn, ACCOUNT_PORTAL,
@@ -30,12 +30,12 @@ use gatehouse_core::secret::SecretString;
 use gatehouse_core::store::{Session, User};
 use gatehouse_core::tokens::random_id;
 
-use super::cookies::{CookiePolicy, FLOW, PENDING_SIGN_IN, SESSION};
+use super::cookies::{CookiePolicy, FLOW, LINK, PENDING_SIGN_IN, SESSION};
 use super::security::{client_ip, page_csp, peer_ip};
 use crate::AppState;
 
 /// How long the flow cookie lives (a little longer than a code).
-const FLOW_COOKIE_MAX_AGE_S: i64 = 15 * 60;
+pub(super) const FLOW_COOKIE_MAX_AGE_S: i64 = 15 * 60;
 
 // ---------------------------------------------------------------- rendering
 
@@ -48,7 +48,21 @@ pub(super) struct Page {
 
 impl Page {
     pub(super) async fn new(state: &AppState) -> Self {
-        Self::with_branding(state.branding().await, state.leptos_options.clone())
+        let mut page = Self::with_branding(state.branding().await, state.leptos_options.clone());
+        match state.identity.provider_buttons().await {
+            Ok(buttons) => {
+                page.ctx.providers = buttons
+                    .into_iter()
+                    .map(|b| ProviderLink {
+                        id: b.id,
+                        kind: b.kind.as_str().to_string(),
+                        name: b.display_name,
+                    })
+                    .collect()
+            }
+            Err(e) => tracing::warn!(error = %e, "sign-in providers unavailable"),
+        }
+        page
     }
 
     fn with_branding(
@@ -72,7 +86,7 @@ impl Page {
         self
     }
 
-    fn header(mut self, name: axum::http::HeaderName, value: HeaderValue) -> Self {
+    pub(super) fn header(mut self, name: axum::http::HeaderName, value: HeaderValue) -> Self {
         self.headers.push((name, value));
         self
     }
@@ -195,6 +209,9 @@ pub(super) fn describe_error(t: &Texts, err: &AuthError) -> ErrorView {
             view(StatusCode::TOO_MANY_REQUESTS, "code.resend_too_soon", None)
         }
         AuthError::AccountExists => view(StatusCode::CONFLICT, "code.account_exists", None),
+        AuthError::LinkRequired => view(StatusCode::CONFLICT, "federation.link_required", None),
+        AuthError::AlreadyLinked => view(StatusCode::CONFLICT, "federation.already_linked", None),
+        AuthError::Provider(_) => view(StatusCode::BAD_GATEWAY, "federation.provider_failed", None),
         AuthError::TooManyRequests => view(
             StatusCode::TOO_MANY_REQUESTS,
             "common.too_many_requests",
@@ -488,7 +505,7 @@ pub struct SignUpForm {
     password: String,
 }
 
-fn flow_started(state: &AppState, flow_id: &str) -> Response {
+pub(super) fn flow_started(state: &AppState, flow_id: &str) -> Response {
     redirect(
         "/code",
         vec![cookie_policy(state).set(FLOW, flow_id, Some(FLOW_COOKIE_MAX_AGE_S))],
@@ -879,6 +896,12 @@ pub async fn account_page(
     headers: HeaderMap,
     Query(q): Query<AccountQuery>,
 ) -> Response {
+    // A provider link waits for the account that was just proven: confirm it first.
+    if cookie_policy(&state).read(&headers, LINK).is_some() {
+        if let Ok(Some(_)) = current_session(&state, &headers).await {
+            return redirect("/sign-in/link", vec![]);
+        }
+    }
     let (session, user) = match require_enrolled_session(&state, &headers).await {
         Ok(found) => found,
         Err(response) => return response,

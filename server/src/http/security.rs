@@ -23,12 +23,18 @@ pub async fn require_same_origin(
 ) -> Response {
     if is_safe_method(request.method())
         || is_same_origin(request.headers(), &state.config.public_origin)
+        || CROSS_SITE_POSTS.contains(&request.uri().path())
     {
         return next.run(request).await;
     }
     tracing::info!(method = %request.method(), path = %request.uri().path(), "refused a cross-origin request");
     (StatusCode::FORBIDDEN, "Cross-origin request refused.").into_response()
 }
+
+/// Posts that arrive from other sites by design: a provider's `response_mode=form_post`
+/// answer. Its handler changes nothing; it redirects to the GET of the callback, which checks
+/// the browser's own cookie and the `state`.
+pub const CROSS_SITE_POSTS: [&str; 1] = [crate::federation::CALLBACK_PATH];
 
 pub fn is_safe_method(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)

@@ -24,6 +24,10 @@ pub(crate) const TOTP_COLUMNS: &str =
 pub(crate) const PASSKEY_COLUMNS: &str =
     "id, user_id, credential_id, name, passkey, created_at, last_used_at";
 pub(crate) const PHONE_COLUMNS: &str = "id, user_id, number, created_at, verified_at, last_used_at";
+pub(crate) const PROVIDER_COLUMNS: &str =
+    "id, kind, display_name, settings, sealed_secret, enabled, position, created_at, updated_at";
+pub(crate) const EXTERNAL_IDENTITY_COLUMNS: &str =
+    "id, user_id, provider_id, issuer, subject, email, created_at, last_used_at";
 pub(crate) const AUDIT_COLUMNS: &str =
     "id, occurred_at, actor_user_id, subject_user_id, action, detail, client_ip";
 pub(crate) const SIGN_IN_COLUMNS: &str =
@@ -106,6 +110,13 @@ pub enum CodePurpose {
     PhoneVerification,
     /// A texted code offered as the second factor of a pending sign-in.
     SecondFactorSms,
+    /// A redirect to a sign-in provider in progress (payload: state hash, nonce, PKCE verifier).
+    ExternalAuthorization,
+    /// A provider vouched for an identity that needs more before it becomes an account
+    /// (payload: the external profile).
+    ExternalSignUp,
+    /// A provider identity waiting to be linked once the person proves the existing account.
+    ExternalLink,
 }
 
 impl CodePurpose {
@@ -123,6 +134,9 @@ impl CodePurpose {
             CodePurpose::PasskeySecondFactor => "passkey_second_factor",
             CodePurpose::PhoneVerification => "phone_verification",
             CodePurpose::SecondFactorSms => "second_factor_sms",
+            CodePurpose::ExternalAuthorization => "external_authorization",
+            CodePurpose::ExternalSignUp => "external_sign_up",
+            CodePurpose::ExternalLink => "external_link",
         }
     }
 
@@ -140,6 +154,9 @@ impl CodePurpose {
             "passkey_second_factor" => CodePurpose::PasskeySecondFactor,
             "phone_verification" => CodePurpose::PhoneVerification,
             "second_factor_sms" => CodePurpose::SecondFactorSms,
+            "external_authorization" => CodePurpose::ExternalAuthorization,
+            "external_sign_up" => CodePurpose::ExternalSignUp,
+            "external_link" => CodePurpose::ExternalLink,
             _ => return None,
         })
     }
@@ -451,6 +468,81 @@ impl PhoneNumber {
             number: row.try_get("number")?,
             created_at: row.try_get("created_at")?,
             verified_at: row.try_get("verified_at")?,
+            last_used_at: row.try_get("last_used_at")?,
+        })
+    }
+}
+
+/// A configured sign-in provider. `settings` is the provider's JSON settings (issuer, client
+/// id, scopes, endpoints); `sealed_secret` its sealed client secret or signing key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProviderRecord {
+    pub id: String,
+    pub kind: String,
+    pub display_name: String,
+    pub settings: String,
+    pub sealed_secret: Option<String>,
+    pub enabled: bool,
+    pub position: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl std::fmt::Debug for ProviderRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderRecord")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("display_name", &self.display_name)
+            .field("settings", &self.settings)
+            .field("has_secret", &self.sealed_secret.is_some())
+            .field("enabled", &self.enabled)
+            .field("position", &self.position)
+            .finish()
+    }
+}
+
+impl ProviderRecord {
+    pub(crate) fn from_row(row: &AnyRow) -> StoreResult<Self> {
+        Ok(ProviderRecord {
+            id: row.try_get("id")?,
+            kind: row.try_get("kind")?,
+            display_name: row.try_get("display_name")?,
+            settings: row.try_get("settings")?,
+            sealed_secret: row.try_get("sealed_secret")?,
+            enabled: crate::bool_col(row, "enabled")?,
+            position: row.try_get("position")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+}
+
+/// An account at a provider, linked to a Gatehouse account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalIdentity {
+    pub id: String,
+    pub user_id: String,
+    /// The provider it was linked through (the provider may have been removed since).
+    pub provider_id: String,
+    pub issuer: String,
+    pub subject: String,
+    /// The email the provider gave when it was linked, for display.
+    pub email: Option<String>,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+impl ExternalIdentity {
+    pub(crate) fn from_row(row: &AnyRow) -> StoreResult<Self> {
+        Ok(ExternalIdentity {
+            id: row.try_get("id")?,
+            user_id: row.try_get("user_id")?,
+            provider_id: row.try_get("provider_id")?,
+            issuer: row.try_get("issuer")?,
+            subject: row.try_get("subject")?,
+            email: row.try_get("email")?,
+            created_at: row.try_get("created_at")?,
             last_used_at: row.try_get("last_used_at")?,
         })
     }

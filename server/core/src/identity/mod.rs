@@ -9,9 +9,17 @@
 
 use std::sync::Arc;
 
+mod federation;
 mod mfa;
 mod passkeys;
 mod sms;
+pub use federation::{
+    acceptable_provider_url, AppleSigning, AuthorizationSecrets, ClaimMapping, Endpoints,
+    ExternalFinish, ExternalIntent, ExternalOutcome, ExternalProfile, LinkedIdentity,
+    PendingExternal, Provider, ProviderButton, ProviderConfigError, ProviderInput, ProviderKind,
+    ProviderSettings, ReturnedAuthorization, AUTHORIZATION_TTL_MS,
+    MICROSOFT_PERSONAL_ACCOUNTS_TENANT,
+};
 pub use mfa::{
     MfaPolicy, SecondFactorMethod, SecondFactorOptions, TotpEnrollment, MFA_POLICY_SETTING,
 };
@@ -120,6 +128,10 @@ pub enum Method {
     Passkey,
     /// A texted code as the second factor.
     Sms,
+    /// An account at another identity provider (OpenID Connect or OAuth 2.0).
+    Federated,
+    /// A new account made from an identity at another provider.
+    SignUpFederated,
 }
 
 impl Method {
@@ -134,6 +146,8 @@ impl Method {
             Method::RecoveryCode => "recovery_code",
             Method::Passkey => "passkey",
             Method::Sms => "sms",
+            Method::Federated => "federated",
+            Method::SignUpFederated => "sign_up_federated",
         }
     }
 
@@ -149,6 +163,9 @@ impl Method {
             | CodePurpose::PasskeySignIn
             | CodePurpose::PasskeySecondFactor => Method::Passkey,
             CodePurpose::PhoneVerification | CodePurpose::SecondFactorSms => Method::Sms,
+            CodePurpose::ExternalAuthorization
+            | CodePurpose::ExternalSignUp
+            | CodePurpose::ExternalLink => Method::Federated,
         }
     }
 }
@@ -162,6 +179,30 @@ pub enum InputProblem {
     Code,
     PasskeyName,
     Phone(crate::phone::PhoneProblem),
+}
+
+/// How a round trip to an identity provider failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderProblem {
+    /// The person cancelled at the provider (`access_denied`).
+    Cancelled,
+    /// The provider answered with an error.
+    Error,
+    /// The provider could not be reached in time.
+    Unavailable,
+    /// The provider's answer failed verification (token, signature, issuer, nonce...).
+    InvalidResponse,
+}
+
+impl ProviderProblem {
+    pub fn code(self) -> &'static str {
+        match self {
+            ProviderProblem::Cancelled => "provider_cancelled",
+            ProviderProblem::Error => "provider_error",
+            ProviderProblem::Unavailable => "provider_unavailable",
+            ProviderProblem::InvalidResponse => "provider_response_invalid",
+        }
+    }
 }
 
 /// Why an operation did not succeed. Each variant has a stable code for logs and tests.
@@ -199,6 +240,12 @@ pub enum AuthError {
     ResendTooSoon,
     #[error("account already exists")]
     AccountExists,
+    #[error("the email belongs to an account that must be proven before the link")]
+    LinkRequired,
+    #[error("the provider account is linked to another account")]
+    AlreadyLinked,
+    #[error("the identity provider did not sign the person in")]
+    Provider(ProviderProblem),
     #[error("too many requests")]
     TooManyRequests,
     #[error("overloaded")]
@@ -227,6 +274,9 @@ impl AuthError {
             AuthError::LimitReached => "limit_reached",
             AuthError::ResendTooSoon => "resend_too_soon",
             AuthError::AccountExists => "account_exists",
+            AuthError::LinkRequired => "account_link_required",
+            AuthError::AlreadyLinked => "identity_linked_elsewhere",
+            AuthError::Provider(p) => p.code(),
             AuthError::TooManyRequests => "rate_limited",
             AuthError::Overloaded => "overloaded",
             AuthError::Internal(_) => "internal_error",
@@ -338,6 +388,10 @@ struct PendingSignUp {
     display_name: String,
     #[serde(default)]
     password_hash: Option<String>,
+    /// The provider identity the new account is linked to (a provider sign-up whose email is
+    /// proven by this code).
+    #[serde(default)]
+    external: Option<ExternalProfile>,
 }
 
 pub struct Identity {
@@ -838,6 +892,7 @@ impl Identity {
         let pending = PendingSignUp {
             display_name,
             password_hash: Some(password_hash),
+            external: None,
         };
         self.start_sign_up(
             ctx,
@@ -865,6 +920,7 @@ impl Identity {
         let pending = PendingSignUp {
             display_name,
             password_hash: None,
+            external: None,
         };
         self.start_sign_up(ctx, CodePurpose::SignUpCode, &email, &pending, None, now)
             .await
@@ -1223,17 +1279,18 @@ impl Identity {
                     serde_json::from_str(accepted.payload.as_deref().unwrap_or(""))
                         .map_err(|e| internal(&e))?;
                 let user_id = random_id();
-                let created = self
-                    .store
-                    .create_user(&NewUser {
-                        id: &user_id,
-                        email: &accepted.email,
-                        display_name: &pending.display_name,
-                        password_hash: pending.password_hash.as_deref(),
-                        is_admin: false,
-                        now,
-                    })
-                    .await;
+                let new_user = NewUser {
+                    id: &user_id,
+                    email: &accepted.email,
+                    display_name: &pending.display_name,
+                    password_hash: pending.password_hash.as_deref(),
+                    is_admin: false,
+                    now,
+                };
+                let created = match &pending.external {
+                    Some(profile) => self.create_account_from_code(&new_user, profile).await,
+                    None => self.store.create_user(&new_user).await,
+                };
                 let user = match created {
                     Ok(user) => {
                         // Failures recorded against the address before it had an account must
@@ -1256,10 +1313,20 @@ impl Identity {
                     }
                     Err(e) => return Err(e.into()),
                 };
-                let amr = if pending.password_hash.is_some() {
-                    "pwd otp"
-                } else {
-                    "otp"
+                let (method, amr) = match (&pending.external, &pending.password_hash) {
+                    (Some(profile), _) => {
+                        self.audit(
+                            ctx,
+                            &user.id,
+                            "federation.linked",
+                            &profile.provider_id,
+                            now,
+                        )
+                        .await?;
+                        (Method::SignUpFederated, "fed otp")
+                    }
+                    (None, Some(_)) => (method, "pwd otp"),
+                    (None, None) => (method, "otp"),
                 };
                 let signed = self
                     .finish_sign_in(ctx, &accepted.email, user, method, amr, now)
@@ -1318,7 +1385,10 @@ impl Identity {
             | CodePurpose::PasskeySignIn
             | CodePurpose::PasskeySecondFactor
             | CodePurpose::PhoneVerification
-            | CodePurpose::SecondFactorSms => Err(AuthError::CodeDead),
+            | CodePurpose::SecondFactorSms
+            | CodePurpose::ExternalAuthorization
+            | CodePurpose::ExternalSignUp
+            | CodePurpose::ExternalLink => Err(AuthError::CodeDead),
         }
     }
 
@@ -1581,7 +1651,9 @@ impl Identity {
     ) -> Result<(), AuthError> {
         let (result, reason) = match result {
             Ok(()) => ("success", None),
-            Err(e @ AuthError::SecondFactorRequired) => ("interrupted", Some(e.reason_code())),
+            Err(e @ (AuthError::SecondFactorRequired | AuthError::LinkRequired)) => {
+                ("interrupted", Some(e.reason_code()))
+            }
             Err(
                 e @ (AuthError::Throttled { .. }
                 | AuthError::PasswordPathClosed
