@@ -4,6 +4,8 @@ import path from 'node:path';
 const port = Number(process.env.GATEHOUSE_E2E_PORT || 3100);
 const smtpPort = Number(process.env.GATEHOUSE_E2E_SMTP_PORT || 2625);
 const smsPort = Number(process.env.GATEHOUSE_E2E_SMS_PORT || 2626);
+const idpPort = Number(process.env.GATEHOUSE_E2E_IDP_PORT || 2627);
+const idpSecret = 'e2e-idp-client-secret-never-logged';
 const root = path.resolve(__dirname, '..');
 const runDir = path.join(__dirname, '.run');
 export const mailDir = path.join(__dirname, '.mail');
@@ -11,6 +13,7 @@ export const smsDir = path.join(__dirname, '.sms');
 process.env.GATEHOUSE_E2E_MAIL_DIR = mailDir;
 process.env.GATEHOUSE_E2E_SMS_DIR = smsDir;
 const smsSid = 'AC-e2e';
+const gatehouse = process.env.GATEHOUSE_BIN || path.join(root, 'target/debug/gatehouse');
 const smsToken = 'e2e-sms-token-never-logged';
 
 export default defineConfig({
@@ -49,7 +52,21 @@ export default defineConfig({
       reuseExistingServer: false,
     },
     {
-      command: `mkdir -p ${runDir} && exec ${process.env.GATEHOUSE_BIN || path.join(root, 'target/debug/gatehouse')} serve > ${path.join(runDir, 'server.log')} 2>&1`,
+      // A real OpenID Connect provider (oidc-provider) with Gatehouse registered as a client.
+      command: 'node oidc-idp.mjs',
+      url: `http://127.0.0.1:${idpPort}/.well-known/openid-configuration`,
+      env: {
+        GATEHOUSE_E2E_IDP_PORT: String(idpPort),
+        GATEHOUSE_E2E_IDP_SECRET: idpSecret,
+        GATEHOUSE_E2E_IDP_REDIRECT: `http://localhost:${port}/sign-in/external/callback`,
+      },
+      reuseExistingServer: false,
+    },
+    {
+      // The provider is configured through the command line before the server starts.
+      command: `mkdir -p ${runDir} && ${gatehouse} providers add example-id --kind oidc --name 'Example ID' `
+        + `--issuer http://127.0.0.1:${idpPort} --client-id gatehouse-e2e --client-secret-env GATEHOUSE_E2E_IDP_SECRET `
+        + `> ${path.join(runDir, 'providers.log')} 2>&1 && exec ${gatehouse} serve > ${path.join(runDir, 'server.log')} 2>&1`,
       url: `http://localhost:${port}/healthz`,
       cwd: root,
       timeout: 60_000,
@@ -66,6 +83,7 @@ export default defineConfig({
         GATEHOUSE_SMS_AUTH_TOKEN: smsToken,
         GATEHOUSE_SMS_FROM: '+15005550006',
         GATEHOUSE_SITE_ROOT: path.join(root, 'target/site'),
+        GATEHOUSE_E2E_IDP_SECRET: idpSecret,
         RUST_LOG: 'debug,hyper=info,hyper_util=info,lettre=info',
       },
     },

@@ -12,7 +12,8 @@ export const WRONG_PASSWORD = 'not-the-password-at-all';
 export const RESET_PASSWORD = 'lighthouse-keeper-returns-8';
 export const CHANGED_PASSWORD = 'north-wind-paper-kite-3';
 /** Secrets the specs type or configure; none of them may ever appear in the server's log. */
-export const CANARIES = [PASSWORD, WRONG_PASSWORD, RESET_PASSWORD, CHANGED_PASSWORD, 'e2e-sms-token-never-logged'];
+export const CANARIES = [PASSWORD, WRONG_PASSWORD, RESET_PASSWORD, CHANGED_PASSWORD, 'e2e-sms-token-never-logged',
+  'e2e-idp-client-secret-never-logged'];
 
 /** A unique address per test, so specs run in parallel. */
 export function uniqueEmail(tag: string): string {

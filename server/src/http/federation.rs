@@ -214,16 +214,10 @@ pub async fn callback(
         .await
     {
         Ok(r) => r,
-        Err(err) => {
-            if let Err(e) = state
-                .identity
-                .refuse_external(&ctx, "unknown", err, now)
-                .await
-            {
-                return internal_error_page(page, &e);
-            }
-            return with_cookie(expired(page), cookies.clear(EXTERNAL));
-        }
+        // No round trip of this browser's waits for this answer: nothing is written (a GET
+        // anyone can send must not fill the sign-in log).
+        Err(AuthError::CodeDead) => return with_cookie(expired(page), cookies.clear(EXTERNAL)),
+        Err(err) => return internal_error_page(page, &err),
     };
     let (provider, page) = match enabled_provider(&state, page, &returned.provider_id).await {
         Ok(found) => found,
