@@ -1151,3 +1151,90 @@ async fn facebook_profiles_without_an_email_ask_for_one() {
     );
     assert!(r.body.contains("for=\"email\""));
 }
+
+#[tokio::test]
+async fn provider_settings_are_validated() {
+    use gatehouse_core::identity::{AppleSigning, ProviderConfigError};
+    let server = TestServer::start().await;
+    let input = |kind: ProviderKind| ProviderInput {
+        id: "p".into(),
+        kind,
+        display_name: None,
+        issuer: None,
+        tenant: None,
+        client_id: "client".into(),
+        secret: Some(SecretString::new("secret")),
+        scopes: None,
+        claims: ClaimMapping::default(),
+        endpoints: Endpoints::default(),
+        apple: None,
+        enabled: true,
+    };
+    let identity = &server.state.identity;
+    let put = |i: ProviderInput| async move {
+        identity
+            .put_provider(i, 0)
+            .await
+            .unwrap()
+            .map(|p| p.settings)
+    };
+    // A generic provider needs an issuer, https (or loopback http).
+    assert_eq!(
+        put(input(ProviderKind::Oidc)).await.unwrap_err(),
+        ProviderConfigError::Issuer
+    );
+    let mut i = input(ProviderKind::Oidc);
+    i.issuer = Some("http://idp.example.com".into());
+    assert_eq!(put(i).await.unwrap_err(), ProviderConfigError::Issuer);
+    let mut i = input(ProviderKind::Google);
+    i.endpoints.token = Some("http://evil.example/token".into());
+    assert_eq!(
+        put(i).await.unwrap_err(),
+        ProviderConfigError::Endpoint("token")
+    );
+    let mut i = input(ProviderKind::Github);
+    i.secret = None;
+    assert_eq!(put(i).await.unwrap_err(), ProviderConfigError::Secret);
+    let mut i = input(ProviderKind::Google);
+    i.id = "Not A Slug".into();
+    assert_eq!(put(i).await.unwrap_err(), ProviderConfigError::Id);
+    // Apple needs its team, key id and a PKCS#8 key.
+    let mut i = input(ProviderKind::Apple);
+    i.apple = Some(AppleSigning {
+        team_id: "T".into(),
+        key_id: "K".into(),
+    });
+    assert_eq!(put(i).await.unwrap_err(), ProviderConfigError::Apple);
+    assert_eq!(
+        server
+            .counts()
+            .await
+            .iter()
+            .find(|(t, _)| t == "identity_providers")
+            .unwrap()
+            .1,
+        0
+    );
+
+    // Presets fill in what they know.
+    let google = put(input(ProviderKind::Google)).await.unwrap();
+    assert_eq!(google.issuer, "https://accounts.google.com");
+    assert_eq!(google.scopes, ["openid", "email", "profile"]);
+    let mut i = input(ProviderKind::Microsoft);
+    i.tenant = Some("contoso-tenant-id".into());
+    assert_eq!(
+        put(i).await.unwrap().issuer,
+        "https://login.microsoftonline.com/contoso-tenant-id/v2.0"
+    );
+    let github = put(input(ProviderKind::Github)).await.unwrap();
+    assert_eq!(
+        github.endpoints.emails.as_deref(),
+        Some("https://api.github.com/user/emails")
+    );
+    // Saving again without a secret keeps the stored one.
+    let mut i = input(ProviderKind::Github);
+    i.secret = None;
+    put(i).await.unwrap();
+    let p = identity.enabled_provider("p").await.unwrap().unwrap();
+    assert_eq!(p.secret.unwrap().expose(), "secret");
+}
