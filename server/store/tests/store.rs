@@ -868,3 +868,165 @@ async fn a_phone_number_is_proven_once_and_unproven_ones_are_replaced() {
         assert!(store.list_phones("ph").await.unwrap().is_empty());
     }
 }
+
+fn identity(id: &str, user_id: &str, issuer: &str, subject: &str) -> ExternalIdentity {
+    ExternalIdentity {
+        id: id.into(),
+        user_id: user_id.into(),
+        provider_id: "idp".into(),
+        issuer: issuer.into(),
+        subject: subject.into(),
+        email: None,
+        created_at: 1_000,
+        last_used_at: None,
+    }
+}
+
+#[tokio::test]
+async fn external_identities_are_unique_and_accounts_come_with_theirs_or_not_at_all() {
+    for store in stores().await {
+        // A pending sign-up for the address ends when the account is made from a provider.
+        let mut pending = code("pending", "h", 1_000);
+        pending.purpose = CodePurpose::SignUpCode;
+        store.create_code(&pending).await.unwrap();
+        store
+            .create_code(&code("other-flow", "h", 1_000))
+            .await
+            .unwrap();
+        let pending_email = store.find_code("pending").await.unwrap().unwrap().email;
+        let u = store
+            .create_user_with_identity(
+                &user("u1", &pending_email),
+                &identity("i1", "u1", "https://a", "1"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(u.email, pending_email);
+        assert!(store
+            .find_code("pending")
+            .await
+            .unwrap()
+            .unwrap()
+            .consumed_at
+            .is_some());
+        assert!(store
+            .find_code("other-flow")
+            .await
+            .unwrap()
+            .unwrap()
+            .consumed_at
+            .is_none());
+        // The same (issuer, subject) again: nothing is stored, not even the account.
+        let err = store
+            .create_user_with_identity(
+                &user("u2", "b@example.com"),
+                &identity("i2", "u2", "https://a", "1"),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict));
+        assert!(store.find_user("u2").await.unwrap().is_none());
+        // The same email again: no identity without its account.
+        let err = store
+            .create_user_with_identity(
+                &user("u3", &pending_email),
+                &identity("i3", "u3", "https://a", "3"),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict));
+        assert!(store
+            .find_external_identity("https://a", "3")
+            .await
+            .unwrap()
+            .is_none());
+        // The same subject at another issuer is another identity.
+        store
+            .create_user(&user("u4", "d@example.com"))
+            .await
+            .unwrap();
+        store
+            .link_external_identity(&identity("i4", "u4", "https://b", "1"))
+            .await
+            .unwrap();
+        assert!(matches!(
+            store
+                .link_external_identity(&identity("i5", "u4", "https://b", "1"))
+                .await,
+            Err(StoreError::Conflict)
+        ));
+        assert_eq!(
+            store
+                .find_external_identity("https://b", "1")
+                .await
+                .unwrap()
+                .unwrap()
+                .user_id,
+            "u4"
+        );
+        assert_eq!(
+            store
+                .find_external_identity("https://a", "1")
+                .await
+                .unwrap()
+                .unwrap()
+                .user_id,
+            "u1"
+        );
+        store.touch_external_identity("i4", 5_000).await.unwrap();
+        assert_eq!(
+            store.list_external_identities("u4").await.unwrap()[0].last_used_at,
+            Some(5_000)
+        );
+        // Only the owner unlinks.
+        assert!(!store.unlink_external_identity("u1", "i4").await.unwrap());
+        assert!(store.unlink_external_identity("u4", "i4").await.unwrap());
+        assert!(store
+            .list_external_identities("u4")
+            .await
+            .unwrap()
+            .is_empty());
+    }
+}
+
+#[tokio::test]
+async fn providers_are_kept_in_order_and_replaced_by_id() {
+    for store in stores().await {
+        let p = |id: &str, position: i64| ProviderRecord {
+            id: id.into(),
+            kind: "oidc".into(),
+            display_name: id.to_uppercase(),
+            settings: "{}".into(),
+            sealed_secret: Some("sealed".into()),
+            enabled: true,
+            position,
+            created_at: 1,
+            updated_at: 1,
+        };
+        store.put_provider(&p("b", 1)).await.unwrap();
+        store.put_provider(&p("a", 2)).await.unwrap();
+        let ids: Vec<String> = store
+            .list_providers()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        assert_eq!(ids, ["b", "a"]);
+        // Replacing keeps the position; moving changes it.
+        let mut changed = p("b", 9);
+        changed.display_name = "Renamed".into();
+        store.put_provider(&changed).await.unwrap();
+        let b = store.find_provider("b").await.unwrap().unwrap();
+        assert_eq!((b.display_name.as_str(), b.position), ("Renamed", 1));
+        assert!(store.set_provider_position("b", 5, 2).await.unwrap());
+        assert!(store.set_provider_enabled("a", false, 2).await.unwrap());
+        let list = store.list_providers().await.unwrap();
+        assert_eq!(list[0].id, "a");
+        assert!(!list[0].enabled);
+        assert!(!format!("{:?}", list[0]).contains("sealed\""));
+        assert!(store.delete_provider("a").await.unwrap());
+        assert!(!store.delete_provider("a").await.unwrap());
+        assert!(!store.set_provider_enabled("nope", true, 2).await.unwrap());
+    }
+}
