@@ -16,27 +16,34 @@ use serde_json::json;
 
 const CLIENT_SECRET: &str = "client-secret-7f3a9c1e5b";
 
+/// A provider's settings with the test client and secret, nothing else set.
+fn provider_input(id: &str, kind: ProviderKind) -> ProviderInput {
+    ProviderInput {
+        id: id.into(),
+        kind,
+        display_name: None,
+        issuer: None,
+        tenant: None,
+        client_id: "gatehouse-test".into(),
+        secret: Some(SecretString::new(CLIENT_SECRET)),
+        scopes: None,
+        claims: ClaimMapping::default(),
+        endpoints: Endpoints::default(),
+        apple: None,
+        enabled: true,
+    }
+}
+
 async fn add_provider(server: &TestServer, id: &str, name: &str, idp: &Idp) {
+    let input = ProviderInput {
+        display_name: Some(name.into()),
+        issuer: Some(idp.base.clone()),
+        ..provider_input(id, ProviderKind::Oidc)
+    };
     server
         .state
         .identity
-        .put_provider(
-            ProviderInput {
-                id: id.into(),
-                kind: ProviderKind::Oidc,
-                display_name: Some(name.into()),
-                issuer: Some(idp.base.clone()),
-                tenant: None,
-                client_id: "gatehouse-test".into(),
-                secret: Some(SecretString::new(CLIENT_SECRET)),
-                scopes: None,
-                claims: ClaimMapping::default(),
-                endpoints: Endpoints::default(),
-                apple: None,
-                enabled: true,
-            },
-            server.state.now(),
-        )
+        .put_provider(input, server.state.now())
         .await
         .unwrap()
         .unwrap();
@@ -1048,32 +1055,20 @@ async fn oauth2_double(
 }
 
 async fn add_oauth2_provider(server: &TestServer, kind: ProviderKind, base: &str) {
+    let input = ProviderInput {
+        endpoints: Endpoints {
+            authorization: Some(format!("{base}/authorize")),
+            token: Some(format!("{base}/token")),
+            userinfo: Some(format!("{base}/user")),
+            emails: Some(format!("{base}/user/emails")),
+            jwks: None,
+        },
+        ..provider_input(kind.as_str(), kind)
+    };
     server
         .state
         .identity
-        .put_provider(
-            ProviderInput {
-                id: kind.as_str().into(),
-                kind,
-                display_name: None,
-                issuer: None,
-                tenant: None,
-                client_id: "oauth-client".into(),
-                secret: Some(SecretString::new(CLIENT_SECRET)),
-                scopes: None,
-                claims: ClaimMapping::default(),
-                endpoints: Endpoints {
-                    authorization: Some(format!("{base}/authorize")),
-                    token: Some(format!("{base}/token")),
-                    userinfo: Some(format!("{base}/user")),
-                    emails: Some(format!("{base}/user/emails")),
-                    jwks: None,
-                },
-                apple: None,
-                enabled: true,
-            },
-            server.state.now(),
-        )
+        .put_provider(input, server.state.now())
         .await
         .unwrap()
         .unwrap();
@@ -1157,18 +1152,8 @@ async fn provider_settings_are_validated() {
     use gatehouse_core::identity::{AppleSigning, ProviderConfigError};
     let server = TestServer::start().await;
     let input = |kind: ProviderKind| ProviderInput {
-        id: "p".into(),
-        kind,
-        display_name: None,
-        issuer: None,
-        tenant: None,
-        client_id: "client".into(),
         secret: Some(SecretString::new("secret")),
-        scopes: None,
-        claims: ClaimMapping::default(),
-        endpoints: Endpoints::default(),
-        apple: None,
-        enabled: true,
+        ..provider_input("p", kind)
     };
     let identity = &server.state.identity;
     let put = |i: ProviderInput| async move {

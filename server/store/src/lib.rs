@@ -187,18 +187,7 @@ impl Store {
     // ---------------------------------------------------------------- users
 
     pub async fn create_user(&self, user: &NewUser<'_>) -> StoreResult<User> {
-        sqlx::query(
-            "INSERT INTO users (id, email, display_name, password_hash, is_admin, disabled, \
-             credential_epoch, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 0, 0, $6, $6)",
-        )
-        .bind(user.id)
-        .bind(user.email)
-        .bind(user.display_name)
-        .bind(user.password_hash)
-        .bind(i64::from(user.is_admin))
-        .bind(user.now)
-        .execute(&self.pool)
-        .await?;
+        insert_user(&self.pool, user).await?;
         self.find_user(user.id).await?.ok_or(StoreError::Malformed)
     }
 
@@ -840,21 +829,7 @@ impl Store {
     /// Links an external identity to an account. An identity linked already (to anyone) is
     /// refused with [`StoreError::Conflict`].
     pub async fn link_external_identity(&self, e: &ExternalIdentity) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO external_identities (id, user_id, provider_id, issuer, subject, email, \
-             created_at, last_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&e.id)
-        .bind(&e.user_id)
-        .bind(&e.provider_id)
-        .bind(&e.issuer)
-        .bind(&e.subject)
-        .bind(&e.email)
-        .bind(e.created_at)
-        .bind(e.last_used_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        insert_identity(&self.pool, e).await
     }
 
     /// Creates an account together with its first external identity, in one transaction: no
@@ -868,32 +843,8 @@ impl Store {
         identity: &ExternalIdentity,
     ) -> StoreResult<User> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO users (id, email, display_name, password_hash, is_admin, disabled, \
-             credential_epoch, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 0, 0, $6, $6)",
-        )
-        .bind(user.id)
-        .bind(user.email)
-        .bind(user.display_name)
-        .bind(user.password_hash)
-        .bind(i64::from(user.is_admin))
-        .bind(user.now)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO external_identities (id, user_id, provider_id, issuer, subject, email, \
-             created_at, last_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&identity.id)
-        .bind(user.id)
-        .bind(&identity.provider_id)
-        .bind(&identity.issuer)
-        .bind(&identity.subject)
-        .bind(&identity.email)
-        .bind(identity.created_at)
-        .bind(identity.last_used_at)
-        .execute(&mut *tx)
-        .await?;
+        insert_user(&mut *tx, user).await?;
+        insert_identity(&mut *tx, identity).await?;
         sqlx::query(
             "UPDATE one_time_codes SET consumed_at = $1 WHERE email = $2 AND consumed_at IS NULL \
              AND purpose IN ('sign_up_password', 'sign_up_code')",
@@ -1502,6 +1453,47 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+async fn insert_user<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    executor: E,
+    user: &NewUser<'_>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO users (id, email, display_name, password_hash, is_admin, disabled, \
+         credential_epoch, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 0, 0, $6, $6)",
+    )
+    .bind(user.id)
+    .bind(user.email)
+    .bind(user.display_name)
+    .bind(user.password_hash)
+    .bind(i64::from(user.is_admin))
+    .bind(user.now)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// The account of `e` is `e.user_id`.
+async fn insert_identity<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    executor: E,
+    e: &ExternalIdentity,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO external_identities (id, user_id, provider_id, issuer, subject, email, \
+         created_at, last_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&e.id)
+    .bind(&e.user_id)
+    .bind(&e.provider_id)
+    .bind(&e.issuer)
+    .bind(&e.subject)
+    .bind(&e.email)
+    .bind(e.created_at)
+    .bind(e.last_used_at)
+    .execute(executor)
+    .await?;
+    Ok(())
 }
 
 pub(crate) fn bool_col(row: &AnyRow, name: &str) -> StoreResult<bool> {

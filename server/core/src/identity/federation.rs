@@ -353,6 +353,25 @@ impl ExternalProfile {
     }
 }
 
+/// The first identity of a new account, used by it at once.
+fn new_identity(
+    profile: &ExternalProfile,
+    user_id: &str,
+    email: &str,
+    now: i64,
+) -> ExternalIdentity {
+    ExternalIdentity {
+        id: random_id(),
+        user_id: user_id.to_string(),
+        provider_id: profile.provider_id.clone(),
+        issuer: profile.issuer.clone(),
+        subject: profile.subject.clone(),
+        email: Some(email.to_string()),
+        created_at: now,
+        last_used_at: Some(now),
+    }
+}
+
 /// What the person wants from the round trip to the provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -801,18 +820,8 @@ impl Identity {
             let Some(user) = self.store.find_user(&linked.user_id).await? else {
                 return Err(AuthError::CodeDead);
             };
-            if user.disabled {
-                return Err(self
-                    .refuse(
-                        ctx,
-                        &user.email,
-                        Some(&user.id),
-                        Method::Federated,
-                        AuthError::AccountDisabled,
-                        now,
-                    )
-                    .await?);
-            }
+            self.refuse_if_disabled(ctx, &user, Method::Federated, now)
+                .await?;
             self.store.touch_external_identity(&linked.id, now).await?;
             let email = user.email.clone();
             let outcome = self
@@ -899,16 +908,7 @@ impl Identity {
         now: i64,
     ) -> Result<SignInOutcome, AuthError> {
         let user_id = random_id();
-        let identity = ExternalIdentity {
-            id: random_id(),
-            user_id: user_id.clone(),
-            provider_id: profile.provider_id.clone(),
-            issuer: profile.issuer.clone(),
-            subject: profile.subject.clone(),
-            email: Some(email.to_string()),
-            created_at: now,
-            last_used_at: Some(now),
-        };
+        let identity = new_identity(profile, &user_id, email, now);
         let created = self
             .store
             .create_user_with_identity(
@@ -1068,16 +1068,7 @@ impl Identity {
         user: &NewUser<'_>,
         profile: &ExternalProfile,
     ) -> Result<User, StoreError> {
-        let identity = ExternalIdentity {
-            id: random_id(),
-            user_id: user.id.to_string(),
-            provider_id: profile.provider_id.clone(),
-            issuer: profile.issuer.clone(),
-            subject: profile.subject.clone(),
-            email: Some(user.email.to_string()),
-            created_at: user.now,
-            last_used_at: Some(user.now),
-        };
+        let identity = new_identity(profile, user.id, user.email, user.now);
         self.store.create_user_with_identity(user, &identity).await
     }
 

@@ -488,18 +488,7 @@ impl Identity {
         {
             return Err(AuthError::CodeDead);
         }
-        if user.disabled {
-            return Err(self
-                .refuse(
-                    ctx,
-                    &user.email,
-                    Some(&user.id),
-                    method,
-                    AuthError::AccountDisabled,
-                    now,
-                )
-                .await?);
-        }
+        self.refuse_if_disabled(ctx, &user, method, now).await?;
         let first: PendingSecondFactor =
             serde_json::from_str(pending.payload.as_deref().unwrap_or(""))
                 .map_err(|e| super::internal(&e))?;

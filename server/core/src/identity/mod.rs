@@ -1343,18 +1343,7 @@ impl Identity {
                         .refuse(ctx, &accepted.email, None, method, AuthError::CodeDead, now)
                         .await?);
                 };
-                if user.disabled {
-                    return Err(self
-                        .refuse(
-                            ctx,
-                            &accepted.email,
-                            Some(&user.id),
-                            method,
-                            AuthError::AccountDisabled,
-                            now,
-                        )
-                        .await?);
-                }
+                self.refuse_if_disabled(ctx, &user, method, now).await?;
                 // A proven mailbox is the other way in that reopens a closed password path.
                 self.store.throttle_reset("password", &user.email).await?;
                 let signed = self
@@ -1466,18 +1455,8 @@ impl Identity {
             now,
         )
         .await?;
-        if user.disabled {
-            return Err(self
-                .refuse(
-                    ctx,
-                    &user.email,
-                    Some(&user.id),
-                    Method::PasswordReset,
-                    AuthError::AccountDisabled,
-                    now,
-                )
-                .await?);
-        }
+        self.refuse_if_disabled(ctx, &user, Method::PasswordReset, now)
+            .await?;
         let user = User {
             credential_epoch: epoch,
             password_hash: Some(hash),
@@ -1620,6 +1599,29 @@ impl Identity {
                 client_ip: ctx.client_ip.clone(),
             })
             .await?;
+        Ok(())
+    }
+
+    /// Refuses, and logs, a sign-in to a disabled account.
+    async fn refuse_if_disabled(
+        &self,
+        ctx: &RequestContext,
+        user: &User,
+        method: Method,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        if user.disabled {
+            return Err(self
+                .refuse(
+                    ctx,
+                    &user.email,
+                    Some(&user.id),
+                    method,
+                    AuthError::AccountDisabled,
+                    now,
+                )
+                .await?);
+        }
         Ok(())
     }
 

@@ -450,18 +450,8 @@ impl Identity {
                     .await?);
             }
         };
-        if user.disabled {
-            return Err(self
-                .refuse(
-                    ctx,
-                    &user.email,
-                    Some(&user.id),
-                    Method::Passkey,
-                    AuthError::AccountDisabled,
-                    now,
-                )
-                .await?);
-        }
+        self.refuse_if_disabled(ctx, &user, Method::Passkey, now)
+            .await?;
         let email = user.email.clone();
         self.start_session(
             ctx,
