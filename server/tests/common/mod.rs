@@ -198,17 +198,22 @@ impl Reply {
 
     /// The body with per-response nonces blanked, for byte-for-byte comparisons.
     pub fn body_without_nonces(&self) -> String {
-        let mut out = String::new();
-        let mut rest = self.body.as_str();
-        while let Some(i) = rest.find("nonce=\"") {
-            out.push_str(&rest[..i + 7]);
-            rest = &rest[i + 7..];
-            let end = rest.find('"').unwrap_or(rest.len());
-            rest = &rest[end..];
-        }
-        out.push_str(rest);
-        out
+        without_nonces(&self.body)
     }
+}
+
+/// `html` with the per-response nonces blanked (random text that may spell anything).
+pub fn without_nonces(html: &str) -> String {
+    let mut out = String::new();
+    let mut rest = html;
+    while let Some(i) = rest.find("nonce=\"") {
+        out.push_str(&rest[..i + 7]);
+        rest = &rest[i + 7..];
+        let end = rest.find('"').unwrap_or(rest.len());
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A browser: a cookie jar, our Origin on every request, no automatic redirects.
