@@ -28,6 +28,7 @@ use openidconnect::{
 };
 use serde::{Deserialize, Serialize};
 
+use gatehouse_core::error_chain;
 use gatehouse_core::identity::{
     AuthorizationSecrets, ExternalProfile, Provider, ProviderKind, ProviderProblem,
 };
@@ -96,17 +97,6 @@ fn fail(problem: ProviderProblem, detail: impl Into<String>) -> FederationError 
 
 fn invalid(detail: impl Into<String>) -> FederationError {
     fail(ProviderProblem::InvalidResponse, detail)
-}
-
-fn describe(err: &dyn std::error::Error) -> String {
-    let mut detail = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        detail.push_str(": ");
-        detail.push_str(&s.to_string());
-        source = s.source();
-    }
-    detail
 }
 
 /// What the provider sent back with the browser (query string or form post).
@@ -214,7 +204,7 @@ impl Federation {
         let mut metadata = Metadata::discover_async(issuer, &self.http)
             .await
             .map_err(|e| {
-                let detail = format!("discovery: {}", describe(&e));
+                let detail = format!("discovery: {}", error_chain(&e));
                 match e {
                     openidconnect::DiscoveryError::Request(_) => {
                         fail(ProviderProblem::Unavailable, detail)
@@ -255,7 +245,7 @@ impl Federation {
         JsonWebKeySet::fetch_async(url, &self.http)
             .await
             .map_err(|e| {
-                let detail = format!("keys: {}", describe(&e));
+                let detail = format!("keys: {}", error_chain(&e));
                 match e {
                     openidconnect::DiscoveryError::Request(_) => {
                         fail(ProviderProblem::Unavailable, detail)
@@ -519,9 +509,9 @@ impl Federation {
                 let keys = self.fetch_keys(metadata.jwks_uri()).await?;
                 let refreshed = metadata.clone().set_jwks(keys.clone());
                 self.remember(provider, &refreshed);
-                verify(keys).map_err(|e| invalid(format!("ID token: {}", describe(&e))))?
+                verify(keys).map_err(|e| invalid(format!("ID token: {}", error_chain(&e))))?
             }
-            Err(e) => return Err(invalid(format!("ID token: {}", describe(&e)))),
+            Err(e) => return Err(invalid(format!("ID token: {}", error_chain(&e)))),
         };
         // The signature and the claims are verified: read the profile claims by name.
         let mut claims = jwt_payload(&id_token.to_string())?;
@@ -621,7 +611,7 @@ impl Federation {
         let response = request.send().await.map_err(|e| {
             fail(
                 ProviderProblem::Unavailable,
-                format!("profile: {}", describe(&e)),
+                format!("profile: {}", error_chain(&e)),
             )
         })?;
         let status = response.status();
@@ -634,7 +624,7 @@ impl Federation {
         let body = response.bytes().await.map_err(|e| {
             fail(
                 ProviderProblem::Unavailable,
-                format!("profile: {}", describe(&e)),
+                format!("profile: {}", error_chain(&e)),
             )
         })?;
         if body.len() > MAX_PROFILE_BYTES {
@@ -647,7 +637,7 @@ impl Federation {
 fn token_error<RE: std::error::Error + 'static, T: oauth2::ErrorResponse + 'static>(
     e: RequestTokenError<RE, T>,
 ) -> FederationError {
-    let detail = format!("token endpoint: {}", describe(&e));
+    let detail = format!("token endpoint: {}", error_chain(&e));
     match e {
         RequestTokenError::ServerResponse(_) => fail(ProviderProblem::Error, detail),
         RequestTokenError::Request(_) => fail(ProviderProblem::Unavailable, detail),

@@ -80,14 +80,7 @@ pub enum StartupError {
 }
 
 fn store_error(e: gatehouse_core::store::StoreError) -> StartupError {
-    let mut msg = e.to_string();
-    let mut src = std::error::Error::source(&e);
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    StartupError::Store(msg)
+    StartupError::Store(gatehouse_core::error_chain(&e))
 }
 
 /// Opens the database (creating the data folder for SQLite) and runs the migrations.

@@ -21,3 +21,15 @@ pub mod tokens;
 pub mod totp;
 
 pub use gatehouse_store as store;
+
+/// An error and its sources, joined with ": ", for logs (never for people).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut detail = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        detail.push_str(": ");
+        detail.push_str(&s.to_string());
+        source = s.source();
+    }
+    detail
+}

@@ -243,6 +243,7 @@ async fn security_view(
         Ok(n) => n,
         Err(err) => return internal_error_page(page, &err),
     };
+    let page = page.with_providers(state).await;
     let linked = match state.identity.linked_identities(&user.id).await {
         Ok(l) => l,
         Err(err) => return internal_error_page(page, &err),

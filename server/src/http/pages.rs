@@ -48,10 +48,15 @@ pub(super) struct Page {
 
 impl Page {
     pub(super) async fn new(state: &AppState) -> Self {
-        let mut page = Self::with_branding(state.branding().await, state.leptos_options.clone());
+        Self::with_branding(state.branding().await, state.leptos_options.clone())
+    }
+
+    /// The page with the enabled sign-in providers, for the pages that offer them (sign-in,
+    /// sign-up, security info); other pages do not read them.
+    pub(super) async fn with_providers(mut self, state: &AppState) -> Self {
         match state.identity.provider_buttons().await {
             Ok(buttons) => {
-                page.ctx.providers = buttons
+                self.ctx.providers = buttons
                     .into_iter()
                     .map(|b| ProviderLink {
                         id: b.id,
@@ -62,7 +67,7 @@ impl Page {
             }
             Err(e) => tracing::warn!(error = %e, "sign-in providers unavailable"),
         }
-        page
+        self
     }
 
     fn with_branding(
@@ -442,7 +447,7 @@ pub async fn sign_in_page(State(state): State<AppState>, headers: HeaderMap) -> 
     if let Ok(Some(_)) = current_session(&state, &headers).await {
         return redirect("/account", vec![]);
     }
-    Page::new(&state).await.render(
+    Page::new(&state).await.with_providers(&state).await.render(
         "sign_in.title",
         || view! { <SignInPage state=FormState::default()/> },
     )
@@ -467,7 +472,7 @@ pub async fn sign_in(
                 ..FormState::default()
             };
             error_page(
-                page,
+                page.with_providers(&state).await,
                 &err,
                 form_state,
                 "sign_in.title",
@@ -542,7 +547,7 @@ pub async fn sign_in_code(
 }
 
 pub async fn sign_up_page(State(state): State<AppState>) -> Response {
-    Page::new(&state).await.render(
+    Page::new(&state).await.with_providers(&state).await.render(
         "sign_up.title",
         || view! { <SignUpPage state=FormState::default()/> },
     )
@@ -559,6 +564,10 @@ pub async fn sign_up(
         .identity
         .start_password_sign_up(&ctx, &form.name, &form.email, &password, state.now())
         .await;
+    let page = match started {
+        Ok(_) => page,
+        Err(_) => page.with_providers(&state).await,
+    };
     flow_or_error(
         &state,
         page,

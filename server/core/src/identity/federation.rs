@@ -985,9 +985,20 @@ impl Identity {
         flow_id: &str,
         now: i64,
     ) -> Result<PendingExternal, AuthError> {
-        let (_, profile) = self
-            .live_external(flow_id, CodePurpose::ExternalSignUp, now)
-            .await?;
+        self.pending_view(flow_id, CodePurpose::ExternalSignUp, now)
+            .await
+    }
+
+    /// A pending sign-up or link as its page shows it: a sign-up suggests the provider's
+    /// unproven email, a link names the account it waits for.
+    async fn pending_view(
+        &self,
+        flow_id: &str,
+        purpose: CodePurpose,
+        now: i64,
+    ) -> Result<PendingExternal, AuthError> {
+        let (flow, profile) = self.live_external(flow_id, purpose, now).await?;
+        let link = purpose == CodePurpose::ExternalLink;
         Ok(PendingExternal {
             provider_name: self.provider_name(&profile.provider_id).await?,
             name: profile.usable_name(),
@@ -995,8 +1006,9 @@ impl Identity {
             suggested_email: profile
                 .email
                 .as_deref()
-                .and_then(|e| email::normalize_email(e).ok()),
-            account_email: None,
+                .and_then(|e| email::normalize_email(e).ok())
+                .filter(|_| !link),
+            account_email: link.then_some(flow.email),
         })
     }
 
@@ -1078,16 +1090,8 @@ impl Identity {
         flow_id: &str,
         now: i64,
     ) -> Result<PendingExternal, AuthError> {
-        let (flow, profile) = self
-            .live_external(flow_id, CodePurpose::ExternalLink, now)
-            .await?;
-        Ok(PendingExternal {
-            provider_name: self.provider_name(&profile.provider_id).await?,
-            name: profile.usable_name(),
-            verified_email: profile.verified_email(),
-            suggested_email: None,
-            account_email: Some(flow.email),
-        })
+        self.pending_view(flow_id, CodePurpose::ExternalLink, now)
+            .await
     }
 
     /// Drops a pending link ("do not link").

@@ -306,13 +306,7 @@ fn internal(err: &dyn std::error::Error) -> AuthError {
         .filter(|c| c.is_ascii_alphanumeric())
         .take(8)
         .collect();
-    let mut detail = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        detail.push_str(": ");
-        detail.push_str(&s.to_string());
-        source = s.source();
-    }
+    let detail = crate::error_chain(err);
     tracing::error!(reference = %reference, error = %detail, "internal error");
     AuthError::Internal(reference)
 }
