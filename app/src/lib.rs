@@ -9,6 +9,7 @@ pub mod branding;
 pub mod components;
 pub mod federation;
 pub mod i18n;
+pub mod oidc;
 pub mod pages;
 pub mod passkey;
 pub mod shell;

@@ -1,5 +1,5 @@
 //! The `gatehouse` command line: `serve` (default), `migrate`, `create-admin`, `branding`, `mfa`,
-//! `sms`, `providers`.
+//! `sms`, `providers`, `apps`, `keys`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +43,20 @@ Commands:
                                 --disabled
   providers enable ID | disable ID | remove ID
   providers move ID POSITION    Order the buttons (lower positions first)
+  apps list                     List the applications (OpenID Connect clients)
+  apps add --name NAME (--confidential | --public) --redirect-uri URI [options]
+                                Register an application. Repeatable: --redirect-uri,
+                                --post-logout-uri, --grant (authorization_code,
+                                refresh_token, client_credentials), --origin (CORS).
+                                Options: --third-party (ask consent), --logo URL,
+                                --id-token-alg ES256|EdDSA|RS256, --backchannel-logout-uri URL,
+                                --secret-out FILE (write the secret there, owner-only, instead
+                                of printing it). A confidential client's secret is shown once.
+  apps rotate-secret ID [--secret-out FILE]
+                                Replace an application's secret (the old one stops working)
+  apps remove ID                Delete an application and every token it holds
+  keys rotate                   New token signing keys; the old ones stay published until
+                                the tokens they signed have expired
   help, --help                  Show this help
 
 Settings (environment variables; the same keys, lower case without GATEHOUSE_, in the TOML
@@ -114,6 +128,8 @@ async fn run(args: Vec<String>, config: Config) -> ExitCode {
         Some("sms") => sms(&args[1..], config).await,
         Some("reset-mfa") => reset_mfa(&args[1..], config).await,
         Some("providers") => providers(&args[1..], config).await,
+        Some("apps") => apps(&args[1..], config).await,
+        Some("keys") => keys(&args[1..], config).await,
         Some(other) => fail(format!("unknown command {other:?}; see gatehouse --help")),
     }
 }
@@ -511,4 +527,156 @@ async fn providers(args: &[String], config: Config) -> ExitCode {
         Err(e) => return fail(e),
     }
     ExitCode::SUCCESS
+}
+
+/// Prints a new client secret, or writes it to an owner-only file.
+fn deliver_secret(secret: &str, out: Option<&String>) -> Result<(), String> {
+    match out {
+        None => {
+            println!("client secret (shown once): {secret}");
+            Ok(())
+        }
+        Some(path) => {
+            use std::io::Write;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            let mut file = options
+                .open(path)
+                .map_err(|e| format!("cannot write {path}: {e}"))?;
+            file.write_all(secret.as_bytes())
+                .map_err(|e| format!("cannot write {path}: {e}"))?;
+            println!("client secret written to {path}");
+            Ok(())
+        }
+    }
+}
+
+async fn apps(args: &[String], config: Config) -> ExitCode {
+    use gatehouse_core::identity::oidc::ClientInput;
+    let usage = "usage: gatehouse apps list | add --name NAME (--confidential | --public) \
+                 --redirect-uri URI [options] | rotate-secret ID | remove ID (see gatehouse --help)";
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let values = |flag: &str| -> Vec<String> {
+        args.windows(2)
+            .filter(|w| w[0] == flag)
+            .map(|w| w[1].clone())
+            .collect()
+    };
+    let flag = |f: &str| args.iter().any(|a| a == f);
+    let command = args.first().map(String::as_str);
+    let state = match build_state(config, system_clock()).await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let now = state.now();
+    let identity = &state.identity;
+    match command {
+        Some("list") => {}
+        Some("add") => {
+            if flag("--confidential") == flag("--public") {
+                return fail("apps add needs exactly one of --confidential and --public");
+            }
+            let input = ClientInput {
+                name: value("--name").unwrap_or_default(),
+                logo_url: value("--logo"),
+                confidential: flag("--confidential"),
+                redirect_uris: values("--redirect-uri"),
+                post_logout_redirect_uris: values("--post-logout-uri"),
+                grant_types: values("--grant"),
+                allowed_origins: values("--origin"),
+                first_party: !flag("--third-party"),
+                id_token_alg: value("--id-token-alg"),
+                backchannel_logout_uri: value("--backchannel-logout-uri"),
+            };
+            match identity.register_client(&input, now).await {
+                Ok(registered) => {
+                    println!(
+                        "application registered; client id: {}",
+                        registered.client.id
+                    );
+                    if let Some(secret) = &registered.secret {
+                        if let Err(e) =
+                            deliver_secret(secret.expose(), value("--secret-out").as_ref())
+                        {
+                            return fail(e);
+                        }
+                    }
+                }
+                Err(problem) => return fail(problem),
+            }
+        }
+        Some("rotate-secret") => {
+            let id = args.get(1).cloned().unwrap_or_default();
+            match identity.rotate_client_secret(&id, now).await {
+                Ok(secret) => {
+                    if let Err(e) = deliver_secret(secret.expose(), value("--secret-out").as_ref())
+                    {
+                        return fail(e);
+                    }
+                }
+                Err(problem) => return fail(problem),
+            }
+        }
+        Some("remove") => {
+            let id = args.get(1).cloned().unwrap_or_default();
+            match identity.delete_client(&id).await {
+                Ok(true) => println!("application {id} removed"),
+                Ok(false) => return fail(format!("no application with the id {id:?}")),
+                Err(e) => return fail(e),
+            }
+        }
+        _ => return fail(usage),
+    }
+    match identity.clients().await {
+        Ok(list) if list.is_empty() => println!("no applications"),
+        Ok(list) => {
+            for c in list {
+                println!(
+                    "{}  {:<24} {:<12} {:<11} redirect {}",
+                    c.id,
+                    c.name,
+                    if c.confidential {
+                        "confidential"
+                    } else {
+                        "public"
+                    },
+                    if c.first_party {
+                        "first-party"
+                    } else {
+                        "third-party"
+                    },
+                    c.redirect_uris.join(" ")
+                );
+            }
+        }
+        Err(e) => return fail(e),
+    }
+    ExitCode::SUCCESS
+}
+
+async fn keys(args: &[String], config: Config) -> ExitCode {
+    if args.first().map(String::as_str) != Some("rotate") {
+        return fail("usage: gatehouse keys rotate");
+    }
+    let state = match build_state(config, system_clock()).await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    match state.identity.rotate_signing_keys(state.now()).await {
+        Ok(kids) => {
+            println!("new signing keys: {}", kids.join(", "));
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
 }

@@ -11,6 +11,7 @@ pub mod codes;
 pub mod email;
 pub mod hashing;
 pub mod identity;
+pub mod jws;
 pub mod mail;
 pub mod password;
 pub mod phone;

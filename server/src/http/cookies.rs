@@ -12,6 +12,9 @@ pub const FLOW: &str = "gh_flow";
 pub const EXTERNAL: &str = "gh_ext";
 /// The cookie that ties a browser to a provider identity waiting to be linked to an account.
 pub const LINK: &str = "gh_link";
+/// The cookie that ties a browser to an application's authorization request waiting for the
+/// person to sign in (or consent).
+pub const AUTHORIZE: &str = "gh_authz";
 /// The cookie that ties a browser to a sign-in waiting for its second factor.
 pub const PENDING_SIGN_IN: &str = "gh_mfa";
 

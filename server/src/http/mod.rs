@@ -3,6 +3,7 @@
 pub mod cookies;
 pub mod federation;
 pub mod mfa;
+pub mod oidc;
 pub mod pages;
 pub mod passkeys;
 pub mod security;
@@ -217,6 +218,44 @@ fn route_specs() -> Vec<RouteSpec> {
             "/account/security/linked/{id}/unlink",
             None,
             Some(post(federation::unlink)),
+        ),
+        route(
+            oidc::DISCOVERY_PATH,
+            Some(get(oidc::discovery).options(oidc::preflight)),
+            None,
+        ),
+        route(
+            oidc::JWKS_PATH,
+            Some(get(oidc::jwks).options(oidc::preflight)),
+            None,
+        ),
+        route(
+            oidc::AUTHORIZE_PATH,
+            Some(get(oidc::authorize_get)),
+            Some(post(oidc::authorize_post)),
+        ),
+        route(
+            "/authorize/continue",
+            Some(get(oidc::authorize_continue)),
+            None,
+        ),
+        route("/authorize/consent", None, Some(post(oidc::consent))),
+        route(
+            oidc::TOKEN_PATH,
+            None,
+            Some(post(oidc::token).options(oidc::preflight)),
+        ),
+        route(
+            oidc::USERINFO_PATH,
+            Some(get(oidc::userinfo_get).options(oidc::preflight)),
+            Some(post(oidc::userinfo_post)),
+        ),
+        route(oidc::REVOKE_PATH, None, Some(post(oidc::revoke))),
+        route(oidc::INTROSPECT_PATH, None, Some(post(oidc::introspect))),
+        route(
+            oidc::LOGOUT_PATH,
+            Some(get(oidc::logout_get)),
+            Some(post(oidc::logout_post)),
         ),
     ]
 }

@@ -30,7 +30,7 @@ use gatehouse_core::secret::SecretString;
 use gatehouse_core::store::{Session, User};
 use gatehouse_core::tokens::random_id;
 
-use super::cookies::{CookiePolicy, FLOW, LINK, PENDING_SIGN_IN, SESSION};
+use super::cookies::{CookiePolicy, AUTHORIZE, FLOW, LINK, PENDING_SIGN_IN, SESSION};
 use super::security::{client_ip, page_csp, peer_ip};
 use crate::AppState;
 
@@ -308,7 +308,17 @@ fn request_context(
 /// The page a POST handler answers with, and who is asking.
 pub(super) async fn begin(state: &AppState, incoming: &Incoming) -> (Page, RequestContext) {
     let page = Page::new(state).await;
-    let ctx = request_context(state, &incoming.headers, &incoming.extensions, &page);
+    let mut ctx = request_context(state, &incoming.headers, &incoming.extensions, &page);
+    // A sign-in made for an application is logged under that application.
+    if let Some(request_id) = cookie_policy(state).read(&incoming.headers, AUTHORIZE) {
+        if let Ok(Some((client, _, _))) = state
+            .identity
+            .waiting_authorization(&request_id, state.now())
+            .await
+        {
+            ctx.application = client.id;
+        }
+    }
     (page, ctx)
 }
 
@@ -444,13 +454,34 @@ pub struct SignInForm {
 }
 
 pub async fn sign_in_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Ok(Some(_)) = current_session(&state, &headers).await {
+    let waiting = cookie_policy(&state).read(&headers, AUTHORIZE);
+    let session = current_session(&state, &headers).await.ok().flatten();
+    let mut form = FormState::default();
+    if let Some(request_id) = &waiting {
+        // An application is waiting: sign in (again) only if its request needs a new sign-in.
+        let now = state.now();
+        let identity = &state.identity;
+        match identity
+            .waiting_needs_sign_in(request_id, session.as_ref().map(|(s, _)| s), now)
+            .await
+        {
+            Ok(false) if session.is_some() => return redirect("/authorize/continue", vec![]),
+            Ok(_) => {
+                if let Ok(Some((_, req, _))) = identity.waiting_authorization(request_id, now).await
+                {
+                    form.email = req.login_hint.unwrap_or_default();
+                }
+            }
+            Err(e) => return internal_error_page(Page::new(&state).await, &e),
+        }
+    } else if session.is_some() {
         return redirect("/account", vec![]);
     }
-    Page::new(&state).await.with_providers(&state).await.render(
-        "sign_in.title",
-        || view! { <SignInPage state=FormState::default()/> },
-    )
+    Page::new(&state)
+        .await
+        .with_providers(&state)
+        .await
+        .render("sign_in.title", move || view! { <SignInPage state=form/> })
 }
 
 pub async fn sign_in(
@@ -905,6 +936,12 @@ pub async fn account_page(
     headers: HeaderMap,
     Query(q): Query<AccountQuery>,
 ) -> Response {
+    // An application waits for this sign-in: it continues there.
+    if cookie_policy(&state).read(&headers, AUTHORIZE).is_some() {
+        if let Ok(Some(_)) = current_session(&state, &headers).await {
+            return redirect("/authorize/continue", vec![]);
+        }
+    }
     // A provider link waits for the account that was just proven: confirm it first.
     if cookie_policy(&state).read(&headers, LINK).is_some() {
         if let Ok(Some(_)) = current_session(&state, &headers).await {

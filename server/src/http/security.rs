@@ -31,10 +31,19 @@ pub async fn require_same_origin(
     (StatusCode::FORBIDDEN, "Cross-origin request refused.").into_response()
 }
 
-/// Posts that arrive from other sites by design: a provider's `response_mode=form_post`
-/// answer. Its handler changes nothing; it redirects to the GET of the callback, which checks
-/// the browser's own cookie and the `state`.
-pub const CROSS_SITE_POSTS: [&str; 1] = [crate::federation::CALLBACK_PATH];
+/// Posts that arrive from other sites by design, none of which acts on the browser's cookies
+/// alone: a provider's `response_mode=form_post` answer (its handler only redirects to the GET
+/// of the callback, which checks the browser's own cookie and the `state`); an application's
+/// authorization request (the same as its GET, validated against the registered client); and
+/// the OAuth endpoints that applications call with their own credentials or tokens.
+pub const CROSS_SITE_POSTS: [&str; 6] = [
+    crate::federation::CALLBACK_PATH,
+    super::oidc::AUTHORIZE_PATH,
+    super::oidc::TOKEN_PATH,
+    super::oidc::USERINFO_PATH,
+    super::oidc::REVOKE_PATH,
+    super::oidc::INTROSPECT_PATH,
+];
 
 pub fn is_safe_method(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)

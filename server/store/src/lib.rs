@@ -13,8 +13,10 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
 mod model;
+mod oauth;
 pub mod testing;
 pub use model::*;
+pub use oauth::*;
 
 /// Errors the store reports. Driver messages stay inside: `Display` never includes SQL text.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +104,10 @@ impl Store {
         let store = Store { pool, backend };
         store.check_pragmas().await?;
         Ok(store)
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     pub fn backend(&self) -> Backend {
@@ -1233,7 +1239,7 @@ impl Store {
     pub async fn purge_expired(&self, now: i64, keep_closed_at: i64) -> StoreResult<u64> {
         const DAY: i64 = 86_400_000;
         let mut removed = 0;
-        let statements: [(&str, i64); 6] = [
+        let statements: [(&str, i64); 10] = [
             ("DELETE FROM sessions WHERE expires_at <= $1", now),
             (
                 "DELETE FROM totp_credentials WHERE confirmed_at IS NULL AND created_at <= $1",
@@ -1249,6 +1255,10 @@ impl Store {
             ),
             ("DELETE FROM send_slots WHERE claimed_at <= $1", now - DAY),
             ("DELETE FROM outbox WHERE created_at <= $1", now - 7 * DAY),
+            ("DELETE FROM oauth_requests WHERE expires_at <= $1", now),
+            ("DELETE FROM oauth_codes WHERE expires_at <= $1", now - DAY),
+            ("DELETE FROM oauth_tokens WHERE expires_at <= $1", now - DAY),
+            ("DELETE FROM oauth_grants WHERE expires_at <= $1", now - DAY),
         ];
         for (sql, cutoff) in statements {
             removed += sqlx::query(sql)
@@ -1444,6 +1454,13 @@ impl Store {
             "phone_numbers",
             "identity_providers",
             "external_identities",
+            "oauth_clients",
+            "signing_keys",
+            "oauth_requests",
+            "oauth_grants",
+            "oauth_codes",
+            "oauth_tokens",
+            "oauth_consents",
         ] {
             let n: i64 = sqlx::query(&format!("SELECT COUNT(*) FROM {table}"))
                 .fetch_one(&self.pool)

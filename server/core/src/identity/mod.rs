@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 mod federation;
 mod mfa;
+pub mod oidc;
 mod passkeys;
 mod sms;
 pub use federation::{
@@ -396,6 +397,8 @@ pub struct Identity {
     mailer: Arc<dyn Mailer>,
     sms: Arc<dyn Mailer>,
     config: IdentityConfig,
+    /// Opened token signing keys by key id (the sealed keys live in the database).
+    signing_keys: std::sync::Mutex<std::collections::HashMap<String, Arc<crate::jws::SigningKey>>>,
 }
 
 impl std::fmt::Debug for Identity {
@@ -455,6 +458,7 @@ impl Identity {
             mailer,
             sms,
             config,
+            signing_keys: Default::default(),
         })
     }
 
