@@ -13,10 +13,18 @@ export default async function globalTeardown() {
     ...allMails().map((m) => (m.subject.match(/\b(\d{6})\b/) || [])[1]),
     ...allTexts().map((t) => (t.body.match(/\b(\d{6})\b/) || [])[1]),
   ].filter((c): c is string => !!c);
-  const leaked = CANARIES.filter((s) => log.includes(s));
+  // The applications' client secrets, and every code and token they were given.
+  const runDir = path.join(__dirname, '.run');
+  const issued = ['shop-secret', 'partner-secret', 'rp-tokens']
+    .map((f) => path.join(runDir, f))
+    .filter((f) => fs.existsSync(f))
+    .flatMap((f) => fs.readFileSync(f, 'utf8').split('\n'))
+    .map((t) => t.trim())
+    .filter((t) => t.length >= 20);
+  const leaked = [...CANARIES, ...issued].filter((s) => log.includes(s));
   for (const code of codes) {
     if (new RegExp(`(?<![0-9A-Za-z])${code}(?![0-9A-Za-z])`).test(log)) leaked.push(`code ${code}`);
   }
   if (leaked.length > 0) throw new Error(`secrets found in the server log: ${leaked.join(', ')}`);
-  console.log(`server log checked: ${log.length} bytes, ${CANARIES.length} passwords and ${codes.length} codes absent`);
+  console.log(`server log checked: ${log.length} bytes, ${CANARIES.length} passwords, ${issued.length} client secrets and tokens, and ${codes.length} codes absent`);
 }

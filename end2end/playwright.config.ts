@@ -5,6 +5,7 @@ const port = Number(process.env.GATEHOUSE_E2E_PORT || 3100);
 const smtpPort = Number(process.env.GATEHOUSE_E2E_SMTP_PORT || 2625);
 const smsPort = Number(process.env.GATEHOUSE_E2E_SMS_PORT || 2626);
 const idpPort = Number(process.env.GATEHOUSE_E2E_IDP_PORT || 2627);
+const rpPort = Number(process.env.GATEHOUSE_E2E_RP_PORT || 2628);
 const idpSecret = 'e2e-idp-client-secret-never-logged';
 const root = path.resolve(__dirname, '..');
 const runDir = path.join(__dirname, '.run');
@@ -63,10 +64,29 @@ export default defineConfig({
       reuseExistingServer: false,
     },
     {
+      // A customer's web application using a certified OpenID Connect client library.
+      command: 'node rp-app.mjs',
+      url: `http://127.0.0.1:${rpPort}/healthz`,
+      env: {
+        GATEHOUSE_E2E_RP_PORT: String(rpPort),
+        GATEHOUSE_E2E_ISSUER: `http://localhost:${port}`,
+        GATEHOUSE_E2E_RUN_DIR: runDir,
+      },
+      reuseExistingServer: false,
+    },
+    {
       // The provider is configured through the command line before the server starts.
+      // So are the customer's two applications (their secrets go to files the app reads).
       command: `mkdir -p ${runDir} && ${gatehouse} providers add example-id --kind oidc --name 'Example ID' `
         + `--issuer http://127.0.0.1:${idpPort} --client-id gatehouse-e2e --client-secret-env GATEHOUSE_E2E_IDP_SECRET `
-        + `> ${path.join(runDir, 'providers.log')} 2>&1 && exec ${gatehouse} serve > ${path.join(runDir, 'server.log')} 2>&1`,
+        + `> ${path.join(runDir, 'providers.log')} 2>&1 `
+        + `&& ${gatehouse} apps add --name 'Example Shop' --confidential `
+        + `--redirect-uri http://localhost:${rpPort}/callback --post-logout-uri http://localhost:${rpPort}/signed-out `
+        + `--secret-out ${path.join(runDir, 'shop-secret')} > ${path.join(runDir, 'apps-shop.log')} 2>&1 `
+        + `&& ${gatehouse} apps add --name 'Partner Portal' --confidential --third-party `
+        + `--redirect-uri http://localhost:${rpPort}/partner/callback --post-logout-uri http://localhost:${rpPort}/partner/signed-out `
+        + `--secret-out ${path.join(runDir, 'partner-secret')} > ${path.join(runDir, 'apps-partner.log')} 2>&1 `
+        + `&& exec ${gatehouse} serve > ${path.join(runDir, 'server.log')} 2>&1`,
       url: `http://localhost:${port}/healthz`,
       cwd: root,
       timeout: 60_000,

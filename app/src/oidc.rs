@@ -72,3 +72,15 @@ pub fn LogoutConfirmPage(client_name: Option<String>) -> impl IntoView {
         <p class="gh-links"><a href="/account">{t.get("oidc.logout_stay")}</a></p>
     }
 }
+
+/// On the way back to the application: the browser follows the `Refresh` header at once; the
+/// link is there for anyone whose browser does not.
+#[component]
+pub fn ReturnPage(url: String) -> impl IntoView {
+    let t = texts();
+    view! {
+        <h1>{t.get("oidc.return_title")}</h1>
+        <p class="gh-lead">{t.get("oidc.return_lead")}</p>
+        <p><a class="gh-button" href=url>{t.get("oidc.return_continue")}</a></p>
+    }
+}

@@ -1210,7 +1210,10 @@ async fn get_requests_change_nothing() {
     // Token signing keys are made on first use (the first read of the key set); that is the
     // only row a GET may add.
     let without_keys = |counts: Vec<(String, i64)>| -> Vec<(String, i64)> {
-        counts.into_iter().filter(|(t, _)| t != "signing_keys").collect()
+        counts
+            .into_iter()
+            .filter(|(t, _)| t != "signing_keys")
+            .collect()
     };
     assert_eq!(without_keys(server.counts().await), without_keys(before));
     assert_eq!(

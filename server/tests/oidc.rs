@@ -95,6 +95,16 @@ fn query_param(url: &str, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// Where a reply sends the browser: its `Location`, or the URL of its `Refresh` header (the
+/// page that leads back to the application after one of our forms).
+fn target(reply: &Reply) -> Option<String> {
+    if let Some(l) = reply.location() {
+        return Some(l.to_string());
+    }
+    let refresh = reply.headers.get("refresh")?.to_str().ok()?;
+    Some(refresh.split_once("url=")?.1.to_string())
+}
+
 /// Follows redirects within Gatehouse; stops at a redirect elsewhere or at a page.
 async fn follow(b: &mut Browser, mut reply: Reply) -> Reply {
     for _ in 0..10 {
@@ -118,10 +128,7 @@ async fn code_for(
     let (verifier, challenge) = pkce();
     let first = b.get(&authorize_url(app, &challenge, changes)).await;
     let r = follow(b, first).await;
-    let location = r
-        .location()
-        .unwrap_or_else(|| panic!("no redirect: {} {}", r.status, r.body))
-        .to_string();
+    let location = target(&r).unwrap_or_else(|| panic!("no redirect: {} {}", r.status, r.body));
     assert!(location.starts_with(&format!("{REDIRECT}?")), "{location}");
     let code = query_param(&location, "code").unwrap_or_else(|| panic!("{location}"));
     (code, verifier)
@@ -461,7 +468,7 @@ async fn the_code_flow_runs_through_the_sign_in_pages_and_its_tokens_verify() {
         )
         .await;
     let r = follow(&mut b, r).await;
-    let location = r.location().unwrap().to_string();
+    let location = target(&r).unwrap();
     assert!(location.starts_with(&format!("{REDIRECT}?")), "{location}");
     assert_eq!(query_param(&location, "state").as_deref(), Some("st-123"));
     assert_eq!(
@@ -534,7 +541,7 @@ async fn a_second_factor_is_asked_before_the_code_and_reported_truthfully() {
         .signed_up("Two Step", "two@example.com", PASSWORD)
         .await;
     let r = b.post("/account/security/authenticator", &[]).await;
-    let location = r.location().unwrap().to_string();
+    let location = target(&r).unwrap();
     let page = b.get(&location).await;
     let start = page.body.find("id=\"totp-secret\">").unwrap() + "id=\"totp-secret\">".len();
     let end = start + page.body[start..].find('<').unwrap();
@@ -568,7 +575,7 @@ async fn a_second_factor_is_asked_before_the_code_and_reported_truthfully() {
     );
     let r = b.post("/sign-in/verify", &[("code", &code_at(0))]).await;
     let r = follow(&mut b, r).await;
-    let location = r.location().unwrap().to_string();
+    let location = target(&r).unwrap();
     let code = query_param(&location, "code").expect("a code after the second factor");
     let (_, tokens) = exchange(&server, &app, &code, &verifier).await;
     let claims =
@@ -603,7 +610,7 @@ async fn an_email_code_sign_in_is_never_reported_as_multifactor() {
     let code = server.last_code("code@example.com").await;
     let r = b.post("/code", &[("code", &code)]).await;
     let r = follow(&mut b, r).await;
-    let code = query_param(r.location().unwrap(), "code").unwrap();
+    let code = query_param(&target(&r).unwrap(), "code").unwrap();
     let (_, tokens) = exchange(&server, &app, &code, &verifier).await;
     let claims =
         verify_id_token(&server, &app, tokens["id_token"].as_str().unwrap(), "n-456").await;
@@ -1527,7 +1534,7 @@ async fn prompt_login_and_max_age_force_a_new_sign_in() {
             )
             .await;
         let r = follow(&mut b, r).await;
-        let code = query_param(r.location().unwrap(), "code").unwrap();
+        let code = query_param(&target(&r).unwrap(), "code").unwrap();
         let (_, t) = exchange(&server, &app, &code, &verifier).await;
         let claims = verify_id_token(&server, &app, t["id_token"].as_str().unwrap(), "n-456").await;
         assert!(
@@ -1565,7 +1572,7 @@ async fn prompt_create_opens_sign_up_and_the_new_account_returns_to_the_applicat
     let code = server.last_code("new@example.com").await;
     let r = b.post("/code", &[("code", &code)]).await;
     let r = follow(&mut b, r).await;
-    let code = query_param(r.location().unwrap(), "code").unwrap();
+    let code = query_param(&target(&r).unwrap(), "code").unwrap();
     let (status, t) = exchange(&server, &app, &code, &verifier).await;
     assert_eq!(status, StatusCode::OK);
     let claims = verify_id_token(&server, &app, t["id_token"].as_str().unwrap(), "n-456").await;
@@ -1622,7 +1629,7 @@ async fn third_party_applications_ask_consent_once_until_it_is_revoked() {
         )
         .await;
     assert_eq!(
-        query_param(r.location().unwrap(), "error").as_deref(),
+        query_param(&target(&r).unwrap(), "error").as_deref(),
         Some("access_denied")
     );
 
@@ -1637,7 +1644,7 @@ async fn third_party_applications_ask_consent_once_until_it_is_revoked() {
             &[("request", &request), ("decision", "allow")],
         )
         .await;
-    assert!(query_param(r.location().unwrap(), "code").is_some());
+    assert!(query_param(&target(&r).unwrap(), "code").is_some());
     let (code, verifier) = code_for(&mut b, &partner, &[]).await;
     let (_, t) = exchange(&server, &partner, &code, &verifier).await;
     // prompt=consent asks again even so.

@@ -19,7 +19,9 @@ use base64::Engine;
 use leptos::prelude::*;
 use serde_json::{json, Value};
 
-use gatehouse_app::oidc::{AuthorizeErrorPage, ConsentData, ConsentPage, LogoutConfirmPage};
+use gatehouse_app::oidc::{
+    AuthorizeErrorPage, ConsentData, ConsentPage, LogoutConfirmPage, ReturnPage,
+};
 use gatehouse_app::pages::MessagePage;
 use gatehouse_core::identity::oidc::{
     AuthorizeNext, AuthorizeRejection, ClientAuth, LogoutProblem, TokenError, TokenRequest,
@@ -279,14 +281,41 @@ async fn authorize(state: AppState, incoming: Incoming, pairs: Vec<(String, Stri
         .authorize(&ctx, client, request, session, state.now())
         .await
     {
-        Ok(next) => answer(&state, page, next, email),
+        Ok(next) => answer(&state, page, next, email, Back::Redirect),
         Err(e) => internal_error_page(page, &e),
     }
 }
 
-fn answer(state: &AppState, page: Page, next: AuthorizeNext, email: Option<String>) -> Response {
+/// The way back to the application after a page of ours (sign-in, second factor, consent) was
+/// submitted: a page whose `Refresh` header (and link) lead on, since a form's redirect chain
+/// may not leave our origin (`form-action 'self'`).
+fn return_page(page: Page, url: String, cookies: &super::cookies::CookiePolicy) -> Response {
+    let mut page = page.header(SET_COOKIE, cookies.clear(AUTHORIZE));
+    if let Ok(v) = HeaderValue::from_str(&format!("0;url={url}")) {
+        page = page.header(HeaderName::from_static("refresh"), v);
+    }
+    page.render("oidc.return_title", move || view! { <ReturnPage url=url/> })
+}
+
+/// How the browser is sent back to the application.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Back {
+    /// A 303 (the application's own request to us).
+    Redirect,
+    /// A page that leads on (after one of our forms).
+    Page,
+}
+
+fn answer(
+    state: &AppState,
+    page: Page,
+    next: AuthorizeNext,
+    email: Option<String>,
+    back: Back,
+) -> Response {
     let cookies = cookie_policy(state);
     match next {
+        AuthorizeNext::Redirect(url) if back == Back::Page => return_page(page, url, &cookies),
         AuthorizeNext::Redirect(url) => redirect_to_client(&url, vec![cookies.clear(AUTHORIZE)]),
         AuthorizeNext::SignIn {
             request_id, create, ..
@@ -348,7 +377,7 @@ pub async fn authorize_continue(State(state): State<AppState>, incoming: Incomin
         .resume_authorization(&ctx, &request_id, session, state.now())
         .await
     {
-        Ok(Some(next)) => answer(&state, page, next, email),
+        Ok(Some(next)) => answer(&state, page, next, email, Back::Page),
         Ok(None) => expired_request(page, &cookies),
         Err(e) => internal_error_page(page, &e),
     }
@@ -392,7 +421,7 @@ pub async fn consent(State(state): State<AppState>, incoming: Incoming, body: By
         .answer_consent(&ctx, &request_id, session, approve, state.now())
         .await
     {
-        Ok(Some(next)) => answer(&state, page, next, email),
+        Ok(Some(next)) => answer(&state, page, next, email, Back::Page),
         Ok(None) => expired_request(page, &cookies),
         Err(e) => internal_error_page(page, &e),
     }

@@ -1,0 +1,116 @@
+// A customer's application signs its users in through Gatehouse with a certified OpenID Connect
+// client library (`openid-client`, in end2end/rp-app.mjs): authorization code + PKCE through the
+// branded sign-in pages, ID token validation, userinfo, refresh and RP-initiated logout; the
+// second factor runs before the application gets a code; a third-party application asks consent.
+import fs from 'node:fs';
+import path from 'node:path';
+import AxeBuilder from '@axe-core/playwright';
+import { test, expect, signUp, uniqueEmail, AccountPage, SignInPage, PASSWORD, type Page } from './support';
+import { totp, nextCode } from './totp';
+
+const app = `http://localhost:${Number(process.env.GATEHOUSE_E2E_RP_PORT || 2628)}`;
+
+async function expectAccessible(page: Page) {
+  const results = await new AxeBuilder({ page }).withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']).analyze();
+  expect(results.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`)).toEqual([]);
+}
+
+test('an application signs a customer in, refreshes its tokens and signs out', async ({ page }) => {
+  const email = uniqueEmail('rp.user');
+  await signUp(page, 'Grace Hopper', email);
+  await new AccountPage(page).signOut();
+
+  await page.goto(`${app}/`);
+  await expect(page.getByRole('heading', { name: 'Example Shop' })).toBeVisible();
+  await page.getByRole('link', { name: 'Sign in with Gatehouse' }).click();
+  // Gatehouse's own sign-in page is the login UI.
+  await expect(page.getByRole('heading', { name: 'Sign in' })).toBeVisible();
+  await new SignInPage(page).submit(email, PASSWORD);
+
+  await expect(page.getByRole('heading', { name: 'Example Shop' })).toBeVisible();
+  await expect(page.getByText(`Signed in as ${email} (Grace Hopper)`)).toBeVisible();
+  await expect(page.getByTestId('amr')).toHaveText('pwd');
+  await expect(page.getByTestId('acr')).toHaveText('urn:gatehouse:acr:sfa');
+  const sub = await page.getByTestId('sub').innerText();
+
+  await page.getByRole('button', { name: 'Refresh tokens' }).click();
+  await expect(page.getByTestId('refreshes')).toHaveText('1');
+  await expect(page.getByTestId('sub')).toHaveText(sub);
+  await page.getByRole('button', { name: 'Refresh tokens' }).click();
+  await expect(page.getByTestId('refreshes')).toHaveText('2');
+
+  // Single sign-on: a second sign-in needs no password.
+  await page.goto(`${app}/login`);
+  await expect(page.getByText(`Signed in as ${email}`)).toBeVisible();
+
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await expect(page.getByRole('heading', { name: 'Signed out of Example Shop' })).toBeVisible();
+  // The Gatehouse session ended with it.
+  await page.goto('/account');
+  await expect(page.getByRole('heading', { name: 'Sign in' })).toBeVisible();
+});
+
+test('the second factor is asked before the application gets a code, and the application sees it', async ({ page }) => {
+  const email = uniqueEmail('rp.mfa');
+  await signUp(page, 'Two Factor', email);
+  await page.getByRole('link', { name: 'Security info' }).click();
+  await page.getByRole('button', { name: 'Add an authenticator app' }).click();
+  const secret = (await page.locator('#totp-secret').innerText()).replace(/\s/g, '');
+  const enrollCode = totp(secret);
+  await page.getByLabel('Code from the app').fill(enrollCode);
+  await page.getByRole('button', { name: 'Add authenticator app' }).click();
+  await expect(page.getByRole('status')).toContainText('Authenticator app added');
+  await page.getByRole('link', { name: 'Back to your account' }).click();
+  await new AccountPage(page).signOut();
+
+  await page.goto(`${app}/login`);
+  await new SignInPage(page).submit(email, PASSWORD);
+  await expect(page.getByRole('heading', { name: 'Two-step verification' })).toBeVisible();
+  await page.getByLabel('Authentication code').fill(await nextCode(secret, enrollCode, page));
+  await page.getByRole('button', { name: 'Verify' }).click();
+  await expect(page.getByText(`Signed in as ${email}`)).toBeVisible();
+  await expect(page.getByTestId('amr')).toHaveText('pwd otp mfa');
+  await expect(page.getByTestId('acr')).toHaveText('urn:gatehouse:acr:mfa');
+});
+
+test('a third-party application asks consent once; denying returns the person without access', async ({ page }) => {
+  const email = uniqueEmail('rp.consent');
+  await signUp(page, 'Consent Giver', email);
+
+  await page.goto(`${app}/partner/login`);
+  await expect(page.getByRole('heading', { name: 'Partner Portal wants to use your account' })).toBeVisible();
+  await expect(page.getByRole('list', { name: 'What the application asks for' }).getByRole('listitem')).toHaveText([
+    'Sign you in and know who you are',
+    'See your name',
+    'See your email address',
+  ]);
+  await expectAccessible(page);
+  await page.getByRole('button', { name: 'Deny' }).click();
+  await expect(page.getByRole('alert')).toContainText('access_denied');
+
+  await page.goto(`${app}/partner/login`);
+  await page.getByRole('button', { name: 'Allow' }).click();
+  await expect(page.getByRole('heading', { name: 'Partner Portal' })).toBeVisible();
+  await expect(page.getByText(`Signed in as ${email}`)).toBeVisible();
+  // Remembered: the next sign-in goes straight through.
+  await page.goto(`${app}/partner/login`);
+  await expect(page.getByText(`Signed in as ${email}`)).toBeVisible();
+});
+
+test('an authorization request for an unregistered return address shows an error and goes nowhere', async ({ page }) => {
+  const email = uniqueEmail('rp.redirect');
+  await signUp(page, 'Careful Person', email);
+  const log = fs.readFileSync(path.join(__dirname, '..', '.run', 'apps-shop.log'), 'utf8');
+  const clientId = /client id: (\S+)/.exec(log)![1];
+  // Signed in, so a registered address would get a code at once; this one gets nothing.
+  for (const redirect of ['https://evil.example/callback', `${app}/callback/`, `${app}/callback?x=1`]) {
+    const response = await page.goto(`/authorize?response_type=code&client_id=${clientId}`
+      + `&redirect_uri=${encodeURIComponent(redirect)}&scope=openid&code_challenge=${'a'.repeat(43)}`
+      + '&code_challenge_method=S256');
+    expect(response?.status()).toBe(400);
+    expect(new URL(page.url()).origin).not.toBe(new URL(redirect).origin === app ? 'x' : new URL(redirect).origin);
+    await expect(page.getByRole('heading', { name: 'This sign-in request cannot be completed' })).toBeVisible();
+    await expect(page.getByRole('alert')).toContainText('has not registered');
+  }
+  await expectAccessible(page);
+});
