@@ -220,10 +220,59 @@ pub struct AccountData {
     pub email: String,
     pub has_password: bool,
     pub sessions: Vec<SessionRow>,
+    /// The applications with access to the account.
+    pub apps: Vec<ConnectedAppRow>,
     pub notice: Option<String>,
     pub error: Option<String>,
     /// Which form the error belongs to: `profile` or `password`.
     pub error_form: Option<&'static str>,
+}
+
+/// An application with access to the account, as the account page lists it.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectedAppRow {
+    pub client_id: String,
+    pub name: String,
+    /// The scopes, explained.
+    pub access: Vec<String>,
+    pub since: String,
+}
+
+#[component]
+fn ConnectedApps(apps: Vec<ConnectedAppRow>) -> impl IntoView {
+    let t = texts();
+    let empty = apps.is_empty();
+    view! {
+        <section aria-labelledby="apps-heading" class="gh-section">
+            <h2 id="apps-heading">{t.get("account.apps")}</h2>
+            {empty.then(|| view! { <p>{texts().get("account.apps_none")}</p> })}
+            <ul class="gh-sessions" aria-label=t.get("account.apps")>
+                {apps
+                    .into_iter()
+                    .map(|a| {
+                        let t = texts();
+                        view! {
+                            <li class="gh-session">
+                                <div>
+                                    <p class="gh-device">{a.name.clone()}</p>
+                                    <dl>
+                                        <dt>{t.get("account.apps_access")}</dt><dd>{a.access.join(", ")}</dd>
+                                        <dt>{t.get("account.apps_since")}</dt><dd>{a.since.clone()}</dd>
+                                    </dl>
+                                </div>
+                                <form method="post" action=format!("/account/apps/{}/remove", a.client_id)>
+                                    <button type="submit" class="gh-button gh-button-secondary"
+                                        aria-label=format!("{} {}", t.get("account.apps_remove"), a.name)>
+                                        {t.get("account.apps_remove")}
+                                    </button>
+                                </form>
+                            </li>
+                        }
+                    })
+                    .collect_view()}
+            </ul>
+        </section>
+    }
 }
 
 #[component]
@@ -308,6 +357,7 @@ pub fn AccountPage(data: AccountData) -> impl IntoView {
                 <button type="submit" class="gh-button gh-button-danger">{t.get("account.sign_out_everywhere")}</button>
             </form>
         </section>
+        <ConnectedApps apps=data.apps.clone()/>
     }
 }
 

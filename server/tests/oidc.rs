@@ -1900,3 +1900,56 @@ async fn the_provider_works_the_same_on_postgres() {
         StatusCode::BAD_REQUEST
     );
 }
+
+#[tokio::test]
+async fn people_see_the_applications_with_access_and_remove_them() {
+    let (server, app, mut b) = setup().await;
+    let (code, verifier) = code_for(
+        &mut b,
+        &app,
+        &[("scope", Some("openid email offline_access"))],
+    )
+    .await;
+    let (_, t) = exchange(&server, &app, &code, &verifier).await;
+    let page = b.get("/account").await;
+    assert!(page.body.contains("Applications with access"));
+    assert!(page.body.contains("Web shop"));
+    assert!(page.body.contains("See your email address"));
+    let r = b
+        .post(&format!("/account/apps/{}/remove", app.id), &[])
+        .await;
+    assert_eq!(r.location(), Some("/account?notice=app_removed"));
+    assert_eq!(
+        refresh(&server, &app, t["refresh_token"].as_str().unwrap())
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        userinfo(&server, t["access_token"].as_str().unwrap())
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(server
+        .audit_actions("ada@example.com")
+        .await
+        .contains(&"oauth.access_removed".to_string()));
+    let page = b.get("/account").await;
+    assert!(page
+        .body
+        .contains("No application has access to your account."));
+    // Another person's browser cannot remove it for them.
+    let mut other = server.signed_up("Eve", "eve@example.com", PASSWORD).await;
+    let (code, verifier) = code_for(&mut b, &app, &[]).await;
+    let (_, t) = exchange(&server, &app, &code, &verifier).await;
+    other
+        .post(&format!("/account/apps/{}/remove", app.id), &[])
+        .await;
+    assert_eq!(
+        userinfo(&server, t["access_token"].as_str().unwrap())
+            .await
+            .0,
+        StatusCode::OK
+    );
+}

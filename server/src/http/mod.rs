@@ -73,6 +73,11 @@ fn route_specs() -> Vec<RouteSpec> {
         route("/account/profile", None, Some(post(update_profile))),
         route("/account/password", None, Some(post(change_password))),
         route(
+            "/account/apps/{id}/remove",
+            None,
+            Some(post(remove_app_access)),
+        ),
+        route(
             "/account/sessions/sign-out-all",
             None,
             Some(post(sign_out_everywhere)),

@@ -17,8 +17,9 @@ use serde::Deserialize;
 use gatehouse_app::branding::Branding;
 use gatehouse_app::i18n::Texts;
 use gatehouse_app::pages::{
-    describe_user_agent, format_time, AccountData, AccountPage, CodePage, FormState, MessagePage,
-    NewPasswordPage, ResetPage, SessionRow, SignInCodePage, SignInPage, SignUpCodePage, SignUpPage,
+    describe_user_agent, format_time, AccountData, AccountPage, CodePage, ConnectedAppRow,
+    FormState, MessagePage, NewPasswordPage, ResetPage, SessionRow, SignInCodePage, SignInPage,
+    SignUpCodePage, SignUpPage,
 };
 use gatehouse_app::shell::{render_document, PageContext, ProviderLink};
 use gatehouse_core::email::EmailProblem;
@@ -885,7 +886,28 @@ async fn account_response(
         Ok(s) => s,
         Err(err) => return internal_error_page(page, &err),
     };
+    let apps = match state
+        .identity
+        .connected_applications(&user.id, state.now())
+        .await
+    {
+        Ok(a) => a,
+        Err(err) => return internal_error_page(page, &err),
+    };
     let mut data = account_data(session, user, sessions);
+    data.apps = apps
+        .into_iter()
+        .map(|a| ConnectedAppRow {
+            client_id: a.client.id,
+            name: a.client.name,
+            access: a
+                .scope
+                .iter()
+                .map(|s| page.t().get(&format!("oidc.scope.{s}")))
+                .collect(),
+            since: format_time(a.since),
+        })
+        .collect();
     data.notice = notice;
     let mut page = page;
     if let Some((form, err)) = error {
@@ -957,6 +979,7 @@ pub async fn account_page(
         Some("profile_saved") => Some(page.t().get("account.profile_saved")),
         Some("password_changed") => Some(page.t().get("account.password_changed")),
         Some("session_revoked") => Some(page.t().get("account.session_revoked")),
+        Some("app_removed") => Some(page.t().get("account.app_removed")),
         _ => None,
     };
     account_response(&state, page, &session, &user, notice, None).await
@@ -1055,5 +1078,27 @@ pub async fn sign_out_everywhere(State(state): State<AppState>, headers: HeaderM
     match state.identity.revoke_all_sessions(&user.id).await {
         Ok(_) => redirect("/sign-in", vec![cookie_policy(&state).clear(SESSION)]),
         Err(err) => internal_error_page(Page::new(&state).await, &err),
+    }
+}
+
+/// Removes an application's access to the signed-in account.
+pub async fn remove_app_access(
+    State(state): State<AppState>,
+    incoming: Incoming,
+    Path(client_id): Path<String>,
+) -> Response {
+    let (session, user) = match require_session(&state, &incoming.headers).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let _ = session;
+    let (page, ctx) = begin(&state, &incoming).await;
+    match state
+        .identity
+        .disconnect_application(&ctx, &user.id, &client_id, state.now())
+        .await
+    {
+        Ok(_) => redirect("/account?notice=app_removed", vec![]),
+        Err(err) => internal_error_page(page, &err),
     }
 }

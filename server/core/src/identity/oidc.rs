@@ -452,6 +452,14 @@ pub enum AuthorizeNext {
     },
 }
 
+/// An application with access to an account.
+#[derive(Debug, Clone)]
+pub struct ConnectedApplication {
+    pub client: Client,
+    pub scope: Vec<String>,
+    pub since: i64,
+}
+
 /// What an ID token hint said, once verified.
 #[derive(Debug, Clone)]
 pub struct IdTokenHint {
@@ -1334,6 +1342,66 @@ impl Identity {
             .into_iter()
             .map(|(c, s, t)| (Client::from_record(c), s, t))
             .collect())
+    }
+
+    /// The applications with access to an account: consented to, or holding live tokens.
+    pub async fn connected_applications(
+        &self,
+        user_id: &str,
+        now: i64,
+    ) -> Result<Vec<ConnectedApplication>, AuthError> {
+        let mut out: Vec<ConnectedApplication> = Vec::new();
+        fn merge(out: &mut Vec<ConnectedApplication>, client: Client, scope: &str, since: i64) {
+            let entry = match out.iter_mut().position(|a| a.client.id == client.id) {
+                Some(i) => &mut out[i],
+                None => {
+                    out.push(ConnectedApplication {
+                        client,
+                        scope: Vec::new(),
+                        since,
+                    });
+                    let last = out.len() - 1;
+                    &mut out[last]
+                }
+            };
+            entry.since = entry.since.min(since);
+            for s in scope_list(scope) {
+                if !entry.scope.contains(&s) {
+                    entry.scope.push(s);
+                }
+            }
+        }
+        for (client, scope, granted_at) in self.consents(user_id).await? {
+            merge(&mut out, client, &scope, granted_at);
+        }
+        for grant in self.store.live_grants_of_user(user_id, now).await? {
+            if let Some(client) = self.client(&grant.client_id).await? {
+                merge(&mut out, client, &grant.scope, grant.created_at);
+            }
+        }
+        out.sort_by(|a, b| a.client.name.cmp(&b.client.name));
+        Ok(out)
+    }
+
+    /// Removes an application's access to an account: its consent and every token it holds.
+    pub async fn disconnect_application(
+        &self,
+        ctx: &RequestContext,
+        user_id: &str,
+        client_id: &str,
+        now: i64,
+    ) -> Result<bool, AuthError> {
+        let consent = self.store.delete_consent(user_id, client_id).await?;
+        let grants = self
+            .store
+            .revoke_client_grants_of_user(user_id, client_id, now)
+            .await?;
+        let changed = consent || grants > 0;
+        if changed {
+            self.audit(ctx, user_id, "oauth.access_removed", client_id, now)
+                .await?;
+        }
+        Ok(changed)
     }
 
     /// Withdraws consent: the application must ask again, and its tokens die now.
