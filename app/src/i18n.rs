@@ -176,6 +176,7 @@ const EN: &[(&str, &str)] = &[
     ("error.not_found_lead", "There is nothing at this address."),
     ("error.forbidden", "This request was refused."),
     ("error.go_home", "Go to the start page"),
+    ("admin.title", "Admin console"),
     ("account.apps", "Applications with access"),
     ("account.apps_none", "No application has access to your account."),
     ("account.apps_access", "Can"),

@@ -1,5 +1,6 @@
 //! The HTTP edge: routes, limits, timeouts and the security layers around them.
 
+pub mod admin;
 pub mod cookies;
 pub mod federation;
 pub mod mfa;
@@ -224,6 +225,38 @@ fn route_specs() -> Vec<RouteSpec> {
             None,
             Some(post(federation::unlink)),
         ),
+        route("/admin", Some(get(admin::overview)), None),
+        route("/admin/users", Some(get(admin::users)), None),
+        route("/admin/users/{id}", Some(get(admin::user)), None),
+        route(
+            "/admin/users/{id}/{action}",
+            None,
+            Some(post(admin::user_action)),
+        ),
+        route(
+            "/admin/apps",
+            Some(get(admin::apps)),
+            Some(post(admin::register_app)),
+        ),
+        route(
+            "/admin/apps/{id}",
+            Some(get(admin::app)),
+            Some(post(admin::update_app)),
+        ),
+        route(
+            "/admin/apps/{id}/secret",
+            None,
+            Some(post(admin::rotate_app_secret)),
+        ),
+        route(
+            "/admin/apps/{id}/delete",
+            None,
+            Some(post(admin::delete_app)),
+        ),
+        route("/admin/sign-ins", Some(get(admin::sign_ins)), None),
+        route("/admin/sign-ins/{id}", Some(get(admin::sign_in)), None),
+        route("/admin/audit", Some(get(admin::audit)), None),
+        route("/admin/outbox", Some(get(admin::outbox)), None),
         route(
             oidc::DISCOVERY_PATH,
             Some(get(oidc::discovery).options(oidc::preflight)),

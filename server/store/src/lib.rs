@@ -12,9 +12,11 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
+mod admin;
 mod model;
 mod oauth;
 pub mod testing;
+pub use admin::*;
 pub use model::*;
 pub use oauth::*;
 

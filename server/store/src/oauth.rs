@@ -541,12 +541,28 @@ impl Store {
 
     /// The grant if its tokens are good now (see the module documentation).
     pub async fn live_grant(&self, grant_id: &str, now: i64) -> StoreResult<Option<GrantRecord>> {
+        self.grant_live_at_use(grant_id, now, None).await
+    }
+
+    /// [`Store::live_grant`] for the one caller that just spent its code or refresh token at
+    /// `spent_at`: a revocation at or after that moment (the replays of a concurrent race)
+    /// does not stop it; its tokens are issued, and are dead on arrival.
+    pub async fn grant_live_at_use(
+        &self,
+        grant_id: &str,
+        now: i64,
+        spent_at: Option<i64>,
+    ) -> StoreResult<Option<GrantRecord>> {
+        let live = live_grant("$2").replace(
+            "g.revoked_at IS NULL",
+            "(g.revoked_at IS NULL OR g.revoked_at >= $3)",
+        );
         let row = sqlx::query(&format!(
-            "SELECT {GRANT_COLUMNS} FROM oauth_grants g WHERE g.id = $1 AND {}",
-            live_grant("$2")
+            "SELECT {GRANT_COLUMNS} FROM oauth_grants g WHERE g.id = $1 AND {live}"
         ))
         .bind(grant_id)
         .bind(now)
+        .bind(spent_at.unwrap_or(i64::MAX))
         .fetch_optional(self.pool())
         .await?;
         row.map(|r| GrantRecord::from_row(&r)).transpose()

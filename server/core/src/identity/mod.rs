@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+pub mod admin;
 mod federation;
 mod mfa;
 pub mod oidc;

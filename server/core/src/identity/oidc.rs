@@ -1546,7 +1546,7 @@ impl Identity {
         }
         let grant = self
             .store
-            .live_grant(&redeemed.grant_id, now)
+            .grant_live_at_use(&redeemed.grant_id, now, Some(now))
             .await?
             .ok_or(TokenError::InvalidGrant(
                 "the authorization is no longer valid",
@@ -1607,13 +1607,13 @@ impl Identity {
                 return Err(TokenError::InvalidGrant("unknown or expired refresh token"))
             }
         };
-        let mut grant =
-            self.store
-                .live_grant(&grant_id, now)
-                .await?
-                .ok_or(TokenError::InvalidGrant(
-                    "the authorization is no longer valid",
-                ))?;
+        let mut grant = self
+            .store
+            .grant_live_at_use(&grant_id, now, Some(now))
+            .await?
+            .ok_or(TokenError::InvalidGrant(
+                "the authorization is no longer valid",
+            ))?;
         if let Some(scope) = req.scope.as_deref().filter(|s| !s.is_empty()) {
             let asked = scope_list(scope);
             let granted = scope_list(&grant.scope);

@@ -1,0 +1,599 @@
+//! The admin console: overview, users, applications, sign-in logs, the audit log and the
+//! development outbox. Plain server-rendered pages and forms; the server fills in the data
+//! (already formatted) and checks that the viewer is an admin.
+
+use leptos::prelude::*;
+
+use crate::components::{FormError, Notice};
+
+/// The console's sections, in the order of its navigation.
+pub const SECTIONS: [(&str, &str); 6] = [
+    ("overview", "Overview"),
+    ("users", "Users"),
+    ("apps", "Applications"),
+    ("sign-ins", "Sign-in logs"),
+    ("audit", "Audit log"),
+    ("outbox", "Outbox"),
+];
+
+fn section_href(id: &str) -> String {
+    if id == "overview" {
+        "/admin".into()
+    } else {
+        format!("/admin/{id}")
+    }
+}
+
+/// A table cell: text, optionally a link.
+#[derive(Debug, Clone, Default)]
+pub struct Cell {
+    pub text: String,
+    pub href: Option<String>,
+}
+
+impl Cell {
+    pub fn text(text: impl Into<String>) -> Cell {
+        Cell {
+            text: text.into(),
+            href: None,
+        }
+    }
+
+    pub fn link(text: impl Into<String>, href: impl Into<String>) -> Cell {
+        Cell {
+            text: text.into(),
+            href: Some(href.into()),
+        }
+    }
+}
+
+#[component]
+fn AdminNav(current: &'static str, outbox: bool) -> impl IntoView {
+    view! {
+        <nav class="gh-admin-nav" aria-label="Admin console">
+            <ul>
+                {SECTIONS
+                    .iter()
+                    .filter(|(id, _)| outbox || *id != "outbox")
+                    .map(|(id, label)| {
+                        view! {
+                            <li>
+                                <a href=section_href(id) aria-current=(*id == current).then_some("page")>{*label}</a>
+                            </li>
+                        }
+                    })
+                    .collect_view()}
+            </ul>
+        </nav>
+    }
+}
+
+/// A captioned table; `caption` is also its accessible name.
+#[component]
+pub fn DataTable(
+    caption: String,
+    headers: Vec<&'static str>,
+    rows: Vec<Vec<Cell>>,
+) -> impl IntoView {
+    let empty = rows.is_empty();
+    view! {
+        <div class="gh-table-wrap">
+            <table class="gh-table">
+                <caption>{caption}</caption>
+                <thead>
+                    <tr>{headers.into_iter().map(|h| view! { <th scope="col">{h}</th> }).collect_view()}</tr>
+                </thead>
+                <tbody>
+                    {rows
+                        .into_iter()
+                        .map(|row| {
+                            view! {
+                                <tr>
+                                    {row
+                                        .into_iter()
+                                        .map(|c| match c.href {
+                                            Some(href) => view! { <td><a href=href>{c.text}</a></td> }.into_any(),
+                                            None => view! { <td>{c.text}</td> }.into_any(),
+                                        })
+                                        .collect_view()}
+                                </tr>
+                            }
+                        })
+                        .collect_view()}
+                </tbody>
+            </table>
+            {empty.then(|| view! { <p>"Nothing to show."</p> })}
+        </div>
+    }
+}
+
+/// Previous and next links of a paged list.
+#[derive(Debug, Clone, Default)]
+pub struct Paging {
+    pub summary: String,
+    pub previous: Option<String>,
+    pub next: Option<String>,
+}
+
+#[component]
+fn Pager(paging: Paging) -> impl IntoView {
+    view! {
+        <nav class="gh-pager" aria-label="Pages">
+            <p>{paging.summary}</p>
+            {paging.previous.map(|href| view! { <a href=href rel="prev">"Previous page"</a> })}
+            " "
+            {paging.next.map(|href| view! { <a href=href rel="next">"Next page"</a> })}
+        </nav>
+    }
+}
+
+/// A labelled filter or form input that may be left empty.
+#[component]
+fn Input(
+    id: &'static str,
+    label: &'static str,
+    value: String,
+    #[prop(default = "text")] kind: &'static str,
+    #[prop(optional)] hint: Option<&'static str>,
+) -> impl IntoView {
+    let hint_id = format!("{id}-hint");
+    view! {
+        <div class="gh-field">
+            <label for=id>{label}</label>
+            <input id=id name=id type=kind value=value maxlength="2000"
+                aria-describedby=hint.map(|_| hint_id.clone())/>
+            {hint.map(|h| view! { <p class="gh-hint" id=hint_id.clone()>{h}</p> })}
+        </div>
+    }
+}
+
+/// What every console page carries.
+#[derive(Debug, Clone, Default)]
+pub struct Frame {
+    pub notice: Option<String>,
+    pub error: Option<String>,
+    /// Whether messages go to the development outbox (its section is shown only then).
+    pub outbox: bool,
+}
+
+#[component]
+fn Console(
+    current: &'static str,
+    title: String,
+    frame: Frame,
+    children: Children,
+) -> impl IntoView {
+    view! {
+        <div class="gh-admin">
+            <div class="gh-account-head">
+                <h1>{title}</h1>
+                <p class="gh-links"><a href="/account">"Your account"</a></p>
+            </div>
+            <AdminNav current=current outbox=frame.outbox/>
+            <Notice message=frame.notice.clone()/>
+            <FormError message=frame.error.clone()/>
+            {children()}
+        </div>
+    }
+}
+
+// ---------------------------------------------------------------- overview
+
+#[derive(Debug, Clone, Default)]
+pub struct OverviewData {
+    pub frame: Frame,
+    pub users: i64,
+    pub applications: i64,
+    /// (result, count) of the sign-ins of the last 24 hours.
+    pub sign_ins: Vec<(String, i64)>,
+}
+
+#[component]
+pub fn AdminOverviewPage(data: OverviewData) -> impl IntoView {
+    let rows = data
+        .sign_ins
+        .iter()
+        .map(|(result, n)| {
+            vec![
+                Cell::link(result.clone(), format!("/admin/sign-ins?result={result}")),
+                Cell::text(n.to_string()),
+            ]
+        })
+        .collect();
+    view! {
+        <Console current="overview" title="Admin console".into() frame=data.frame>
+            <dl class="gh-stats">
+                <dt>"Users"</dt><dd><a href="/admin/users">{data.users}</a></dd>
+                <dt>"Applications"</dt><dd><a href="/admin/apps">{data.applications}</a></dd>
+            </dl>
+            <DataTable caption="Sign-ins in the last 24 hours".into() headers=vec!["Result", "Count"] rows=rows/>
+        </Console>
+    }
+}
+
+// ---------------------------------------------------------------- users
+
+#[derive(Debug, Clone, Default)]
+pub struct UsersData {
+    pub frame: Frame,
+    pub query: String,
+    pub rows: Vec<Vec<Cell>>,
+    pub paging: Paging,
+}
+
+#[component]
+pub fn AdminUsersPage(data: UsersData) -> impl IntoView {
+    view! {
+        <Console current="users" title="Users".into() frame=data.frame>
+            <form method="get" action="/admin/users" class="gh-form gh-filters" role="search" aria-label="Search users">
+                <Input id="q" label="Email or name contains" value=data.query/>
+                <button type="submit" class="gh-button">"Search"</button>
+            </form>
+            <DataTable caption="Users".into() headers=vec!["Email", "Name", "Created", "Status"] rows=data.rows/>
+            <Pager paging=data.paging/>
+        </Console>
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UserData {
+    pub frame: Frame,
+    pub id: String,
+    pub email: String,
+    /// (label, value) pairs of the profile.
+    pub profile: Vec<(&'static str, String)>,
+    pub disabled: bool,
+    pub own_account: bool,
+    pub methods: Vec<Vec<Cell>>,
+    pub linked: Vec<Vec<Cell>>,
+    pub sessions: Vec<Vec<Cell>>,
+    pub applications: Vec<Vec<Cell>>,
+    pub sign_ins: Vec<Vec<Cell>>,
+}
+
+#[component]
+fn ActionButton(
+    user: String,
+    action: &'static str,
+    label: &'static str,
+    #[prop(optional)] danger: bool,
+) -> impl IntoView {
+    view! {
+        <form method="post" action=format!("/admin/users/{user}/{action}")>
+            <button type="submit" class=if danger { "gh-button gh-button-danger" } else { "gh-button gh-button-secondary" }>{label}</button>
+        </form>
+    }
+}
+
+#[component]
+pub fn AdminUserPage(data: UserData) -> impl IntoView {
+    let id = data.id.clone();
+    view! {
+        <Console current="users" title=data.email.clone() frame=data.frame>
+            <section class="gh-section" aria-labelledby="profile-heading">
+                <h2 id="profile-heading">"Profile"</h2>
+                <dl class="gh-stats">
+                    {data.profile.into_iter().map(|(k, v)| view! { <dt>{k}</dt><dd>{v}</dd> }).collect_view()}
+                </dl>
+            </section>
+            <section class="gh-section" aria-labelledby="actions-heading">
+                <h2 id="actions-heading">"Actions"</h2>
+                <p class="gh-hint">"Admins never see or set passwords. Requiring a reset removes the password, ends every session and emails the person a reset code."</p>
+                <div class="gh-actions">
+                    {if data.disabled {
+                        view! { <ActionButton user=id.clone() action="enable" label="Enable account"/> }.into_any()
+                    } else if data.own_account {
+                        ().into_any()
+                    } else {
+                        view! { <ActionButton user=id.clone() action="disable" label="Disable account" danger=true/> }.into_any()
+                    }}
+                    <ActionButton user=id.clone() action="revoke-sessions" label="Sign out everywhere and revoke tokens"/>
+                    <ActionButton user=id.clone() action="reset-mfa" label="Reset multifactor methods"/>
+                    <ActionButton user=id.clone() action="require-password-reset" label="Require password reset"/>
+                </div>
+                {(!data.own_account).then(|| view! {
+                    <form method="post" action=format!("/admin/users/{id}/delete") class="gh-form">
+                        <div class="gh-check">
+                            <input type="checkbox" id="confirm-delete" name="confirm" value="yes" required/>
+                            <label for="confirm-delete">"I understand the account and everything in it will be deleted"</label>
+                        </div>
+                        <button type="submit" class="gh-button gh-button-danger">"Delete account"</button>
+                    </form>
+                })}
+            </section>
+            <DataTable caption="Sign-in methods".into() headers=vec!["Method", "Name", "Added"] rows=data.methods/>
+            <DataTable caption="Linked providers".into() headers=vec!["Provider", "Email", "Linked"] rows=data.linked/>
+            <DataTable caption="Sessions".into() headers=vec!["Device", "IP address", "Signed in", "Last active", "Methods"] rows=data.sessions/>
+            <DataTable caption="Applications".into() headers=vec!["Application", "Access", "Since"] rows=data.applications/>
+            <DataTable caption="Recent sign-ins".into() headers=vec!["Time", "Application", "Method", "Result", "IP address"] rows=data.sign_ins/>
+        </Console>
+    }
+}
+
+// ---------------------------------------------------------------- applications
+
+/// The application form's values.
+#[derive(Debug, Clone, Default)]
+pub struct AppForm {
+    pub name: String,
+    pub logo_url: String,
+    pub confidential: bool,
+    pub redirect_uris: String,
+    pub post_logout_redirect_uris: String,
+    pub grant_types: Vec<String>,
+    pub allowed_origins: String,
+    pub third_party: bool,
+    pub id_token_alg: String,
+    pub backchannel_logout_uri: String,
+}
+
+#[component]
+fn AppFields(form: AppForm) -> impl IntoView {
+    let grants = [
+        ("authorization_code", "Authorization code (people sign in)"),
+        ("refresh_token", "Refresh tokens"),
+        (
+            "client_credentials",
+            "Client credentials (the app as itself)",
+        ),
+    ];
+    let lines = "One per line.";
+    view! {
+        <Input id="name" label="Name" value=form.name/>
+        <fieldset class="gh-fieldset">
+            <legend>"Type"</legend>
+            <div class="gh-check">
+                <input type="radio" id="type-confidential" name="type" value="confidential" checked=form.confidential/>
+                <label for="type-confidential">"Confidential (a server that keeps a secret)"</label>
+            </div>
+            <div class="gh-check">
+                <input type="radio" id="type-public" name="type" value="public" checked=!form.confidential/>
+                <label for="type-public">"Public (single-page or native app; PKCE, no secret)"</label>
+            </div>
+        </fieldset>
+        <div class="gh-field">
+            <label for="redirect_uris">"Redirect URIs"</label>
+            <textarea id="redirect_uris" name="redirect_uris" rows="3" aria-describedby="redirect_uris-hint">{form.redirect_uris}</textarea>
+            <p class="gh-hint" id="redirect_uris-hint">{lines} " Matched byte for byte; https (http only on localhost)."</p>
+        </div>
+        <div class="gh-field">
+            <label for="post_logout_redirect_uris">"Post-logout redirect URIs"</label>
+            <textarea id="post_logout_redirect_uris" name="post_logout_redirect_uris" rows="2" aria-describedby="plr-hint">{form.post_logout_redirect_uris}</textarea>
+            <p class="gh-hint" id="plr-hint">{lines}</p>
+        </div>
+        <fieldset class="gh-fieldset">
+            <legend>"Allowed grants"</legend>
+            {grants
+                .into_iter()
+                .map(|(value, label)| {
+                    let id = format!("grant-{value}");
+                    view! {
+                        <div class="gh-check">
+                            <input type="checkbox" id=id.clone() name="grant" value=value checked=form.grant_types.iter().any(|g| g == value)/>
+                            <label for=id>{label}</label>
+                        </div>
+                    }
+                })
+                .collect_view()}
+        </fieldset>
+        <div class="gh-field">
+            <label for="allowed_origins">"Allowed browser origins (CORS)"</label>
+            <textarea id="allowed_origins" name="allowed_origins" rows="2" aria-describedby="origins-hint">{form.allowed_origins}</textarea>
+            <p class="gh-hint" id="origins-hint">{lines} " For example https://app.example.com"</p>
+        </div>
+        <div class="gh-check">
+            <input type="checkbox" id="third_party" name="third_party" value="yes" checked=form.third_party/>
+            <label for="third_party">"Third-party application (people are asked to consent)"</label>
+        </div>
+        <Input id="logo_url" label="Logo URL" value=form.logo_url/>
+        <div class="gh-field">
+            <label for="id_token_alg">"ID token signing algorithm"</label>
+            <select id="id_token_alg" name="id_token_alg">
+                {["ES256", "EdDSA", "RS256"]
+                    .into_iter()
+                    .map(|a| view! { <option value=a selected=form.id_token_alg == a>{a}</option> })
+                    .collect_view()}
+            </select>
+        </div>
+        <Input id="backchannel_logout_uri" label="Back-channel logout URI" value=form.backchannel_logout_uri/>
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AppsData {
+    pub frame: Frame,
+    pub rows: Vec<Vec<Cell>>,
+    pub form: AppForm,
+}
+
+#[component]
+pub fn AdminAppsPage(data: AppsData) -> impl IntoView {
+    view! {
+        <Console current="apps" title="Applications".into() frame=data.frame>
+            <DataTable caption="Applications".into() headers=vec!["Name", "Client ID", "Type", "Party", "Redirect URIs"] rows=data.rows/>
+            <section class="gh-section" aria-labelledby="register-heading">
+                <h2 id="register-heading">"Register an application"</h2>
+                <form method="post" action="/admin/apps" class="gh-form">
+                    <AppFields form=data.form/>
+                    <button type="submit" class="gh-button">"Register application"</button>
+                </form>
+            </section>
+        </Console>
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AppData {
+    pub frame: Frame,
+    pub id: String,
+    pub name: String,
+    pub confidential: bool,
+    /// A new secret, shown this once.
+    pub secret: Option<String>,
+    pub form: AppForm,
+}
+
+#[component]
+pub fn AdminAppPage(data: AppData) -> impl IntoView {
+    let id = data.id.clone();
+    view! {
+        <Console current="apps" title=data.name.clone() frame=data.frame>
+            <dl class="gh-stats">
+                <dt>"Client ID"</dt><dd><code>{data.id.clone()}</code></dd>
+            </dl>
+            {data.secret.map(|secret| view! {
+                <section class="gh-section gh-secret" aria-labelledby="secret-heading">
+                    <h2 id="secret-heading">"Client secret"</h2>
+                    <p>"Copy it now: it is shown only this once and stored only as a hash."</p>
+                    <p><code data-testid="client-secret">{secret}</code></p>
+                </section>
+            })}
+            <section class="gh-section" aria-labelledby="edit-heading">
+                <h2 id="edit-heading">"Settings"</h2>
+                <form method="post" action=format!("/admin/apps/{id}") class="gh-form">
+                    <AppFields form=data.form/>
+                    <button type="submit" class="gh-button">"Save application"</button>
+                </form>
+            </section>
+            <section class="gh-section" aria-labelledby="danger-heading">
+                <h2 id="danger-heading">"Secret and deletion"</h2>
+                {data.confidential.then(|| view! {
+                    <form method="post" action=format!("/admin/apps/{id}/secret")>
+                        <button type="submit" class="gh-button gh-button-secondary">"Rotate secret"</button>
+                    </form>
+                })}
+                <form method="post" action=format!("/admin/apps/{id}/delete") class="gh-form">
+                    <div class="gh-check">
+                        <input type="checkbox" id="confirm-delete" name="confirm" value="yes" required/>
+                        <label for="confirm-delete">"I understand every token of this application stops working"</label>
+                    </div>
+                    <button type="submit" class="gh-button gh-button-danger">"Delete application"</button>
+                </form>
+            </section>
+        </Console>
+    }
+}
+
+// ---------------------------------------------------------------- logs
+
+/// The sign-in log filter's values.
+#[derive(Debug, Clone, Default)]
+pub struct SignInFilterForm {
+    pub email: String,
+    pub application: String,
+    pub result: String,
+    pub method: String,
+    pub ip: String,
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SignInsData {
+    pub frame: Frame,
+    pub filter: SignInFilterForm,
+    pub rows: Vec<Vec<Cell>>,
+    pub paging: Paging,
+}
+
+#[component]
+pub fn AdminSignInsPage(data: SignInsData) -> impl IntoView {
+    let f = data.filter;
+    view! {
+        <Console current="sign-ins" title="Sign-in logs".into() frame=data.frame>
+            <form method="get" action="/admin/sign-ins" class="gh-form gh-filters" role="search" aria-label="Filter sign-ins">
+                <Input id="email" label="User (email contains)" value=f.email/>
+                <Input id="application" label="Application" value=f.application hint="A client ID, or account for the account portal"/>
+                <Input id="result" label="Result" value=f.result hint="success, failure or interrupted"/>
+                <Input id="method" label="Method" value=f.method hint="For example password, email_code, passkey, federated"/>
+                <Input id="ip" label="IP address" value=f.ip/>
+                <Input id="from" label="From" kind="date" value=f.from/>
+                <Input id="to" label="To" kind="date" value=f.to/>
+                <button type="submit" class="gh-button">"Filter"</button>
+            </form>
+            <DataTable caption="Sign-ins".into() headers=vec!["Time", "User", "Application", "Method", "Result", "Reason", "IP address"] rows=data.rows/>
+            <Pager paging=data.paging/>
+        </Console>
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DetailData {
+    pub frame: Frame,
+    pub title: String,
+    pub current: &'static str,
+    pub fields: Vec<(&'static str, Cell)>,
+}
+
+#[component]
+pub fn AdminDetailPage(data: DetailData) -> impl IntoView {
+    view! {
+        <Console current=data.current title=data.title frame=data.frame>
+            <dl class="gh-stats">
+                {data
+                    .fields
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let value = match v.href {
+                            Some(href) => view! { <a href=href>{v.text}</a> }.into_any(),
+                            None => view! { {v.text} }.into_any(),
+                        };
+                        view! { <dt>{k}</dt><dd>{value}</dd> }
+                    })
+                    .collect_view()}
+            </dl>
+        </Console>
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilterForm {
+    pub actor: String,
+    pub subject: String,
+    pub action: String,
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditData {
+    pub frame: Frame,
+    pub filter: AuditFilterForm,
+    pub rows: Vec<Vec<Cell>>,
+    pub paging: Paging,
+}
+
+#[component]
+pub fn AdminAuditPage(data: AuditData) -> impl IntoView {
+    let f = data.filter;
+    view! {
+        <Console current="audit" title="Audit log".into() frame=data.frame>
+            <form method="get" action="/admin/audit" class="gh-form gh-filters" role="search" aria-label="Filter the audit log">
+                <Input id="actor" label="Done by (email)" value=f.actor/>
+                <Input id="subject" label="Account (email)" value=f.subject/>
+                <Input id="action" label="Action starts with" value=f.action hint="For example admin. or mfa."/>
+                <Input id="from" label="From" kind="date" value=f.from/>
+                <Input id="to" label="To" kind="date" value=f.to/>
+                <button type="submit" class="gh-button">"Filter"</button>
+            </form>
+            <DataTable caption="Audit log".into() headers=vec!["Time", "Done by", "Account", "Action", "Detail", "IP address"] rows=data.rows/>
+            <Pager paging=data.paging/>
+        </Console>
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct OutboxData {
+    pub frame: Frame,
+    pub rows: Vec<Vec<Cell>>,
+}
+
+#[component]
+pub fn AdminOutboxPage(data: OutboxData) -> impl IntoView {
+    view! {
+        <Console current="outbox" title="Development outbox".into() frame=data.frame>
+            <p class="gh-lead">"No email or SMS gateway is configured, so messages are kept here instead of being sent."</p>
+            <DataTable caption="Messages".into() headers=vec!["Time", "Channel", "To", "Subject", "Body"] rows=data.rows/>
+        </Console>
+    }
+}

@@ -1,0 +1,342 @@
+//! What the admin console reads and changes: users by search and page, account state, the
+//! sign-in log and the audit log by filter, and the development outbox.
+
+use sqlx::Row;
+
+use crate::{
+    AuditEntry, OutboxMessage, SignInLogEntry, Store, StoreResult, User, AUDIT_COLUMNS,
+    SIGN_IN_COLUMNS, USER_COLUMNS,
+};
+
+const OUTBOX_COLUMNS: &str =
+    "id, created_at, channel, recipient, subject, body, sent_at, last_error";
+
+/// A `LIKE` pattern matching `text` anywhere, with `%`, `_` and `\` taken literally.
+fn contains_pattern(text: &str) -> String {
+    let mut out = String::from("%");
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// Filters of the sign-in log; empty fields match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SignInFilter {
+    /// Part of the email typed.
+    pub email: Option<String>,
+    pub user_id: Option<String>,
+    pub application: Option<String>,
+    pub result: Option<String>,
+    pub method: Option<String>,
+    pub client_ip: Option<String>,
+    /// Milliseconds, inclusive.
+    pub from: Option<i64>,
+    /// Milliseconds, exclusive.
+    pub to: Option<i64>,
+}
+
+/// Filters of the audit log; empty fields match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub actor_user_id: Option<String>,
+    pub subject_user_id: Option<String>,
+    /// An action, or the start of one (`oauth.` matches every application action).
+    pub action: Option<String>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+/// SQL conditions and their text parameters, numbered from `$1`.
+struct Conditions {
+    sql: Vec<String>,
+    texts: Vec<String>,
+    numbers: Vec<i64>,
+}
+
+impl Conditions {
+    fn new() -> Self {
+        Conditions {
+            sql: Vec::new(),
+            texts: Vec::new(),
+            numbers: Vec::new(),
+        }
+    }
+
+    fn text(&mut self, template: &str, value: Option<&String>) {
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            self.texts.push(v.clone());
+            self.sql
+                .push(template.replace('?', &format!("$T{}", self.texts.len())));
+        }
+    }
+
+    fn number(&mut self, template: &str, value: Option<i64>) {
+        if let Some(v) = value {
+            self.numbers.push(v);
+            self.sql
+                .push(template.replace('?', &format!("$N{}", self.numbers.len())));
+        }
+    }
+
+    /// `WHERE ...` with placeholders renumbered: texts first, then numbers, then `extra` more.
+    fn finish(&self) -> (String, usize) {
+        let t = self.texts.len();
+        let mut clause = if self.sql.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.sql.join(" AND "))
+        };
+        for i in (1..=self.numbers.len()).rev() {
+            clause = clause.replace(&format!("$N{i}"), &format!("${}", t + i));
+        }
+        for i in (1..=t).rev() {
+            clause = clause.replace(&format!("$T{i}"), &format!("${i}"));
+        }
+        (clause, t + self.numbers.len())
+    }
+
+    fn bind<'q>(
+        &'q self,
+        mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        for t in &self.texts {
+            q = q.bind(t.as_str());
+        }
+        for n in &self.numbers {
+            q = q.bind(*n);
+        }
+        q
+    }
+}
+
+impl Store {
+    /// Users whose email or name contains `query` (any case), newest first, and how many match.
+    pub async fn search_users(
+        &self,
+        query: &str,
+        offset: i64,
+        limit: i64,
+    ) -> StoreResult<(Vec<User>, i64)> {
+        let pattern = contains_pattern(query.trim());
+        let condition =
+            "(LOWER(email) LIKE $1 ESCAPE '\\' OR LOWER(display_name) LIKE $1 ESCAPE '\\')";
+        let total: i64 = sqlx::query(&format!("SELECT COUNT(*) FROM users WHERE {condition}"))
+            .bind(&pattern)
+            .fetch_one(self.pool())
+            .await?
+            .try_get(0)?;
+        let rows = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE {condition} ORDER BY created_at DESC, id \
+             LIMIT $2 OFFSET $3"
+        ))
+        .bind(&pattern)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(self.pool())
+        .await?;
+        let users = rows
+            .iter()
+            .map(User::from_row)
+            .collect::<StoreResult<_>>()?;
+        Ok((users, total))
+    }
+
+    /// Disables or enables an account. Disabling moves it to a new credential epoch and deletes
+    /// its sessions, so nothing signed in before comes back when it is enabled again.
+    pub async fn set_user_disabled(
+        &self,
+        user_id: &str,
+        disabled: bool,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool().begin().await?;
+        let done = sqlx::query(
+            "UPDATE users SET disabled = $1, updated_at = $2, \
+             credential_epoch = credential_epoch + $3 WHERE id = $4",
+        )
+        .bind(i64::from(disabled))
+        .bind(now)
+        .bind(i64::from(disabled))
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        if disabled {
+            sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Removes the password and moves the account to a new credential epoch (its sessions and
+    /// tokens end); the person sets a new password through a reset.
+    pub async fn clear_password(&self, user_id: &str, now: i64) -> StoreResult<bool> {
+        let mut tx = self.pool().begin().await?;
+        let done = sqlx::query(
+            "UPDATE users SET password_hash = NULL, credential_epoch = credential_epoch + 1, \
+             updated_at = $1 WHERE id = $2",
+        )
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Deletes an account and everything that belongs to it (through the foreign keys). The
+    /// sign-in and audit logs keep their rows.
+    pub async fn delete_user(&self, user_id: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(user_id)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Sign-in log rows matching `filter`, newest first, and how many match.
+    pub async fn filter_sign_ins(
+        &self,
+        filter: &SignInFilter,
+        offset: i64,
+        limit: i64,
+    ) -> StoreResult<(Vec<SignInLogEntry>, i64)> {
+        let mut c = Conditions::new();
+        let email = filter.email.as_deref().map(contains_pattern);
+        c.text("LOWER(email) LIKE ? ESCAPE '\\'", email.as_ref());
+        c.text("user_id = ?", filter.user_id.as_ref());
+        c.text("application = ?", filter.application.as_ref());
+        c.text("result = ?", filter.result.as_ref());
+        c.text("method = ?", filter.method.as_ref());
+        c.text("client_ip = ?", filter.client_ip.as_ref());
+        c.number("occurred_at >= ?", filter.from);
+        c.number("occurred_at < ?", filter.to);
+        let (clause, n) = c.finish();
+        let total: i64 = c
+            .bind(sqlx::query(&format!(
+                "SELECT COUNT(*) FROM sign_in_log {clause}"
+            )))
+            .fetch_one(self.pool())
+            .await?
+            .try_get(0)?;
+        let sql = format!(
+            "SELECT {SIGN_IN_COLUMNS} FROM sign_in_log {clause} ORDER BY occurred_at DESC, id \
+             LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        let rows = c
+            .bind(sqlx::query(&sql))
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(self.pool())
+            .await?;
+        let entries = rows
+            .iter()
+            .map(SignInLogEntry::from_row)
+            .collect::<StoreResult<_>>()?;
+        Ok((entries, total))
+    }
+
+    pub async fn find_sign_in(&self, id: &str) -> StoreResult<Option<SignInLogEntry>> {
+        let row = sqlx::query(&format!(
+            "SELECT {SIGN_IN_COLUMNS} FROM sign_in_log WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| SignInLogEntry::from_row(&r)).transpose()
+    }
+
+    /// Audit log rows matching `filter`, newest first, and how many match.
+    pub async fn filter_audit(
+        &self,
+        filter: &AuditFilter,
+        offset: i64,
+        limit: i64,
+    ) -> StoreResult<(Vec<AuditEntry>, i64)> {
+        let mut c = Conditions::new();
+        c.text("actor_user_id = ?", filter.actor_user_id.as_ref());
+        c.text("subject_user_id = ?", filter.subject_user_id.as_ref());
+        let action = filter.action.as_ref().map(|a| {
+            let mut p = contains_pattern(a);
+            p.remove(0);
+            p
+        });
+        c.text("action LIKE ? ESCAPE '\\'", action.as_ref());
+        c.number("occurred_at >= ?", filter.from);
+        c.number("occurred_at < ?", filter.to);
+        let (clause, n) = c.finish();
+        let total: i64 = c
+            .bind(sqlx::query(&format!(
+                "SELECT COUNT(*) FROM audit_log {clause}"
+            )))
+            .fetch_one(self.pool())
+            .await?
+            .try_get(0)?;
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log {clause} ORDER BY occurred_at DESC, id \
+             LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        let rows = c
+            .bind(sqlx::query(&sql))
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(self.pool())
+            .await?;
+        let entries = rows
+            .iter()
+            .map(AuditEntry::from_row)
+            .collect::<StoreResult<_>>()?;
+        Ok((entries, total))
+    }
+
+    /// The newest messages of the outbox (the development outbox when no gateway is set).
+    pub async fn recent_messages(&self, limit: i64) -> StoreResult<Vec<OutboxMessage>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox ORDER BY created_at DESC, id LIMIT $1"
+        ))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(OutboxMessage::from_row).collect()
+    }
+
+    /// Sign-ins since `since` by result: (result, count).
+    pub async fn sign_in_counts(&self, since: i64) -> StoreResult<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT result, COUNT(*) FROM sign_in_log WHERE occurred_at >= $1 GROUP BY result \
+             ORDER BY result",
+        )
+        .bind(since)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_take_wildcards_literally() {
+        assert_eq!(contains_pattern("Ada"), "%ada%");
+        assert_eq!(contains_pattern("50%_\\"), "%50\\%\\_\\\\%");
+    }
+}

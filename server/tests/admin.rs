@@ -1,0 +1,469 @@
+//! The admin console over HTTP: every admin route refuses anyone but an admin (the route list
+//! comes from the router), and admins manage applications and users and read the sign-in and
+//! audit logs. Admins never see or set a password.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{Browser, TestServer, PASSWORD};
+use gatehouse_server::http;
+use reqwest::StatusCode;
+
+async fn admin(server: &TestServer) -> Browser {
+    let b = server
+        .signed_up("Ada Admin", "admin@example.com", PASSWORD)
+        .await;
+    let user = server.user("admin@example.com").await;
+    server
+        .state
+        .store()
+        .set_admin(&user.id, true, server.state.now())
+        .await
+        .unwrap();
+    b
+}
+
+fn admin_routes() -> Vec<(String, bool, bool)> {
+    http::route_list()
+        .into_iter()
+        .filter(|(p, _, _)| p.starts_with("/admin"))
+        .map(|(p, get, post)| {
+            (
+                p.replace("{id}", "some-id").replace("{action}", "disable"),
+                get,
+                post,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_admin_route_refuses_anyone_but_an_admin() {
+    let server = TestServer::start().await;
+    let mut admin = admin(&server).await;
+    let target = server.user("admin@example.com").await;
+    let mut user = server
+        .signed_up("Una User", "user@example.com", PASSWORD)
+        .await;
+    let mut nobody = server.browser();
+    let routes = admin_routes();
+    assert!(routes.len() >= 12, "{routes:?}");
+    let before = server.counts().await;
+    for (path, get, post) in &routes {
+        // Real ids, so that a missed check would act on something that exists.
+        let path = path.replace("some-id", &target.id);
+        if *get {
+            assert_eq!(
+                nobody.get(&path).await.status,
+                StatusCode::UNAUTHORIZED,
+                "GET {path}"
+            );
+            assert_eq!(
+                user.get(&path).await.status,
+                StatusCode::FORBIDDEN,
+                "GET {path}"
+            );
+        }
+        if *post {
+            let form = [
+                ("confirm", "yes"),
+                ("name", "x"),
+                ("redirect_uris", "https://a.example/cb"),
+            ];
+            assert_eq!(
+                nobody.post(&path, &form).await.status,
+                StatusCode::UNAUTHORIZED,
+                "POST {path}"
+            );
+            assert_eq!(
+                user.post(&path, &form).await.status,
+                StatusCode::FORBIDDEN,
+                "POST {path}"
+            );
+        }
+    }
+    assert_eq!(
+        server.counts().await,
+        before,
+        "the refusals changed nothing"
+    );
+    assert!(!server.user("admin@example.com").await.disabled);
+    // The admin gets every page.
+    for (path, get, _) in &routes {
+        if *get && !path.contains("some-id") {
+            let r = admin.get(path).await;
+            assert_eq!(r.status, StatusCode::OK, "GET {path}: {}", r.body);
+        }
+    }
+    // A disabled admin is no admin.
+    server
+        .state
+        .store()
+        .set_user_disabled(&target.id, true, server.state.now())
+        .await
+        .unwrap();
+    assert_ne!(admin.get("/admin").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn admins_register_edit_rotate_and_delete_applications() {
+    let server = TestServer::start().await;
+    let mut b = admin(&server).await;
+    let r = b
+        .post(
+            "/admin/apps",
+            &[
+                ("name", "Billing job"),
+                ("type", "confidential"),
+                ("grant", "client_credentials"),
+                ("id_token_alg", "ES256"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let secret = r
+        .body
+        .split("data-testid=\"client-secret\">")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_string();
+    let clients = server.state.identity.clients().await.unwrap();
+    let app = clients.iter().find(|c| c.name == "Billing job").unwrap();
+    let token = |secret: String| {
+        let (base, id) = (server.base.clone(), app.id.clone());
+        async move {
+            reqwest::Client::new()
+                .post(format!("{base}/token"))
+                .basic_auth(id, Some(secret))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(
+        token(secret.clone()).await,
+        StatusCode::OK,
+        "the shown secret works"
+    );
+    // Shown once: the application's page does not show it again.
+    let page = b.get(&format!("/admin/apps/{}", app.id)).await;
+    assert!(!page.body.contains(&secret));
+
+    // A bad redirect URI is refused with its reason; nothing changes.
+    let r = b
+        .post(
+            &format!("/admin/apps/{}", app.id),
+            &[
+                ("name", "Billing"),
+                ("type", "confidential"),
+                ("grant", "authorization_code"),
+                ("redirect_uris", "http://evil.example/cb"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("is not allowed"), "{}", r.body);
+    assert_eq!(
+        server
+            .state
+            .identity
+            .client(&app.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .name,
+        "Billing job"
+    );
+    let r = b
+        .post(
+            &format!("/admin/apps/{}", app.id),
+            &[
+                ("name", "Billing service"),
+                ("type", "confidential"),
+                ("grant", "client_credentials"),
+                ("grant", "authorization_code"),
+                (
+                    "redirect_uris",
+                    "https://billing.example.com/cb\nhttps://billing.example.com/cb2",
+                ),
+                ("third_party", "yes"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        r.location(),
+        Some(format!("/admin/apps/{}?notice=saved", app.id).as_str())
+    );
+    let saved = server
+        .state
+        .identity
+        .client(&app.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(saved.name, "Billing service");
+    assert_eq!(saved.redirect_uris.len(), 2);
+    assert!(!saved.first_party);
+
+    let r = b.post(&format!("/admin/apps/{}/secret", app.id), &[]).await;
+    let rotated = r
+        .body
+        .split("data-testid=\"client-secret\">")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        token(secret).await,
+        StatusCode::UNAUTHORIZED,
+        "the old secret stopped"
+    );
+    assert_eq!(token(rotated).await, StatusCode::OK);
+
+    // Deleting needs the confirmation.
+    b.post(&format!("/admin/apps/{}/delete", app.id), &[]).await;
+    assert!(server
+        .state
+        .identity
+        .client(&app.id)
+        .await
+        .unwrap()
+        .is_some());
+    let r = b
+        .post(
+            &format!("/admin/apps/{}/delete", app.id),
+            &[("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(r.location(), Some("/admin/apps?notice=deleted"));
+    assert!(server
+        .state
+        .identity
+        .client(&app.id)
+        .await
+        .unwrap()
+        .is_none());
+
+    let audit = b.get("/admin/audit?action=admin.app").await;
+    for action in [
+        "admin.app.registered",
+        "admin.app.updated",
+        "admin.app.secret_rotated",
+        "admin.app.deleted",
+    ] {
+        assert!(audit.body.contains(action), "{action}");
+    }
+    assert!(
+        audit.body.contains("admin@example.com"),
+        "the actor is shown"
+    );
+}
+
+#[tokio::test]
+async fn admins_search_users_and_act_on_them_without_ever_seeing_a_password() {
+    let server = TestServer::start().await;
+    let mut b = admin(&server).await;
+    let mut person = server
+        .signed_up("Pat Person", "pat@example.com", PASSWORD)
+        .await;
+    for i in 0..30 {
+        server
+            .state
+            .identity
+            .create_admin(
+                &format!("filler{i}@example.com"),
+                "Filler",
+                server.state.now(),
+            )
+            .await
+            .unwrap();
+    }
+    let pat = server.user("pat@example.com").await;
+
+    let r = b.get("/admin/users?q=PAT@").await;
+    assert!(r.body.contains("pat@example.com"));
+    assert!(!r.body.contains("filler1@example.com"));
+    let r = b.get("/admin/users?q=%25").await;
+    assert!(r.body.contains("Nothing to show."), "wildcards are literal");
+    let r = b.get("/admin/users").await;
+    assert!(r.body.contains("Page 1 of 2 (32 in all)"), "{}", r.body);
+    assert!(r.body.contains("rel=\"next\""));
+
+    let page = b.get(&format!("/admin/users/{}", pat.id)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Pat Person"));
+    assert!(!page.body.contains("$argon2"), "no password hash");
+    assert!(!page.body.contains(PASSWORD));
+
+    // Ending the sessions signs the person out at once.
+    let r = b
+        .post(&format!("/admin/users/{}/revoke-sessions", pat.id), &[])
+        .await;
+    assert_eq!(
+        r.location(),
+        Some(format!("/admin/users/{}?notice=revoke-sessions", pat.id).as_str())
+    );
+    assert_eq!(person.get("/account").await.location(), Some("/sign-in"));
+
+    // Disabled: no sign-in; enabled again: sign-in works.
+    b.post(&format!("/admin/users/{}/disable", pat.id), &[])
+        .await;
+    let mut again = server.browser();
+    let r = again
+        .post(
+            "/sign-in",
+            &[("email", "pat@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert!(again.session_cookie().is_none(), "{}", r.status);
+    b.post(&format!("/admin/users/{}/enable", pat.id), &[])
+        .await;
+    let r = again
+        .post(
+            "/sign-in",
+            &[("email", "pat@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(r.location(), Some("/account"));
+
+    // A required reset removes the password and emails a code; the admin sets nothing.
+    let sent = server.message_count("pat@example.com").await;
+    b.post(
+        &format!("/admin/users/{}/require-password-reset", pat.id),
+        &[],
+    )
+    .await;
+    assert_eq!(server.message_count("pat@example.com").await, sent + 1);
+    assert!(server.user("pat@example.com").await.password_hash.is_none());
+    assert_eq!(again.get("/account").await.location(), Some("/sign-in"));
+    let mut third = server.browser();
+    third
+        .post(
+            "/sign-in",
+            &[("email", "pat@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert!(third.session_cookie().is_none());
+
+    // Admins cannot disable or delete themselves.
+    let me = server.user("admin@example.com").await;
+    let r = b
+        .post(&format!("/admin/users/{}/disable", me.id), &[])
+        .await;
+    assert_eq!(
+        r.location(),
+        Some(format!("/admin/users/{}?error=own_account", me.id).as_str())
+    );
+    assert!(!server.user("admin@example.com").await.disabled);
+
+    // Deleting needs the confirmation.
+    b.post(&format!("/admin/users/{}/delete", pat.id), &[])
+        .await;
+    assert!(server
+        .state
+        .store()
+        .find_user(&pat.id)
+        .await
+        .unwrap()
+        .is_some());
+    let r = b
+        .post(
+            &format!("/admin/users/{}/delete", pat.id),
+            &[("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(r.location(), Some("/admin/users?notice=delete"));
+    assert!(server
+        .state
+        .store()
+        .find_user(&pat.id)
+        .await
+        .unwrap()
+        .is_none());
+
+    // Every action is in the audit log, with the admin as the actor.
+    let entries = server
+        .state
+        .store()
+        .filter_audit(
+            &gatehouse_core::store::AuditFilter {
+                actor_user_id: Some(me.id.clone()),
+                ..Default::default()
+            },
+            0,
+            50,
+        )
+        .await
+        .unwrap()
+        .0;
+    let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+    for action in [
+        "admin.user.sessions_revoked",
+        "admin.user.disabled",
+        "admin.user.enabled",
+        "admin.user.password_reset_required",
+        "admin.user.deleted",
+    ] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
+    let page = b
+        .get("/admin/audit?actor=admin%40example.com&action=admin.user")
+        .await;
+    assert!(page.body.contains("admin.user.deleted"));
+    assert!(!page.body.contains("admin.app."));
+}
+
+#[tokio::test]
+async fn sign_in_logs_are_filtered_and_opened() {
+    let server = TestServer::start().await;
+    let mut b = admin(&server).await;
+    server.signed_up("Lee", "lee@example.com", PASSWORD).await;
+    let mut other = server.browser();
+    other
+        .post(
+            "/sign-in",
+            &[
+                ("email", "lee@example.com"),
+                ("password", "wrong-password-here"),
+            ],
+        )
+        .await;
+    let failures = b.get("/admin/sign-ins?result=failure").await;
+    assert!(failures.body.contains("invalid_credentials"));
+    assert!(!failures.body.contains(">success<"));
+    let lee = b.get("/admin/sign-ins?email=LEE").await;
+    assert!(lee.body.contains("lee@example.com"));
+    assert!(!lee.body.contains("admin@example.com"));
+    let none = b
+        .get("/admin/sign-ins?application=no-such-app&from=2020-01-01&to=2020-01-02")
+        .await;
+    assert!(none.body.contains("Nothing to show."));
+    let (entries, _) = server
+        .state
+        .store()
+        .filter_sign_ins(
+            &gatehouse_core::store::SignInFilter {
+                result: Some("failure".into()),
+                ..Default::default()
+            },
+            0,
+            10,
+        )
+        .await
+        .unwrap();
+    let one = b.get(&format!("/admin/sign-ins/{}", entries[0].id)).await;
+    assert_eq!(one.status, StatusCode::OK);
+    assert!(one.body.contains("invalid_credentials"));
+    assert!(one.body.contains("203.0.113.10"));
+    // Garbage filters are no error.
+    let r = b.get("/admin/sign-ins?from=yesterday&page=-4&to=%00").await;
+    assert_eq!(r.status, StatusCode::OK);
+}
