@@ -86,6 +86,8 @@ export default defineConfig({
         + `&& ${gatehouse} apps add --name 'Partner Portal' --confidential --third-party `
         + `--redirect-uri http://localhost:${rpPort}/partner/callback --post-logout-uri http://localhost:${rpPort}/partner/signed-out `
         + `--secret-out ${path.join(runDir, 'partner-secret')} > ${path.join(runDir, 'apps-partner.log')} 2>&1 `
+        + `&& ${gatehouse} create-admin --email admin.e2e@example.com --name 'Console Admin' `
+        + `> ${path.join(runDir, 'admin.log')} 2>&1 `
         + `&& exec ${gatehouse} serve > ${path.join(runDir, 'server.log')} 2>&1`,
       url: `http://localhost:${port}/healthz`,
       cwd: root,

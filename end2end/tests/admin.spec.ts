@@ -1,0 +1,88 @@
+// The admin console in Chromium: the first admin (created with `gatehouse create-admin` before
+// the server starts) signs in with an email code, finds a customer, ends their sessions,
+// registers an application (its secret shown once), and reads the sign-in and audit logs.
+// Every console page passes the axe checks; a customer is refused.
+import AxeBuilder from '@axe-core/playwright';
+import { test, expect, signUp, uniqueEmail, codeFor, allMails, newContext, AccountPage, type Page } from './support';
+
+const ADMIN = 'admin.e2e@example.com';
+
+async function expectAccessible(page: Page) {
+  const results = await new AxeBuilder({ page }).withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']).analyze();
+  expect(results.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`)).toEqual([]);
+}
+
+async function signInAsAdmin(page: Page) {
+  await page.goto('/sign-in/code');
+  await page.getByLabel('Email').fill(ADMIN);
+  const sent = allMails().filter((m) => m.to.includes(ADMIN)).length;
+  await page.getByRole('button', { name: 'Send code' }).click();
+  await expect(page.getByRole('heading', { name: 'Check your email' })).toBeVisible();
+  await page.getByLabel('Code').fill(await codeFor(ADMIN, sent + 1));
+  await page.getByRole('button', { name: 'Verify' }).click();
+  await new AccountPage(page).expectSignedInAs(ADMIN);
+}
+
+test.describe.configure({ mode: 'serial' });
+
+test('an admin finds a customer, ends their sessions and reads the logs', async ({ page, browser }) => {
+  const email = uniqueEmail('managed');
+  await signUp(page, 'Managed Customer', email);
+  const customer = page;
+
+  const context = await newContext(browser);
+  const admin = await context.newPage();
+  await signInAsAdmin(admin);
+  await admin.goto('/admin');
+  await expect(admin.getByRole('heading', { name: 'Admin console' })).toBeVisible();
+  await expectAccessible(admin);
+
+  await admin.getByRole('navigation', { name: 'Admin console' }).getByRole('link', { name: 'Users' }).click();
+  await admin.getByRole('search', { name: 'Search users' }).getByLabel('Email or name contains').fill(email);
+  await admin.getByRole('button', { name: 'Search' }).click();
+  await expectAccessible(admin);
+  await admin.getByRole('table', { name: 'Users' }).getByRole('link', { name: email }).click();
+  await expect(admin.getByRole('heading', { name: email })).toBeVisible();
+  await expect(admin.getByRole('table', { name: 'Sessions' }).getByRole('row')).toHaveCount(2);
+  await expectAccessible(admin);
+  await admin.getByRole('button', { name: 'Sign out everywhere and revoke tokens' }).click();
+  await expect(admin.getByRole('status')).toContainText('Every session of the account ended');
+
+  // The customer is signed out at once.
+  await customer.reload();
+  await expect(customer.getByRole('heading', { name: 'Sign in' })).toBeVisible();
+
+  await admin.getByRole('link', { name: 'Sign-in logs' }).click();
+  await admin.getByLabel('User (email contains)').fill(email);
+  await admin.getByRole('button', { name: 'Filter' }).click();
+  await expect(admin.getByRole('table', { name: 'Sign-ins' }).getByRole('row')).toHaveCount(2);
+  await expectAccessible(admin);
+  await admin.getByRole('link', { name: 'Audit log' }).click();
+  await expect(admin.getByRole('table', { name: 'Audit log' })).toContainText('admin.user.sessions_revoked');
+  await expectAccessible(admin);
+  await context.close();
+});
+
+test('an admin registers an application and sees its secret once; customers are refused', async ({ page, browser }) => {
+  const context = await newContext(browser);
+  const admin = await context.newPage();
+  await signInAsAdmin(admin);
+  await admin.goto('/admin/apps');
+  await expectAccessible(admin);
+  await admin.getByLabel('Name', { exact: true }).fill('Console App');
+  await admin.getByLabel('Redirect URIs', { exact: true }).fill('https://console-app.example.com/callback');
+  await admin.getByRole('button', { name: 'Register application' }).click();
+  await expect(admin.getByRole('heading', { name: 'Client secret' })).toBeVisible();
+  await expect(admin.getByTestId('client-secret')).toHaveText(/^[A-Za-z0-9_-]{43}$/);
+  await expectAccessible(admin);
+  await admin.goto('/admin/apps');
+  await admin.getByRole('table', { name: 'Applications' }).getByRole('link', { name: 'Console App' }).click();
+  await expect(admin.getByRole('heading', { name: 'Console App' })).toBeVisible();
+  await expect(admin.getByRole('heading', { name: 'Client secret' })).toHaveCount(0);
+  await context.close();
+
+  await signUp(page, 'Curious Customer', uniqueEmail('curious'));
+  const response = await page.goto('/admin');
+  expect(response?.status()).toBe(403);
+  await expect(page.getByRole('heading', { name: 'Admins only' })).toBeVisible();
+});
