@@ -2,6 +2,7 @@
 //! the database, loads or creates the secret key, wires the identity core to a mailer and a
 //! clock, and serves the HTTP edge (`http`).
 
+pub mod backchannel;
 pub mod config;
 pub mod federation;
 pub mod http;

@@ -1953,3 +1953,113 @@ async fn people_see_the_applications_with_access_and_remove_them() {
         StatusCode::OK
     );
 }
+
+// ---------------------------------------------------------------- back-channel logout (C5, D11)
+
+/// An application's back-channel logout endpoint on loopback: every body it receives.
+async fn logout_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let router = axum::Router::new().route(
+        "/backchannel",
+        axum::routing::post(move |body: String| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (format!("http://127.0.0.1:{port}/backchannel"), rx)
+}
+
+async fn next_logout_token(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> String {
+    let body = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+        .await
+        .expect("a logout token arrives")
+        .unwrap();
+    url::form_urlencoded::parse(body.as_bytes())
+        .find(|(k, _)| k == "logout_token")
+        .map(|(_, v)| v.into_owned())
+        .expect("the body carries logout_token")
+}
+
+#[tokio::test]
+async fn ending_a_session_sends_logout_tokens_to_the_applications_that_used_it() {
+    let (server, plain, mut b) = setup().await;
+    let (uri, mut rx) = logout_receiver().await;
+    let mut input = web_app("Listening app");
+    input.backchannel_logout_uri = Some(uri);
+    let listening = register(&server, input).await;
+    let d: Value = serde_json::from_str(
+        &reqwest::get(format!("{}/.well-known/openid-configuration", server.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(d["backchannel_logout_supported"], true);
+    assert_eq!(d["backchannel_logout_session_supported"], true);
+
+    for how in ["portal sign-out", "RP-initiated logout"] {
+        let mut b2 = server.browser();
+        let r = b2
+            .post(
+                "/sign-in",
+                &[("email", "ada@example.com"), ("password", PASSWORD)],
+            )
+            .await;
+        assert_eq!(r.location(), Some("/account"));
+        let (code, verifier) = code_for(&mut b2, &listening, &[]).await;
+        let (_, t) = exchange(&server, &listening, &code, &verifier).await;
+        let id_token = t["id_token"].as_str().unwrap().to_string();
+        let id_claims = verify_id_token(&server, &listening, &id_token, "n-456").await;
+        // Another application without a back-channel URI is not called.
+        code_for(&mut b2, &plain, &[]).await;
+
+        if how == "portal sign-out" {
+            b2.post("/sign-out", &[]).await;
+        } else {
+            let r = b2
+                .get(&format!("/logout?id_token_hint={}", enc(&id_token)))
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "signed out: {}", r.body);
+        }
+        let token = next_logout_token(&mut rx).await;
+        let header: Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(token.split('.').next().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(header["typ"], "logout+jwt", "{how}");
+        let key = server
+            .state
+            .identity
+            .signing_key(gatehouse_core::jws::Alg::Es256, server.state.now())
+            .await
+            .unwrap();
+        let claims = key.verify(&token).expect("signed with the published key");
+        assert_eq!(claims["iss"], server.base);
+        assert_eq!(claims["aud"], listening.id);
+        assert_eq!(claims["sub"], id_claims["sub"]);
+        assert_eq!(
+            claims["sid"], id_claims["sid"],
+            "{how}: the session that ended"
+        );
+        assert!(claims["events"]
+            .get("http://schemas.openid.net/event/backchannel-logout")
+            .is_some());
+        assert!(claims.get("nonce").is_none());
+        assert!(claims["jti"].as_str().is_some_and(|j| !j.is_empty()));
+        let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
+        assert!((1..=120).contains(&lifetime), "{lifetime}");
+    }
+    // Only the listening application was told, once per session.
+    assert!(rx.try_recv().is_err());
+    let _ = b.get("/account").await;
+}

@@ -195,7 +195,8 @@ pub async fn discovery(State(state): State<AppState>, headers: HeaderMap) -> Res
         "request_uri_parameter_supported": false,
         "authorization_response_iss_parameter_supported": true,
         "frontchannel_logout_supported": false,
-        "backchannel_logout_supported": false,
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
     });
     let mut response = json_response(StatusCode::OK, body);
     response.headers_mut().insert(
@@ -657,6 +658,7 @@ fn signed_out_page(page: Page, cookies: Vec<HeaderValue>) -> Response {
 }
 
 async fn end_session(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+    super::pages::tell_applications(state, headers).await;
     if let Some(token) = cookie_policy(state).read(headers, SESSION) {
         if let Err(err) = state.identity.sign_out(&token).await {
             return Err(internal_error_page(Page::new(state).await, &err));

@@ -514,7 +514,23 @@ pub async fn sign_in(
     }
 }
 
+/// Tells the applications that signed in with this browser's session that it is ending
+/// (back-channel logout), before it ends.
+pub(super) async fn tell_applications(state: &AppState, headers: &HeaderMap) {
+    if let Ok(Some((session, user))) = current_session(state, headers).await {
+        match state
+            .identity
+            .logout_notices(&session.id, &user.id, state.now())
+            .await
+        {
+            Ok(notices) => crate::backchannel::deliver(notices),
+            Err(e) => tracing::warn!(error = %e, "back-channel logout tokens not made"),
+        }
+    }
+}
+
 pub async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    tell_applications(&state, &headers).await;
     let cookies = cookie_policy(&state);
     if let Some(token) = cookies.read(&headers, SESSION) {
         if let Err(err) = state.identity.sign_out(&token).await {

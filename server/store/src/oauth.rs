@@ -697,6 +697,19 @@ impl Store {
         rows.iter().map(GrantRecord::from_row).collect()
     }
 
+    /// The clients that were authorized in a Gatehouse session.
+    pub async fn clients_of_session(&self, session_id: &str) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT client_id FROM oauth_grants WHERE session_id = $1 ORDER BY client_id",
+        )
+        .bind(session_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0).map_err(Into::into))
+            .collect()
+    }
+
     // ---------------------------------------------------------------- consent
 
     pub async fn consented_scope(

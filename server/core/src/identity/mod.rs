@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 pub mod admin;
+pub mod backchannel;
 mod federation;
 mod mfa;
 pub mod oidc;
