@@ -7,12 +7,14 @@ use leptos::prelude::*;
 use crate::components::{FormError, Notice};
 
 /// The console's sections, in the order of its navigation.
-pub const SECTIONS: [(&str, &str); 6] = [
+pub const SECTIONS: [(&str, &str); 8] = [
     ("overview", "Overview"),
     ("users", "Users"),
     ("apps", "Applications"),
     ("sign-ins", "Sign-in logs"),
     ("audit", "Audit log"),
+    ("providers", "Identity providers"),
+    ("branding", "Branding"),
     ("outbox", "Outbox"),
 ];
 
@@ -594,6 +596,137 @@ pub fn AdminOutboxPage(data: OutboxData) -> impl IntoView {
         <Console current="outbox" title="Development outbox".into() frame=data.frame>
             <p class="gh-lead">"No email or SMS gateway is configured, so messages are kept here instead of being sent."</p>
             <DataTable caption="Messages".into() headers=vec!["Time", "Channel", "To", "Subject", "Body"] rows=data.rows/>
+        </Console>
+    }
+}
+
+// ---------------------------------------------------------------- identity providers
+
+/// One sign-in provider in the console's list.
+#[derive(Debug, Clone, Default)]
+pub struct ProviderRow {
+    pub id: String,
+    pub name: String,
+    pub kind: String,
+    pub enabled: bool,
+    pub issuer: String,
+    pub client_id: String,
+    pub position: i64,
+}
+
+/// The add-a-provider form's values (never the secret).
+#[derive(Debug, Clone, Default)]
+pub struct ProviderForm {
+    pub id: String,
+    pub kind: String,
+    pub name: String,
+    pub client_id: String,
+    pub issuer: String,
+    pub tenant: String,
+    pub scopes: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ProvidersData {
+    pub frame: Frame,
+    pub rows: Vec<ProviderRow>,
+    pub form: ProviderForm,
+    /// The redirect URI to register at every provider.
+    pub redirect_uri: String,
+}
+
+#[component]
+pub fn AdminProvidersPage(data: ProvidersData) -> impl IntoView {
+    let kinds = [
+        ("oidc", "Any OpenID Connect provider"),
+        ("google", "Google"),
+        ("microsoft", "Microsoft"),
+        ("facebook", "Facebook"),
+        ("github", "GitHub"),
+    ];
+    let form = data.form;
+    let empty = data.rows.is_empty();
+    view! {
+        <Console current="providers" title="Identity providers".into() frame=data.frame>
+            <p class="gh-lead">"Register this redirect URI at every provider: " <code>{data.redirect_uri}</code></p>
+            <div class="gh-table-wrap">
+                <table class="gh-table">
+                    <caption>"Identity providers"</caption>
+                    <thead><tr>
+                        <th scope="col">"Position"</th><th scope="col">"Name"</th><th scope="col">"Kind"</th>
+                        <th scope="col">"Status"</th><th scope="col">"Issuer"</th><th scope="col">"Client ID"</th>
+                        <th scope="col">"Actions"</th>
+                    </tr></thead>
+                    <tbody>
+                        {data.rows.into_iter().map(|p| {
+                            let (toggle, label) = if p.enabled { ("disable", "Disable") } else { ("enable", "Enable") };
+                            view! {
+                                <tr>
+                                    <td>{p.position}</td><td>{p.name.clone()}</td><td>{p.kind}</td>
+                                    <td>{if p.enabled { "enabled" } else { "disabled" }}</td>
+                                    <td>{p.issuer}</td><td>{p.client_id}</td>
+                                    <td class="gh-actions">
+                                        <form method="post" action=format!("/admin/providers/{}/{toggle}", p.id)>
+                                            <button type="submit" class="gh-button gh-button-secondary"
+                                                aria-label=format!("{label} {}", p.name)>{label}</button>
+                                        </form>
+                                        <form method="post" action=format!("/admin/providers/{}/remove", p.id)>
+                                            <button type="submit" class="gh-button gh-button-danger"
+                                                aria-label=format!("Remove {}", p.name)>"Remove"</button>
+                                        </form>
+                                    </td>
+                                </tr>
+                            }
+                        }).collect_view()}
+                    </tbody>
+                </table>
+                {empty.then(|| view! { <p>"Nothing to show."</p> })}
+            </div>
+            <section class="gh-section" aria-labelledby="add-provider-heading">
+                <h2 id="add-provider-heading">"Add or replace a provider"</h2>
+                <p class="gh-hint">"Sign in with Apple needs its signing key file: add it with the gatehouse providers add command."</p>
+                <form method="post" action="/admin/providers" class="gh-form">
+                    <Input id="id" label="Provider ID" value=form.id hint="Lowercase letters, digits and dashes; a provider with this ID is replaced"/>
+                    <div class="gh-field">
+                        <label for="kind">"Kind"</label>
+                        <select id="kind" name="kind">
+                            {kinds.into_iter().map(|(v, l)| view! { <option value=v selected=form.kind == v>{l}</option> }).collect_view()}
+                        </select>
+                    </div>
+                    <Input id="name" label="Button name" value=form.name hint="Shown as Continue with …; the kind's name when empty"/>
+                    <Input id="client_id" label="Client ID" value=form.client_id/>
+                    <Input id="client_secret" label="Client secret" kind="password" value=String::new() hint="Stored encrypted; never shown again"/>
+                    <Input id="issuer" label="Issuer URL" value=form.issuer hint="For OpenID Connect providers"/>
+                    <Input id="tenant" label="Microsoft directory (tenant) ID" value=form.tenant hint="Empty for personal Microsoft accounts"/>
+                    <Input id="scopes" label="Scopes" value=form.scopes hint="Space-separated; the kind's defaults when empty"/>
+                    <button type="submit" class="gh-button">"Save provider"</button>
+                </form>
+            </section>
+        </Console>
+    }
+}
+
+// ---------------------------------------------------------------- branding
+
+#[derive(Debug, Clone, Default)]
+pub struct BrandingData {
+    pub frame: Frame,
+    /// The branding record as JSON.
+    pub json: String,
+}
+
+#[component]
+pub fn AdminBrandingPage(data: BrandingData) -> impl IntoView {
+    view! {
+        <Console current="branding" title="Branding".into() frame=data.frame>
+            <p class="gh-lead">"The branding record of every page: product name, logo, favicon, colors, background, corner radius, fonts, footer links and text overrides by message key. Saved changes apply to the next page load."</p>
+            <form method="post" action="/admin/branding" class="gh-form">
+                <div class="gh-field">
+                    <label for="branding">"Branding (JSON)"</label>
+                    <textarea id="branding" name="branding" rows="22" spellcheck="false" class="gh-code">{data.json}</textarea>
+                </div>
+                <button type="submit" class="gh-button">"Save branding"</button>
+            </form>
         </Console>
     }
 }

@@ -467,3 +467,115 @@ async fn sign_in_logs_are_filtered_and_opened() {
     let r = b.get("/admin/sign-ins?from=yesterday&page=-4&to=%00").await;
     assert_eq!(r.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn admins_manage_sign_in_providers_and_branding() {
+    let server = TestServer::start().await;
+    let mut b = admin(&server).await;
+    let page = b.get("/admin/providers").await;
+    assert!(
+        page.body.contains("/sign-in/external/callback"),
+        "the redirect URI to register"
+    );
+
+    // An OpenID Connect provider needs its issuer: refused with the reason, nothing saved.
+    let r = b
+        .post(
+            "/admin/providers",
+            &[
+                ("id", "corp"),
+                ("kind", "oidc"),
+                ("client_id", "c1"),
+                ("client_secret", "s3cret-value-for-corp"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("issuer URL"), "{}", r.body);
+    assert!(
+        !r.body.contains("s3cret-value-for-corp"),
+        "the secret is never shown again"
+    );
+    assert!(server.state.identity.providers().await.unwrap().is_empty());
+
+    let r = b
+        .post(
+            "/admin/providers",
+            &[
+                ("id", "gh"),
+                ("kind", "github"),
+                ("name", "GitHub"),
+                ("client_id", "gh-client"),
+                ("client_secret", "gh-secret-never-shown"),
+            ],
+        )
+        .await;
+    assert_eq!(r.location(), Some("/admin/providers?notice=provider_saved"));
+    let page = b.get("/admin/providers").await;
+    assert!(page.body.contains("gh-client"));
+    assert!(!page.body.contains("gh-secret-never-shown"));
+    assert!(server
+        .browser()
+        .get("/sign-in")
+        .await
+        .body
+        .contains("Continue with GitHub"));
+    b.post("/admin/providers/gh/disable", &[]).await;
+    assert!(!server
+        .browser()
+        .get("/sign-in")
+        .await
+        .body
+        .contains("Continue with GitHub"));
+    b.post("/admin/providers/gh/enable", &[]).await;
+    assert!(server
+        .browser()
+        .get("/sign-in")
+        .await
+        .body
+        .contains("Continue with GitHub"));
+    b.post("/admin/providers/gh/remove", &[]).await;
+    assert!(server.state.identity.providers().await.unwrap().is_empty());
+
+    // Branding: the record as JSON, validated before it is saved.
+    let page = b.get("/admin/branding").await;
+    assert!(page.body.contains("product_name"));
+    let mut record: serde_json::Value =
+        serde_json::to_value(gatehouse_app::branding::Branding::default()).unwrap();
+    record["primary_color"] = "red; background: url(x)".into();
+    let r = b
+        .post("/admin/branding", &[("branding", &record.to_string())])
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("primary_color"), "{}", r.body);
+    let r = b
+        .post("/admin/branding", &[("branding", "{not json")])
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(server
+        .browser()
+        .get("/sign-in")
+        .await
+        .body
+        .contains("Gatehouse"));
+    record["primary_color"] = "#0a7d4f".into();
+    record["product_name"] = "Acme ID".into();
+    let r = b
+        .post("/admin/branding", &[("branding", &record.to_string())])
+        .await;
+    assert_eq!(r.location(), Some("/admin/branding?notice=branding_saved"));
+    let sign_in = server.browser().get("/sign-in").await;
+    assert!(sign_in.body.contains("Acme ID"));
+    assert!(sign_in.body.contains("#0a7d4f"));
+
+    let audit = b.get("/admin/audit?action=admin.").await;
+    for action in [
+        "admin.provider.saved",
+        "admin.provider.disabled",
+        "admin.provider.enabled",
+        "admin.provider.removed",
+        "admin.branding.saved",
+    ] {
+        assert!(audit.body.contains(action), "{action}");
+    }
+}

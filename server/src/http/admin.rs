@@ -10,9 +10,10 @@ use leptos::prelude::*;
 use serde::Deserialize;
 
 use gatehouse_app::admin::{
-    AdminAppPage, AdminAppsPage, AdminAuditPage, AdminDetailPage, AdminOutboxPage,
-    AdminOverviewPage, AdminSignInsPage, AdminUserPage, AdminUsersPage, AppData, AppForm, AppsData,
-    AuditData, AuditFilterForm, Cell, DetailData, Frame, OutboxData, OverviewData, Paging,
+    AdminAppPage, AdminAppsPage, AdminAuditPage, AdminBrandingPage, AdminDetailPage,
+    AdminOutboxPage, AdminOverviewPage, AdminProvidersPage, AdminSignInsPage, AdminUserPage,
+    AdminUsersPage, AppData, AppForm, AppsData, AuditData, AuditFilterForm, BrandingData, Cell,
+    DetailData, Frame, OutboxData, OverviewData, Paging, ProviderForm, ProviderRow, ProvidersData,
     SignInFilterForm, SignInsData, UserData, UsersData,
 };
 use gatehouse_app::pages::{describe_user_agent, format_time, MessagePage};
@@ -79,6 +80,11 @@ fn notice_text(code: &str) -> &'static str {
         "registered" => "The application is registered.",
         "saved" => "The application was saved.",
         "deleted" => "The application was deleted.",
+        "provider_saved" => "The provider was saved.",
+        "provider_enable" => "The provider is enabled: its button shows on the sign-in pages.",
+        "provider_disable" => "The provider is disabled: its button is hidden.",
+        "provider_remove" => "The provider was removed.",
+        "branding_saved" => "The branding was saved.",
         _ => "Done.",
     }
 }
@@ -1017,4 +1023,274 @@ pub async fn outbox(State(state): State<AppState>, headers: HeaderMap) -> Respon
         "admin.title",
         move || view! { <AdminOutboxPage data=data/> },
     )
+}
+
+// ---------------------------------------------------------------- identity providers
+
+async fn providers_page(state: &AppState, mut data: ProvidersData, status: StatusCode) -> Response {
+    let page = Page::new(state).await;
+    let list = match state.identity.providers().await {
+        Ok(l) => l,
+        Err(e) => return internal_error_page(page, &e),
+    };
+    data.rows = list
+        .into_iter()
+        .map(|p| ProviderRow {
+            id: p.id.clone(),
+            name: p.display_name.clone(),
+            kind: p.kind.as_str().to_string(),
+            enabled: p.enabled,
+            issuer: p.settings.issuer.clone(),
+            client_id: p.settings.client_id.clone(),
+            position: p.position,
+        })
+        .collect();
+    data.redirect_uri = state.federation.redirect_uri().to_string();
+    page.status(status).render(
+        "admin.title",
+        move || view! { <AdminProvidersPage data=data/> },
+    )
+}
+
+pub async fn providers(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<NoticeQuery>,
+) -> Response {
+    if let Err(r) = require_admin(&state, &headers).await {
+        return r;
+    }
+    let data = ProvidersData {
+        frame: frame(&state, q.notice.as_deref()).await,
+        form: ProviderForm {
+            kind: "oidc".into(),
+            ..ProviderForm::default()
+        },
+        ..ProvidersData::default()
+    };
+    providers_page(&state, data, StatusCode::OK).await
+}
+
+pub async fn save_provider(
+    State(state): State<AppState>,
+    incoming: Incoming,
+    body: Bytes,
+) -> Response {
+    use gatehouse_core::identity::{ClaimMapping, Endpoints, ProviderInput, ProviderKind};
+    let admin = match require_admin(&state, &incoming.headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let get = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim().chars().take(2000).collect::<String>())
+            .unwrap_or_default()
+    };
+    let optional = |v: String| (!v.is_empty()).then_some(v);
+    let form = ProviderForm {
+        id: get("id"),
+        kind: get("kind"),
+        name: get("name"),
+        client_id: get("client_id"),
+        issuer: get("issuer"),
+        tenant: get("tenant"),
+        scopes: get("scopes"),
+    };
+    let fail = |message: String, form: ProviderForm| async {
+        let mut f = frame(&state, None).await;
+        f.error = Some(message);
+        let data = ProvidersData {
+            frame: f,
+            form,
+            ..ProvidersData::default()
+        };
+        providers_page(&state, data, StatusCode::BAD_REQUEST).await
+    };
+    let Some(kind) = ProviderKind::parse(&form.kind).filter(|k| *k != ProviderKind::Apple) else {
+        return fail("Choose the kind of provider.".into(), form).await;
+    };
+    let secret = get("client_secret");
+    let input = ProviderInput {
+        id: form.id.clone(),
+        kind,
+        display_name: optional(form.name.clone()),
+        issuer: optional(form.issuer.clone()),
+        tenant: optional(form.tenant.clone()),
+        client_id: form.client_id.clone(),
+        secret: optional(secret).map(gatehouse_core::secret::SecretString::new),
+        scopes: optional(form.scopes.clone())
+            .map(|s| s.split_whitespace().map(str::to_string).collect()),
+        claims: ClaimMapping::default(),
+        endpoints: Endpoints::default(),
+        apple: None,
+        enabled: true,
+    };
+    let (_, ctx) = begin(&state, &incoming).await;
+    match state.identity.put_provider(input, state.now()).await {
+        Ok(Ok(p)) => {
+            let detail = format!("{} ({})", p.display_name, p.id);
+            if let Err(e) = state
+                .identity
+                .admin_audit(
+                    &ctx,
+                    &admin,
+                    None,
+                    "admin.provider.saved",
+                    &detail,
+                    state.now(),
+                )
+                .await
+            {
+                return internal_error_page(Page::new(&state).await, &e);
+            }
+            redirect("/admin/providers?notice=provider_saved", vec![])
+        }
+        Ok(Err(problem)) => {
+            let mut text = problem.to_string();
+            if let Some(first) = text.get_mut(0..1) {
+                first.make_ascii_uppercase();
+            }
+            fail(format!("{text}."), form).await
+        }
+        Err(e) => internal_error_page(Page::new(&state).await, &e),
+    }
+}
+
+pub async fn provider_action(
+    State(state): State<AppState>,
+    incoming: Incoming,
+    Path((id, action)): Path<(String, String)>,
+) -> Response {
+    let admin = match require_admin(&state, &incoming.headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let now = state.now();
+    let done = match action.as_str() {
+        "enable" => state.identity.set_provider_enabled(&id, true, now).await,
+        "disable" => state.identity.set_provider_enabled(&id, false, now).await,
+        "remove" => state.identity.remove_provider(&id).await,
+        _ => return super::pages::not_found(axum::extract::Request::default()).await,
+    };
+    match done {
+        Ok(true) => {
+            let (_, ctx) = begin(&state, &incoming).await;
+            let audit = match action.as_str() {
+                "enable" => "admin.provider.enabled",
+                "disable" => "admin.provider.disabled",
+                _ => "admin.provider.removed",
+            };
+            if let Err(e) = state
+                .identity
+                .admin_audit(&ctx, &admin, None, audit, &id, now)
+                .await
+            {
+                return internal_error_page(Page::new(&state).await, &e);
+            }
+            redirect(
+                &format!("/admin/providers?notice=provider_{action}"),
+                vec![],
+            )
+        }
+        Ok(false) => super::pages::not_found(axum::extract::Request::default()).await,
+        Err(e) => internal_error_page(Page::new(&state).await, &e),
+    }
+}
+
+// ---------------------------------------------------------------- branding
+
+pub async fn branding(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<NoticeQuery>,
+) -> Response {
+    if let Err(r) = require_admin(&state, &headers).await {
+        return r;
+    }
+    let current = state.branding().await;
+    let json = serde_json::to_string_pretty(&*current).unwrap_or_default();
+    let data = BrandingData {
+        frame: frame(&state, q.notice.as_deref()).await,
+        json,
+    };
+    Page::new(&state).await.render(
+        "admin.title",
+        move || view! { <AdminBrandingPage data=data/> },
+    )
+}
+
+pub async fn save_branding(
+    State(state): State<AppState>,
+    incoming: Incoming,
+    body: Bytes,
+) -> Response {
+    let admin = match require_admin(&state, &incoming.headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let text: String = url::form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "branding")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let parsed = serde_json::from_str::<gatehouse_app::branding::Branding>(&text)
+        .map_err(|e| format!("The branding is not valid JSON of the branding record: {e}."))
+        .and_then(|b| {
+            b.validate()
+                .map(|()| b)
+                .map_err(|p| format!("The branding was not saved: {} {}.", p.field, p.reason))
+        });
+    let branding = match parsed {
+        Ok(b) => b,
+        Err(message) => {
+            let mut f = frame(&state, None).await;
+            f.error = Some(message);
+            let data = BrandingData {
+                frame: f,
+                json: text,
+            };
+            return Page::new(&state)
+                .await
+                .status(StatusCode::BAD_REQUEST)
+                .render(
+                    "admin.title",
+                    move || view! { <AdminBrandingPage data=data/> },
+                );
+        }
+    };
+    let (page, ctx) = begin(&state, &incoming).await;
+    let json = match serde_json::to_string(&branding) {
+        Ok(j) => j,
+        Err(e) => {
+            return internal_error_page(
+                page,
+                &gatehouse_core::identity::AuthError::Internal(e.to_string()),
+            )
+        }
+    };
+    let now = state.now();
+    if let Err(e) = state
+        .store()
+        .put_setting(crate::BRANDING_SETTING, &json, now)
+        .await
+    {
+        return internal_error_page(page, &e.into());
+    }
+    if let Err(e) = state
+        .identity
+        .admin_audit(
+            &ctx,
+            &admin,
+            None,
+            "admin.branding.saved",
+            &branding.product_name,
+            now,
+        )
+        .await
+    {
+        return internal_error_page(page, &e);
+    }
+    redirect("/admin/branding?notice=branding_saved", vec![])
 }

@@ -258,6 +258,21 @@ fn route_specs() -> Vec<RouteSpec> {
         route("/admin/audit", Some(get(admin::audit)), None),
         route("/admin/outbox", Some(get(admin::outbox)), None),
         route(
+            "/admin/providers",
+            Some(get(admin::providers)),
+            Some(post(admin::save_provider)),
+        ),
+        route(
+            "/admin/providers/{id}/{action}",
+            None,
+            Some(post(admin::provider_action)),
+        ),
+        route(
+            "/admin/branding",
+            Some(get(admin::branding)),
+            Some(post(admin::save_branding)),
+        ),
+        route(
             oidc::DISCOVERY_PATH,
             Some(get(oidc::discovery).options(oidc::preflight)),
             None,
