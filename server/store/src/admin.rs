@@ -222,16 +222,36 @@ impl Store {
         c.text("client_ip = ?", filter.client_ip.as_ref());
         c.number("occurred_at >= ?", filter.from);
         c.number("occurred_at < ?", filter.to);
+        self.filtered_page(
+            "sign_in_log",
+            SIGN_IN_COLUMNS,
+            &c,
+            offset,
+            limit,
+            SignInLogEntry::from_row,
+        )
+        .await
+    }
+
+    /// A page of the rows of a log `table` matching `c`, newest first, and how many match.
+    async fn filtered_page<T>(
+        &self,
+        table: &str,
+        columns: &str,
+        c: &Conditions,
+        offset: i64,
+        limit: i64,
+        from_row: fn(&sqlx::any::AnyRow) -> StoreResult<T>,
+    ) -> StoreResult<(Vec<T>, i64)> {
         let (clause, n) = c.finish();
+        let count = format!("SELECT COUNT(*) FROM {table} {clause}");
         let total: i64 = c
-            .bind(sqlx::query(&format!(
-                "SELECT COUNT(*) FROM sign_in_log {clause}"
-            )))
+            .bind(sqlx::query(&count))
             .fetch_one(self.pool())
             .await?
             .try_get(0)?;
         let sql = format!(
-            "SELECT {SIGN_IN_COLUMNS} FROM sign_in_log {clause} ORDER BY occurred_at DESC, id \
+            "SELECT {columns} FROM {table} {clause} ORDER BY occurred_at DESC, id \
              LIMIT ${} OFFSET ${}",
             n + 1,
             n + 2
@@ -242,11 +262,8 @@ impl Store {
             .bind(offset)
             .fetch_all(self.pool())
             .await?;
-        let entries = rows
-            .iter()
-            .map(SignInLogEntry::from_row)
-            .collect::<StoreResult<_>>()?;
-        Ok((entries, total))
+        let items = rows.iter().map(from_row).collect::<StoreResult<_>>()?;
+        Ok((items, total))
     }
 
     pub async fn find_sign_in(&self, id: &str) -> StoreResult<Option<SignInLogEntry>> {
@@ -277,31 +294,15 @@ impl Store {
         c.text("action LIKE ? ESCAPE '\\'", action.as_ref());
         c.number("occurred_at >= ?", filter.from);
         c.number("occurred_at < ?", filter.to);
-        let (clause, n) = c.finish();
-        let total: i64 = c
-            .bind(sqlx::query(&format!(
-                "SELECT COUNT(*) FROM audit_log {clause}"
-            )))
-            .fetch_one(self.pool())
-            .await?
-            .try_get(0)?;
-        let sql = format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit_log {clause} ORDER BY occurred_at DESC, id \
-             LIMIT ${} OFFSET ${}",
-            n + 1,
-            n + 2
-        );
-        let rows = c
-            .bind(sqlx::query(&sql))
-            .bind(limit)
-            .bind(offset)
-            .fetch_all(self.pool())
-            .await?;
-        let entries = rows
-            .iter()
-            .map(AuditEntry::from_row)
-            .collect::<StoreResult<_>>()?;
-        Ok((entries, total))
+        self.filtered_page(
+            "audit_log",
+            AUDIT_COLUMNS,
+            &c,
+            offset,
+            limit,
+            AuditEntry::from_row,
+        )
+        .await
     }
 
     /// The newest messages of the outbox (the development outbox when no gateway is set).

@@ -1030,3 +1030,92 @@ async fn providers_are_kept_in_order_and_replaced_by_id() {
         assert!(!store.set_provider_enabled("nope", true, 2).await.unwrap());
     }
 }
+
+#[tokio::test]
+async fn console_searches_and_log_filters_agree_on_both_backends() {
+    for store in stores().await {
+        store
+            .create_user(&user("u1", "ada@example.com"))
+            .await
+            .unwrap();
+        store
+            .create_user(&user("u2", "grace_100%@example.com"))
+            .await
+            .unwrap();
+        let (found, total) = store.search_users("ADA", 0, 10).await.unwrap();
+        assert_eq!((found.len(), total), (1, 1));
+        assert_eq!(store.search_users("_100%", 0, 10).await.unwrap().1, 1);
+        assert_eq!(
+            store.search_users("%", 0, 10).await.unwrap().1,
+            1,
+            "% is literal"
+        );
+        let (page, total) = store.search_users("", 0, 1).await.unwrap();
+        assert_eq!((page.len(), total), (1, 2), "one per page, two in all");
+        for (i, (result, app)) in [
+            ("success", "account"),
+            ("failure", "shop"),
+            ("failure", "account"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            store
+                .record_sign_in(&SignInLogEntry {
+                    id: format!("l{i}"),
+                    occurred_at: 100 + i as i64,
+                    user_id: Some("u1".into()),
+                    email: "ada@example.com".into(),
+                    application: app.into(),
+                    client_ip: "192.0.2.1".into(),
+                    user_agent: "ua".into(),
+                    method: "password".into(),
+                    result: result.into(),
+                    failure_reason: None,
+                    session_id: None,
+                })
+                .await
+                .unwrap();
+        }
+        let filter = SignInFilter {
+            result: Some("failure".into()),
+            email: Some("ADA@".into()),
+            from: Some(101),
+            ..SignInFilter::default()
+        };
+        let (rows, total) = store.filter_sign_ins(&filter, 0, 1).await.unwrap();
+        assert_eq!(total, 2);
+        assert_eq!(rows[0].id, "l2", "newest first, one per page");
+        let app_only = SignInFilter {
+            application: Some("shop".into()),
+            to: Some(102),
+            ..SignInFilter::default()
+        };
+        assert_eq!(store.filter_sign_ins(&app_only, 0, 10).await.unwrap().1, 1);
+        for (i, action) in ["admin.user.disabled", "admin.app.deleted", "mfa.reset"]
+            .into_iter()
+            .enumerate()
+        {
+            store
+                .record_audit(&AuditEntry {
+                    id: format!("a{i}"),
+                    occurred_at: 10 + i as i64,
+                    actor_user_id: Some("u1".into()),
+                    subject_user_id: Some("u2".into()),
+                    action: action.into(),
+                    detail: String::new(),
+                    client_ip: "192.0.2.1".into(),
+                })
+                .await
+                .unwrap();
+        }
+        let admin_actions = AuditFilter {
+            action: Some("admin.".into()),
+            actor_user_id: Some("u1".into()),
+            ..AuditFilter::default()
+        };
+        let (rows, total) = store.filter_audit(&admin_actions, 0, 10).await.unwrap();
+        assert_eq!(total, 2);
+        assert_eq!(rows[0].action, "admin.app.deleted");
+    }
+}
