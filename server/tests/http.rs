@@ -2569,3 +2569,129 @@ async fn when_the_tenant_requires_mfa_an_account_without_it_adds_a_method_first(
     assert_eq!(r.location(), Some("/account/security?notice=added"));
     assert_eq!(b.get("/account").await.status, StatusCode::OK);
 }
+
+/// The subjects of the messages sent to `email`, oldest first.
+async fn subjects(server: &TestServer, email: &str) -> Vec<String> {
+    let mut messages = server.state.store().messages_for(email).await.unwrap();
+    messages.reverse();
+    messages.into_iter().map(|m| m.subject).collect()
+}
+
+fn count_of(subjects: &[String], part: &str) -> usize {
+    subjects.iter().filter(|s| s.contains(part)).count()
+}
+
+#[tokio::test]
+async fn the_owner_is_told_once_of_each_new_device_failed_attempts_and_method_change() {
+    let server = TestServer::start().await;
+    let email = "told@example.com";
+    let (mut first, secret) = with_authenticator(&server, email).await;
+    let mut seen = subjects(&server, email).await;
+    assert_eq!(
+        count_of(&seen, "New sign-in"),
+        0,
+        "not for the sign-up: {seen:?}"
+    );
+    assert_eq!(count_of(&seen, "method was added"), 1, "{seen:?}");
+    assert!(first.cookies.contains_key("__Host-gh_device"));
+
+    // The same browser again: nothing. Another browser: one message, and only once.
+    first.post("/sign-out", &[]).await;
+    let r = first
+        .post("/sign-in", &[("email", email), ("password", PASSWORD)])
+        .await;
+    assert_eq!(r.location(), Some("/sign-in/verify"));
+    server.clock.advance_ms(30_000);
+    first
+        .post("/sign-in/verify", &[("code", &code_now(&server, &secret))])
+        .await;
+    assert_eq!(
+        subjects(&server, email).await.len(),
+        seen.len(),
+        "a known device"
+    );
+    let mut second = server.browser();
+    second
+        .post("/sign-in", &[("email", email), ("password", PASSWORD)])
+        .await;
+    server.clock.advance_ms(30_000);
+    let r = second
+        .post("/sign-in/verify", &[("code", &code_now(&server, &secret))])
+        .await;
+    assert_eq!(r.location(), Some("/account"));
+    seen = subjects(&server, email).await;
+    assert_eq!(count_of(&seen, "New sign-in"), 1, "{seen:?}");
+    second.post("/sign-out", &[]).await;
+    second
+        .post("/sign-in", &[("email", email), ("password", PASSWORD)])
+        .await;
+    server.clock.advance_ms(30_000);
+    second
+        .post("/sign-in/verify", &[("code", &code_now(&server, &secret))])
+        .await;
+    assert_eq!(count_of(&subjects(&server, email).await, "New sign-in"), 1);
+
+    // Wrong passwords, then the right one: one message.
+    second.post("/sign-out", &[]).await;
+    for _ in 0..2 {
+        second
+            .post(
+                "/sign-in",
+                &[("email", email), ("password", "not-the-password-1")],
+            )
+            .await;
+    }
+    second
+        .post("/sign-in", &[("email", email), ("password", PASSWORD)])
+        .await;
+    seen = subjects(&server, email).await;
+    assert_eq!(count_of(&seen, "after failed attempts"), 1, "{seen:?}");
+    // A sign-in without failures before it tells nothing.
+    server.clock.advance_ms(30_000);
+    second
+        .post("/sign-in/verify", &[("code", &code_now(&server, &secret))])
+        .await;
+    second.post("/sign-out", &[]).await;
+    second
+        .post("/sign-in", &[("email", email), ("password", PASSWORD)])
+        .await;
+    assert_eq!(
+        count_of(&subjects(&server, email).await, "after failed attempts"),
+        1
+    );
+    server.clock.advance_ms(30_000);
+    second
+        .post("/sign-in/verify", &[("code", &code_now(&server, &secret))])
+        .await;
+
+    // Removing the authenticator app: one message.
+    let r = second
+        .post("/account/reauthenticate", &[("password", PASSWORD)])
+        .await;
+    assert_eq!(
+        r.location(),
+        Some("/account/security?notice=confirmed"),
+        "{} {}",
+        r.status,
+        r.body
+    );
+    let user = server.user(email).await;
+    let id = server.state.store().list_totp(&user.id).await.unwrap()[0]
+        .id
+        .clone();
+    let r = second
+        .post(&format!("/account/security/authenticator/{id}/remove"), &[])
+        .await;
+    // This session was completed with that app, so it ends with it.
+    assert_eq!(r.location(), Some("/sign-in"));
+    assert!(server
+        .state
+        .store()
+        .list_totp(&user.id)
+        .await
+        .unwrap()
+        .is_empty());
+    seen = subjects(&server, email).await;
+    assert_eq!(count_of(&seen, "method was removed"), 1, "{seen:?}");
+    assert_eq!(count_of(&seen, "method was added"), 1);
+}

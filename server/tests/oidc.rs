@@ -1665,6 +1665,7 @@ async fn third_party_applications_ask_consent_once_until_it_is_revoked() {
         user_agent: "test".into(),
         product_name: "Gatehouse".into(),
         emails: Arc::new(NoEmails),
+        device: None,
     };
     assert!(server
         .state

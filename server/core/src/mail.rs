@@ -62,6 +62,15 @@ pub enum EmailKind {
     PasswordChanged,
     /// A code sent by text message (only the body is used).
     TextCode,
+    /// The account was signed in to from a browser it had not been used from before.
+    NewDeviceSignIn,
+    /// A sign-in succeeded after wrong passwords were tried.
+    SignInAfterFailures,
+    /// A sign-in method (second factor, passkey, phone, linked provider, recovery codes) was
+    /// added or replaced.
+    MethodAdded,
+    /// A sign-in method was removed.
+    MethodRemoved,
 }
 
 impl EmailKind {
@@ -75,6 +84,10 @@ impl EmailKind {
             EmailKind::ResetCode => "reset_code",
             EmailKind::PasswordChanged => "password_changed",
             EmailKind::TextCode => "text_code",
+            EmailKind::NewDeviceSignIn => "new_device",
+            EmailKind::SignInAfterFailures => "after_failures",
+            EmailKind::MethodAdded => "method_added",
+            EmailKind::MethodRemoved => "method_removed",
         }
     }
 }

@@ -15,6 +15,11 @@ pub const LINK: &str = "gh_link";
 /// The cookie that ties a browser to an application's authorization request waiting for the
 /// person to sign in (or consent).
 pub const AUTHORIZE: &str = "gh_authz";
+/// A random id per browser, kept for 400 days: a sign-in from a browser the account has not
+/// used before is told to its owner.
+pub const DEVICE: &str = "gh_device";
+/// The device cookie's lifetime (the most browsers allow).
+pub const DEVICE_MAX_AGE_S: i64 = 400 * 24 * 60 * 60;
 /// The cookie that ties a browser to a sign-in waiting for its second factor.
 pub const PENDING_SIGN_IN: &str = "gh_mfa";
 

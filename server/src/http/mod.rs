@@ -347,6 +347,10 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(FORM_BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            security::device_cookie,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             security::require_same_origin,
         ))
         .layer(TimeoutLayer::with_status_code(

@@ -31,7 +31,8 @@ use gatehouse_core::secret::SecretString;
 use gatehouse_core::store::{Session, User};
 use gatehouse_core::tokens::random_id;
 
-use super::cookies::{CookiePolicy, AUTHORIZE, FLOW, LINK, PENDING_SIGN_IN, SESSION};
+use super::cookies::{CookiePolicy, AUTHORIZE, DEVICE, FLOW, LINK, PENDING_SIGN_IN, SESSION};
+use super::security;
 use super::security::{client_ip, page_csp, peer_ip};
 use crate::AppState;
 
@@ -303,6 +304,9 @@ fn request_context(
         user_agent: user_agent.chars().take(512).collect(),
         product_name: page.ctx.branding.product_name.clone(),
         emails: Arc::new(CatalogueEmails(page.ctx.texts.clone())),
+        device: cookie_policy(state)
+            .read(headers, DEVICE)
+            .or_else(|| extensions.get::<security::NewDevice>().map(|d| d.0.clone())),
     }
 }
 

@@ -31,6 +31,46 @@ pub async fn require_same_origin(
     (StatusCode::FORBIDDEN, "Cross-origin request refused.").into_response()
 }
 
+/// The device id given to a browser that had none, for this request's handlers.
+#[derive(Debug, Clone)]
+pub struct NewDevice(pub String);
+
+/// Gives every browser a device cookie (a random id) the first time it asks for one of our
+/// pages or forms. The OAuth endpoints applications call, and static files, get none.
+pub async fn device_cookie(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    let exempt = path.starts_with("/pkg/")
+        || path.starts_with("/.well-known/")
+        || CROSS_SITE_POSTS[2..].contains(&path)
+        || path == "/healthz";
+    let policy = crate::http::cookies::CookiePolicy {
+        secure: state.config.secure_cookies(),
+    };
+    if exempt
+        || policy
+            .read(request.headers(), crate::http::cookies::DEVICE)
+            .is_some()
+    {
+        return next.run(request).await;
+    }
+    let id = gatehouse_core::tokens::random_id();
+    request.extensions_mut().insert(NewDevice(id.clone()));
+    let mut response = next.run(request).await;
+    response.headers_mut().append(
+        axum::http::header::SET_COOKIE,
+        policy.set(
+            crate::http::cookies::DEVICE,
+            &id,
+            Some(crate::http::cookies::DEVICE_MAX_AGE_S),
+        ),
+    );
+    response
+}
+
 /// Posts that arrive from other sites by design, none of which acts on the browser's cookies
 /// alone: a provider's `response_mode=form_post` answer (its handler only redirects to the GET
 /// of the callback, which checks the browser's own cookie and the `state`); an application's

@@ -316,6 +316,43 @@ impl Store {
         rows.iter().map(OutboxMessage::from_row).collect()
     }
 
+    /// Records that `user_id` signed in from the device with this hash. Returns whether the
+    /// device is new to the account and how many devices the account knew before.
+    pub async fn remember_device(
+        &self,
+        user_id: &str,
+        device_hash: &str,
+        now: i64,
+    ) -> StoreResult<(bool, i64)> {
+        let known: i64 = sqlx::query("SELECT COUNT(*) FROM known_devices WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_one(self.pool())
+            .await?
+            .try_get(0)?;
+        let inserted = sqlx::query(
+            "INSERT INTO known_devices (user_id, device_hash, first_seen, last_seen) \
+             VALUES ($1, $2, $3, $3) ON CONFLICT (user_id, device_hash) DO NOTHING",
+        )
+        .bind(user_id)
+        .bind(device_hash)
+        .bind(now)
+        .execute(self.pool())
+        .await?
+        .rows_affected()
+            == 1;
+        if !inserted {
+            sqlx::query(
+                "UPDATE known_devices SET last_seen = $1 WHERE user_id = $2 AND device_hash = $3",
+            )
+            .bind(now)
+            .bind(user_id)
+            .bind(device_hash)
+            .execute(self.pool())
+            .await?;
+        }
+        Ok((inserted, known))
+    }
+
     /// Sign-ins since `since` by result: (result, count).
     pub async fn sign_in_counts(&self, since: i64) -> StoreResult<Vec<(String, i64)>> {
         let rows = sqlx::query(

@@ -1463,6 +1463,7 @@ impl Store {
             "oauth_codes",
             "oauth_tokens",
             "oauth_consents",
+            "known_devices",
         ] {
             let n: i64 = sqlx::query(&format!("SELECT COUNT(*) FROM {table}"))
                 .fetch_one(&self.pool)

@@ -941,7 +941,7 @@ impl Identity {
         };
         self.store.throttle_reset("password", email).await?;
         self.store.throttle_reset("code", email).await?;
-        self.audit(
+        self.audit_silently(
             ctx,
             &user.id,
             "federation.linked",

@@ -113,6 +113,8 @@ pub struct RequestContext {
     pub product_name: String,
     /// The texts of the emails this request may send.
     pub emails: Arc<dyn EmailTexts>,
+    /// The browser's device cookie (a random id), when the edge knows one.
+    pub device: Option<String>,
 }
 
 /// How a sign-in attempt was made, as written to the sign-in log.
@@ -558,10 +560,26 @@ impl Identity {
                 if user.disabled {
                     return Err(fail(Some(&user), AuthError::AccountDisabled));
                 }
+                // The counter includes this attempt (claimed before the check).
+                let failures = self
+                    .store
+                    .throttle_state("password", email)
+                    .await
+                    .map_err(|e| fail(Some(&user), e.into()))?
+                    .failures;
                 self.store
                     .throttle_reset("password", email)
                     .await
                     .map_err(|e| fail(Some(&user), e.into()))?;
+                if failures > 1 {
+                    self.send(
+                        &user.email,
+                        ctx.emails.compose(EmailKind::SignInAfterFailures, None),
+                        now,
+                    )
+                    .await
+                    .map_err(|e| fail(Some(&user), e))?;
+                }
                 Ok(user)
             }
             user => {
@@ -710,6 +728,7 @@ impl Identity {
         let signed_in = self
             .create_session(ctx, user, amr, second_factor_id, now)
             .await?;
+        self.note_device(ctx, &signed_in.user, method, now).await?;
         self.log_attempt(
             ctx,
             email,
@@ -1315,7 +1334,7 @@ impl Identity {
                 };
                 let (method, amr) = match (&pending.external, &pending.password_hash) {
                     (Some(profile), _) => {
-                        self.audit(
+                        self.audit_silently(
                             ctx,
                             &user.id,
                             "federation.linked",
@@ -1579,8 +1598,94 @@ impl Identity {
         Ok(())
     }
 
+    /// Remembers the browser an account signed in from, and tells the owner when it is new
+    /// (not for the first browser an account ever used, nor for the sign-up itself).
+    async fn note_device(
+        &self,
+        ctx: &RequestContext,
+        user: &User,
+        method: Method,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        let Some(device) = ctx
+            .device
+            .as_deref()
+            .filter(|d| !d.is_empty() && d.len() <= 64)
+        else {
+            return Ok(());
+        };
+        let (new, known_before) = self
+            .store
+            .remember_device(&user.id, &token_hash(device), now)
+            .await?;
+        let sign_up = matches!(
+            method,
+            Method::SignUpPassword | Method::SignUpEmailCode | Method::SignUpFederated
+        );
+        if new && known_before > 0 && !sign_up {
+            self.send(
+                &user.email,
+                ctx.emails.compose(EmailKind::NewDeviceSignIn, None),
+                now,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Tells the owner when a security event changed the ways into their account.
+    async fn notify_method_change(
+        &self,
+        ctx: &RequestContext,
+        user_id: &str,
+        action: &str,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        let kind = match action {
+            "mfa.authenticator.added"
+            | "mfa.passkey.added"
+            | "mfa.phone.added"
+            | "mfa.recovery_codes.generated"
+            | "federation.linked" => EmailKind::MethodAdded,
+            "mfa.authenticator.removed"
+            | "mfa.passkey.removed"
+            | "mfa.phone.removed"
+            | "federation.unlinked" => EmailKind::MethodRemoved,
+            _ => return Ok(()),
+        };
+        if let Some(user) = self.store.find_user(user_id).await? {
+            self.send(&user.email, ctx.emails.compose(kind, None), now)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Writes a security event about an account, done by its owner, to the audit log.
     async fn audit(
+        &self,
+        ctx: &RequestContext,
+        user_id: &str,
+        action: &str,
+        detail: &str,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        self.store
+            .record_audit(&crate::store::AuditEntry {
+                id: random_id(),
+                occurred_at: now,
+                actor_user_id: Some(user_id.to_string()),
+                subject_user_id: Some(user_id.to_string()),
+                action: action.to_string(),
+                detail: detail.chars().take(500).collect(),
+                client_ip: ctx.client_ip.clone(),
+            })
+            .await?;
+        self.notify_method_change(ctx, user_id, action, now).await
+    }
+
+    /// [`Identity::audit`] without telling the owner (the event is part of creating the
+    /// account, which they are doing right now).
+    async fn audit_silently(
         &self,
         ctx: &RequestContext,
         user_id: &str,
