@@ -3,7 +3,7 @@
 // registers an application (its secret shown once), and reads the sign-in and audit logs.
 // Every console page passes the axe checks; a customer is refused.
 import AxeBuilder from '@axe-core/playwright';
-import { test, expect, signUp, uniqueEmail, codeFor, allMails, newContext, AccountPage, type Page } from './support';
+import { test, expect, signUp, uniqueEmail, codeFor, codeCount, newContext, AccountPage, type Page } from './support';
 
 const ADMIN = 'admin.e2e@example.com';
 
@@ -15,7 +15,7 @@ async function expectAccessible(page: Page) {
 async function signInAsAdmin(page: Page) {
   await page.goto('/sign-in/code');
   await page.getByLabel('Email').fill(ADMIN);
-  const sent = allMails().filter((m) => m.to.includes(ADMIN)).length;
+  const sent = codeCount(ADMIN);
   await page.getByRole('button', { name: 'Send code' }).click();
   await expect(page.getByRole('heading', { name: 'Check your email' })).toBeVisible();
   await page.getByLabel('Code').fill(await codeFor(ADMIN, sent + 1));

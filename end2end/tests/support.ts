@@ -43,10 +43,20 @@ function mailsFor(email: string): Mail[] {
     .sort((a, b) => a.at - b.at);
 }
 
-/** Waits for the n-th message to `email` (1-based) and returns the 6-digit code in it. */
+/** The messages to `email` that carry a 6-digit code (security notifications carry none). */
+function codeMailsFor(email: string): Mail[] {
+  return mailsFor(email).filter((m) => /\b\d{6}\b/.test(m.subject));
+}
+
+/** How many codes have been sent to `email` so far. */
+export function codeCount(email: string): number {
+  return codeMailsFor(email).length;
+}
+
+/** Waits for the n-th code sent to `email` (1-based) and returns it. */
 export async function codeFor(email: string, nth = 1): Promise<string> {
-  await expect.poll(() => mailsFor(email).length, { message: `mail number ${nth} to ${email}` }).toBeGreaterThanOrEqual(nth);
-  const mail = mailsFor(email)[nth - 1];
+  await expect.poll(() => codeMailsFor(email).length, { message: `code number ${nth} to ${email}` }).toBeGreaterThanOrEqual(nth);
+  const mail = codeMailsFor(email)[nth - 1];
   const match = mail.subject.match(/\b(\d{6})\b/);
   if (!match) throw new Error(`no code in "${mail.subject}"`);
   return match[1];

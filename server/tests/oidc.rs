@@ -2064,3 +2064,48 @@ async fn ending_a_session_sends_logout_tokens_to_the_applications_that_used_it()
     assert!(rx.try_recv().is_err());
     let _ = b.get("/account").await;
 }
+
+#[tokio::test]
+async fn ending_sessions_from_the_account_page_tells_the_applications_too() {
+    let (server, _, mut b) = setup().await;
+    let (uri, mut rx) = logout_receiver().await;
+    let mut input = web_app("Listening app");
+    input.backchannel_logout_uri = Some(uri);
+    let listening = register(&server, input).await;
+    let mut phone = server.browser();
+    phone
+        .post(
+            "/sign-in",
+            &[("email", "ada@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    let (code, verifier) = code_for(&mut phone, &listening, &[]).await;
+    let (_, t) = exchange(&server, &listening, &code, &verifier).await;
+    let claims = verify_id_token(
+        &server,
+        &listening,
+        t["id_token"].as_str().unwrap(),
+        "n-456",
+    )
+    .await;
+    // The laptop signs the phone's session out.
+    let r = b
+        .post(
+            &format!(
+                "/account/sessions/{}/sign-out",
+                claims["sid"].as_str().unwrap()
+            ),
+            &[],
+        )
+        .await;
+    assert_eq!(r.location(), Some("/account?notice=session_revoked"));
+    let token = next_logout_token(&mut rx).await;
+    let key = server
+        .state
+        .identity
+        .signing_key(gatehouse_core::jws::Alg::Es256, server.state.now())
+        .await
+        .unwrap();
+    assert_eq!(key.verify(&token).unwrap()["sid"], claims["sid"]);
+    assert!(rx.try_recv().is_err(), "only the session that ended");
+}

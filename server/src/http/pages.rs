@@ -533,6 +533,29 @@ pub(super) async fn tell_applications(state: &AppState, headers: &HeaderMap) {
     }
 }
 
+/// Tells the applications that signed in with sessions of `user_id` (all of them, or only the
+/// one with id `only`) that those sessions are ending, before they end.
+pub(super) async fn tell_applications_of_user(state: &AppState, user_id: &str, only: Option<&str>) {
+    let now = state.now();
+    let sessions = match state.identity.list_sessions(user_id, now).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "back-channel logout: sessions unavailable");
+            return;
+        }
+    };
+    for session in sessions.iter().filter(|s| only.is_none_or(|id| s.id == id)) {
+        match state
+            .identity
+            .logout_notices(&session.id, user_id, now)
+            .await
+        {
+            Ok(notices) => crate::backchannel::deliver(notices),
+            Err(e) => tracing::warn!(error = %e, "back-channel logout tokens not made"),
+        }
+    }
+}
+
 pub async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Response {
     tell_applications(&state, &headers).await;
     let cookies = cookie_policy(&state);
@@ -1081,6 +1104,7 @@ pub async fn sign_out_session(
         Ok(found) => found,
         Err(response) => return response,
     };
+    tell_applications_of_user(&state, &user.id, Some(&id)).await;
     match state.identity.revoke_session(&user.id, &id).await {
         Ok(_) if id == session.id => {
             redirect("/sign-in", vec![cookie_policy(&state).clear(SESSION)])
@@ -1095,6 +1119,7 @@ pub async fn sign_out_everywhere(State(state): State<AppState>, headers: HeaderM
         Ok(found) => found,
         Err(response) => return response,
     };
+    tell_applications_of_user(&state, &user.id, None).await;
     match state.identity.revoke_all_sessions(&user.id).await {
         Ok(_) => redirect("/sign-in", vec![cookie_policy(&state).clear(SESSION)]),
         Err(err) => internal_error_page(Page::new(&state).await, &err),
