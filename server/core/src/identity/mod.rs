@@ -1660,7 +1660,8 @@ impl Identity {
         Ok(())
     }
 
-    /// Writes a security event about an account, done by its owner, to the audit log.
+    /// Writes a security event about an account, done by its owner, to the audit log, and
+    /// tells the owner when it changed the ways into the account.
     async fn audit(
         &self,
         ctx: &RequestContext,
@@ -1669,16 +1670,7 @@ impl Identity {
         detail: &str,
         now: i64,
     ) -> Result<(), AuthError> {
-        self.store
-            .record_audit(&crate::store::AuditEntry {
-                id: random_id(),
-                occurred_at: now,
-                actor_user_id: Some(user_id.to_string()),
-                subject_user_id: Some(user_id.to_string()),
-                action: action.to_string(),
-                detail: detail.chars().take(500).collect(),
-                client_ip: ctx.client_ip.clone(),
-            })
+        self.audit_silently(ctx, user_id, action, detail, now)
             .await?;
         self.notify_method_change(ctx, user_id, action, now).await
     }
