@@ -93,15 +93,22 @@ fn admin_error_text(err: &AdminError) -> String {
     match err {
         AdminError::NotFound => "There is no such account.".into(),
         AdminError::OwnAccount => "You cannot disable or delete your own account.".into(),
-        AdminError::Client(problem) => {
-            let mut s = problem.to_string();
-            if let Some(first) = s.get_mut(0..1) {
-                first.make_ascii_uppercase();
-            }
-            format!("{s}.")
-        }
+        AdminError::Client(problem) => sentence(&problem.to_string()),
         AdminError::Auth(e) => format!("The change could not be made ({}).", e.reason_code()),
     }
+}
+
+/// An error's text as a sentence for the page: capitalised, with a full stop.
+fn sentence(text: &str) -> String {
+    let mut s = text.to_string();
+    if let Some(first) = s.get_mut(0..1) {
+        first.make_ascii_uppercase();
+    }
+    format!("{s}.")
+}
+
+async fn not_found() -> Response {
+    super::pages::not_found(axum::extract::Request::default()).await
 }
 
 fn paging(base: &str, page: i64, total: i64) -> Paging {
@@ -252,7 +259,7 @@ pub async fn user(
     let page = Page::new(&state).await;
     let overview = match state.identity.user_overview(&id, state.now()).await {
         Ok(Some(o)) => o,
-        Ok(None) => return super::pages::not_found(axum::extract::Request::default()).await,
+        Ok(None) => return not_found().await,
         Err(e) => return internal_error_page(page, &e),
     };
     let u = &overview.user;
@@ -378,7 +385,7 @@ pub async fn user_action(
         Err(r) => return r,
     };
     let Some(parsed) = AccountAction::parse(&action) else {
-        return super::pages::not_found(axum::extract::Request::default()).await;
+        return not_found().await;
     };
     if parsed == AccountAction::Delete
         && !url::form_urlencoded::parse(&body).any(|(k, v)| k == "confirm" && v == "yes")
@@ -402,9 +409,7 @@ pub async fn user_action(
         Err(AdminError::OwnAccount) => {
             redirect(&format!("/admin/users/{id}?error=own_account"), vec![])
         }
-        Err(AdminError::NotFound) => {
-            super::pages::not_found(axum::extract::Request::default()).await
-        }
+        Err(AdminError::NotFound) => not_found().await,
         Err(AdminError::Auth(e)) => internal_error_page(page, &e),
         Err(e) => internal_error_page(
             page,
@@ -601,7 +606,7 @@ pub async fn app(
     let page = Page::new(&state).await;
     let c = match state.identity.client(&id).await {
         Ok(Some(c)) => c,
-        Ok(None) => return super::pages::not_found(axum::extract::Request::default()).await,
+        Ok(None) => return not_found().await,
         Err(e) => return internal_error_page(page, &e),
     };
     let data = AppData {
@@ -686,7 +691,7 @@ pub async fn rotate_app_secret(
     };
     let c = match state.identity.client(&id).await {
         Ok(Some(c)) => c,
-        Ok(None) => return super::pages::not_found(axum::extract::Request::default()).await,
+        Ok(None) => return not_found().await,
         Err(e) => return internal_error_page(page, &e),
     };
     let data = AppData {
@@ -840,7 +845,7 @@ pub async fn sign_in(
     let page = Page::new(&state).await;
     let e = match state.store().find_sign_in(&id).await {
         Ok(Some(e)) => e,
-        Ok(None) => return super::pages::not_found(axum::extract::Request::default()).await,
+        Ok(None) => return not_found().await,
         Err(e) => return internal_error_page(page, &e.into()),
     };
     let data = DetailData {
@@ -1002,7 +1007,7 @@ pub async fn outbox(State(state): State<AppState>, headers: HeaderMap) -> Respon
         return r;
     }
     if !state.identity.uses_development_outbox() {
-        return super::pages::not_found(axum::extract::Request::default()).await;
+        return not_found().await;
     }
     let page = Page::new(&state).await;
     let messages = match state.store().recent_messages(100).await {
@@ -1154,13 +1159,7 @@ pub async fn save_provider(
             }
             redirect("/admin/providers?notice=provider_saved", vec![])
         }
-        Ok(Err(problem)) => {
-            let mut text = problem.to_string();
-            if let Some(first) = text.get_mut(0..1) {
-                first.make_ascii_uppercase();
-            }
-            fail(format!("{text}."), form).await
-        }
+        Ok(Err(problem)) => fail(sentence(&problem.to_string()), form).await,
         Err(e) => internal_error_page(Page::new(&state).await, &e),
     }
 }
@@ -1179,7 +1178,7 @@ pub async fn provider_action(
         "enable" => state.identity.set_provider_enabled(&id, true, now).await,
         "disable" => state.identity.set_provider_enabled(&id, false, now).await,
         "remove" => state.identity.remove_provider(&id).await,
-        _ => return super::pages::not_found(axum::extract::Request::default()).await,
+        _ => return not_found().await,
     };
     match done {
         Ok(true) => {
@@ -1201,7 +1200,7 @@ pub async fn provider_action(
                 vec![],
             )
         }
-        Ok(false) => super::pages::not_found(axum::extract::Request::default()).await,
+        Ok(false) => not_found().await,
         Err(e) => internal_error_page(Page::new(&state).await, &e),
     }
 }

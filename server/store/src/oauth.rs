@@ -186,14 +186,26 @@ pub enum RefreshUse {
 
 /// Whether a grant's tokens are good now: the grant is not revoked or expired, its user exists,
 /// is enabled and has not changed credentials, and a session-bound grant's session lives.
-const LIVE_GRANT: &str = "g.revoked_at IS NULL AND g.expires_at > $NOW AND (g.user_id IS NULL OR \
+const LIVE_GRANT: &str = "$REVOKED AND g.expires_at > $NOW AND (g.user_id IS NULL OR \
      (EXISTS (SELECT 1 FROM users u WHERE u.id = g.user_id AND u.disabled = 0 \
       AND u.credential_epoch = g.credential_epoch) \
       AND (g.offline = 1 OR EXISTS (SELECT 1 FROM sessions s WHERE s.id = g.session_id \
       AND s.expires_at > $NOW))))";
 
 fn live_grant(now_param: &str) -> String {
-    LIVE_GRANT.replace("$NOW", now_param)
+    LIVE_GRANT
+        .replace("$REVOKED", "g.revoked_at IS NULL")
+        .replace("$NOW", now_param)
+}
+
+/// [`live_grant`] that also accepts a revocation at or after `$since_param`.
+fn live_grant_revoked_since(now_param: &str, since_param: &str) -> String {
+    LIVE_GRANT
+        .replace(
+            "$REVOKED",
+            &format!("(g.revoked_at IS NULL OR g.revoked_at >= {since_param})"),
+        )
+        .replace("$NOW", now_param)
 }
 
 impl Store {
@@ -553,10 +565,7 @@ impl Store {
         now: i64,
         spent_at: Option<i64>,
     ) -> StoreResult<Option<GrantRecord>> {
-        let live = live_grant("$2").replace(
-            "g.revoked_at IS NULL",
-            "(g.revoked_at IS NULL OR g.revoked_at >= $3)",
-        );
+        let live = live_grant_revoked_since("$2", "$3");
         let row = sqlx::query(&format!(
             "SELECT {GRANT_COLUMNS} FROM oauth_grants g WHERE g.id = $1 AND {live}"
         ))

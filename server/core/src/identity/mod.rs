@@ -65,7 +65,7 @@ pub const SEND_WINDOW_MS: i64 = 15 * 60 * 1000;
 /// Identical sign-up requests for one address within this window share one email.
 pub const SIGN_UP_DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
 /// How often a session's last-seen time is written.
-const TOUCH_GRANULARITY_MS: i64 = 60 * 1000;
+pub(crate) const TOUCH_GRANULARITY_MS: i64 = 60 * 1000;
 
 /// Wrong one-time codes per address: some room, then doubling delays; forgotten after a day.
 pub const CODE_POLICY: ThrottlePolicy = ThrottlePolicy {

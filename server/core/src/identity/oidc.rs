@@ -215,6 +215,23 @@ pub enum ClientConfigError {
     TooMany,
     #[error("no such application")]
     NotFound,
+    #[error("the change could not be saved (reference {0}); try again")]
+    Unavailable(String),
+}
+
+impl From<AuthError> for ClientConfigError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::Internal(reference) => ClientConfigError::Unavailable(reference),
+            other => ClientConfigError::Unavailable(other.reason_code().to_string()),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ClientConfigError {
+    fn from(err: crate::store::StoreError) -> Self {
+        AuthError::from(err).into()
+    }
 }
 
 fn is_loopback_host(host: Option<&str>) -> bool {
@@ -656,10 +673,7 @@ impl Identity {
         record.secret_hash = secret.as_deref().map(token_hash);
         record.created_at = now;
         record.updated_at = now;
-        self.store.create_client(&record).await.map_err(|e| {
-            let _ = internal(&e);
-            ClientConfigError::NotFound
-        })?;
+        self.store.create_client(&record).await?;
         Ok(RegisteredClient {
             client: Client::from_record(record),
             secret: secret.map(SecretString::new),
@@ -674,20 +688,11 @@ impl Identity {
         input: &ClientInput,
         now: i64,
     ) -> Result<RegisteredClient, ClientConfigError> {
-        let existing = self
-            .client(id)
-            .await
-            .ok()
-            .flatten()
-            .ok_or(ClientConfigError::NotFound)?;
+        let existing = self.client(id).await?.ok_or(ClientConfigError::NotFound)?;
         let mut record = validate_client(input)?;
         record.id = existing.id.clone();
         record.updated_at = now;
-        let failed = |e: crate::store::StoreError| {
-            let _ = internal(&e);
-            ClientConfigError::NotFound
-        };
-        if !self.store.update_client(&record).await.map_err(failed)? {
+        if !self.store.update_client(&record).await? {
             return Err(ClientConfigError::NotFound);
         }
         let mut secret = None;
@@ -695,21 +700,12 @@ impl Identity {
             let s = secret_token();
             self.store
                 .set_client_secret(id, Some(&token_hash(&s)), now)
-                .await
-                .map_err(failed)?;
+                .await?;
             secret = Some(SecretString::new(s));
         } else if !record.confidential && existing.has_secret {
-            self.store
-                .set_client_secret(id, None, now)
-                .await
-                .map_err(failed)?;
+            self.store.set_client_secret(id, None, now).await?;
         }
-        let client = self
-            .client(id)
-            .await
-            .ok()
-            .flatten()
-            .ok_or(ClientConfigError::NotFound)?;
+        let client = self.client(id).await?.ok_or(ClientConfigError::NotFound)?;
         Ok(RegisteredClient { client, secret })
     }
 
@@ -719,27 +715,19 @@ impl Identity {
         id: &str,
         now: i64,
     ) -> Result<SecretString, ClientConfigError> {
-        let client = self
-            .client(id)
-            .await
-            .ok()
-            .flatten()
-            .ok_or(ClientConfigError::NotFound)?;
+        let client = self.client(id).await?.ok_or(ClientConfigError::NotFound)?;
         if !client.confidential {
             return Err(ClientConfigError::PublicClientCredentials);
         }
         let s = secret_token();
-        match self
+        if self
             .store
             .set_client_secret(id, Some(&token_hash(&s)), now)
-            .await
+            .await?
         {
-            Ok(true) => Ok(SecretString::new(s)),
-            Ok(false) => Err(ClientConfigError::NotFound),
-            Err(e) => {
-                let _ = internal(&e);
-                Err(ClientConfigError::NotFound)
-            }
+            Ok(SecretString::new(s))
+        } else {
+            Err(ClientConfigError::NotFound)
         }
     }
 
@@ -1053,13 +1041,18 @@ impl Identity {
         ))
     }
 
-    fn error_redirect(&self, req: &AuthorizationRequest, error: &str, description: &str) -> String {
-        let mut params = vec![("error", error), ("error_description", description)];
-        if let Some(s) = &req.state {
-            params.push(("state", s));
-        }
-        params.push(("iss", self.issuer()));
-        with_query(&req.redirect_uri, &params)
+    fn error_redirect(
+        &self,
+        req: &AuthorizationRequest,
+        error: &'static str,
+        description: &str,
+    ) -> String {
+        self.rejection_url(&AuthorizeErrorRedirect {
+            redirect_uri: req.redirect_uri.clone(),
+            error,
+            description: description.to_string(),
+            state: req.state.clone(),
+        })
     }
 
     /// The URL an error goes back to the client with (`state` and `iss` included).
@@ -1623,7 +1616,9 @@ impl Identity {
             grant.scope = asked.join(" ");
         }
         if let Some(session_id) = &grant.session_id {
-            self.store.touch_session(session_id, 60_000, now).await?;
+            self.store
+                .touch_session(session_id, super::TOUCH_GRANULARITY_MS, now)
+                .await?;
         }
         self.issue_tokens(client, &grant, None, true, now).await
     }
