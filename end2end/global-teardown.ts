@@ -5,16 +5,20 @@ import path from 'node:path';
 import { CANARIES, allMails, allTexts } from './tests/support';
 
 export default async function globalTeardown() {
-  const logFile = path.join(__dirname, '.run', 'server.log');
+  // The shared server, and the second tenant that requires MFA for everyone.
+  for (const dir of ['.run', '.run-strict']) checkLog(path.join(__dirname, dir));
+}
+
+function checkLog(runDir: string) {
+  const logFile = path.join(runDir, 'server.log');
   if (!fs.existsSync(logFile)) throw new Error(`no server log at ${logFile}`);
   const log = fs.readFileSync(logFile, 'utf8');
-  if (log.length === 0) throw new Error('the server log is empty: nothing was checked');
+  if (log.length === 0) throw new Error(`the server log ${logFile} is empty: nothing was checked`);
   const codes = [
     ...allMails().map((m) => (m.subject.match(/\b(\d{6})\b/) || [])[1]),
     ...allTexts().map((t) => (t.body.match(/\b(\d{6})\b/) || [])[1]),
   ].filter((c): c is string => !!c);
   // The applications' client secrets, and every code and token they were given.
-  const runDir = path.join(__dirname, '.run');
   const issued = ['shop-secret', 'partner-secret', 'rp-tokens']
     .map((f) => path.join(runDir, f))
     .filter((f) => fs.existsSync(f))
@@ -25,6 +29,6 @@ export default async function globalTeardown() {
   for (const code of codes) {
     if (new RegExp(`(?<![0-9A-Za-z])${code}(?![0-9A-Za-z])`).test(log)) leaked.push(`code ${code}`);
   }
-  if (leaked.length > 0) throw new Error(`secrets found in the server log: ${leaked.join(', ')}`);
-  console.log(`server log checked: ${log.length} bytes, ${CANARIES.length} passwords, ${issued.length} client secrets and tokens, and ${codes.length} codes absent`);
+  if (leaked.length > 0) throw new Error(`secrets found in ${logFile}: ${leaked.join(', ')}`);
+  console.log(`${logFile} checked: ${log.length} bytes, ${CANARIES.length} passwords, ${issued.length} client secrets and tokens, and ${codes.length} codes absent`);
 }

@@ -6,6 +6,11 @@ const smtpPort = Number(process.env.GATEHOUSE_E2E_SMTP_PORT || 2625);
 const smsPort = Number(process.env.GATEHOUSE_E2E_SMS_PORT || 2626);
 const idpPort = Number(process.env.GATEHOUSE_E2E_IDP_PORT || 2627);
 const rpPort = Number(process.env.GATEHOUSE_E2E_RP_PORT || 2628);
+// A second tenant whose rule is "MFA for everyone", with its own application: that rule cannot be
+// switched on for the shared server without changing every other spec.
+const strictPort = Number(process.env.GATEHOUSE_E2E_STRICT_PORT || 3101);
+const strictRpPort = Number(process.env.GATEHOUSE_E2E_STRICT_RP_PORT || 2629);
+const strictRunDir = path.join(__dirname, '.run-strict');
 const idpSecret = 'e2e-idp-client-secret-never-logged';
 const root = path.resolve(__dirname, '..');
 const runDir = path.join(__dirname, '.run');
@@ -35,6 +40,37 @@ export default defineConfig({
   },
   globalTeardown: './global-teardown.ts',
   webServer: [
+    {
+      command: 'node rp-app.mjs',
+      url: `http://127.0.0.1:${strictRpPort}/healthz`,
+      env: {
+        GATEHOUSE_E2E_RP_PORT: String(strictRpPort),
+        GATEHOUSE_E2E_ISSUER: `http://localhost:${strictPort}`,
+        GATEHOUSE_E2E_RUN_DIR: strictRunDir,
+      },
+      reuseExistingServer: false,
+    },
+    {
+      command: `mkdir -p ${strictRunDir} && ${gatehouse} apps add --name 'Example Shop' --confidential `
+        + `--redirect-uri http://localhost:${strictRpPort}/callback --post-logout-uri http://localhost:${strictRpPort}/signed-out `
+        + `--secret-out ${path.join(strictRunDir, 'shop-secret')} > ${path.join(strictRunDir, 'apps-shop.log')} 2>&1 `
+        + `&& ${gatehouse} mfa require > ${path.join(strictRunDir, 'mfa.log')} 2>&1 `
+        + `&& exec ${gatehouse} serve > ${path.join(strictRunDir, 'server.log')} 2>&1`,
+      url: `http://localhost:${strictPort}/healthz`,
+      cwd: root,
+      timeout: 60_000,
+      reuseExistingServer: false,
+      env: {
+        GATEHOUSE_DATA_DIR: path.join(strictRunDir, `data-${Date.now()}-${process.pid}`),
+        GATEHOUSE_PUBLIC_URL: `http://localhost:${strictPort}`,
+        GATEHOUSE_LISTEN: `127.0.0.1:${strictPort}`,
+        GATEHOUSE_SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
+        GATEHOUSE_SMTP_FROM: 'Gatehouse <no-reply@localhost>',
+        GATEHOUSE_TRUSTED_PROXIES: '127.0.0.1/32',
+        GATEHOUSE_SITE_ROOT: path.join(root, 'target/site'),
+        RUST_LOG: 'debug,hyper=info,hyper_util=info,lettre=info',
+      },
+    },
     {
       command: 'node smtp-sink.mjs',
       port: smtpPort,

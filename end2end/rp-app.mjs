@@ -3,6 +3,7 @@
 // RFC 9207 `iss` check, ID token validation against the published keys), calls userinfo,
 // refreshes its tokens and signs out through RP-initiated logout. Two applications are served:
 // "Example Shop" (first party) at / and "Partner Portal" (third party, asks consent) at /partner.
+// `/login?acr=…&prompt=…` passes `acr_values` and `prompt` on.
 // Their client ids and secrets come from `gatehouse apps add` (files in the run folder).
 import http from 'node:http';
 import fs from 'node:fs';
@@ -104,6 +105,10 @@ async function handle(req, res) {
     s.verifier = client.randomPKCECodeVerifier();
     s.state = client.randomState();
     s.nonce = client.randomNonce();
+    // `/login?acr=…&prompt=…` asks for an assurance level or a silent sign-in, as apps do.
+    const extra = {};
+    if (url.searchParams.get('acr')) extra.acr_values = url.searchParams.get('acr');
+    if (url.searchParams.get('prompt')) extra.prompt = url.searchParams.get('prompt');
     const target = client.buildAuthorizationUrl(config, {
       redirect_uri: `${base}${prefix}/callback`,
       scope: 'openid profile email',
@@ -111,6 +116,7 @@ async function handle(req, res) {
       code_challenge_method: 'S256',
       state: s.state,
       nonce: s.nonce,
+      ...extra,
     });
     return redirect(res, target.href, cookie);
   }

@@ -5,6 +5,7 @@
 //! compiled twice: natively with `ssr` (the server renders pages) and to wasm with `hydrate`.
 #![recursion_limit = "256"]
 
+pub mod account;
 pub mod admin;
 pub mod branding;
 pub mod components;

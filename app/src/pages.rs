@@ -3,6 +3,7 @@
 
 use leptos::prelude::*;
 
+use crate::account::AccountDataSection;
 use crate::components::{Field, FormError, Notice, PasswordField};
 use crate::federation::{LinkedAccounts, LinkedRow, ProviderButtons};
 use crate::passkey::{PasskeyButton, PasskeyTexts};
@@ -358,6 +359,7 @@ pub fn AccountPage(data: AccountData) -> impl IntoView {
             </form>
         </section>
         <ConnectedApps apps=data.apps.clone()/>
+        <AccountDataSection email=data.email.clone()/>
     }
 }
 

@@ -5,7 +5,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import AxeBuilder from '@axe-core/playwright';
-import { test, expect, signUp, uniqueEmail, AccountPage, SignInPage, PASSWORD, type Page } from './support';
+import {
+  test, expect, signUp, uniqueEmail, codeFor, codeCount, AccountPage, CodePage, SignInPage, PASSWORD, RESET_PASSWORD, type Page,
+} from './support';
 import { totp, nextCode } from './totp';
 
 const app = `http://localhost:${Number(process.env.GATEHOUSE_E2E_RP_PORT || 2628)}`;
@@ -113,4 +115,68 @@ test('an authorization request for an unregistered return address shows an error
     await expect(page.getByRole('alert')).toContainText('has not registered');
   }
   await expectAccessible(page);
+});
+
+/** Adds an authenticator app from the account page; returns its secret and the code used. */
+async function addAuthenticator(page: Page): Promise<{ secret: string; used: string }> {
+  await page.getByRole('link', { name: 'Security info' }).click();
+  await page.getByRole('button', { name: 'Add an authenticator app' }).click();
+  const secret = (await page.locator('#totp-secret').innerText()).replace(/\s/g, '');
+  const used = totp(secret);
+  await page.getByLabel('Code from the app').fill(used);
+  await page.getByRole('button', { name: 'Add authenticator app' }).click();
+  await expect(page.getByRole('status')).toContainText('Authenticator app added');
+  return { secret, used };
+}
+
+test('the mailbox alone never gets an application a sign-in to an account with an authenticator app', async ({ page }) => {
+  const email = uniqueEmail('rp.mailbox');
+  await signUp(page, 'Guarded Account', email);
+  const { secret, used } = await addAuthenticator(page);
+  await page.getByRole('link', { name: 'Back to your account' }).click();
+  await new AccountPage(page).signOut();
+
+  // Whoever controls the mailbox resets the password: it is not saved before the second factor.
+  await page.getByRole('link', { name: 'Forgot your password?' }).click();
+  await page.getByLabel('Email').fill(email);
+  const sent = codeCount(email);
+  await page.getByRole('button', { name: 'Send code' }).click();
+  await new CodePage(page).enter(await codeFor(email, sent + 1));
+  await page.getByLabel('New password').fill(RESET_PASSWORD);
+  await page.getByRole('button', { name: 'Save password' }).click();
+  await expect(page.getByRole('heading', { name: 'Two-step verification' })).toBeVisible();
+  await expect(page.getByRole('button', { name: 'Email me a code instead' })).toHaveCount(0);
+
+  // At the application: the chosen password was never saved, the old one still needs the app.
+  await page.goto(`${app}/login`);
+  await new SignInPage(page).submit(email, RESET_PASSWORD);
+  await new SignInPage(page).expectError('The email or password is incorrect.');
+  await new SignInPage(page).submit(email, PASSWORD);
+  await expect(page.getByRole('heading', { name: 'Two-step verification' })).toBeVisible();
+  await expect(page.getByRole('button', { name: 'Email me a code instead' })).toHaveCount(0);
+  await page.getByLabel('Authentication code').fill(await nextCode(secret, used, page));
+  await page.getByRole('button', { name: 'Verify' }).click();
+  await expect(page.getByTestId('amr')).toHaveText('pwd otp mfa');
+});
+
+test('an application asking for multifactor gets a second factor asked for, never a single-factor code', async ({ page }) => {
+  const email = uniqueEmail('rp.acr');
+  await signUp(page, 'Step Up', email);
+  // Signed in with one factor: a silent request is answered interaction_required.
+  await page.goto(`${app}/login?acr=urn:gatehouse:acr:mfa&prompt=none`);
+  await expect(page.getByRole('alert')).toContainText('interaction_required');
+  await page.goto('/account');
+  await new AccountPage(page).signOut();
+
+  await page.goto(`${app}/login?acr=urn:gatehouse:acr:mfa`);
+  await new SignInPage(page).submit(email, PASSWORD);
+  // The account has no other method: password plus the mailbox.
+  await expect(page.getByRole('heading', { name: 'Two-step verification' })).toBeVisible();
+  const sent = codeCount(email);
+  await page.getByRole('button', { name: 'Email me a code instead' }).click();
+  await page.getByLabel('Authentication code').fill(await codeFor(email, sent + 1));
+  await page.getByRole('button', { name: 'Verify' }).click();
+  await expect(page.getByText(`Signed in as ${email}`)).toBeVisible();
+  await expect(page.getByTestId('amr')).toHaveText('pwd email mfa');
+  await expect(page.getByTestId('acr')).toHaveText('urn:gatehouse:acr:mfa');
 });

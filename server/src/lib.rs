@@ -86,17 +86,62 @@ fn store_error(e: gatehouse_core::store::StoreError) -> StartupError {
 
 /// Opens the database (creating the data folder for SQLite) and runs the migrations.
 pub async fn open_store(config: &Config) -> Result<Store, StartupError> {
-    if config.database_url.starts_with("sqlite:") {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| StartupError::DataDir {
-            path: config.data_dir.display().to_string(),
-            reason: e.to_string(),
-        })?;
+    let dir_err = |e: std::io::Error| StartupError::DataDir {
+        path: config.data_dir.display().to_string(),
+        reason: e.to_string(),
+    };
+    let sqlite_file = sqlite_path(&config.database_url);
+    if sqlite_file.is_some() {
+        create_private_dir(&config.data_dir).map_err(dir_err)?;
     }
     let store = Store::connect(&config.database_url, config.db_max_connections)
         .await
         .map_err(store_error)?;
     store.migrate().await.map_err(store_error)?;
+    // The database holds every account: owner-only, like the folder around it. SQLite gives
+    // its -wal and -shm files the permissions of the database file.
+    if let Some(file) = sqlite_file {
+        for suffix in ["", "-wal", "-shm"] {
+            let path = std::path::PathBuf::from(format!("{file}{suffix}"));
+            if path.exists() {
+                set_mode(&path, 0o600).map_err(dir_err)?;
+            }
+        }
+    }
     Ok(store)
+}
+
+/// The file of a `sqlite:` database URL (`sqlite://path?options` or `sqlite:path`).
+fn sqlite_path(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or("");
+    (!path.is_empty() && path != ":memory:").then(|| path.to_string())
+}
+
+/// Creates the data folder owner-only (0700), and makes an existing one so.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)?;
+    set_mode(dir, 0o700)
+}
+
+/// Sets a file's permission bits (nothing to do off Unix).
+pub fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
 }
 
 /// The secret key: from configuration, or generated once into the data folder (mode 0600)
@@ -122,7 +167,7 @@ pub fn load_secret_key(config: &Config) -> Result<SecretKey, StartupError> {
     if path.exists() {
         return decode(&std::fs::read_to_string(&path).map_err(dir_err)?);
     }
-    std::fs::create_dir_all(&config.data_dir).map_err(dir_err)?;
+    create_private_dir(&config.data_dir).map_err(dir_err)?;
     let key = SecretKey::generate();
     write_private_file(&path, &STANDARD.encode(key.as_bytes())).map_err(dir_err)?;
     tracing::info!(path = %path.display(), "generated a new secret key");

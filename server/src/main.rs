@@ -548,6 +548,9 @@ fn deliver_secret(secret: &str, out: Option<&String>) -> Result<(), String> {
             let mut file = options
                 .open(path)
                 .map_err(|e| format!("cannot write {path}: {e}"))?;
+            // The mode above applies only to a new file: an existing one is made owner-only too.
+            gatehouse_server::set_mode(std::path::Path::new(path), 0o600)
+                .map_err(|e| format!("cannot write {path}: {e}"))?;
             file.write_all(secret.as_bytes())
                 .map_err(|e| format!("cannot write {path}: {e}"))?;
             println!("client secret written to {path}");

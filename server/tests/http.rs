@@ -2334,7 +2334,7 @@ async fn recovery_codes_stand_in_for_the_second_factor_once_each() {
 }
 
 #[tokio::test]
-async fn an_emailed_code_can_be_the_second_factor_but_never_after_an_email_first_factor() {
+async fn an_emailed_code_is_never_the_second_factor_of_an_account_with_a_stronger_method() {
     let server = TestServer::start().await;
     with_authenticator(&server, "either@example.com").await;
     let mut b = server.browser();
@@ -2347,44 +2347,25 @@ async fn an_emailed_code_can_be_the_second_factor_but_never_after_an_email_first
         .location(),
         Some("/sign-in/verify")
     );
-    assert!(b
-        .get("/sign-in/verify")
-        .await
-        .body
-        .contains("Email me a code instead"));
+    let page = b.get("/sign-in/verify").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        !page.body.contains("Email me a code instead"),
+        "the mailbox is not offered beside an authenticator app"
+    );
     let sent_before = server.message_count("either@example.com").await;
     assert_eq!(
-        b.post("/sign-in/verify/email", &[]).await.location(),
-        Some("/sign-in/verify?notice=email_sent")
-    );
-    assert_eq!(
-        server.message_count("either@example.com").await,
-        sent_before + 1
-    );
-    assert_eq!(
         b.post("/sign-in/verify/email", &[]).await.status,
-        StatusCode::TOO_MANY_REQUESTS,
-        "one a minute"
-    );
-    let code = server.last_code("either@example.com").await;
-    // The second-factor code is not a sign-in code anywhere else.
-    let mut elsewhere = server.browser();
-    elsewhere.cookies.insert(
-        "__Host-gh_flow".into(),
-        format!("{}.email", b.cookies["__Host-gh_mfa"]),
-    );
-    assert_eq!(
-        elsewhere.post("/code", &[("code", &code)]).await.status,
         StatusCode::BAD_REQUEST
     );
     assert_eq!(
-        b.post("/sign-in/verify", &[("code", &code)])
-            .await
-            .location(),
-        Some("/account")
+        server.message_count("either@example.com").await,
+        sent_before,
+        "no code is emailed"
     );
+    assert!(b.session_cookie().is_none());
 
-    // After an email-code first factor, email is not offered and cannot be used.
+    // Nor after an email-code first factor.
     let mut by_email = server.browser();
     by_email
         .post("/sign-in/code", &[("email", "either@example.com")])
@@ -2404,6 +2385,199 @@ async fn an_emailed_code_can_be_the_second_factor_but_never_after_an_email_first
         StatusCode::BAD_REQUEST
     );
     assert!(by_email.session_cookie().is_none());
+}
+
+#[tokio::test]
+async fn the_mailbox_alone_never_opens_an_account_with_an_authenticator_app() {
+    // The takeover the review found: reset by email code, then password plus "email me a code".
+    let server = TestServer::start().await;
+    let (_, secret) = with_authenticator(&server, "victim@example.com").await;
+    let mut attacker = server.browser();
+    attacker
+        .post("/reset", &[("email", "victim@example.com")])
+        .await;
+    let code = server.last_code("victim@example.com").await;
+    assert_eq!(
+        attacker.post("/code", &[("code", &code)]).await.location(),
+        Some("/reset/new-password")
+    );
+    let chosen = "attacker-chosen-password-77";
+    assert_eq!(
+        attacker
+            .post("/reset/new-password", &[("password", chosen)])
+            .await
+            .location(),
+        Some("/sign-in/verify"),
+        "the second factor is asked before the new password is saved"
+    );
+    assert!(attacker.session_cookie().is_none());
+    assert!(!attacker
+        .get("/sign-in/verify")
+        .await
+        .body
+        .contains("Email me a code instead"));
+    // The password did not change: the new one does not work, the old one still does.
+    let mut probe = server.browser();
+    assert_eq!(
+        probe
+            .post(
+                "/sign-in",
+                &[("email", "victim@example.com"), ("password", chosen)]
+            )
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    let mut owner = server.browser();
+    assert_eq!(
+        owner
+            .post(
+                "/sign-in",
+                &[("email", "victim@example.com"), ("password", PASSWORD)]
+            )
+            .await
+            .location(),
+        Some("/sign-in/verify")
+    );
+
+    // The owner resetting with the app code: the password is saved and the session is full.
+    server.clock.advance_ms(31_000);
+    let mut again = server.browser();
+    again
+        .post("/reset", &[("email", "victim@example.com")])
+        .await;
+    server.clock.advance_ms(61_000);
+    let code = server.last_code("victim@example.com").await;
+    again.post("/code", &[("code", &code)]).await;
+    let fresh = "owner-fresh-password-2026";
+    again
+        .post("/reset/new-password", &[("password", fresh)])
+        .await;
+    let r = again
+        .post("/sign-in/verify", &[("code", &code_now(&server, &secret))])
+        .await;
+    assert_eq!(r.location(), Some("/account"), "{}", r.body);
+    let sessions = server.sessions_of("victim@example.com").await;
+    assert_eq!(sessions.len(), 1, "every other session ended");
+    assert!(sessions[0].amr.split(' ').any(|m| m == "mfa"));
+    assert!(server
+        .audit_actions("victim@example.com")
+        .await
+        .contains(&"password.reset".to_string()));
+    let mut later = server.browser();
+    later
+        .post(
+            "/sign-in",
+            &[("email", "victim@example.com"), ("password", fresh)],
+        )
+        .await;
+    assert_eq!(
+        later.get("/sign-in/verify").await.status,
+        StatusCode::OK,
+        "the new password is the one that works now"
+    );
+}
+
+#[tokio::test]
+async fn wrong_second_factors_slow_down_but_never_close_the_owners_way_in() {
+    let server = TestServer::start().await;
+    let (_, secret) = with_authenticator(&server, "locked@example.com").await;
+    let user = server.user("locked@example.com").await;
+    server.clock.advance_ms(31_000);
+    let sent_before = server.message_count("locked@example.com").await;
+    let wrong = |server: &TestServer| {
+        if code_now(server, &secret) == "000000" {
+            "111111"
+        } else {
+            "000000"
+        }
+    };
+    // Someone who knows the password guesses app codes.
+    let mut attacker = server.browser();
+    attacker
+        .post(
+            "/sign-in",
+            &[("email", "locked@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    for _ in 0..10 {
+        let r = attacker
+            .post("/sign-in/verify", &[("code", wrong(&server))])
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+        server.clock.advance_ms(20_000);
+    }
+    assert_eq!(
+        server.message_count("locked@example.com").await,
+        sent_before + 1,
+        "the owner is told once, when the delays begin"
+    );
+    assert!(server
+        .audit_actions("locked@example.com")
+        .await
+        .contains(&"mfa.second_factor.throttled".to_string()));
+    // Far past the account limit of the password path (100 consecutive failures).
+    let subject = format!("{}:password", user.id);
+    for _ in 0..150 {
+        server
+            .state
+            .store()
+            .throttle_record_failure("second_factor", &subject, server.state.now())
+            .await
+            .unwrap();
+    }
+    // The owner's way in through the mailbox is not slowed by the guesses after the password.
+    let mut owner = server.browser();
+    owner
+        .post("/sign-in/code", &[("email", "locked@example.com")])
+        .await;
+    let code = server.last_code("locked@example.com").await;
+    assert_eq!(
+        owner.post("/code", &[("code", &code)]).await.location(),
+        Some("/sign-in/verify")
+    );
+    let r = owner
+        .post("/sign-in/verify", &[("code", &code_now(&server, &secret))])
+        .await;
+    assert_eq!(r.location(), Some("/account"), "{} {}", r.status, r.body);
+    // After the longest delay (15 minutes) the password path works again: never closed.
+    server.clock.advance_ms(16 * 60 * 1000);
+    let mut later = server.browser();
+    later
+        .post(
+            "/sign-in",
+            &[("email", "locked@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    let r = later
+        .post("/sign-in/verify", &[("code", &code_now(&server, &secret))])
+        .await;
+    assert_eq!(r.location(), Some("/account"), "{} {}", r.status, r.body);
+}
+
+#[tokio::test]
+async fn re_authenticating_with_a_password_records_only_the_password() {
+    let server = TestServer::start().await;
+    let (_, secret) = with_authenticator(&server, "reauth@example.com").await;
+    let mut b = server.browser();
+    b.post(
+        "/sign-in",
+        &[("email", "reauth@example.com"), ("password", PASSWORD)],
+    )
+    .await;
+    server.clock.advance_ms(31_000);
+    b.post("/sign-in/verify", &[("code", &code_now(&server, &secret))])
+        .await;
+    let before = server.sessions_of("reauth@example.com").await;
+    assert!(before.iter().any(|s| s.amr.contains("mfa")));
+    server.clock.advance_ms(11 * 60 * 1000);
+    let r = b
+        .post("/account/reauthenticate", &[("password", PASSWORD)])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let after = server.sessions_of("reauth@example.com").await;
+    let newest = after.iter().max_by_key(|s| s.auth_time).unwrap();
+    assert_eq!(newest.amr, "pwd", "only the password was proven then");
 }
 
 /// Runs the `gatehouse` binary with a fresh data folder.
@@ -2694,4 +2868,446 @@ async fn the_owner_is_told_once_of_each_new_device_failed_attempts_and_method_ch
     seen = subjects(&server, email).await;
     assert_eq!(count_of(&seen, "method was removed"), 1, "{seen:?}");
     assert_eq!(count_of(&seen, "method was added"), 1);
+}
+
+#[tokio::test]
+async fn ipv4_clients_of_a_dual_stack_listener_keep_their_own_rate_limit() {
+    // Behind a proxy on [::], IPv4 clients arrive as ::ffff:a.b.c.d; each keeps its own bucket.
+    let server = TestServer::start().await;
+    let mut noisy = server.browser();
+    noisy.forwarded_for = "::ffff:198.51.100.7".into();
+    let mut last = StatusCode::OK;
+    for i in 0..32 {
+        let email = format!("nobody{i}@example.com");
+        last = noisy
+            .post(
+                "/sign-in",
+                &[("email", &email), ("password", "wrong-password-1")],
+            )
+            .await
+            .status;
+    }
+    assert_eq!(
+        last,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the noisy address is slowed"
+    );
+    let mut neighbour = server.browser();
+    neighbour.forwarded_for = "::ffff:198.51.100.8".into();
+    let r = neighbour
+        .post(
+            "/sign-in",
+            &[
+                ("email", "someone@example.com"),
+                ("password", "wrong-password-1"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "another IPv4 client is not"
+    );
+    let log = server.state.store().recent_sign_ins(1).await.unwrap();
+    assert_eq!(
+        log[0].client_ip, "198.51.100.8",
+        "logged as the IPv4 address"
+    );
+}
+
+#[tokio::test]
+async fn https_deployments_send_hsts_and_plain_http_does_not() {
+    let plain = TestServer::start().await;
+    let r = plain.browser().get("/sign-in").await;
+    assert!(r.headers.get("strict-transport-security").is_none());
+    let port_hint = "https://id.example.com".to_string();
+    let tls = TestServer::start_with_settings(&[("GATEHOUSE_PUBLIC_URL", port_hint)]).await;
+    let r = reqwest::get(format!("{}/healthz", tls.base)).await.unwrap();
+    assert_eq!(
+        r.headers()
+            .get("strict-transport-security")
+            .and_then(|v| v.to_str().ok()),
+        Some("max-age=31536000; includeSubDomains")
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_folder_and_the_database_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!(
+        "gatehouse-modes-{}-{}",
+        std::process::id(),
+        gatehouse_core::tokens::random_id()
+    ));
+    let url = format!("sqlite://{}/gatehouse.db?mode=rwc", dir.display());
+    let _server = TestServer::start_with_settings(&[
+        ("GATEHOUSE_DATA_DIR", dir.display().to_string()),
+        ("GATEHOUSE_DATABASE_URL", url),
+    ])
+    .await;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("gatehouse.db")), 0o600);
+    assert_eq!(mode(&dir.join("secret.key")), 0o600);
+
+    // A --secret-out file that already existed is made owner-only as well.
+    let data = dir.join("cli");
+    std::fs::create_dir_all(&data).unwrap();
+    let out = dir.join("shop.secret");
+    std::fs::write(&out, "old").unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let run = gatehouse(
+        &data,
+        &[
+            "apps",
+            "add",
+            "--name",
+            "Shop",
+            "--confidential",
+            "--redirect-uri",
+            "https://shop.example.com/cb",
+            "--secret-out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(mode(&out), 0o600);
+    assert_ne!(std::fs::read_to_string(&out).unwrap(), "old");
+}
+
+// ---------------------------------------------------------------- self-service: email, deletion, data
+
+/// The undo link in the newest message to `email`.
+async fn undo_link(server: &TestServer, email: &str) -> String {
+    let messages = server.state.store().messages_for(email).await.unwrap();
+    let body = &messages.first().expect("a message").body;
+    let start = body
+        .find("/account/email/undo?token=")
+        .expect("an undo link");
+    let end = body[start..]
+        .find(char::is_whitespace)
+        .map_or(body.len(), |e| start + e);
+    body[start..end].to_string()
+}
+
+#[tokio::test]
+async fn changing_the_email_address_needs_a_recent_sign_in_and_the_new_address_proven() {
+    let server = TestServer::start().await;
+    let mut b = server.signed_up("Mover", "old@example.com", PASSWORD).await;
+    server
+        .signed_up("Other", "taken@example.com", PASSWORD)
+        .await;
+    let user = server.user("old@example.com").await;
+
+    // A stale session is asked to confirm first, and changes nothing.
+    server.clock.advance_ms(11 * 60 * 1000);
+    let page = b.get("/account/email").await;
+    assert!(page.body.contains("Confirm it is you"), "{}", page.body);
+    let r = b
+        .post("/account/email", &[("email", "new@example.com")])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(server.message_count("new@example.com").await, 0);
+    let r = b
+        .post(
+            "/account/reauthenticate",
+            &[("password", PASSWORD), ("next", "/account/email")],
+        )
+        .await;
+    assert_eq!(r.location(), Some("/account/email"));
+
+    // Someone else's address: a notice goes there, no code, the same answer here.
+    let before = server.message_count("taken@example.com").await;
+    let r = b
+        .post("/account/email", &[("email", "taken@example.com")])
+        .await;
+    assert_eq!(r.location(), Some("/account/email"));
+    assert_eq!(server.message_count("taken@example.com").await, before + 1);
+    let notice = &server
+        .state
+        .store()
+        .messages_for("taken@example.com")
+        .await
+        .unwrap()[0];
+    assert!(
+        !notice.subject.chars().next().unwrap().is_ascii_digit(),
+        "no code"
+    );
+    let guess = b.post("/account/email/verify", &[("code", "123456")]).await;
+    assert_eq!(guess.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        server.user("old@example.com").await.email,
+        "old@example.com"
+    );
+
+    // The new address: a wrong code is refused, the right one moves the account.
+    let r = b
+        .post("/account/email", &[("email", "New@Example.com ")])
+        .await;
+    assert_eq!(r.location(), Some("/account/email"));
+    let code = server.last_code("new@example.com").await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let r = b.post("/account/email/verify", &[("code", wrong)]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        server.user("old@example.com").await.id,
+        user.id,
+        "unchanged"
+    );
+    let r = b.post("/account/email/verify", &[("code", &code)]).await;
+    assert_eq!(
+        r.location(),
+        Some("/account?notice=email_changed"),
+        "{}",
+        r.body
+    );
+    assert_eq!(server.user("new@example.com").await.id, user.id);
+    assert!(server
+        .state
+        .store()
+        .find_user_by_email("old@example.com")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(server
+        .audit_actions("new@example.com")
+        .await
+        .contains(&"account.email_changed".to_string()));
+    let log = server.state.store().recent_sign_ins(1).await.unwrap();
+    assert_eq!(
+        (log[0].method.as_str(), log[0].result.as_str()),
+        ("email_change", "success")
+    );
+    // The same code cannot be used twice.
+    let again = b.post("/account/email/verify", &[("code", &code)]).await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST);
+    // The new address signs in; the old one is reserved while its undo link lives.
+    let mut fresh = server.browser();
+    let r = fresh
+        .post(
+            "/sign-in",
+            &[("email", "new@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(r.location(), Some("/account"));
+    let mut squatter = server.browser();
+    squatter
+        .post(
+            "/sign-up",
+            &[
+                ("name", "Squat"),
+                ("email", "old@example.com"),
+                ("password", "squatting-on-it-2026"),
+            ],
+        )
+        .await;
+    let code = server.last_code("old@example.com").await;
+    let r = squatter.post("/code", &[("code", &code)]).await;
+    assert!(
+        r.location() != Some("/account"),
+        "the old address is reserved"
+    );
+    assert!(server
+        .state
+        .store()
+        .find_user_by_email("old@example.com")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn the_old_address_can_undo_an_email_change_once_and_every_session_ends() {
+    let server = TestServer::start().await;
+    let mut b = server
+        .signed_up("Victim", "mine@example.com", PASSWORD)
+        .await;
+    b.post("/account/email", &[("email", "thief@example.com")])
+        .await;
+    let code = server.last_code("thief@example.com").await;
+    b.post("/account/email/verify", &[("code", &code)]).await;
+    let link = undo_link(&server, "mine@example.com").await;
+
+    // Opening the link changes nothing by itself (mail scanners open links).
+    let mut owner = server.browser();
+    let page = owner.get(&link).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("mine@example.com") && page.body.contains("thief@example.com"));
+    assert_eq!(
+        server.user("thief@example.com").await.email,
+        "thief@example.com"
+    );
+
+    let token = link.split("token=").nth(1).unwrap().to_string();
+    let r = owner
+        .post("/account/email/undo", &[("token", &token)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let user = server.user("mine@example.com").await;
+    assert!(server
+        .state
+        .identity
+        .list_sessions(&user.id, server.state.now())
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(b.get("/account").await.location(), Some("/sign-in"));
+    assert!(server
+        .audit_actions("mine@example.com")
+        .await
+        .contains(&"account.email_restored".to_string()));
+    // Single use.
+    let twice = owner
+        .post("/account/email/undo", &[("token", &token)])
+        .await;
+    assert_eq!(twice.status, StatusCode::BAD_REQUEST);
+    assert_eq!(owner.get(&link).await.status, StatusCode::BAD_REQUEST);
+    // And only for 7 days.
+    let mut b = server
+        .signed_up("Later", "later@example.com", PASSWORD)
+        .await;
+    b.post("/account/email", &[("email", "later2@example.com")])
+        .await;
+    let code = server.last_code("later2@example.com").await;
+    b.post("/account/email/verify", &[("code", &code)]).await;
+    let link = undo_link(&server, "later@example.com").await;
+    server
+        .clock
+        .advance_ms(gatehouse_core::identity::EMAIL_CHANGE_UNDO_TTL_MS + 1);
+    let token = link.split("token=").nth(1).unwrap().to_string();
+    let late = owner
+        .post("/account/email/undo", &[("token", &token)])
+        .await;
+    assert_eq!(late.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        server.user("later2@example.com").await.display_name,
+        "Later"
+    );
+}
+
+#[tokio::test]
+async fn people_delete_their_account_after_a_recent_sign_in_and_a_typed_confirmation() {
+    let server = TestServer::start().await;
+    let mut b = server
+        .signed_up("Leaving", "leaving@example.com", PASSWORD)
+        .await;
+    let user = server.user("leaving@example.com").await;
+    let mut other = server.browser();
+    other
+        .post(
+            "/sign-in",
+            &[("email", "leaving@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    // A wrong confirmation deletes nothing.
+    let r = b
+        .post(
+            "/account/delete",
+            &[("confirmation", "someone@example.com")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(server.user("leaving@example.com").await.id, user.id);
+    // A stale session deletes nothing.
+    server.clock.advance_ms(11 * 60 * 1000);
+    let r = b
+        .post(
+            "/account/delete",
+            &[("confirmation", "leaving@example.com")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    b.post(
+        "/account/reauthenticate",
+        &[("password", PASSWORD), ("next", "/account/delete")],
+    )
+    .await;
+    let r = b
+        .post(
+            "/account/delete",
+            &[("confirmation", " Leaving@example.com")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(server
+        .state
+        .store()
+        .find_user_by_email("leaving@example.com")
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(other.get("/account").await.location(), Some("/sign-in"));
+    // The sign-in log keeps its rows with the account id only.
+    let (rows, _) = server
+        .state
+        .store()
+        .filter_sign_ins(
+            &gatehouse_core::store::SignInFilter {
+                user_id: Some(user.id.clone()),
+                ..Default::default()
+            },
+            0,
+            100,
+        )
+        .await
+        .unwrap();
+    assert!(!rows.is_empty());
+    assert!(rows
+        .iter()
+        .all(|r| r.email.is_empty() && r.client_ip.is_empty() && r.user_agent.is_empty()));
+    // The password no longer works, and the address is free for a new account.
+    let mut again = server.browser();
+    let r = again
+        .post(
+            "/sign-in",
+            &[("email", "leaving@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    server
+        .signed_up("Back", "leaving@example.com", PASSWORD)
+        .await;
+}
+
+#[tokio::test]
+async fn people_download_what_is_held_about_them_without_any_secret() {
+    let server = TestServer::start().await;
+    let (mut b, secret) = with_authenticator(&server, "export@example.com").await;
+    let _ = secret;
+    let r = b.get("/account/data").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.headers
+            .get("content-disposition")
+            .and_then(|v| v.to_str().ok()),
+        Some("attachment; filename=\"gatehouse-account.json\"")
+    );
+    let data: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(data["profile"]["email"], "export@example.com");
+    assert_eq!(data["sign_in_methods"][0]["type"], "authenticator_app");
+    assert!(data["sessions"].as_array().is_some_and(|s| !s.is_empty()));
+    assert!(data["sign_ins"].as_array().is_some_and(|s| !s.is_empty()));
+    let user = server.user("export@example.com").await;
+    for secret_value in [
+        user.password_hash.clone().unwrap(),
+        b.session_cookie().unwrap(),
+        PASSWORD.to_string(),
+    ] {
+        assert!(!r.body.contains(&secret_value), "no secret in the download");
+    }
+    // Someone else's session downloads their own data, never this one's.
+    let mut stranger = server
+        .signed_up("Stranger", "stranger@example.com", PASSWORD)
+        .await;
+    let theirs = stranger.get("/account/data").await;
+    assert!(!theirs.body.contains("export@example.com"));
+    assert_eq!(
+        server.browser().get("/account/data").await.location(),
+        Some("/sign-in")
+    );
 }

@@ -2109,3 +2109,347 @@ async fn ending_sessions_from_the_account_page_tells_the_applications_too() {
     assert_eq!(key.verify(&token).unwrap()["sid"], claims["sid"]);
     assert!(rx.try_recv().is_err(), "only the session that ended");
 }
+
+// ---------------------------------------------------------------- repairs from the review
+
+/// Adds an authenticator app to the signed-in browser's account through the pages; returns its
+/// secret. The clock moves past the step used to confirm it.
+async fn add_authenticator(
+    server: &TestServer,
+    b: &mut Browser,
+) -> gatehouse_core::totp::TotpSecret {
+    let r = b.post("/account/security/authenticator", &[]).await;
+    let location = target(&r).unwrap();
+    let page = b.get(&location).await;
+    let start = page.body.find("id=\"totp-secret\">").unwrap() + "id=\"totp-secret\">".len();
+    let end = start + page.body[start..].find('<').unwrap();
+    let secret = gatehouse_core::totp::TotpSecret::from_bytes(
+        gatehouse_core::totp::base32_decode(&page.body[start..end]).unwrap(),
+    );
+    let code = totp_now(server, &secret);
+    let r = b
+        .post(&format!("{location}/confirm"), &[("code", &code)])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    server.clock.advance_ms(31_000);
+    secret
+}
+
+fn totp_now(server: &TestServer, secret: &gatehouse_core::totp::TotpSecret) -> String {
+    let step = gatehouse_core::totp::step_at(server.state.now() / 1000);
+    gatehouse_core::totp::code_for_step(secret, step)
+}
+
+fn amr_of(claims: &Value) -> Vec<String> {
+    claims["amr"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Signs in with the password in a new browser that is on its way to the application.
+async fn password_sign_in_for(
+    server: &TestServer,
+    app: &App,
+    email: &str,
+    changes: &[(&str, Option<&str>)],
+) -> (Browser, String, Reply) {
+    let mut b = server.browser();
+    let (verifier, challenge) = pkce();
+    let r = b.get(&authorize_url(app, &challenge, changes)).await;
+    assert_eq!(r.location(), Some("/sign-in"), "{}", r.body);
+    let r = b
+        .post("/sign-in", &[("email", email), ("password", PASSWORD)])
+        .await;
+    let r = follow(&mut b, r).await;
+    (b, verifier, r)
+}
+
+#[tokio::test]
+async fn with_mfa_required_no_code_and_no_console_page_before_a_second_factor_is_added() {
+    let (server, app, mut b) = setup().await;
+    server
+        .state
+        .identity
+        .set_mfa_policy(
+            gatehouse_core::identity::MfaPolicy { require_mfa: true },
+            server.state.now(),
+        )
+        .await
+        .unwrap();
+    let (_, challenge) = pkce();
+    let r = b
+        .get(&authorize_url(
+            &app,
+            &challenge,
+            &[("prompt", Some("none"))],
+        ))
+        .await;
+    let location = target(&r).unwrap();
+    assert_eq!(
+        query_param(&location, "error").as_deref(),
+        Some("interaction_required")
+    );
+    assert!(query_param(&location, "code").is_none());
+
+    let (verifier, challenge) = pkce();
+    let r = b.get(&authorize_url(&app, &challenge, &[])).await;
+    assert_eq!(r.location(), Some("/account/security?notice=mfa_required"));
+    let r = b.get("/account").await;
+    let r = follow(&mut b, r).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        target(&r).is_none_or(|t| !t.starts_with(REDIRECT)),
+        "no code"
+    );
+
+    // The console asks for the same first.
+    server
+        .state
+        .identity
+        .create_admin("ada@example.com", "Ada", server.state.now())
+        .await
+        .unwrap();
+    assert_eq!(
+        b.get("/admin").await.location(),
+        Some("/account/security?notice=mfa_required")
+    );
+
+    // Once an app is added the request goes on to the application.
+    let r = b.post("/account/security/authenticator", &[]).await;
+    let location = target(&r).unwrap();
+    let page = b.get(&location).await;
+    let start = page.body.find("id=\"totp-secret\">").unwrap() + "id=\"totp-secret\">".len();
+    let end = start + page.body[start..].find('<').unwrap();
+    let secret = gatehouse_core::totp::TotpSecret::from_bytes(
+        gatehouse_core::totp::base32_decode(&page.body[start..end]).unwrap(),
+    );
+    let r = b
+        .post(
+            &format!("{location}/confirm"),
+            &[("code", &totp_now(&server, &secret))],
+        )
+        .await;
+    let r = follow(&mut b, r).await;
+    let back = target(&r).unwrap_or_else(|| panic!("{} {}", r.status, r.body));
+    let code = query_param(&back, "code").expect("a code once a second factor exists");
+    let (status, _) = exchange(&server, &app, &code, &verifier).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(b.get("/admin").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_application_asking_for_multifactor_never_gets_a_single_factor_code() {
+    let (server, app, mut b) = setup().await;
+    let acr = ("acr_values", Some("urn:gatehouse:acr:mfa"));
+    // The signed-in session proved one factor: silently, the answer is interaction_required.
+    let (_, challenge) = pkce();
+    let r = b
+        .get(&authorize_url(
+            &app,
+            &challenge,
+            &[acr, ("prompt", Some("none"))],
+        ))
+        .await;
+    let location = target(&r).unwrap();
+    assert_eq!(
+        query_param(&location, "error").as_deref(),
+        Some("interaction_required")
+    );
+
+    // Interactively, a second factor is asked for: the account has none, so after a password
+    // the mailbox is the second factor, recorded as `email`.
+    let (mut b, verifier, r) = password_sign_in_for(&server, &app, "ada@example.com", &[acr]).await;
+    assert!(
+        r.body.contains("Two-step verification"),
+        "{} {}",
+        r.status,
+        r.body
+    );
+    assert!(target(&r).is_none(), "no code yet");
+    assert!(r.body.contains("Email me a code instead"));
+    b.post("/sign-in/verify/email", &[]).await;
+    let emailed = server.last_code("ada@example.com").await;
+    let r = b.post("/sign-in/verify", &[("code", &emailed)]).await;
+    let r = follow(&mut b, r).await;
+    let code = query_param(&target(&r).unwrap(), "code").expect("a code after the second factor");
+    let (_, tokens) = exchange(&server, &app, &code, &verifier).await;
+    let claims =
+        verify_id_token(&server, &app, tokens["id_token"].as_str().unwrap(), "n-456").await;
+    assert_eq!(amr_of(&claims), vec!["pwd", "email", "mfa"]);
+    assert_eq!(claims["acr"], "urn:gatehouse:acr:mfa");
+    let sessions = server.sessions_of("ada@example.com").await;
+    assert!(
+        sessions.iter().all(|s| s.amr != "pwd"),
+        "the single-factor session was replaced: {:?}",
+        sessions.iter().map(|s| &s.amr).collect::<Vec<_>>()
+    );
+
+    // With an authenticator app, that is the second factor.
+    let secret = add_authenticator(&server, &mut b).await;
+    let (mut b2, verifier, r) =
+        password_sign_in_for(&server, &app, "ada@example.com", &[acr]).await;
+    assert!(r.body.contains("Two-step verification"));
+    assert!(!r.body.contains("Email me a code instead"));
+    let r = b2
+        .post("/sign-in/verify", &[("code", &totp_now(&server, &secret))])
+        .await;
+    let r = follow(&mut b2, r).await;
+    let code = query_param(&target(&r).unwrap(), "code").unwrap();
+    let (_, tokens) = exchange(&server, &app, &code, &verifier).await;
+    let claims =
+        verify_id_token(&server, &app, tokens["id_token"].as_str().unwrap(), "n-456").await;
+    assert_eq!(amr_of(&claims), vec!["pwd", "otp", "mfa"]);
+}
+
+#[tokio::test]
+async fn after_a_password_reset_the_mailbox_is_no_second_factor_for_a_week() {
+    let (server, app, _) = setup().await;
+    let acr = ("acr_values", Some("urn:gatehouse:acr:mfa"));
+    // Whoever controls the mailbox resets the password...
+    let mut b = server.browser();
+    b.post("/reset", &[("email", "ada@example.com")]).await;
+    let code = server.last_code("ada@example.com").await;
+    b.post("/code", &[("code", &code)]).await;
+    let r = b
+        .post(
+            "/reset/new-password",
+            &[("password", "reset-by-mailbox-2026")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    // ...and then cannot use it as the second factor: the account must add a real one.
+    let mut b = server.browser();
+    let (_, challenge) = pkce();
+    b.get(&authorize_url(&app, &challenge, &[acr])).await;
+    let r = b
+        .post(
+            "/sign-in",
+            &[
+                ("email", "ada@example.com"),
+                ("password", "reset-by-mailbox-2026"),
+            ],
+        )
+        .await;
+    let r = follow(&mut b, r).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.body.contains("needs two-step verification"),
+        "sent to add a method: {}",
+        r.body
+    );
+    assert!(target(&r).is_none(), "no code");
+    assert!(b
+        .post("/sign-in/verify/email", &[])
+        .await
+        .status
+        .is_client_error());
+    // A week later, password plus mailbox counts again.
+    server
+        .clock
+        .advance_ms(gatehouse_core::identity::EMAIL_FACTOR_AFTER_RESET_MS + 1);
+    let mut b = server.browser();
+    let (_, challenge) = pkce();
+    b.get(&authorize_url(&app, &challenge, &[acr])).await;
+    let r = b
+        .post(
+            "/sign-in",
+            &[
+                ("email", "ada@example.com"),
+                ("password", "reset-by-mailbox-2026"),
+            ],
+        )
+        .await;
+    let r = follow(&mut b, r).await;
+    assert!(r.body.contains("Email me a code instead"), "{}", r.body);
+}
+
+#[tokio::test]
+async fn a_client_never_learns_about_another_clients_tokens_by_introspection() {
+    let (server, app, mut b) = setup().await;
+    let other = register(&server, web_app("Other shop")).await;
+    let (code, verifier) = code_for(&mut b, &app, &[]).await;
+    let (_, tokens) = exchange(&server, &app, &code, &verifier).await;
+    for token in [&tokens["access_token"], &tokens["refresh_token"]] {
+        let ask = |who: &App| {
+            reqwest::Client::new()
+                .post(format!("{}/introspect", server.base))
+                .basic_auth(&who.id, who.secret.as_deref())
+                .form(&[("token", token.as_str().unwrap())])
+                .send()
+        };
+        let theirs: Value =
+            serde_json::from_str(&ask(&other).await.unwrap().text().await.unwrap()).unwrap();
+        assert_eq!(theirs, serde_json::json!({ "active": false }));
+        let own: Value =
+            serde_json::from_str(&ask(&app).await.unwrap().text().await.unwrap()).unwrap();
+        assert_eq!(own["active"], true);
+    }
+}
+
+#[tokio::test]
+async fn refreshing_never_keeps_an_idle_browser_session_alive() {
+    let (server, app, mut b) = setup().await;
+    let (code, verifier) = code_for(&mut b, &app, &[]).await;
+    let (_, tokens) = exchange(&server, &app, &code, &verifier).await;
+    let (code, verifier) =
+        code_for(&mut b, &app, &[("scope", Some("openid offline_access"))]).await;
+    let (_, offline) = exchange(&server, &app, &code, &verifier).await;
+    // Within the idle limit (an hour) the application refreshes.
+    server.clock.advance_ms(50 * 60 * 1000);
+    let (status, tokens) = refresh(&server, &app, tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    // The browser did nothing for 65 minutes: its session is over, whatever the application did.
+    server.clock.advance_ms(15 * 60 * 1000);
+    assert_eq!(b.get("/account").await.location(), Some("/sign-in"));
+    let (status, body) = refresh(&server, &app, tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "invalid_grant");
+    let (status, _) = userinfo(&server, tokens["access_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // offline_access outlives the session, as documented.
+    let (status, _) = refresh(&server, &app, offline["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_grant_is_live_only_once_its_code_is_redeemed() {
+    let (server, app, mut b) = setup().await;
+    let user = server.user("ada@example.com").await;
+    // A cross-site GET of /authorize for a signed-in person makes codes nobody redeems.
+    for _ in 0..5 {
+        code_for(&mut b, &app, &[]).await;
+    }
+    let connected = server
+        .state
+        .identity
+        .connected_applications(&user.id, server.state.now())
+        .await
+        .unwrap();
+    assert!(connected.is_empty(), "unredeemed codes give no access");
+    server.clock.advance_ms(61_000);
+    let live = server
+        .state
+        .store()
+        .live_grants_of_user(&user.id, server.state.now())
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(live, 0);
+    // A redeemed code's grant lives for its refresh tokens (30 days at most).
+    let (code, verifier) = code_for(&mut b, &app, &[]).await;
+    let (_, tokens) = exchange(&server, &app, &code, &verifier).await;
+    let connected = server
+        .state
+        .identity
+        .connected_applications(&user.id, server.state.now())
+        .await
+        .unwrap();
+    assert_eq!(connected.len(), 1);
+    server.clock.advance_ms(10 * 60 * 1000);
+    b.get("/account").await;
+    let (status, _) = refresh(&server, &app, tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "the grant outlives its code");
+}

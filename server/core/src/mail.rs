@@ -71,6 +71,18 @@ pub enum EmailKind {
     MethodAdded,
     /// A sign-in method was removed.
     MethodRemoved,
+    /// Wrong second factors were tried after a correct password: the second factor now waits.
+    SecondFactorThrottled,
+    /// The code that proves a new address before it becomes the account's email.
+    EmailChangeCode,
+    /// Someone asked to move another account to this address, which already has one (no code).
+    EmailChangeTaken,
+    /// To the old address: the account's email was changed; the code is the undo link.
+    EmailChanged,
+    /// The email change was undone and every session ended.
+    EmailRestored,
+    /// The account was deleted.
+    AccountDeleted,
 }
 
 impl EmailKind {
@@ -88,6 +100,12 @@ impl EmailKind {
             EmailKind::SignInAfterFailures => "after_failures",
             EmailKind::MethodAdded => "method_added",
             EmailKind::MethodRemoved => "method_removed",
+            EmailKind::SecondFactorThrottled => "second_factor_throttled",
+            EmailKind::EmailChangeCode => "email_change_code",
+            EmailKind::EmailChangeTaken => "email_change_taken",
+            EmailKind::EmailChanged => "email_changed",
+            EmailKind::EmailRestored => "email_restored",
+            EmailKind::AccountDeleted => "account_deleted",
         }
     }
 }

@@ -27,6 +27,14 @@ pub const ACCOUNT_POLICY: ThrottlePolicy = ThrottlePolicy {
     forget_after_ms: None,
 };
 
+/// Per account for second factors: the same delays as passwords, but never closed for good. The
+/// person guessing already knows the password; closing the path would let them lock the owner out
+/// of their own second factor, so the delays cap at 15 minutes instead.
+pub const SECOND_FACTOR_POLICY: ThrottlePolicy = ThrottlePolicy {
+    hard_limit: None,
+    ..ACCOUNT_POLICY
+};
+
 /// Per client IP: more room (shared addresses), the same growth, forgotten after an hour.
 pub const IP_POLICY: ThrottlePolicy = ThrottlePolicy {
     free_failures: 30,

@@ -30,7 +30,15 @@ const PAGE_SIZE: i64 = 25;
 /// The signed-in admin, or the refusal: 401 without a session, 403 without the admin role.
 pub(super) async fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<User, Response> {
     match current_session(state, headers).await {
-        Ok(Some((_, user))) if user.is_admin && !user.disabled => Ok(user),
+        Ok(Some((_, user))) if user.is_admin && !user.disabled => {
+            // The tenant's multifactor rule holds for admins too: no console page before the
+            // account has a second factor.
+            match state.identity.needs_enrollment(&user).await {
+                Ok(false) => Ok(user),
+                Ok(true) => Err(redirect("/account/security?notice=mfa_required", vec![])),
+                Err(e) => Err(internal_error_page(Page::new(state).await, &e)),
+            }
+        }
         Ok(Some(_)) => Err(refusal(
             state,
             StatusCode::FORBIDDEN,

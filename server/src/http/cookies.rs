@@ -22,6 +22,9 @@ pub const DEVICE: &str = "gh_device";
 pub const DEVICE_MAX_AGE_S: i64 = 400 * 24 * 60 * 60;
 /// The cookie that ties a browser to a sign-in waiting for its second factor.
 pub const PENDING_SIGN_IN: &str = "gh_mfa";
+/// The cookie that ties a signed-in browser to its email change waiting for the new
+/// address's code.
+pub const EMAIL_CHANGE: &str = "gh_email";
 
 #[derive(Debug, Clone, Copy)]
 pub struct CookiePolicy {

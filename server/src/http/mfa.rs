@@ -19,10 +19,10 @@ use gatehouse_core::identity::{AuthError, PhoneEnrollment, SecondFactorMethod, T
 use gatehouse_core::secret::SecretString;
 use gatehouse_core::store::{Session, User};
 
-use super::cookies::{PENDING_SIGN_IN, SESSION};
+use super::cookies::{AUTHORIZE, PENDING_SIGN_IN, SESSION};
 use super::pages::{
     begin, cookie_policy, describe_error, error_page, internal_error_page, redirect,
-    require_session, signed_in_response, CodeForm, Incoming, NewPasswordForm, Page,
+    require_session, signed_in_response, CodeForm, Incoming, Page,
 };
 use crate::AppState;
 
@@ -341,11 +341,25 @@ pub async fn security_page(
         Ok(found) => found,
         Err(response) => return response,
     };
+    // An application waits for this account to add a second factor: once one is added, the
+    // request goes on (it asks for the new factor if the session has not proved it).
+    let added = matches!(
+        q.notice.as_deref(),
+        Some("added" | "passkey_added" | "phone_added")
+    );
+    if added && cookie_policy(&state).read(&headers, AUTHORIZE).is_some() {
+        match state.store().has_second_factor(&user.id).await {
+            Ok(true) => return redirect("/authorize/continue", vec![]),
+            Ok(false) => {}
+            Err(e) => return internal_error_page(Page::new(&state).await, &AuthError::from(e)),
+        }
+    }
     let page = Page::new(&state).await;
     let notice = match q.notice.as_deref() {
         Some("added") => Some(page.t().get("security.added_notice")),
         Some("removed") => Some(page.t().get("security.removed_notice")),
         Some("mfa_required") => Some(page.t().get("security.mfa_required")),
+        Some("app_requires_mfa") => Some(page.t().get("security.app_requires_mfa")),
         Some("phone_added") => Some(page.t().get("sms.added_notice")),
         Some("phone_removed") => Some(page.t().get("sms.removed_notice")),
         Some("passkey_added") => Some(page.t().get("passkey.added_notice")),
@@ -360,10 +374,19 @@ pub async fn security_page(
     security_view(&state, page, &session, &user, notice, None, "").await
 }
 
+#[derive(Deserialize)]
+pub struct ReauthenticateForm {
+    #[serde(default)]
+    password: String,
+    /// The page to return to: one of the pages that need a recent sign-in.
+    #[serde(default)]
+    next: String,
+}
+
 pub async fn reauthenticate(
     State(state): State<AppState>,
     incoming: Incoming,
-    Form(form): Form<NewPasswordForm>,
+    Form(form): Form<ReauthenticateForm>,
 ) -> Response {
     let (session, user) = match require_session(&state, &incoming.headers).await {
         Ok(found) => found,
@@ -378,8 +401,13 @@ pub async fn reauthenticate(
     {
         Ok(renewed) => {
             let cookies = cookie_policy(&state);
+            let next = match form.next.as_str() {
+                "/account/email" => "/account/email",
+                "/account/delete" => "/account/delete",
+                _ => "/account/security?notice=confirmed",
+            };
             redirect(
-                "/account/security?notice=confirmed",
+                next,
                 vec![cookies.set(SESSION, renewed.token.expose(), None)],
             )
         }

@@ -1,5 +1,6 @@
 //! The HTTP edge: routes, limits, timeouts and the security layers around them.
 
+pub mod account;
 pub mod admin;
 pub mod cookies;
 pub mod federation;
@@ -73,6 +74,27 @@ fn route_specs() -> Vec<RouteSpec> {
         route("/account", Some(get(account_page)), None),
         route("/account/profile", None, Some(post(update_profile))),
         route("/account/password", None, Some(post(change_password))),
+        route(
+            "/account/email",
+            Some(get(account::email_change_page)),
+            Some(post(account::start_email_change)),
+        ),
+        route(
+            "/account/email/verify",
+            None,
+            Some(post(account::confirm_email_change)),
+        ),
+        route(
+            gatehouse_core::identity::EMAIL_UNDO_PATH,
+            Some(get(account::email_undo_page)),
+            Some(post(account::undo_email_change)),
+        ),
+        route(
+            "/account/delete",
+            Some(get(account::delete_account_page)),
+            Some(post(account::delete_account)),
+        ),
+        route("/account/data", Some(get(account::download_data)), None),
         route(
             "/account/apps/{id}/remove",
             None,
@@ -357,7 +379,10 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
-        .layer(axum::middleware::from_fn(security::security_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            security::security_headers,
+        ))
         .with_state(state)
 }
 

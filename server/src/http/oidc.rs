@@ -324,6 +324,31 @@ fn answer(
             if create { "/sign-up" } else { "/sign-in" },
             vec![cookies.set(AUTHORIZE, &request_id, Some(AUTHORIZE_COOKIE_MAX_AGE_S))],
         ),
+        AuthorizeNext::SecondFactor {
+            request_id,
+            pending_id,
+        } => redirect(
+            "/sign-in/verify",
+            vec![
+                cookies.set(AUTHORIZE, &request_id, Some(AUTHORIZE_COOKIE_MAX_AGE_S)),
+                cookies.set(
+                    super::cookies::PENDING_SIGN_IN,
+                    &pending_id,
+                    Some(super::pages::PENDING_COOKIE_MAX_AGE_S),
+                ),
+            ],
+        ),
+        AuthorizeNext::Enroll {
+            request_id,
+            by_tenant,
+        } => redirect(
+            if by_tenant {
+                "/account/security?notice=mfa_required"
+            } else {
+                "/account/security?notice=app_requires_mfa"
+            },
+            vec![cookies.set(AUTHORIZE, &request_id, Some(AUTHORIZE_COOKIE_MAX_AGE_S))],
+        ),
         AuthorizeNext::Consent {
             request_id,
             client,
@@ -634,7 +659,10 @@ pub async fn introspect(
         }
         let token =
             param(&pairs, "token").ok_or(TokenError::InvalidRequest("token is required"))?;
-        Ok(state.identity.introspect(token, state.now()).await?)
+        Ok(state
+            .identity
+            .introspect(&client, token, state.now())
+            .await?)
     }
     .await;
     match result {

@@ -208,6 +208,14 @@ pub(super) fn describe_error(t: &Texts, err: &AuthError) -> ErrorView {
             &format!("phone.{}", p.code()),
             Some("phone"),
         ),
+        AuthError::InvalidInput(InputProblem::SameEmail) => {
+            view(StatusCode::BAD_REQUEST, "email_change.same", Some("email"))
+        }
+        AuthError::InvalidInput(InputProblem::Confirmation) => view(
+            StatusCode::BAD_REQUEST,
+            "delete_account.confirmation_wrong",
+            Some("confirmation"),
+        ),
         AuthError::PasskeyFailed => view(StatusCode::BAD_REQUEST, "passkey.invalid", None),
         AuthError::PasskeySuspicious => view(StatusCode::FORBIDDEN, "passkey.suspicious", None),
         AuthError::LastMethod => view(StatusCode::CONFLICT, "security.last_method", None),
@@ -383,7 +391,7 @@ pub(super) async fn current_session(
 }
 
 /// How long the pending-sign-in cookie lives (as long as the pending sign-in).
-const PENDING_COOKIE_MAX_AGE_S: i64 = 10 * 60;
+pub(super) const PENDING_COOKIE_MAX_AGE_S: i64 = 10 * 60;
 
 pub(super) fn signed_in_response(state: &AppState, signed: SignedIn) -> Response {
     let cookies = cookie_policy(state);
@@ -984,7 +992,7 @@ pub(super) async fn require_session(
 
 /// The signed-in user of an account page. When the tenant requires a second factor the
 /// account lacks, the answer is the security-info page, where one is added first.
-async fn require_enrolled_session(
+pub(super) async fn require_enrolled_session(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<(Session, User), Response> {
@@ -1023,6 +1031,7 @@ pub async fn account_page(
         Some("password_changed") => Some(page.t().get("account.password_changed")),
         Some("session_revoked") => Some(page.t().get("account.session_revoked")),
         Some("app_removed") => Some(page.t().get("account.app_removed")),
+        Some("email_changed") => Some(page.t().fill("account.email_changed", "email", &user.email)),
         _ => None,
     };
     account_response(&state, page, &session, &user, notice, None).await
@@ -1132,11 +1141,10 @@ pub async fn remove_app_access(
     incoming: Incoming,
     Path(client_id): Path<String>,
 ) -> Response {
-    let (session, user) = match require_session(&state, &incoming.headers).await {
+    let (_, user) = match require_enrolled_session(&state, &incoming.headers).await {
         Ok(found) => found,
         Err(response) => return response,
     };
-    let _ = session;
     let (page, ctx) = begin(&state, &incoming).await;
     match state
         .identity

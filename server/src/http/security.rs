@@ -110,10 +110,21 @@ const ALWAYS_HEADERS: [(&str, &str); 4] = [
 ];
 
 /// Headers every response carries. Pages set their own nonce-based CSP; everything else gets a
-/// CSP that allows nothing.
-pub async fn security_headers(request: Request, next: Next) -> Response {
+/// CSP that allows nothing. Served over https, browsers are told to use nothing else for a year
+/// (HSTS); on plain http the header would mean nothing and is left out.
+pub async fn security_headers(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let mut response = next.run(request).await;
     let h = response.headers_mut();
+    if state.config.public_origin.starts_with("https://") {
+        h.insert(
+            axum::http::header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
     for (name, value) in ALWAYS_HEADERS {
         h.insert(
             HeaderName::from_static(name),
@@ -142,8 +153,12 @@ pub fn page_csp(nonce: &str) -> String {
 /// `X-Forwarded-For` chain is walked from the right for as long as the hops are trusted proxies.
 /// An entry that cannot be read stops the walk at the last trusted hop: nothing to its left was
 /// written by anyone we trust.
+///
+/// Every address is canonical first: an IPv4 client reaching a listener on `[::]` arrives as
+/// `::ffff:a.b.c.d`, and is the IPv4 address `a.b.c.d` for proxies, throttles and logs alike.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let peer = peer.to_canonical();
     let entries: Vec<&str> = headers
         .get_all("x-forwarded-for")
         .iter()
@@ -156,7 +171,7 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
             return current;
         }
         match parse_forwarded_ip(entry) {
-            Some(ip) => current = ip,
+            Some(ip) => current = ip.to_canonical(),
             None => return current,
         }
     }
@@ -257,5 +272,32 @@ mod tests {
             HeaderValue::from_static("198.51.100.1, garbage"),
         );
         assert_eq!(client_ip(proxy, &bad, &trusted), proxy);
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_are_their_ipv4_address_everywhere() {
+        // A dual-stack listener on [::] sees IPv4 clients (and proxies) as ::ffff:a.b.c.d.
+        let trusted: Vec<IpNet> = vec!["127.0.0.1/32".parse().unwrap()];
+        let mapped_proxy: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("::ffff:198.51.100.7"),
+        );
+        assert_eq!(
+            client_ip(mapped_proxy, &h, &trusted),
+            "198.51.100.7".parse::<IpAddr>().unwrap(),
+            "the mapped proxy is trusted and the mapped client is IPv4"
+        );
+        let mapped_client: IpAddr = "::ffff:203.0.113.5".parse().unwrap();
+        assert_eq!(
+            client_ip(mapped_client, &HeaderMap::new(), &trusted),
+            "203.0.113.5".parse::<IpAddr>().unwrap()
+        );
+        // Two IPv4 clients never share one throttle bucket through their mapped form.
+        use gatehouse_core::identity::ip_key;
+        assert_eq!(ip_key("::ffff:198.51.100.7"), "198.51.100.7");
+        assert_ne!(ip_key("::ffff:198.51.100.7"), ip_key("::ffff:198.51.100.8"));
+        assert_eq!(ip_key("2001:db8:1:2:3::9"), "2001:db8:1:2::/64");
     }
 }

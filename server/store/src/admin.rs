@@ -195,16 +195,6 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Deletes an account and everything that belongs to it (through the foreign keys). The
-    /// sign-in and audit logs keep their rows.
-    pub async fn delete_user(&self, user_id: &str) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM users WHERE id = $1")
-            .bind(user_id)
-            .execute(self.pool())
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
     /// Sign-in log rows matching `filter`, newest first, and how many match.
     pub async fn filter_sign_ins(
         &self,

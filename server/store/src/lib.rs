@@ -12,6 +12,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
+mod account;
 mod admin;
 mod model;
 mod oauth;
@@ -1019,6 +1020,18 @@ impl Store {
         rows.iter().map(AuditEntry::from_row).collect()
     }
 
+    /// When `action` was last recorded about the account, if ever.
+    pub async fn last_audit_at(&self, user_id: &str, action: &str) -> StoreResult<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT MAX(occurred_at) FROM audit_log WHERE subject_user_id = $1 AND action = $2",
+        )
+        .bind(user_id)
+        .bind(action)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<Option<i64>, _>(0)?)
+    }
+
     // ---------------------------------------------------------------- recovery codes
 
     /// Replaces a user's recovery codes with a new set, in one transaction: the old set stops
@@ -1168,6 +1181,22 @@ impl Store {
             Some(r) => Ok(Some((Session::from_row(&r)?, User::from_row(&r)?))),
             None => Ok(None),
         }
+    }
+
+    /// Whether the session with this id is live for its browser: not expired, not idle for
+    /// longer than `idle_ms`, on its user's current credentials. Reading it records nothing.
+    pub async fn session_is_live(&self, id: &str, idle_ms: i64, now: i64) -> StoreResult<bool> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1 \
+             AND s.expires_at > $2 AND s.last_seen_at > $3 \
+             AND s.credential_epoch = u.credential_epoch AND u.disabled = 0",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(now - idle_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<i64, _>(0)? > 0)
     }
 
     /// Records activity, at most once per `granularity_ms` to keep reads cheap.
@@ -1479,9 +1508,13 @@ async fn insert_user<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
     executor: E,
     user: &NewUser<'_>,
 ) -> StoreResult<()> {
-    sqlx::query(
+    // An address another account may still take back (a live email-change undo link) is
+    // refused like one that has an account.
+    let done = sqlx::query(
         "INSERT INTO users (id, email, display_name, password_hash, is_admin, disabled, \
-         credential_epoch, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 0, 0, $6, $6)",
+         credential_epoch, created_at, updated_at) SELECT $1, $2, $3, $4, $5, 0, 0, $6, $6 \
+         WHERE NOT EXISTS (SELECT 1 FROM one_time_codes r WHERE r.purpose = $7 AND r.email = $2 \
+         AND r.consumed_at IS NULL AND r.expires_at > $6)",
     )
     .bind(user.id)
     .bind(user.email)
@@ -1489,8 +1522,12 @@ async fn insert_user<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
     .bind(user.password_hash)
     .bind(i64::from(user.is_admin))
     .bind(user.now)
+    .bind(CodePurpose::EmailChangeUndo.as_str())
     .execute(executor)
     .await?;
+    if done.rows_affected() != 1 {
+        return Err(StoreError::Conflict);
+    }
     Ok(())
 }
 

@@ -117,6 +117,13 @@ pub enum CodePurpose {
     ExternalSignUp,
     /// A provider identity waiting to be linked once the person proves the existing account.
     ExternalLink,
+    /// A code sent to a new address before it replaces the account's email (payload: the old
+    /// address).
+    EmailChange,
+    /// The single-use "this wasn't me" link sent to the old address after an email change; its
+    /// id is the hash of the link's token and its email the old address, which stays reserved
+    /// while the link lives (payload: the new address).
+    EmailChangeUndo,
 }
 
 impl CodePurpose {
@@ -137,6 +144,8 @@ impl CodePurpose {
             CodePurpose::ExternalAuthorization => "external_authorization",
             CodePurpose::ExternalSignUp => "external_sign_up",
             CodePurpose::ExternalLink => "external_link",
+            CodePurpose::EmailChange => "email_change",
+            CodePurpose::EmailChangeUndo => "email_change_undo",
         }
     }
 
@@ -157,6 +166,8 @@ impl CodePurpose {
             "external_authorization" => CodePurpose::ExternalAuthorization,
             "external_sign_up" => CodePurpose::ExternalSignUp,
             "external_link" => CodePurpose::ExternalLink,
+            "email_change" => CodePurpose::EmailChange,
+            "email_change_undo" => CodePurpose::EmailChangeUndo,
             _ => return None,
         })
     }

@@ -509,6 +509,16 @@ impl Store {
         }
     }
 
+    /// Makes a grant whose code was just redeemed live until `expires_at`.
+    pub async fn activate_grant(&self, grant_id: &str, expires_at: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE oauth_grants SET expires_at = $1 WHERE id = $2")
+            .bind(expires_at)
+            .bind(grant_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     pub async fn revoke_grant(&self, grant_id: &str, now: i64) -> StoreResult<bool> {
         let done = sqlx::query(
             "UPDATE oauth_grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
@@ -696,7 +706,8 @@ impl Store {
     ) -> StoreResult<Vec<GrantRecord>> {
         let rows = sqlx::query(&format!(
             "SELECT {GRANT_COLUMNS} FROM oauth_grants g WHERE g.user_id = $1 AND {} \
-             ORDER BY g.created_at DESC",
+             AND NOT EXISTS (SELECT 1 FROM oauth_codes c WHERE c.grant_id = g.id \
+             AND c.consumed_at IS NULL) ORDER BY g.created_at DESC",
             live_grant("$2")
         ))
         .bind(user_id)

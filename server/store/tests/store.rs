@@ -1119,3 +1119,202 @@ async fn console_searches_and_log_filters_agree_on_both_backends() {
         assert_eq!(rows[0].action, "admin.app.deleted");
     }
 }
+
+#[tokio::test]
+async fn email_changes_respect_other_accounts_and_reserved_addresses() {
+    for store in stores().await {
+        store
+            .create_user(&user("m1", "old@example.com"))
+            .await
+            .unwrap();
+        store
+            .create_user(&user("m2", "taken@example.com"))
+            .await
+            .unwrap();
+        assert!(matches!(
+            store
+                .change_email("m1", "old@example.com", "taken@example.com", 2_000)
+                .await,
+            Err(StoreError::Conflict)
+        ));
+        assert!(
+            !store
+                .change_email("m1", "stale@example.com", "new@example.com", 2_000)
+                .await
+                .unwrap(),
+            "a change decided on a stale address is refused"
+        );
+        assert!(store
+            .change_email("m1", "old@example.com", "new@example.com", 2_000)
+            .await
+            .unwrap());
+        // The old address is reserved while its undo link lives.
+        store
+            .create_code(&NewCode {
+                id: "undo-1",
+                purpose: CodePurpose::EmailChangeUndo,
+                email: "old@example.com",
+                user_id: Some("m1"),
+                code_hash: "",
+                payload: None,
+                now: 2_000,
+                expires_at: 10_000,
+            })
+            .await
+            .unwrap();
+        assert!(store
+            .email_reserved("old@example.com", 3_000)
+            .await
+            .unwrap());
+        let squatter = NewUser {
+            now: 3_000,
+            ..user("m3", "old@example.com")
+        };
+        assert!(matches!(
+            store.create_user(&squatter).await,
+            Err(StoreError::Conflict)
+        ));
+        assert!(!store
+            .email_reserved("old@example.com", 10_000)
+            .await
+            .unwrap());
+        let later = NewUser {
+            now: 10_001,
+            ..user("m3", "old@example.com")
+        };
+        store.create_user(&later).await.unwrap();
+        assert!(matches!(
+            store.restore_email("m1", "old@example.com", 10_002).await,
+            Err(StoreError::Conflict)
+        ));
+        assert!(store
+            .restore_email("m1", "back@example.com", 10_002)
+            .await
+            .unwrap());
+        assert_eq!(
+            store.find_user("m1").await.unwrap().unwrap().email,
+            "back@example.com"
+        );
+    }
+}
+
+#[tokio::test]
+async fn deleting_an_account_keeps_only_anonymous_log_rows() {
+    for store in stores().await {
+        store
+            .create_user(&user("d1", "gone@example.com"))
+            .await
+            .unwrap();
+        store
+            .create_user(&user("d2", "stays@example.com"))
+            .await
+            .unwrap();
+        for (id, uid, email) in [
+            ("l1", "d1", "gone@example.com"),
+            ("l2", "d2", "stays@example.com"),
+        ] {
+            store
+                .record_sign_in(&SignInLogEntry {
+                    id: id.into(),
+                    occurred_at: 1_500,
+                    user_id: Some(uid.into()),
+                    email: email.into(),
+                    application: "account".into(),
+                    client_ip: "203.0.113.9".into(),
+                    user_agent: "Firefox".into(),
+                    method: "password".into(),
+                    result: "success".into(),
+                    failure_reason: None,
+                    session_id: None,
+                })
+                .await
+                .unwrap();
+        }
+        store
+            .enqueue_message(&OutboxMessage {
+                id: "o1".into(),
+                created_at: 1_500,
+                channel: "email".into(),
+                recipient: "gone@example.com".into(),
+                subject: "hello".into(),
+                body: "private".into(),
+                sent_at: None,
+                last_error: None,
+            })
+            .await
+            .unwrap();
+        store
+            .throttle_record_failure("password", "gone@example.com", 1_600)
+            .await
+            .unwrap();
+        assert!(store.delete_account("d1").await.unwrap());
+        assert!(!store.delete_account("d1").await.unwrap(), "only once");
+        assert!(store.find_user("d1").await.unwrap().is_none());
+        assert!(store
+            .messages_for("gone@example.com")
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            store
+                .throttle_state("password", "gone@example.com")
+                .await
+                .unwrap()
+                .failures,
+            0
+        );
+        let rows = store.recent_sign_ins(10).await.unwrap();
+        let gone = rows.iter().find(|r| r.id == "l1").unwrap();
+        assert_eq!(gone.user_id.as_deref(), Some("d1"));
+        assert_eq!(
+            (
+                gone.email.as_str(),
+                gone.client_ip.as_str(),
+                gone.user_agent.as_str()
+            ),
+            ("", "", "")
+        );
+        assert_eq!(
+            (gone.method.as_str(), gone.result.as_str()),
+            ("password", "success")
+        );
+        let kept = rows.iter().find(|r| r.id == "l2").unwrap();
+        assert_eq!(
+            kept.email, "stays@example.com",
+            "other accounts keep theirs"
+        );
+        assert!(store.find_user("d2").await.unwrap().is_some());
+    }
+}
+
+#[tokio::test]
+async fn the_last_time_of_an_audited_action_is_read_per_account() {
+    for store in stores().await {
+        store
+            .create_user(&user("g1", "grant@example.com"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.last_audit_at("g1", "password.reset").await.unwrap(),
+            None
+        );
+        for at in [2_000, 5_000] {
+            store
+                .record_audit(&AuditEntry {
+                    id: format!("a{at}"),
+                    occurred_at: at,
+                    actor_user_id: Some("g1".into()),
+                    subject_user_id: Some("g1".into()),
+                    action: "password.reset".into(),
+                    detail: String::new(),
+                    client_ip: String::new(),
+                })
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            store.last_audit_at("g1", "password.reset").await.unwrap(),
+            Some(5_000)
+        );
+    }
+}

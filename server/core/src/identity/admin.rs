@@ -163,8 +163,10 @@ impl Identity {
                 format!("{} enabled", user.email)
             }
             AccountAction::Delete => {
-                self.store.delete_user(&user.id).await?;
-                format!("{} deleted", user.email)
+                // The same deletion as the owner's own: personal data goes, the log rows stay
+                // with the account id only.
+                self.store.delete_account(&user.id).await?;
+                "account and personal data deleted".to_string()
             }
             AccountAction::RevokeSessions => {
                 let ended = self.store.delete_other_sessions(&user.id, None).await?;

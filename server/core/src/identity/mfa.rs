@@ -12,7 +12,7 @@ use crate::secret::SecretString;
 use crate::store::{
     CodeAttempt, CodePurpose, CodeRecord, NewCode, PhoneNumber, Session, TotpCredential, User,
 };
-use crate::throttle::ACCOUNT_POLICY;
+use crate::throttle::SECOND_FACTOR_POLICY;
 use crate::tokens::random_id;
 use crate::{codes, seal, totp};
 
@@ -98,10 +98,86 @@ impl std::fmt::Debug for TotpEnrollment {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct PendingSecondFactor {
-    method: String,
-    amr: String,
+/// After a password reset proven by the mailbox, an emailed code is no second factor for this
+/// long: whoever controls the mailbox also chose the password.
+pub const EMAIL_FACTOR_AFTER_RESET_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+/// The audit action recorded when a password is set through a reset.
+pub(super) const PASSWORD_RESET_AUDIT: &str = "password.reset";
+
+/// What a pending sign-in remembers of its first factor, and what completing it will do.
+#[derive(Serialize, Deserialize, Default)]
+pub(super) struct PendingSecondFactor {
+    /// How the first factor was proven ([`Method::as_str`]).
+    pub(super) method: String,
+    /// The methods proven so far, as `amr` values.
+    pub(super) amr: String,
+    /// A password reset that waits for the second factor: the new password's hash is saved only
+    /// once the factor is proven, on the credentials it was chosen against.
+    #[serde(default)]
+    pub(super) new_password_hash: Option<String>,
+    #[serde(default)]
+    pub(super) credential_epoch: Option<i64>,
+    /// A step-up of an existing session (an application asked for more than it proved): that
+    /// session is replaced by the new one.
+    #[serde(default)]
+    pub(super) replaces_session: Option<String>,
+}
+
+impl PendingSecondFactor {
+    pub(super) fn new(method: Method, amr: &str) -> Self {
+        PendingSecondFactor {
+            method: method.as_str().into(),
+            amr: amr.into(),
+            ..Default::default()
+        }
+    }
+
+    fn of(pending: &CodeRecord) -> Option<Self> {
+        serde_json::from_str(pending.payload.as_deref()?).ok()
+    }
+
+    /// Whether the first factor was a proof of the mailbox (an emailed code or a reset).
+    fn first_is_mailbox(&self) -> bool {
+        self.method != Method::Password.as_str()
+            && self.method != Method::Federated.as_str()
+            && self.method != Method::Passkey.as_str()
+    }
+
+    /// The second-factor throttle's subject: the account and the kind of first factor, so
+    /// guesses after a password (by someone who knows it) never slow the owner's way in
+    /// through the mailbox, while every guess after a password is still counted.
+    fn throttle_subject(&self, user_id: &str) -> String {
+        let kind = if self.first_is_mailbox() {
+            "mailbox"
+        } else {
+            self.method.as_str()
+        };
+        format!("{user_id}:{kind}")
+    }
+}
+
+/// The methods of a session completed by `factor` after the first factor `first`: `mfa` only
+/// for two factors of different kinds that are not both the mailbox.
+pub fn combined_amr(first_amr: &str, first_is_mailbox: bool, factor: &str) -> String {
+    let mut methods: Vec<&str> = first_amr
+        .split_whitespace()
+        .filter(|m| *m != "mfa")
+        .collect();
+    let had_first = !methods.is_empty();
+    // A mailbox proof is written `otp` in the first factor (an emailed code is a one-time
+    // password), so its kind comes from `first_is_mailbox`, not from the token.
+    let same_kind = if first_is_mailbox {
+        factor == "email"
+    } else {
+        methods.contains(&factor)
+    };
+    if !methods.contains(&factor) {
+        methods.push(factor);
+    }
+    if had_first && !same_kind {
+        methods.push("mfa");
+    }
+    methods.join(" ")
 }
 
 /// The id of the emailed-code flow that belongs to a pending sign-in.
@@ -112,16 +188,6 @@ fn email_flow_id(pending_id: &str) -> String {
 /// The id of the texted-code flow that belongs to a pending sign-in.
 fn sms_flow_id(pending_id: &str) -> String {
     format!("{pending_id}.sms")
-}
-
-/// Whether an emailed code may be the second factor of this pending sign-in: not when the
-/// first factor was itself proven by email (an email code or a password reset).
-fn email_allowed(pending: &CodeRecord) -> bool {
-    let first = pending
-        .payload
-        .as_deref()
-        .and_then(|p| serde_json::from_str::<PendingSecondFactor>(p).ok());
-    matches!(first, Some(f) if f.method == Method::Password.as_str())
 }
 
 impl Identity {
@@ -172,6 +238,34 @@ impl Identity {
             .await?
             .into_iter()
             .find(|p| p.verified_at.is_some()))
+    }
+
+    /// Whether an emailed code may be the second factor of this pending sign-in: only after a
+    /// password, only on an account with no stronger method (app, passkey, phone), and never
+    /// within [`EMAIL_FACTOR_AFTER_RESET_MS`] of a password reset. The same mailbox is never two
+    /// factors.
+    async fn email_factor_allowed(
+        &self,
+        pending: &CodeRecord,
+        now: i64,
+    ) -> Result<bool, AuthError> {
+        let Some(first) = PendingSecondFactor::of(pending) else {
+            return Ok(false);
+        };
+        let Some(user_id) = pending.user_id.as_deref() else {
+            return Ok(false);
+        };
+        if first.method != Method::Password.as_str() || first.new_password_hash.is_some() {
+            return Ok(false);
+        }
+        if self.store.has_second_factor(user_id).await? {
+            return Ok(false);
+        }
+        let reset = self
+            .store
+            .last_audit_at(user_id, PASSWORD_RESET_AUDIT)
+            .await?;
+        Ok(!reset.is_some_and(|at| now - at < EMAIL_FACTOR_AFTER_RESET_MS))
     }
 
     /// The tenant's multifactor policy.
@@ -241,15 +335,10 @@ impl Identity {
     pub(super) async fn begin_second_factor(
         &self,
         user: &User,
-        method: Method,
-        amr: &str,
+        first: &PendingSecondFactor,
         now: i64,
     ) -> Result<String, AuthError> {
-        let payload = serde_json::to_string(&PendingSecondFactor {
-            method: method.as_str().into(),
-            amr: amr.into(),
-        })
-        .map_err(|e| super::internal(&e))?;
+        let payload = serde_json::to_string(first).map_err(|e| super::internal(&e))?;
         let pending_id = random_id();
         self.store
             .create_code(&NewCode {
@@ -264,6 +353,39 @@ impl Identity {
             })
             .await?;
         Ok(pending_id)
+    }
+
+    /// A second factor for an existing session that proved less than an application needs:
+    /// a pending sign-in that replaces the session once completed, or `None` when the account
+    /// has no method that could be the second factor (it must add one first).
+    pub(super) async fn begin_step_up(
+        &self,
+        session: &Session,
+        user: &User,
+        now: i64,
+    ) -> Result<Option<String>, AuthError> {
+        let method = if session.amr.split_whitespace().any(|m| m == "pwd") {
+            Method::Password
+        } else if session.amr.split_whitespace().any(|m| m == "fed") {
+            Method::Federated
+        } else {
+            Method::EmailCode
+        };
+        let first = PendingSecondFactor {
+            replaces_session: Some(session.id.clone()),
+            ..PendingSecondFactor::new(method, &session.amr)
+        };
+        let pending_id = self.begin_second_factor(user, &first, now).await?;
+        let usable = self.store.has_second_factor(&user.id).await?
+            || match self.live_flow(&pending_id, now).await? {
+                Some(pending) => self.email_factor_allowed(&pending, now).await?,
+                None => false,
+            };
+        if !usable {
+            self.store.expire_code(&pending_id, now).await?;
+            return Ok(None);
+        }
+        Ok(Some(pending_id))
     }
 
     /// The options of a live pending sign-in, or `None` when there is none.
@@ -294,7 +416,7 @@ impl Identity {
             .await?
             .is_some();
         Ok(Some(SecondFactorOptions {
-            email_allowed: email_allowed(&pending),
+            email_allowed: self.email_factor_allowed(&pending, now).await?,
             email_sent,
             passkey,
             sms,
@@ -317,7 +439,7 @@ impl Identity {
         else {
             return Err(AuthError::CodeDead);
         };
-        if !email_allowed(&pending) {
+        if !self.email_factor_allowed(&pending, now).await? {
             return Err(AuthError::SecondFactorWrong);
         }
         let flow_id = email_flow_id(&pending.id);
@@ -454,7 +576,11 @@ impl Identity {
                 return Err(err);
             }
         };
-        let factor = if method == Method::Sms { "sms" } else { "otp" };
+        let factor = match method {
+            Method::Sms => "sms",
+            Method::EmailCode => "email",
+            _ => "otp",
+        };
         self.complete_second_factor(
             ctx,
             &pending,
@@ -489,13 +615,24 @@ impl Identity {
             return Err(AuthError::CodeDead);
         }
         self.refuse_if_disabled(ctx, &user, method, now).await?;
-        let first: PendingSecondFactor =
-            serde_json::from_str(pending.payload.as_deref().unwrap_or(""))
-                .map_err(|e| super::internal(&e))?;
-        let amr = format!("{} {factor_amr} mfa", first.amr);
+        let first = PendingSecondFactor::of(pending)
+            .ok_or_else(|| super::internal(&crate::store::StoreError::Conflict))?;
+        let amr = combined_amr(&first.amr, first.first_is_mailbox(), factor_amr);
+        let user = match (&first.new_password_hash, first.credential_epoch) {
+            (Some(hash), Some(epoch)) => {
+                self.save_reset_password(ctx, user, hash, epoch, now)
+                    .await?
+            }
+            _ => user,
+        };
         let email = user.email.clone();
-        self.start_session(ctx, &email, user, method, &amr, credential_id, now)
-            .await
+        let signed = self
+            .start_session(ctx, &email, user, method, &amr, credential_id, now)
+            .await?;
+        if let Some(replaced) = &first.replaces_session {
+            self.store.delete_session(&signed.user.id, replaced).await?;
+        }
+        Ok(signed)
     }
 
     /// Checks a second factor behind the per-IP and per-account throttles: a 6-digit code
@@ -515,14 +652,7 @@ impl Identity {
             return Err(AuthError::InvalidInput(InputProblem::Code));
         }
         let ip = self.ip_gate(ctx, now).await?;
-        self.claim_attempt(
-            "second_factor",
-            &user.id,
-            ACCOUNT_POLICY,
-            AuthError::Throttled { retry_after_s: 900 },
-            now,
-        )
-        .await?;
+        let (subject, attempt) = self.claim_second_factor_attempt(pending, user, now).await?;
         if let Some(code) = recovery {
             let hash = codes::recovery_code_hash(&self.key, &user.id, &code);
             if self
@@ -530,7 +660,7 @@ impl Identity {
                 .consume_recovery_code(&user.id, &hash, now)
                 .await?
             {
-                self.store.throttle_reset("second_factor", &user.id).await?;
+                self.store.throttle_reset("second_factor", &subject).await?;
                 tracing::info!(user.id = %user.id, "recovery code used");
                 return Ok((None, Method::RecoveryCode));
             }
@@ -553,13 +683,13 @@ impl Identity {
                         .claim_totp_step(&credential.id, step, now)
                         .await?
                     {
-                        self.store.throttle_reset("second_factor", &user.id).await?;
+                        self.store.throttle_reset("second_factor", &subject).await?;
                         return Ok((Some(credential.id), Method::Totp));
                     }
                 }
             }
         }
-        if let (Some(code), true) = (&app_code, email_allowed(pending)) {
+        if let (Some(code), true) = (&app_code, self.email_factor_allowed(pending, now).await?) {
             let flow_id = email_flow_id(&pending.id);
             let hash = codes::code_hash(&self.key, CodePurpose::SecondFactorEmail, &flow_id, code);
             let attempt = self
@@ -573,7 +703,7 @@ impl Identity {
                 )
                 .await?;
             if matches!(attempt, CodeAttempt::Accepted(_)) {
-                self.store.throttle_reset("second_factor", &user.id).await?;
+                self.store.throttle_reset("second_factor", &subject).await?;
                 return Ok((None, Method::EmailCode));
             }
         }
@@ -591,7 +721,7 @@ impl Identity {
                 )
                 .await?;
             if let CodeAttempt::Accepted(flow) = attempt {
-                self.store.throttle_reset("second_factor", &user.id).await?;
+                self.store.throttle_reset("second_factor", &subject).await?;
                 let phone_id = flow
                     .payload
                     .as_deref()
@@ -604,7 +734,60 @@ impl Identity {
             }
         }
         self.ip_failure(&ip, now).await?;
+        self.second_factor_failed(ctx, user, attempt, now).await?;
         Err(AuthError::SecondFactorWrong)
+    }
+
+    /// Takes one attempt from the second-factor throttle of this pending sign-in's account and
+    /// kind of first factor: the subject to reset on success, and the attempt's number.
+    pub(super) async fn claim_second_factor_attempt(
+        &self,
+        pending: &CodeRecord,
+        user: &User,
+        now: i64,
+    ) -> Result<(String, i64), AuthError> {
+        let subject = PendingSecondFactor::of(pending)
+            .unwrap_or_default()
+            .throttle_subject(&user.id);
+        let attempt = self
+            .claim_attempt(
+                "second_factor",
+                &subject,
+                SECOND_FACTOR_POLICY,
+                AuthError::Throttled { retry_after_s: 900 },
+                now,
+            )
+            .await?;
+        Ok((subject, attempt))
+    }
+
+    /// After a wrong second factor: when this failure starts the delays, the owner is told
+    /// (once per run of failures), since someone who knows the password is guessing.
+    pub(super) async fn second_factor_failed(
+        &self,
+        ctx: &RequestContext,
+        user: &User,
+        failures: i64,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        if failures == SECOND_FACTOR_POLICY.free_failures + 1 {
+            self.send(
+                &user.email,
+                ctx.emails
+                    .compose(crate::mail::EmailKind::SecondFactorThrottled, None),
+                now,
+            )
+            .await?;
+            self.audit_silently(
+                ctx,
+                &user.id,
+                "mfa.second_factor.throttled",
+                "wrong second factors after the first factor",
+                now,
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// A new set of recovery codes, shown once; the old set stops working.
@@ -844,12 +1027,35 @@ impl Identity {
                 &user.email,
                 user.clone(),
                 Method::Password,
-                &session.amr,
+                "pwd",
+                // Still bound to the factor its lineage was completed with: removing that
+                // factor ends it too.
                 session.second_factor_id.as_deref(),
                 now,
             )
             .await?;
         self.store.delete_session(&user.id, &session.id).await?;
         Ok(renewed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::combined_amr;
+
+    #[test]
+    fn mfa_only_for_two_factors_of_different_kinds_not_both_the_mailbox() {
+        assert_eq!(combined_amr("pwd", false, "otp"), "pwd otp mfa");
+        assert_eq!(combined_amr("pwd", false, "email"), "pwd email mfa");
+        assert_eq!(combined_amr("pwd", false, "sms"), "pwd sms mfa");
+        assert_eq!(combined_amr("fed", false, "hwk"), "fed hwk mfa");
+        // An emailed code after a first factor that was itself the mailbox is one factor; an
+        // authenticator app after it is a second one.
+        assert_eq!(combined_amr("otp", true, "email"), "otp email");
+        assert_eq!(combined_amr("otp", true, "otp"), "otp mfa");
+        assert_eq!(combined_amr("pwd otp", true, "otp"), "pwd otp mfa");
+        // The same kind twice is one factor, and an earlier `mfa` is never carried over.
+        assert_eq!(combined_amr("pwd otp mfa", false, "otp"), "pwd otp");
+        assert_eq!(combined_amr("", false, "otp"), "otp");
     }
 }

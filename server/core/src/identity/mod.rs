@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+mod account;
 pub mod admin;
 pub mod backchannel;
 mod federation;
@@ -16,6 +17,7 @@ mod mfa;
 pub mod oidc;
 mod passkeys;
 mod sms;
+pub use account::{AccountExport, PendingUndo, EMAIL_CHANGE_UNDO_TTL_MS, EMAIL_UNDO_PATH};
 pub use federation::{
     acceptable_provider_url, AppleSigning, AuthorizationSecrets, ClaimMapping, Endpoints,
     ExternalFinish, ExternalIntent, ExternalOutcome, ExternalProfile, LinkedIdentity,
@@ -24,7 +26,8 @@ pub use federation::{
     MICROSOFT_PERSONAL_ACCOUNTS_TENANT,
 };
 pub use mfa::{
-    MfaPolicy, SecondFactorMethod, SecondFactorOptions, TotpEnrollment, MFA_POLICY_SETTING,
+    combined_amr, MfaPolicy, SecondFactorMethod, SecondFactorOptions, TotpEnrollment,
+    EMAIL_FACTOR_AFTER_RESET_MS, MFA_POLICY_SETTING,
 };
 pub use passkeys::{
     relying_party, validate_passkey_name, PasskeyCeremony, PasskeyInfo, CEREMONY_TTL_MS,
@@ -137,6 +140,8 @@ pub enum Method {
     Federated,
     /// A new account made from an identity at another provider.
     SignUpFederated,
+    /// A new email address proven by code, replacing the account's.
+    EmailChange,
 }
 
 impl Method {
@@ -153,6 +158,7 @@ impl Method {
             Method::Sms => "sms",
             Method::Federated => "federated",
             Method::SignUpFederated => "sign_up_federated",
+            Method::EmailChange => "email_change",
         }
     }
 
@@ -171,6 +177,7 @@ impl Method {
             CodePurpose::ExternalAuthorization
             | CodePurpose::ExternalSignUp
             | CodePurpose::ExternalLink => Method::Federated,
+            CodePurpose::EmailChange | CodePurpose::EmailChangeUndo => Method::EmailChange,
         }
     }
 }
@@ -184,6 +191,10 @@ pub enum InputProblem {
     Code,
     PasskeyName,
     Phone(crate::phone::PhoneProblem),
+    /// The new email address is the one the account already has.
+    SameEmail,
+    /// The typed confirmation does not match what was asked for.
+    Confirmation,
 }
 
 /// How a round trip to an identity provider failed.
@@ -336,9 +347,10 @@ struct IpGate {
 }
 
 /// The key an address is throttled under: IPv4 as is, IPv6 by its /64 network (one subscriber
-/// line usually holds a whole /64).
+/// line usually holds a whole /64). IPv4-mapped IPv6 addresses are their IPv4 address, so IPv4
+/// clients of a dual-stack listener never share one bucket.
 pub fn ip_key(ip: &str) -> String {
-    match ip.parse::<std::net::IpAddr>() {
+    match ip.parse::<std::net::IpAddr>().map(|ip| ip.to_canonical()) {
         Ok(std::net::IpAddr::V6(v6)) => {
             let s = v6.segments();
             format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
@@ -650,6 +662,7 @@ impl Identity {
 
     /// Takes one evaluation slot from the (scope, subject) counter, or says why not. The counter
     /// moves by compare-and-set, so racing requests cannot evaluate more secrets than it counts.
+    /// Returns the count of consecutive attempts, this one included.
     async fn claim_attempt(
         &self,
         scope: &str,
@@ -657,7 +670,7 @@ impl Identity {
         policy: ThrottlePolicy,
         closed: AuthError,
         now: i64,
-    ) -> Result<(), AuthError> {
+    ) -> Result<i64, AuthError> {
         let mut state = self.store.throttle_state(scope, subject).await?;
         if policy.is_stale(state, now) {
             self.store.throttle_reset(scope, subject).await?;
@@ -673,7 +686,7 @@ impl Identity {
             .throttle_claim(scope, subject, state, now)
             .await?
         {
-            Ok(())
+            Ok(state.failures + 1)
         } else {
             // Another attempt for this account is being evaluated right now.
             Err(AuthError::Throttled { retry_after_s: 1 })
@@ -694,7 +707,8 @@ impl Identity {
         now: i64,
     ) -> Result<SignInOutcome, AuthError> {
         if self.store.has_second_factor(&user.id).await? {
-            let pending_id = self.begin_second_factor(&user, method, amr, now).await?;
+            let first = mfa::PendingSecondFactor::new(method, amr);
+            let pending_id = self.begin_second_factor(&user, &first, now).await?;
             self.log_attempt(
                 ctx,
                 email,
@@ -1396,7 +1410,9 @@ impl Identity {
             | CodePurpose::SecondFactorSms
             | CodePurpose::ExternalAuthorization
             | CodePurpose::ExternalSignUp
-            | CodePurpose::ExternalLink => Err(AuthError::CodeDead),
+            | CodePurpose::ExternalLink
+            | CodePurpose::EmailChange
+            | CodePurpose::EmailChangeUndo => Err(AuthError::CodeDead),
         }
     }
 
@@ -1440,7 +1456,8 @@ impl Identity {
     }
 
     /// Sets a new password with a reset grant. Ends every session of the account, then signs
-    /// this browser in.
+    /// this browser in. On an account with a second factor the new password is saved only once
+    /// that factor is proven: the mailbox alone never changes the password of such an account.
     pub async fn complete_password_reset(
         &self,
         ctx: &RequestContext,
@@ -1461,9 +1478,50 @@ impl Identity {
         {
             return Err(AuthError::CodeDead);
         }
+        self.refuse_if_disabled(ctx, &user, Method::PasswordReset, now)
+            .await?;
+        let email = user.email.clone();
+        if self.store.has_second_factor(&user.id).await? {
+            let first = mfa::PendingSecondFactor {
+                new_password_hash: Some(hash),
+                credential_epoch: Some(user.credential_epoch),
+                ..mfa::PendingSecondFactor::new(Method::PasswordReset, "otp")
+            };
+            let pending_id = self.begin_second_factor(&user, &first, now).await?;
+            self.log_attempt(
+                ctx,
+                &email,
+                Some(&user.id),
+                Method::PasswordReset,
+                Err(&AuthError::SecondFactorRequired),
+                None,
+                now,
+            )
+            .await?;
+            return Ok(SignInOutcome::SecondFactorRequired { pending_id });
+        }
+        let epoch = user.credential_epoch;
+        let user = self
+            .save_reset_password(ctx, user, &hash, epoch, now)
+            .await?;
+        self.finish_sign_in(ctx, &email, user, Method::PasswordReset, "otp", now)
+            .await
+    }
+
+    /// Saves a password chosen through a reset, if the credentials are still those it was
+    /// chosen against: every session ends, the password path reopens, the owner is told, and
+    /// the audit log records it (an emailed code is then no second factor for a week).
+    async fn save_reset_password(
+        &self,
+        ctx: &RequestContext,
+        user: User,
+        hash: &str,
+        epoch: i64,
+        now: i64,
+    ) -> Result<User, AuthError> {
         let epoch = self
             .store
-            .set_password(&user.id, &hash, user.credential_epoch, now)
+            .set_password(&user.id, hash, epoch, now)
             .await?
             .ok_or(AuthError::CodeDead)?;
         self.store.delete_other_sessions(&user.id, None).await?;
@@ -1474,16 +1532,19 @@ impl Identity {
             now,
         )
         .await?;
-        self.refuse_if_disabled(ctx, &user, Method::PasswordReset, now)
-            .await?;
-        let user = User {
+        self.audit_silently(
+            ctx,
+            &user.id,
+            mfa::PASSWORD_RESET_AUDIT,
+            "password set through a reset",
+            now,
+        )
+        .await?;
+        Ok(User {
             credential_epoch: epoch,
-            password_hash: Some(hash),
+            password_hash: Some(hash.to_string()),
             ..user
-        };
-        let email = user.email.clone();
-        self.finish_sign_in(ctx, &email, user, Method::PasswordReset, "otp", now)
-            .await
+        })
     }
 
     // ------------------------------------------------------------ administration

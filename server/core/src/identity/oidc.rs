@@ -409,6 +409,9 @@ pub struct AuthorizationRequest {
     pub max_age: Option<i64>,
     pub login_hint: Option<String>,
     pub ui_locales: Option<String>,
+    /// `acr_values` named [`ACR_MULTIFACTOR`]: no code unless the session proved two factors.
+    #[serde(default)]
+    pub requires_multifactor: bool,
 }
 
 /// Why a request must not be answered by a redirect: the client or the redirect URI cannot
@@ -466,6 +469,19 @@ pub enum AuthorizeNext {
         request_id: String,
         client: Box<Client>,
         scope: Vec<String>,
+    },
+    /// The session proved one factor and the application needs two: the second factor
+    /// completes the pending sign-in under `pending_id`, then the request goes on.
+    SecondFactor {
+        request_id: String,
+        pending_id: String,
+    },
+    /// The account must add a second factor first (the tenant requires one, or the application
+    /// does and the account has none it can use); then the request goes on.
+    Enroll {
+        request_id: String,
+        /// The tenant's rule asks for it (else the application does).
+        by_tenant: bool,
     },
 }
 
@@ -1024,6 +1040,13 @@ impl Identity {
         let ui_locales = get("ui_locales")
             .filter(|l| l.len() <= 200)
             .map(str::to_string);
+        // OpenID Connect Core §3.1.2.1: the requested Authentication Context Class References,
+        // in order of preference. Asking for multifactor among them makes it a requirement
+        // (the only stronger class we issue); other values leave the request as it was.
+        let requires_multifactor = get("acr_values")
+            .unwrap_or("")
+            .split(' ')
+            .any(|v| v == ACR_MULTIFACTOR);
         Ok((
             client,
             AuthorizationRequest {
@@ -1037,6 +1060,7 @@ impl Identity {
                 max_age,
                 login_hint,
                 ui_locales,
+                requires_multifactor,
             },
         ))
     }
@@ -1146,6 +1170,43 @@ impl Identity {
                 login_hint: req.login_hint.clone(),
             });
         };
+        // What the account and the application need of the session comes before consent and
+        // before any code: enrollment when the tenant requires a second factor, then a second
+        // factor when the application asked for multifactor.
+        if self.needs_enrollment(user).await? {
+            if req.prompt.none {
+                return Ok(AuthorizeNext::Redirect(self.error_redirect(
+                    &req,
+                    "interaction_required",
+                    "the account must add a second factor first",
+                )));
+            }
+            let request_id = self.park(&req, request_id, now).await?;
+            return Ok(AuthorizeNext::Enroll {
+                request_id,
+                by_tenant: true,
+            });
+        }
+        if req.requires_multifactor && acr_of(&session.amr) != ACR_MULTIFACTOR {
+            if req.prompt.none {
+                return Ok(AuthorizeNext::Redirect(self.error_redirect(
+                    &req,
+                    "interaction_required",
+                    "the application requires a second factor",
+                )));
+            }
+            let request_id = self.park(&req, request_id, now).await?;
+            return Ok(match self.begin_step_up(session, user, now).await? {
+                Some(pending_id) => AuthorizeNext::SecondFactor {
+                    request_id,
+                    pending_id,
+                },
+                None => AuthorizeNext::Enroll {
+                    request_id,
+                    by_tenant: false,
+                },
+            });
+        }
         if self.needs_consent(&client, &req, user).await? {
             if req.prompt.none {
                 return Ok(AuthorizeNext::Redirect(self.error_redirect(
@@ -1437,7 +1498,8 @@ impl Identity {
             auth_time: Some(session.auth_time),
             amr: Some(session.amr.clone()),
             created_at: now,
-            expires_at: now + REFRESH_TOKEN_TTL_MS,
+            // Until its code is redeemed the grant lives no longer than the code.
+            expires_at: now + CODE_TTL_MS,
             revoked_at: None,
         };
         let code = secret_token();
@@ -1567,6 +1629,13 @@ impl Identity {
             self.store.revoke_grant(&grant.id, now).await?;
             return Err(TokenError::InvalidGrant("PKCE verification failed"));
         }
+        // The grant becomes live now, for the lifetime of its refresh tokens.
+        let expires_at = grant.created_at + REFRESH_TOKEN_TTL_MS;
+        self.store.activate_grant(&grant.id, expires_at).await?;
+        let grant = GrantRecord {
+            expires_at,
+            ..grant
+        };
         self.issue_tokens(client, &grant, redeemed.nonce.as_deref(), true, now)
             .await
     }
@@ -1615,10 +1684,10 @@ impl Identity {
             }
             grant.scope = asked.join(" ");
         }
-        if let Some(session_id) = &grant.session_id {
-            self.store
-                .touch_session(session_id, super::TOUCH_GRANULARITY_MS, now)
-                .await?;
+        // An application refreshing never keeps the browser's session alive: a grant bound to
+        // a session ends when that session does, idle expiry included.
+        if !self.grant_session_live(&grant, now).await? {
+            return Err(TokenError::InvalidGrant("the session has ended"));
         }
         self.issue_tokens(client, &grant, None, true, now).await
     }
@@ -1750,6 +1819,19 @@ impl Identity {
         key.sign("JWT", &claims).map_err(|e| internal(&e))
     }
 
+    /// Whether a grant's tokens may still be used as far as its session goes: grants with
+    /// `offline_access` and grants without a session outlive it; the others live only while
+    /// their session is live for its browser (not expired, not idle too long).
+    async fn grant_session_live(&self, grant: &GrantRecord, now: i64) -> Result<bool, AuthError> {
+        match (&grant.session_id, grant.offline) {
+            (Some(session_id), false) => Ok(self
+                .store
+                .session_is_live(session_id, self.config.session_idle_ms, now)
+                .await?),
+            _ => Ok(true),
+        }
+    }
+
     /// The live access token `token`, with its grant and user.
     pub async fn access_token_info(
         &self,
@@ -1766,6 +1848,9 @@ impl Identity {
         else {
             return Ok(None);
         };
+        if !self.grant_session_live(&grant, now).await? {
+            return Ok(None);
+        }
         let user = match &grant.user_id {
             Some(id) => match self.store.find_user(id).await? {
                 Some(u) => Some(u),
@@ -1796,9 +1881,19 @@ impl Identity {
         Ok(Some(claims))
     }
 
-    /// RFC 7662: what a client may learn about a token.
-    pub async fn introspect(&self, token: &str, now: i64) -> Result<Value, AuthError> {
+    /// RFC 7662: what a client may learn about a token. A token issued to another client is
+    /// reported inactive (§4 allows it), so no client learns about another's tokens.
+    pub async fn introspect(
+        &self,
+        client: &Client,
+        token: &str,
+        now: i64,
+    ) -> Result<Value, AuthError> {
+        let inactive = json!({ "active": false });
         if let Some(info) = self.access_token_info(token, now).await? {
+            if info.grant.client_id != client.id {
+                return Ok(inactive);
+            }
             let mut out = json!({
                 "active": true,
                 "token_type": "Bearer",
@@ -1820,6 +1915,9 @@ impl Identity {
                 .live_token(&token_hash(token), "refresh", now)
                 .await?
             {
+                if grant.client_id != client.id || !self.grant_session_live(&grant, now).await? {
+                    return Ok(inactive);
+                }
                 let mut out = json!({
                     "active": true,
                     "token_type": "refresh_token",
@@ -1834,7 +1932,7 @@ impl Identity {
                 return Ok(out);
             }
         }
-        Ok(json!({ "active": false }))
+        Ok(inactive)
     }
 
     /// RFC 7009: revokes a token of this client. A refresh token takes its whole grant with it;

@@ -23,7 +23,6 @@ use super::{
     internal, ip_key, AuthError, Identity, InputProblem, Method, RequestContext, SignedIn,
 };
 use crate::store::{CodePurpose, CodeRecord, NewCode, PasskeyRecord, Session, User};
-use crate::throttle::ACCOUNT_POLICY;
 use crate::tokens::random_id;
 
 /// How long a ceremony (registration or sign-in) stays open.
@@ -635,14 +634,7 @@ impl Identity {
         now: i64,
     ) -> Result<(String, &'static str), AuthError> {
         let ip = self.ip_gate(ctx, now).await?;
-        self.claim_attempt(
-            "second_factor",
-            &user.id,
-            ACCOUNT_POLICY,
-            AuthError::Throttled { retry_after_s: 900 },
-            now,
-        )
-        .await?;
+        let (subject, attempt) = self.claim_second_factor_attempt(pending, user, now).await?;
         let (_, ceremony) = self
             .take_ceremony::<PasskeyAuthentication>(
                 ceremony_id,
@@ -664,6 +656,7 @@ impl Identity {
         };
         let (Some(credential), Some(record)) = (parsed, record) else {
             self.ip_failure(&ip, now).await?;
+            self.second_factor_failed(ctx, user, attempt, now).await?;
             return Err(AuthError::PasskeyFailed);
         };
         let passkey = Self::parse_passkey(&record)?;
@@ -675,11 +668,12 @@ impl Identity {
             .await
         {
             Ok(factor) => {
-                self.store.throttle_reset("second_factor", &user.id).await?;
+                self.store.throttle_reset("second_factor", &subject).await?;
                 Ok((record.id, factor))
             }
             Err(err) => {
                 self.ip_failure(&ip, now).await?;
+                self.second_factor_failed(ctx, user, attempt, now).await?;
                 Err(err)
             }
         }

@@ -1,0 +1,391 @@
+//! The account's own pages: change the email address (and undo it from the old address's
+//! link), delete the account, download its data. Each handler parses, calls the core once and
+//! renders or redirects.
+
+use axum::extract::{Query, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Form;
+use leptos::prelude::*;
+use serde::Deserialize;
+
+use gatehouse_app::account::{
+    DeleteAccountData, DeleteAccountPage, EmailChangeData, EmailChangePage, EmailUndoData,
+    EmailUndoPage,
+};
+use gatehouse_app::pages::MessagePage;
+use gatehouse_core::identity::AuthError;
+use gatehouse_core::store::{Session, User};
+
+use super::cookies::{EMAIL_CHANGE, SESSION};
+use super::pages::{
+    begin, cookie_policy, describe_error, internal_error_page, redirect, require_enrolled_session,
+    tell_applications_of_user, CodeForm, Incoming, Page,
+};
+use crate::AppState;
+
+/// The email-change flow lives as long as its code (10 minutes).
+const EMAIL_CHANGE_COOKIE_MAX_AGE_S: i64 = 10 * 60;
+
+// ---------------------------------------------------------------- email change
+
+#[derive(Deserialize)]
+pub struct EmailChangeQuery {
+    #[serde(default)]
+    restart: Option<String>,
+}
+
+/// The email-change page as it stands for this browser, with an error if one is given.
+#[allow(clippy::too_many_arguments)]
+async fn email_change_view(
+    state: &AppState,
+    page: Page,
+    headers: &HeaderMap,
+    session: &Session,
+    user: &User,
+    typed: String,
+    error: Option<&AuthError>,
+    restart: bool,
+) -> Response {
+    let now = state.now();
+    let flow = cookie_policy(state)
+        .read(headers, EMAIL_CHANGE)
+        .filter(|_| !restart)
+        .unwrap_or_default();
+    let pending = match state.identity.pending_email_change(user, &flow, now).await {
+        Ok(p) => p,
+        Err(e) => return internal_error_page(page, &e),
+    };
+    let mut data = EmailChangeData {
+        recent: state.identity.signed_in_recently(session, now),
+        has_password: user.password_hash.is_some(),
+        current: user.email.clone(),
+        pending,
+        typed,
+        ..EmailChangeData::default()
+    };
+    let mut page = page;
+    if let Some(err) = error {
+        let ev = describe_error(page.t(), err);
+        data.error = Some(ev.message);
+        data.invalid = ev.field;
+        page = page.status(ev.status);
+    }
+    page.render(
+        "email_change.title",
+        move || view! { <EmailChangePage data=data/> },
+    )
+}
+
+pub async fn email_change_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<EmailChangeQuery>,
+) -> Response {
+    let (session, user) = match require_enrolled_session(&state, &headers).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let page = Page::new(&state).await;
+    let restart = q.restart.is_some();
+    email_change_view(
+        &state,
+        page,
+        &headers,
+        &session,
+        &user,
+        String::new(),
+        None,
+        restart,
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct EmailChangeForm {
+    #[serde(default)]
+    email: String,
+}
+
+pub async fn start_email_change(
+    State(state): State<AppState>,
+    incoming: Incoming,
+    Form(form): Form<EmailChangeForm>,
+) -> Response {
+    let (session, user) = match require_enrolled_session(&state, &incoming.headers).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let (page, ctx) = begin(&state, &incoming).await;
+    match state
+        .identity
+        .start_email_change(&ctx, &session, &user, &form.email, state.now())
+        .await
+    {
+        Ok(flow) => redirect(
+            "/account/email",
+            vec![cookie_policy(&state).set(
+                EMAIL_CHANGE,
+                &flow.flow_id,
+                Some(EMAIL_CHANGE_COOKIE_MAX_AGE_S),
+            )],
+        ),
+        Err(err) => {
+            let typed = form.email.chars().take(320).collect();
+            email_change_view(
+                &state,
+                page,
+                &incoming.headers,
+                &session,
+                &user,
+                typed,
+                Some(&err),
+                true,
+            )
+            .await
+        }
+    }
+}
+
+pub async fn confirm_email_change(
+    State(state): State<AppState>,
+    incoming: Incoming,
+    Form(form): Form<CodeForm>,
+) -> Response {
+    let (session, user) = match require_enrolled_session(&state, &incoming.headers).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let (page, ctx) = begin(&state, &incoming).await;
+    let cookies = cookie_policy(&state);
+    let flow = cookies
+        .read(&incoming.headers, EMAIL_CHANGE)
+        .unwrap_or_default();
+    match state
+        .identity
+        .confirm_email_change(&ctx, &session, &user, &flow, &form.code, state.now())
+        .await
+    {
+        Ok(_) => redirect(
+            "/account?notice=email_changed",
+            vec![cookies.clear(EMAIL_CHANGE)],
+        ),
+        Err(err) => {
+            // A dead flow starts again from the address form.
+            let restart = !matches!(
+                err,
+                AuthError::CodeWrong { .. }
+                    | AuthError::InvalidInput(_)
+                    | AuthError::Throttled { .. }
+            );
+            email_change_view(
+                &state,
+                page,
+                &incoming.headers,
+                &session,
+                &user,
+                String::new(),
+                Some(&err),
+                restart,
+            )
+            .await
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct UndoQuery {
+    #[serde(default)]
+    token: String,
+}
+
+/// The page the old address's link opens: what would be undone, and one button. Reads only
+/// (a link preview or a mail scanner opening it changes nothing).
+pub async fn email_undo_page(
+    State(state): State<AppState>,
+    Query(q): Query<UndoQuery>,
+) -> Response {
+    let page = Page::new(&state).await;
+    match state
+        .identity
+        .email_change_undo(&q.token, state.now())
+        .await
+    {
+        Ok(change) => {
+            let change = change.map(|c| (c.restore, c.current));
+            let status = if change.is_some() {
+                StatusCode::OK
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            let data = EmailUndoData {
+                token: q.token.chars().take(128).collect(),
+                change,
+                ..EmailUndoData::default()
+            };
+            page.status(status).render(
+                "email_undo.title",
+                move || view! { <EmailUndoPage data=data/> },
+            )
+        }
+        Err(e) => internal_error_page(page, &e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct UndoForm {
+    #[serde(default)]
+    token: String,
+}
+
+pub async fn undo_email_change(
+    State(state): State<AppState>,
+    incoming: Incoming,
+    Form(form): Form<UndoForm>,
+) -> Response {
+    let (page, ctx) = begin(&state, &incoming).await;
+    let now = state.now();
+    // The applications hear of the sessions ending before they end.
+    if let Ok(Some(change)) = state.identity.email_change_undo(&form.token, now).await {
+        tell_applications_of_user(&state, &change.user_id, None).await;
+    }
+    match state
+        .identity
+        .undo_email_change(&ctx, &form.token, now)
+        .await
+    {
+        Ok(_) => {
+            let data = EmailUndoData {
+                done: true,
+                ..EmailUndoData::default()
+            };
+            page.header(SET_COOKIE, cookie_policy(&state).clear(SESSION))
+                .render(
+                    "email_undo.title",
+                    move || view! { <EmailUndoPage data=data/> },
+                )
+        }
+        Err(err) => {
+            let ev = describe_error(page.t(), &err);
+            let data = EmailUndoData {
+                error: Some(ev.message),
+                ..EmailUndoData::default()
+            };
+            page.status(ev.status).render(
+                "email_undo.title",
+                move || view! { <EmailUndoPage data=data/> },
+            )
+        }
+    }
+}
+
+// ---------------------------------------------------------------- deletion
+
+fn delete_view(
+    state: &AppState,
+    page: Page,
+    session: &Session,
+    user: &User,
+    error: Option<&AuthError>,
+) -> Response {
+    let mut data = DeleteAccountData {
+        recent: state.identity.signed_in_recently(session, state.now()),
+        has_password: user.password_hash.is_some(),
+        email: user.email.clone(),
+        error: None,
+    };
+    let mut page = page;
+    if let Some(err) = error {
+        let ev = describe_error(page.t(), err);
+        data.error = Some(ev.message);
+        page = page.status(ev.status);
+    }
+    page.render(
+        "delete_account.title",
+        move || view! { <DeleteAccountPage data=data/> },
+    )
+}
+
+pub async fn delete_account_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let (session, user) = match require_enrolled_session(&state, &headers).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    delete_view(&state, Page::new(&state).await, &session, &user, None)
+}
+
+#[derive(Deserialize)]
+pub struct DeleteForm {
+    #[serde(default)]
+    confirmation: String,
+}
+
+pub async fn delete_account(
+    State(state): State<AppState>,
+    incoming: Incoming,
+    Form(form): Form<DeleteForm>,
+) -> Response {
+    let (session, user) = match require_enrolled_session(&state, &incoming.headers).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let (page, ctx) = begin(&state, &incoming).await;
+    let now = state.now();
+    if !state.identity.signed_in_recently(&session, now) {
+        return delete_view(
+            &state,
+            page,
+            &session,
+            &user,
+            Some(&AuthError::ReauthenticationRequired),
+        );
+    }
+    let typed = gatehouse_core::email::normalize_email(&form.confirmation).unwrap_or_default();
+    if typed == user.email {
+        tell_applications_of_user(&state, &user.id, None).await;
+    }
+    match state
+        .identity
+        .delete_own_account(&ctx, &session, &user, &form.confirmation, now)
+        .await
+    {
+        Ok(()) => {
+            let title = page.t().get("delete_account.done_title");
+            let message = page.t().get("delete_account.done");
+            page.header(SET_COOKIE, cookie_policy(&state).clear(SESSION))
+                .render("delete_account.done_title", move || {
+                    view! { <MessagePage title=title message=message/> }
+                })
+        }
+        Err(err) => delete_view(&state, page, &session, &user, Some(&err)),
+    }
+}
+
+// ---------------------------------------------------------------- download
+
+/// Everything held about the signed-in person, as a JSON file. Reads only.
+pub async fn download_data(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let (_, user) = match require_enrolled_session(&state, &headers).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    match state.identity.export_account(&user, state.now()).await {
+        Ok(export) => {
+            let body = serde_json::to_string_pretty(&export).unwrap_or_else(|_| "{}".into());
+            let mut response = (StatusCode::OK, body).into_response();
+            let h = response.headers_mut();
+            h.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/json; charset=utf-8"),
+            );
+            h.insert(
+                CONTENT_DISPOSITION,
+                HeaderValue::from_static("attachment; filename=\"gatehouse-account.json\""),
+            );
+            h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Err(e) => internal_error_page(Page::new(&state).await, &e),
+    }
+}
