@@ -9,12 +9,11 @@ use crate::shell::texts;
 
 /// The account page's section that leads to these pages.
 #[component]
-pub fn AccountDataSection(email: String) -> impl IntoView {
+pub fn AccountDataSection() -> impl IntoView {
     let t = texts();
     view! {
         <section aria-labelledby="your-account-heading" class="gh-section">
             <h2 id="your-account-heading">{t.get("account.yours")}</h2>
-            <p>{t.fill("account.email_is", "email", &email)}</p>
             <ul class="gh-link-list">
                 <li><a href="/account/email">{t.get("email_change.link")}</a></li>
                 <li><a href="/account/data" download="gatehouse-account.json">{t.get("account.download")}</a></li>

@@ -359,7 +359,7 @@ pub fn AccountPage(data: AccountData) -> impl IntoView {
             </form>
         </section>
         <ConnectedApps apps=data.apps.clone()/>
-        <AccountDataSection email=data.email.clone()/>
+        <AccountDataSection/>
     }
 }
 

@@ -124,7 +124,7 @@ export class AccountPage {
   constructor(private page: Page) {}
   async expectSignedInAs(email: string) {
     await expect(this.page.getByRole('heading', { name: 'Your account' })).toBeVisible();
-    await expect(this.page.getByText(email)).toBeVisible();
+    await expect(this.page.getByText(email, { exact: true })).toBeVisible();
   }
   sessions() { return this.page.getByRole('list', { name: 'Sessions' }).getByRole('listitem'); }
   async signOut() { await this.page.getByRole('button', { name: 'Sign out', exact: true }).click(); }

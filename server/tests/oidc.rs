@@ -2453,3 +2453,70 @@ async fn a_grant_is_live_only_once_its_code_is_redeemed() {
     let (status, _) = refresh(&server, &app, tokens["refresh_token"].as_str().unwrap()).await;
     assert_eq!(status, StatusCode::OK, "the grant outlives its code");
 }
+
+#[tokio::test]
+async fn applications_see_the_new_email_after_an_email_change() {
+    let (server, app, mut b) = setup().await;
+    let (code, verifier) = code_for(&mut b, &app, &[]).await;
+    let (_, tokens) = exchange(&server, &app, &code, &verifier).await;
+    let access = tokens["access_token"].as_str().unwrap().to_string();
+    let (_, before) = userinfo(&server, &access).await;
+    assert_eq!(before["email"], "ada@example.com");
+    b.post("/account/email", &[("email", "ada.new@example.com")])
+        .await;
+    let emailed = server.last_code("ada.new@example.com").await;
+    let r = b.post("/account/email/verify", &[("code", &emailed)]).await;
+    assert_eq!(r.location(), Some("/account?notice=email_changed"));
+    let (_, after) = userinfo(&server, &access).await;
+    assert_eq!(after["email"], "ada.new@example.com");
+    assert_eq!(after["sub"], before["sub"], "the same account");
+    let (status, refreshed) =
+        refresh(&server, &app, tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    let claims =
+        verify_id_token_with(&server, &app, refreshed["id_token"].as_str().unwrap(), None).await;
+    assert_eq!(claims["email"], "ada.new@example.com");
+}
+
+#[tokio::test]
+async fn every_answer_to_an_application_from_a_session_is_in_the_sign_in_log() {
+    let (server, app, mut b) = setup().await;
+    code_for(&mut b, &app, &[]).await;
+    let row = last_log(&server).await;
+    assert_eq!(
+        (
+            row.method.as_str(),
+            row.result.as_str(),
+            row.application.as_str()
+        ),
+        ("sso", "success", app.id.as_str())
+    );
+    assert!(row.session_id.is_some());
+    let (_, challenge) = pkce();
+    b.get(&authorize_url(
+        &app,
+        &challenge,
+        &[
+            ("acr_values", Some("urn:gatehouse:acr:mfa")),
+            ("prompt", Some("none")),
+        ],
+    ))
+    .await;
+    let row = last_log(&server).await;
+    assert_eq!(
+        (row.method.as_str(), row.result.as_str()),
+        ("sso", "failure")
+    );
+    assert_eq!(row.failure_reason.as_deref(), Some("interaction_required"));
+    b.get(&authorize_url(
+        &app,
+        &challenge,
+        &[("acr_values", Some("urn:gatehouse:acr:mfa"))],
+    ))
+    .await;
+    let row = last_log(&server).await;
+    assert_eq!(
+        (row.method.as_str(), row.result.as_str()),
+        ("sso", "interrupted")
+    );
+}

@@ -182,7 +182,9 @@ pub(super) fn describe_error(t: &Texts, err: &AuthError) -> ErrorView {
             view(StatusCode::TOO_MANY_REQUESTS, "sign_in.closed", None)
         }
         AuthError::AccountDisabled => view(StatusCode::FORBIDDEN, "sign_in.disabled", None),
-        AuthError::SecondFactorRequired => {
+        AuthError::SecondFactorRequired
+        | AuthError::EnrollmentRequired
+        | AuthError::InteractionRequired => {
             view(StatusCode::UNAUTHORIZED, "second_factor.lead", None)
         }
         AuthError::SecondFactorWrong => {

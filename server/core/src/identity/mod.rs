@@ -142,6 +142,9 @@ pub enum Method {
     SignUpFederated,
     /// A new email address proven by code, replacing the account's.
     EmailChange,
+    /// An application's authorization request answered from an existing session (single
+    /// sign-on): every code an application receives has a row.
+    SingleSignOn,
 }
 
 impl Method {
@@ -159,6 +162,7 @@ impl Method {
             Method::Federated => "federated",
             Method::SignUpFederated => "sign_up_federated",
             Method::EmailChange => "email_change",
+            Method::SingleSignOn => "sso",
         }
     }
 
@@ -236,6 +240,10 @@ pub enum AuthError {
     AccountDisabled,
     #[error("a second factor is required")]
     SecondFactorRequired,
+    #[error("the account must add a second factor first")]
+    EnrollmentRequired,
+    #[error("the application needs an interaction that was not allowed (prompt=none)")]
+    InteractionRequired,
     #[error("wrong second factor")]
     SecondFactorWrong,
     #[error("sign-in again required")]
@@ -280,6 +288,8 @@ impl AuthError {
             AuthError::PasswordPathClosed => "password_path_closed",
             AuthError::AccountDisabled => "account_disabled",
             AuthError::SecondFactorRequired => "second_factor_required",
+            AuthError::EnrollmentRequired => "enrollment_required",
+            AuthError::InteractionRequired => "interaction_required",
             AuthError::SecondFactorWrong => "second_factor_invalid",
             AuthError::ReauthenticationRequired => "reauthentication_required",
             AuthError::CodeWrong { .. } => "code_invalid",
@@ -1811,9 +1821,11 @@ impl Identity {
     ) -> Result<(), AuthError> {
         let (result, reason) = match result {
             Ok(()) => ("success", None),
-            Err(e @ (AuthError::SecondFactorRequired | AuthError::LinkRequired)) => {
-                ("interrupted", Some(e.reason_code()))
-            }
+            Err(
+                e @ (AuthError::SecondFactorRequired
+                | AuthError::EnrollmentRequired
+                | AuthError::LinkRequired),
+            ) => ("interrupted", Some(e.reason_code())),
             Err(
                 e @ (AuthError::Throttled { .. }
                 | AuthError::PasswordPathClosed

@@ -1173,14 +1173,21 @@ impl Identity {
         // What the account and the application need of the session comes before consent and
         // before any code: enrollment when the tenant requires a second factor, then a second
         // factor when the application asked for multifactor.
+        // Every answer to the application from here on is written to the sign-in log under
+        // the application's id, with method `sso`.
+        let sso = |result: Result<(), AuthError>| {
+            self.log_single_sign_on(ctx, &client.id, user, session, result, now)
+        };
         if self.needs_enrollment(user).await? {
             if req.prompt.none {
+                sso(Err(AuthError::InteractionRequired)).await?;
                 return Ok(AuthorizeNext::Redirect(self.error_redirect(
                     &req,
                     "interaction_required",
                     "the account must add a second factor first",
                 )));
             }
+            sso(Err(AuthError::EnrollmentRequired)).await?;
             let request_id = self.park(&req, request_id, now).await?;
             return Ok(AuthorizeNext::Enroll {
                 request_id,
@@ -1189,12 +1196,14 @@ impl Identity {
         }
         if req.requires_multifactor && acr_of(&session.amr) != ACR_MULTIFACTOR {
             if req.prompt.none {
+                sso(Err(AuthError::InteractionRequired)).await?;
                 return Ok(AuthorizeNext::Redirect(self.error_redirect(
                     &req,
                     "interaction_required",
                     "the application requires a second factor",
                 )));
             }
+            sso(Err(AuthError::SecondFactorRequired)).await?;
             let request_id = self.park(&req, request_id, now).await?;
             return Ok(match self.begin_step_up(session, user, now).await? {
                 Some(pending_id) => AuthorizeNext::SecondFactor {
@@ -1236,7 +1245,35 @@ impl Identity {
         let url = self
             .issue_code(ctx, &client, &req, session, user, now)
             .await?;
+        sso(Ok(())).await?;
         Ok(AuthorizeNext::Redirect(url))
+    }
+
+    /// Writes an answer to an application's request from an existing session to the sign-in
+    /// log (method `sso`, under the application's id).
+    async fn log_single_sign_on(
+        &self,
+        ctx: &RequestContext,
+        client_id: &str,
+        user: &User,
+        session: &Session,
+        result: Result<(), AuthError>,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        let ctx = RequestContext {
+            application: client_id.to_string(),
+            ..ctx.clone()
+        };
+        self.log_attempt(
+            &ctx,
+            &user.email,
+            Some(&user.id),
+            super::Method::SingleSignOn,
+            result.as_ref().map(|_| ()),
+            Some(&session.id),
+            now,
+        )
+        .await
     }
 
     async fn park(
