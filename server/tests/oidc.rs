@@ -2519,4 +2519,36 @@ async fn every_answer_to_an_application_from_a_session_is_in_the_sign_in_log() {
         (row.method.as_str(), row.result.as_str()),
         ("sso", "interrupted")
     );
+    // A session too old for the request is logged too.
+    b.get(&authorize_url(
+        &app,
+        &challenge,
+        &[("max_age", Some("0")), ("prompt", Some("none"))],
+    ))
+    .await;
+    let row = last_log(&server).await;
+    assert_eq!(
+        (
+            row.method.as_str(),
+            row.result.as_str(),
+            row.failure_reason.as_deref()
+        ),
+        ("sso", "failure", Some("login_required"))
+    );
+    server.clock.advance_ms(1_000);
+    b.get(&authorize_url(
+        &app,
+        &challenge,
+        &[("prompt", Some("login"))],
+    ))
+    .await;
+    let row = last_log(&server).await;
+    assert_eq!(
+        (
+            row.method.as_str(),
+            row.result.as_str(),
+            row.failure_reason.as_deref()
+        ),
+        ("sso", "interrupted", Some("reauthentication_required"))
+    );
 }

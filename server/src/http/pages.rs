@@ -184,9 +184,8 @@ pub(super) fn describe_error(t: &Texts, err: &AuthError) -> ErrorView {
         AuthError::AccountDisabled => view(StatusCode::FORBIDDEN, "sign_in.disabled", None),
         AuthError::SecondFactorRequired
         | AuthError::EnrollmentRequired
-        | AuthError::InteractionRequired => {
-            view(StatusCode::UNAUTHORIZED, "second_factor.lead", None)
-        }
+        | AuthError::InteractionRequired
+        | AuthError::LoginRequired => view(StatusCode::UNAUTHORIZED, "second_factor.lead", None),
         AuthError::SecondFactorWrong => {
             view(StatusCode::BAD_REQUEST, "second_factor.wrong", Some("code"))
         }

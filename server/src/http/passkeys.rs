@@ -11,7 +11,7 @@ use axum::{Form, Json};
 use serde::Deserialize;
 use serde_json::json;
 
-use gatehouse_core::identity::{AuthError, PasskeyCeremony, SignedIn};
+use gatehouse_core::identity::{AuthError, PasskeyCeremony, SignInOutcome, SignedIn};
 use gatehouse_core::store::{Session, User};
 
 use super::cookies::{FLOW, PENDING_SIGN_IN, SESSION};
@@ -132,7 +132,23 @@ pub async fn sign_in(
         )
         .await
     {
-        Ok(signed) => signed_in_json(&state, signed),
+        Ok(SignInOutcome::SignedIn(signed)) => signed_in_json(&state, *signed),
+        Ok(SignInOutcome::SecondFactorRequired { pending_id }) => {
+            // The decision step wants more than the passkey proved: the next page asks for it.
+            let cookies = cookie_policy(&state);
+            json_response(
+                StatusCode::OK,
+                json!({ "redirect": "/sign-in/verify" }),
+                vec![
+                    cookies.set(
+                        PENDING_SIGN_IN,
+                        &pending_id,
+                        Some(super::pages::PENDING_COOKIE_MAX_AGE_S),
+                    ),
+                    cookies.clear(FLOW),
+                ],
+            )
+        }
         Err(err) => json_error(&page, &err),
     }
 }

@@ -820,13 +820,20 @@ impl Identity {
             let Some(user) = self.store.find_user(&linked.user_id).await? else {
                 return Err(AuthError::CodeDead);
             };
-            self.refuse_if_disabled(ctx, &user, Method::Federated, now)
-                .await?;
-            self.store.touch_external_identity(&linked.id, now).await?;
+            if !user.disabled {
+                self.store.touch_external_identity(&linked.id, now).await?;
+            }
             let email = user.email.clone();
-            let outcome = self
-                .finish_sign_in(ctx, &email, user, Method::Federated, "fed", now)
-                .await?;
+            let first = super::FirstFactor {
+                email: &email,
+                user,
+                method: Method::Federated,
+                amr: "fed",
+                credential_id: None,
+                reauthenticates: None,
+                new_password: None,
+            };
+            let outcome = self.conclude_first_factor(ctx, first, now).await?;
             return Ok(ExternalOutcome::SignIn(outcome));
         }
         if let Some(email) = profile.verified_email() {
@@ -949,8 +956,16 @@ impl Identity {
             now,
         )
         .await?;
-        self.finish_sign_in(ctx, email, user, Method::SignUpFederated, "fed", now)
-            .await
+        let first = super::FirstFactor {
+            email,
+            user,
+            method: Method::SignUpFederated,
+            amr: "fed",
+            credential_id: None,
+            reauthenticates: None,
+            new_password: None,
+        };
+        self.conclude_first_factor(ctx, first, now).await
     }
 
     /// A live pending provider sign-up or link, with its profile.

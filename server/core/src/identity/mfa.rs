@@ -614,25 +614,26 @@ impl Identity {
         {
             return Err(AuthError::CodeDead);
         }
-        self.refuse_if_disabled(ctx, &user, method, now).await?;
         let first = PendingSecondFactor::of(pending)
             .ok_or_else(|| super::internal(&crate::store::StoreError::Conflict))?;
         let amr = combined_amr(&first.amr, first.first_is_mailbox(), factor_amr);
         let user = match (&first.new_password_hash, first.credential_epoch) {
-            (Some(hash), Some(epoch)) => {
+            (Some(hash), Some(epoch)) if !user.disabled => {
                 self.save_reset_password(ctx, user, hash, epoch, now)
                     .await?
             }
             _ => user,
         };
-        let email = user.email.clone();
-        let signed = self
-            .start_session(ctx, &email, user, method, &amr, credential_id, now)
-            .await?;
-        if let Some(replaced) = &first.replaces_session {
-            self.store.delete_session(&signed.user.id, replaced).await?;
-        }
-        Ok(signed)
+        self.conclude_second_factor(
+            ctx,
+            user,
+            method,
+            &amr,
+            credential_id,
+            first.replaces_session.as_deref(),
+            now,
+        )
+        .await
     }
 
     /// Checks a second factor behind the per-IP and per-account throttles: a 6-digit code
@@ -1021,21 +1022,23 @@ impl Identity {
             }
             other => other?,
         }
-        let renewed = self
-            .start_session(
-                ctx,
-                &user.email,
-                user.clone(),
-                Method::Password,
-                "pwd",
-                // Still bound to the factor its lineage was completed with: removing that
-                // factor ends it too.
-                session.second_factor_id.as_deref(),
-                now,
-            )
-            .await?;
-        self.store.delete_session(&user.id, &session.id).await?;
-        Ok(renewed)
+        let first = super::FirstFactor {
+            email: &user.email,
+            user: user.clone(),
+            method: Method::Password,
+            amr: "pwd",
+            // Still bound to the factor its lineage was completed with: removing that factor
+            // ends it too.
+            credential_id: session.second_factor_id.as_deref(),
+            reauthenticates: Some(session),
+            new_password: None,
+        };
+        match self.conclude_first_factor(ctx, first, now).await? {
+            super::SignInOutcome::SignedIn(renewed) => Ok(*renewed),
+            super::SignInOutcome::SecondFactorRequired { .. } => {
+                Err(AuthError::SecondFactorRequired)
+            }
+        }
     }
 }
 

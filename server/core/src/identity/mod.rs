@@ -16,6 +16,7 @@ mod federation;
 mod mfa;
 pub mod oidc;
 mod passkeys;
+mod pipeline;
 mod sms;
 pub use account::{AccountExport, PendingUndo, EMAIL_CHANGE_UNDO_TTL_MS, EMAIL_UNDO_PATH};
 pub use federation::{
@@ -33,6 +34,8 @@ pub use passkeys::{
     relying_party, validate_passkey_name, PasskeyCeremony, PasskeyInfo, CEREMONY_TTL_MS,
     MAX_PASSKEYS, MAX_PASSKEY_NAME,
 };
+use pipeline::FirstFactor;
+pub use pipeline::{decide_after_first_factor, FirstFactorDecision, SignInSignals};
 pub use sms::{
     PhoneEnrollment, SmsPolicy, SMS_PER_IP_PER_HOUR, SMS_PER_NUMBER_PER_HOUR, SMS_POLICY_SETTING,
 };
@@ -46,11 +49,11 @@ use crate::mail::{EmailKind, EmailText, EmailTexts, Mailer};
 use crate::password::{check_new_password, PasswordProblem};
 use crate::secret::{SecretKey, SecretString};
 use crate::store::{
-    CodeAttempt, CodePurpose, CodeRecord, NewCode, NewSession, NewUser, OutboxMessage, Session,
-    SignInLogEntry, Store, StoreError, ThrottleState, User,
+    CodeAttempt, CodePurpose, CodeRecord, NewCode, NewUser, OutboxMessage, Session, SignInLogEntry,
+    Store, StoreError, ThrottleState, User,
 };
 use crate::throttle::{ThrottleDecision, ThrottlePolicy, ACCOUNT_POLICY, IP_POLICY};
-use crate::tokens::{random_id, secret_token, token_hash};
+use crate::tokens::{random_id, token_hash};
 
 /// The built-in product name; passwords containing it are refused as well as the branded one.
 pub const PRODUCT_NAME: &str = "Gatehouse";
@@ -244,6 +247,8 @@ pub enum AuthError {
     EnrollmentRequired,
     #[error("the application needs an interaction that was not allowed (prompt=none)")]
     InteractionRequired,
+    #[error("the application needs a new sign-in that was not allowed (prompt=none)")]
+    LoginRequired,
     #[error("wrong second factor")]
     SecondFactorWrong,
     #[error("sign-in again required")]
@@ -290,6 +295,7 @@ impl AuthError {
             AuthError::SecondFactorRequired => "second_factor_required",
             AuthError::EnrollmentRequired => "enrollment_required",
             AuthError::InteractionRequired => "interaction_required",
+            AuthError::LoginRequired => "login_required",
             AuthError::SecondFactorWrong => "second_factor_invalid",
             AuthError::ReauthenticationRequired => "reauthentication_required",
             AuthError::CodeWrong { .. } => "code_invalid",
@@ -528,8 +534,16 @@ impl Identity {
         let result = self.password_first_factor(ctx, &email, password, now).await;
         match result {
             Ok(user) => {
-                self.finish_sign_in(ctx, &email, user, Method::Password, "pwd", now)
-                    .await
+                let first = FirstFactor {
+                    email: &email,
+                    user,
+                    method: Method::Password,
+                    amr: "pwd",
+                    credential_id: None,
+                    reauthenticates: None,
+                    new_password: None,
+                };
+                self.conclude_first_factor(ctx, first, now).await
             }
             Err((user_id, err)) => {
                 self.log_attempt(
@@ -579,9 +593,6 @@ impl Identity {
             .map_err(|e| fail(user.as_ref(), e.into()))?;
         match user {
             Some(user) if ok => {
-                if user.disabled {
-                    return Err(fail(Some(&user), AuthError::AccountDisabled));
-                }
                 // The counter includes this attempt (claimed before the check).
                 let failures = self
                     .store
@@ -593,7 +604,7 @@ impl Identity {
                     .throttle_reset("password", email)
                     .await
                     .map_err(|e| fail(Some(&user), e.into()))?;
-                if failures > 1 {
+                if failures > 1 && !user.disabled {
                     self.send(
                         &user.email,
                         ctx.emails.compose(EmailKind::SignInAfterFailures, None),
@@ -704,123 +715,6 @@ impl Identity {
     }
 
     // ------------------------------------------------------------ sessions
-
-    /// The end of every first factor: a session, unless the account has a second factor, in
-    /// which case a single-use pending sign-in is created and the attempt logged as waiting.
-    async fn finish_sign_in(
-        &self,
-        ctx: &RequestContext,
-        email: &str,
-        user: User,
-        method: Method,
-        amr: &str,
-        now: i64,
-    ) -> Result<SignInOutcome, AuthError> {
-        if self.store.has_second_factor(&user.id).await? {
-            let first = mfa::PendingSecondFactor::new(method, amr);
-            let pending_id = self.begin_second_factor(&user, &first, now).await?;
-            self.log_attempt(
-                ctx,
-                email,
-                Some(&user.id),
-                method,
-                Err(&AuthError::SecondFactorRequired),
-                None,
-                now,
-            )
-            .await?;
-            return Ok(SignInOutcome::SecondFactorRequired { pending_id });
-        }
-        let signed_in = self
-            .start_session(ctx, email, user, method, amr, None, now)
-            .await?;
-        Ok(SignInOutcome::SignedIn(Box::new(signed_in)))
-    }
-
-    /// Creates the session of a completed sign-in and logs the success.
-    #[allow(clippy::too_many_arguments)]
-    async fn start_session(
-        &self,
-        ctx: &RequestContext,
-        email: &str,
-        user: User,
-        method: Method,
-        amr: &str,
-        second_factor_id: Option<&str>,
-        now: i64,
-    ) -> Result<SignedIn, AuthError> {
-        let signed_in = self
-            .create_session(ctx, user, amr, second_factor_id, now)
-            .await?;
-        self.note_device(ctx, &signed_in.user, method, now).await?;
-        self.log_attempt(
-            ctx,
-            email,
-            Some(&signed_in.user.id),
-            method,
-            Ok(()),
-            Some(&signed_in.session.id),
-            now,
-        )
-        .await?;
-        Ok(signed_in)
-    }
-
-    /// A new session with a new random id (never the pre-authentication one).
-    async fn create_session(
-        &self,
-        ctx: &RequestContext,
-        user: User,
-        amr: &str,
-        second_factor_id: Option<&str>,
-        now: i64,
-    ) -> Result<SignedIn, AuthError> {
-        let token = secret_token();
-        let id = random_id();
-        let user_agent: String = ctx.user_agent.chars().take(512).collect();
-        let expires_at = now + self.config.session_absolute_ms;
-        self.store
-            .create_session(&NewSession {
-                id: &id,
-                token_hash: &token_hash(&token),
-                user_id: &user.id,
-                credential_epoch: user.credential_epoch,
-                amr,
-                now,
-                expires_at,
-                client_ip: &ctx.client_ip,
-                user_agent: &user_agent,
-                second_factor_id,
-            })
-            .await?;
-        self.store
-            .trim_sessions(
-                &user.id,
-                &id,
-                self.config.max_sessions_per_user,
-                self.config.session_idle_ms,
-                now,
-            )
-            .await?;
-        let session = Session {
-            id,
-            user_id: user.id.clone(),
-            credential_epoch: user.credential_epoch,
-            amr: amr.to_string(),
-            auth_time: now,
-            created_at: now,
-            last_seen_at: now,
-            expires_at,
-            client_ip: ctx.client_ip.clone(),
-            user_agent,
-            second_factor_id: second_factor_id.map(str::to_string),
-        };
-        Ok(SignedIn {
-            token: SecretString::new(token),
-            session,
-            user,
-        })
-    }
 
     /// The live session behind a cookie token, if any; records activity.
     pub async fn authenticate(
@@ -1371,9 +1265,16 @@ impl Identity {
                     (None, Some(_)) => (method, "pwd otp"),
                     (None, None) => (method, "otp"),
                 };
-                let signed = self
-                    .finish_sign_in(ctx, &accepted.email, user, method, amr, now)
-                    .await?;
+                let first = FirstFactor {
+                    email: &accepted.email,
+                    user,
+                    method,
+                    amr,
+                    credential_id: None,
+                    reauthenticates: None,
+                    new_password: None,
+                };
+                let signed = self.conclude_first_factor(ctx, first, now).await?;
                 Ok(CodeOutcome::SignIn(signed))
             }
             CodePurpose::SignIn => {
@@ -1386,12 +1287,20 @@ impl Identity {
                         .refuse(ctx, &accepted.email, None, method, AuthError::CodeDead, now)
                         .await?);
                 };
-                self.refuse_if_disabled(ctx, &user, method, now).await?;
                 // A proven mailbox is the other way in that reopens a closed password path.
-                self.store.throttle_reset("password", &user.email).await?;
-                let signed = self
-                    .finish_sign_in(ctx, &accepted.email, user, method, "otp", now)
-                    .await?;
+                if !user.disabled {
+                    self.store.throttle_reset("password", &user.email).await?;
+                }
+                let first = FirstFactor {
+                    email: &accepted.email,
+                    user,
+                    method,
+                    amr: "otp",
+                    credential_id: None,
+                    reauthenticates: None,
+                    new_password: None,
+                };
+                let signed = self.conclude_first_factor(ctx, first, now).await?;
                 Ok(CodeOutcome::SignIn(signed))
             }
             CodePurpose::ResetPassword => {
@@ -1488,34 +1397,20 @@ impl Identity {
         {
             return Err(AuthError::CodeDead);
         }
-        self.refuse_if_disabled(ctx, &user, Method::PasswordReset, now)
-            .await?;
         let email = user.email.clone();
-        if self.store.has_second_factor(&user.id).await? {
-            let first = mfa::PendingSecondFactor {
-                new_password_hash: Some(hash),
-                credential_epoch: Some(user.credential_epoch),
-                ..mfa::PendingSecondFactor::new(Method::PasswordReset, "otp")
-            };
-            let pending_id = self.begin_second_factor(&user, &first, now).await?;
-            self.log_attempt(
-                ctx,
-                &email,
-                Some(&user.id),
-                Method::PasswordReset,
-                Err(&AuthError::SecondFactorRequired),
-                None,
-                now,
-            )
-            .await?;
-            return Ok(SignInOutcome::SecondFactorRequired { pending_id });
-        }
         let epoch = user.credential_epoch;
-        let user = self
-            .save_reset_password(ctx, user, &hash, epoch, now)
-            .await?;
-        self.finish_sign_in(ctx, &email, user, Method::PasswordReset, "otp", now)
-            .await
+        // On an account with a second factor the decision step waits for it, and the new
+        // password is saved only then; otherwise it is saved before the session starts.
+        let first = FirstFactor {
+            email: &email,
+            user,
+            method: Method::PasswordReset,
+            amr: "otp",
+            credential_id: None,
+            reauthenticates: None,
+            new_password: Some((&hash, epoch)),
+        };
+        self.conclude_first_factor(ctx, first, now).await
     }
 
     /// Saves a password chosen through a reset, if the credentials are still those it was
@@ -1824,6 +1719,7 @@ impl Identity {
             Err(
                 e @ (AuthError::SecondFactorRequired
                 | AuthError::EnrollmentRequired
+                | AuthError::ReauthenticationRequired
                 | AuthError::LinkRequired),
             ) => ("interrupted", Some(e.reason_code())),
             Err(

@@ -1156,6 +1156,17 @@ impl Identity {
             .as_ref()
             .filter(|(s, _)| Self::fresh_enough(&req, requested_at, s));
         let Some((session, user)) = fresh else {
+            // A session too old for the request (`prompt=login`, `max_age`) is a decision about
+            // a known account: it is logged like every other answer to the application.
+            if let Some((stale, user)) = &session {
+                let err = if req.prompt.none {
+                    AuthError::LoginRequired
+                } else {
+                    AuthError::ReauthenticationRequired
+                };
+                self.log_single_sign_on(ctx, &client.id, user, stale, Err(err), now)
+                    .await?;
+            }
             if req.prompt.none {
                 return Ok(AuthorizeNext::Redirect(self.error_redirect(
                     &req,
@@ -1172,9 +1183,8 @@ impl Identity {
         };
         // What the account and the application need of the session comes before consent and
         // before any code: enrollment when the tenant requires a second factor, then a second
-        // factor when the application asked for multifactor.
-        // Every answer to the application from here on is written to the sign-in log under
-        // the application's id, with method `sso`.
+        // factor when the application asked for multifactor. Every answer to the application
+        // from here on is written to the sign-in log under its id, with method `sso`.
         let sso = |result: Result<(), AuthError>| {
             self.log_single_sign_on(ctx, &client.id, user, session, result, now)
         };

@@ -408,7 +408,7 @@ impl Identity {
         ceremony_id: &str,
         credential: &str,
         now: i64,
-    ) -> Result<SignedIn, AuthError> {
+    ) -> Result<super::SignInOutcome, AuthError> {
         let ip = self.ip_gate(ctx, now).await?;
         let (_, ceremony) = self
             .take_ceremony::<DiscoverableAuthentication>(
@@ -449,19 +449,18 @@ impl Identity {
                     .await?);
             }
         };
-        self.refuse_if_disabled(ctx, &user, Method::Passkey, now)
-            .await?;
         let email = user.email.clone();
-        self.start_session(
-            ctx,
-            &email,
+        let amr = format!("{factor} mfa");
+        let first = super::FirstFactor {
+            email: &email,
             user,
-            Method::Passkey,
-            &format!("{factor} mfa"),
-            Some(&record.id),
-            now,
-        )
-        .await
+            method: Method::Passkey,
+            amr: &amr,
+            credential_id: Some(&record.id),
+            reauthenticates: None,
+            new_password: None,
+        };
+        self.conclude_first_factor(ctx, first, now).await
     }
 
     /// The credential of a passwordless answer, the passkey it names and its account, when the

@@ -1,0 +1,356 @@
+//! The one decision step of the sign-in pipeline.
+//!
+//! Every first factor (password, emailed code at sign-in and sign-up, password reset, passkey,
+//! provider sign-in and sign-up, re-authentication) ends in [`Identity::conclude_first_factor`],
+//! and every second factor in [`Identity::conclude_second_factor`]. In order they refuse a
+//! disabled account, gather the attempt's signals into one plain struct, decide with a pure
+//! function what is still required, and then create either a pending sign-in that waits for it
+//! or a session. Sessions are made here and nowhere else (`start_session` is private to this
+//! module), so no way in can skip the decision. Risk and Conditional Access plug into
+//! [`decide_after_first_factor`].
+
+use super::{AuthError, Identity, Method, RequestContext, SignInOutcome, SignedIn};
+use crate::secret::SecretString;
+use crate::store::{NewSession, Session, User};
+use crate::tokens::{random_id, secret_token, token_hash};
+
+/// A first factor that was just proven, as it arrives at the decision step.
+#[derive(Debug)]
+pub(super) struct FirstFactor<'a> {
+    /// The address as the attempt is logged (typed, or the account's).
+    pub(super) email: &'a str,
+    pub(super) user: User,
+    pub(super) method: Method,
+    /// The methods proven, as `amr` values.
+    pub(super) amr: &'a str,
+    /// The credential that proved it (a passkey), bound to the session.
+    pub(super) credential_id: Option<&'a str>,
+    /// A re-authentication inside this live session, which the new session replaces.
+    pub(super) reauthenticates: Option<&'a Session>,
+    /// A password reset: the new password's hash and the credential epoch it was chosen on,
+    /// saved only once nothing more is required.
+    pub(super) new_password: Option<(&'a str, i64)>,
+}
+
+/// Everything the decision step knows of an attempt, as plain data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInSignals {
+    /// The application the sign-in is for (an OIDC client id, or the account portal).
+    pub application: String,
+    pub client_ip: String,
+    pub user_agent: String,
+    /// The browser's device cookie, when it has one.
+    pub device: Option<String>,
+    /// When the attempt was made (milliseconds since the epoch).
+    pub at: i64,
+    /// How the first factor was proven, and the `amr` values proven so far.
+    pub method: Method,
+    pub methods: Vec<String>,
+    /// The account is disabled.
+    pub disabled: bool,
+    /// The account has a second factor it can complete a sign-in with.
+    pub has_second_factor: bool,
+    /// The person is re-confirming inside a live session (for a sensitive change).
+    pub reauthentication: bool,
+}
+
+impl SignInSignals {
+    /// Whether what was proven is already two factors (a passkey with user verification).
+    pub fn multifactor_so_far(&self) -> bool {
+        self.methods.iter().any(|m| m == "mfa")
+    }
+}
+
+/// What a passed first factor leads to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FirstFactorDecision {
+    /// Refused, with the reason to log and show.
+    Refuse(AuthError),
+    /// A pending sign-in that waits for a second factor; no session yet.
+    SecondFactor,
+    /// A new session.
+    Session,
+}
+
+/// The decision after a first factor: a pure function of the signals. A disabled account is
+/// refused; an account with a second factor must prove it unless the first factor was already
+/// multifactor or the person is only re-confirming inside a live session; otherwise a session
+/// (an account that the tenant's rule requires to add a factor gets one only for that).
+pub fn decide_after_first_factor(s: &SignInSignals) -> FirstFactorDecision {
+    if s.disabled {
+        return FirstFactorDecision::Refuse(AuthError::AccountDisabled);
+    }
+    if s.has_second_factor && !s.multifactor_so_far() && !s.reauthentication {
+        return FirstFactorDecision::SecondFactor;
+    }
+    FirstFactorDecision::Session
+}
+
+impl Identity {
+    /// The signals of an attempt.
+    async fn signals(
+        &self,
+        ctx: &RequestContext,
+        first: &FirstFactor<'_>,
+        now: i64,
+    ) -> Result<SignInSignals, AuthError> {
+        Ok(SignInSignals {
+            application: ctx.application.clone(),
+            client_ip: ctx.client_ip.clone(),
+            user_agent: ctx.user_agent.clone(),
+            device: ctx.device.clone(),
+            at: now,
+            method: first.method,
+            methods: first.amr.split_whitespace().map(str::to_string).collect(),
+            disabled: first.user.disabled,
+            has_second_factor: self.store.has_second_factor(&first.user.id).await?,
+            reauthentication: first.reauthenticates.is_some(),
+        })
+    }
+
+    /// The decision step after every first factor: refuse, wait for a second factor (a
+    /// single-use pending sign-in, logged as interrupted), or start a session.
+    pub(super) async fn conclude_first_factor(
+        &self,
+        ctx: &RequestContext,
+        first: FirstFactor<'_>,
+        now: i64,
+    ) -> Result<SignInOutcome, AuthError> {
+        let signals = self.signals(ctx, &first, now).await?;
+        match decide_after_first_factor(&signals) {
+            FirstFactorDecision::Refuse(err) => Err(self
+                .refuse(
+                    ctx,
+                    first.email,
+                    Some(&first.user.id),
+                    first.method,
+                    err,
+                    now,
+                )
+                .await?),
+            FirstFactorDecision::SecondFactor => {
+                let pending = super::mfa::PendingSecondFactor {
+                    new_password_hash: first.new_password.map(|(hash, _)| hash.to_string()),
+                    credential_epoch: first.new_password.map(|(_, epoch)| epoch),
+                    ..super::mfa::PendingSecondFactor::new(first.method, first.amr)
+                };
+                let pending_id = self.begin_second_factor(&first.user, &pending, now).await?;
+                self.log_attempt(
+                    ctx,
+                    first.email,
+                    Some(&first.user.id),
+                    first.method,
+                    Err(&AuthError::SecondFactorRequired),
+                    None,
+                    now,
+                )
+                .await?;
+                Ok(SignInOutcome::SecondFactorRequired { pending_id })
+            }
+            FirstFactorDecision::Session => {
+                let user_id = first.user.id.clone();
+                let user = match first.new_password {
+                    Some((hash, epoch)) => {
+                        self.save_reset_password(ctx, first.user, hash, epoch, now)
+                            .await?
+                    }
+                    None => first.user,
+                };
+                let signed = self
+                    .start_session(
+                        ctx,
+                        first.email,
+                        user,
+                        first.method,
+                        first.amr,
+                        first.credential_id,
+                        now,
+                    )
+                    .await?;
+                if let Some(old) = first.reauthenticates {
+                    self.store.delete_session(&user_id, &old.id).await?;
+                }
+                Ok(SignInOutcome::SignedIn(Box::new(signed)))
+            }
+        }
+    }
+
+    /// The decision step after a second factor: the account is refused if it was disabled
+    /// meanwhile; otherwise a session with the methods of both factors, which replaces the
+    /// session a step-up started from.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn conclude_second_factor(
+        &self,
+        ctx: &RequestContext,
+        user: User,
+        method: Method,
+        amr: &str,
+        credential_id: Option<&str>,
+        replaces: Option<&str>,
+        now: i64,
+    ) -> Result<SignedIn, AuthError> {
+        self.refuse_if_disabled(ctx, &user, method, now).await?;
+        let email = user.email.clone();
+        let signed = self
+            .start_session(ctx, &email, user, method, amr, credential_id, now)
+            .await?;
+        if let Some(old) = replaces {
+            self.store.delete_session(&signed.user.id, old).await?;
+        }
+        Ok(signed)
+    }
+
+    /// Creates the session of a completed sign-in and logs the success.
+    #[allow(clippy::too_many_arguments)]
+    async fn start_session(
+        &self,
+        ctx: &RequestContext,
+        email: &str,
+        user: User,
+        method: Method,
+        amr: &str,
+        second_factor_id: Option<&str>,
+        now: i64,
+    ) -> Result<SignedIn, AuthError> {
+        let signed_in = self
+            .create_session(ctx, user, amr, second_factor_id, now)
+            .await?;
+        self.note_device(ctx, &signed_in.user, method, now).await?;
+        self.log_attempt(
+            ctx,
+            email,
+            Some(&signed_in.user.id),
+            method,
+            Ok(()),
+            Some(&signed_in.session.id),
+            now,
+        )
+        .await?;
+        Ok(signed_in)
+    }
+
+    /// A new session with a new random id (never the pre-authentication one).
+    async fn create_session(
+        &self,
+        ctx: &RequestContext,
+        user: User,
+        amr: &str,
+        second_factor_id: Option<&str>,
+        now: i64,
+    ) -> Result<SignedIn, AuthError> {
+        let token = secret_token();
+        let id = random_id();
+        let user_agent: String = ctx.user_agent.chars().take(512).collect();
+        let expires_at = now + self.config.session_absolute_ms;
+        self.store
+            .create_session(&NewSession {
+                id: &id,
+                token_hash: &token_hash(&token),
+                user_id: &user.id,
+                credential_epoch: user.credential_epoch,
+                amr,
+                now,
+                expires_at,
+                client_ip: &ctx.client_ip,
+                user_agent: &user_agent,
+                second_factor_id,
+            })
+            .await?;
+        self.store
+            .trim_sessions(
+                &user.id,
+                &id,
+                self.config.max_sessions_per_user,
+                self.config.session_idle_ms,
+                now,
+            )
+            .await?;
+        let session = Session {
+            id,
+            user_id: user.id.clone(),
+            credential_epoch: user.credential_epoch,
+            amr: amr.to_string(),
+            auth_time: now,
+            created_at: now,
+            last_seen_at: now,
+            expires_at,
+            client_ip: ctx.client_ip.clone(),
+            user_agent,
+            second_factor_id: second_factor_id.map(str::to_string),
+        };
+        Ok(SignedIn {
+            token: SecretString::new(token),
+            session,
+            user,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signals() -> SignInSignals {
+        SignInSignals {
+            application: "account".into(),
+            client_ip: "203.0.113.9".into(),
+            user_agent: "Firefox".into(),
+            device: None,
+            at: 1_000,
+            method: Method::Password,
+            methods: vec!["pwd".into()],
+            disabled: false,
+            has_second_factor: false,
+            reauthentication: false,
+        }
+    }
+
+    #[test]
+    fn a_disabled_account_is_refused_whatever_it_proved() {
+        for methods in [vec!["pwd"], vec!["hwk", "mfa"], vec!["fed"]] {
+            let s = SignInSignals {
+                disabled: true,
+                has_second_factor: true,
+                methods: methods.iter().map(|m| m.to_string()).collect(),
+                ..signals()
+            };
+            assert_eq!(
+                decide_after_first_factor(&s),
+                FirstFactorDecision::Refuse(AuthError::AccountDisabled)
+            );
+        }
+    }
+
+    #[test]
+    fn a_second_factor_is_asked_unless_already_proven_or_only_reconfirming() {
+        let with_factor = SignInSignals {
+            has_second_factor: true,
+            ..signals()
+        };
+        assert_eq!(
+            decide_after_first_factor(&with_factor),
+            FirstFactorDecision::SecondFactor
+        );
+        let passkey = SignInSignals {
+            method: Method::Passkey,
+            methods: vec!["hwk".into(), "mfa".into()],
+            ..with_factor.clone()
+        };
+        assert_eq!(
+            decide_after_first_factor(&passkey),
+            FirstFactorDecision::Session
+        );
+        let reconfirming = SignInSignals {
+            reauthentication: true,
+            ..with_factor
+        };
+        assert_eq!(
+            decide_after_first_factor(&reconfirming),
+            FirstFactorDecision::Session
+        );
+        assert_eq!(
+            decide_after_first_factor(&signals()),
+            FirstFactorDecision::Session
+        );
+    }
+}
