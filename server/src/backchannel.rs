@@ -23,6 +23,15 @@ fn client() -> Option<&'static reqwest::Client> {
         .as_ref()
 }
 
+/// The delivery the identity core hands the logout tokens of ending sessions to.
+pub struct HttpLogoutDelivery;
+
+impl gatehouse_core::identity::LogoutDelivery for HttpLogoutDelivery {
+    fn deliver(&self, notices: Vec<LogoutNotice>) {
+        deliver(notices);
+    }
+}
+
 /// Sends each notice in the background.
 pub fn deliver(notices: Vec<LogoutNotice>) {
     let Some(http) = client() else {

@@ -230,13 +230,14 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
         )?),
         None => Arc::new(DevelopmentOutbox),
     };
-    let identity =
-        Identity::new(store, hasher, key, mailer, sms, identity_config).map_err(|reason| {
+    let identity = Identity::new(store, hasher, key, mailer, sms, identity_config)
+        .map_err(|reason| {
             StartupError::Config(config::ConfigError::Invalid {
                 name: "GATEHOUSE_PUBLIC_URL",
                 reason,
             })
-        })?;
+        })?
+        .with_logout_delivery(Arc::new(backchannel::HttpLogoutDelivery));
     let federation = federation::Federation::new(
         &config.public_origin,
         std::time::Duration::from_secs(config.provider_timeout_seconds.unsigned_abs()),

@@ -2552,3 +2552,136 @@ async fn every_answer_to_an_application_from_a_session_is_in_the_sign_in_log() {
         ("sso", "interrupted", Some("reauthentication_required"))
     );
 }
+
+#[tokio::test]
+async fn every_way_a_session_ends_tells_the_applications_that_used_it() {
+    let server = TestServer::start().await;
+    let (uri, mut rx) = logout_receiver().await;
+    let mut input = web_app("Listening app");
+    input.backchannel_logout_uri = Some(uri);
+    let app = register(&server, input).await;
+    let admin_email = "boss@example.com";
+    server
+        .state
+        .identity
+        .create_admin(admin_email, "Boss", server.state.now())
+        .await
+        .unwrap();
+    let mut admin = server.browser();
+    admin.post("/sign-in/code", &[("email", admin_email)]).await;
+    let code = server.last_code(admin_email).await;
+    admin.post("/code", &[("code", &code)]).await;
+
+    let mut n = 0;
+    // Each case signs a fresh account in at the application, then ends the session one way.
+    for way in [
+        "password change",
+        "password reset",
+        "method removed",
+        "admin ends sessions",
+        "admin disables",
+        "admin resets MFA",
+        "admin requires a password reset",
+        "account deleted",
+    ] {
+        n += 1;
+        let email = format!("ends{n}@example.com");
+        let mut b = server.signed_up("Ending", &email, PASSWORD).await;
+        let secret = if way == "method removed" {
+            let secret = add_authenticator(&server, &mut b).await;
+            // Sign in again with the app so the session is completed with it.
+            let mut again = server.browser();
+            again
+                .post("/sign-in", &[("email", &email), ("password", PASSWORD)])
+                .await;
+            again
+                .post("/sign-in/verify", &[("code", &totp_now(&server, &secret))])
+                .await;
+            b = again;
+            Some(secret)
+        } else {
+            None
+        };
+        let (code, verifier) = code_for(&mut b, &app, &[]).await;
+        let (_, tokens) = exchange(&server, &app, &code, &verifier).await;
+        let claims =
+            verify_id_token(&server, &app, tokens["id_token"].as_str().unwrap(), "n-456").await;
+        let user = server.user(&email).await;
+        let action = |a: &str| format!("/admin/users/{}/{a}", user.id);
+        match way {
+            "password change" => {
+                // Another session changes the password: this one ends.
+                let mut other = server.browser();
+                other
+                    .post("/sign-in", &[("email", &email), ("password", PASSWORD)])
+                    .await;
+                let r = other
+                    .post(
+                        "/account/password",
+                        &[
+                            ("current_password", PASSWORD),
+                            ("new_password", "a-new-password-2026"),
+                        ],
+                    )
+                    .await;
+                assert_eq!(
+                    r.location(),
+                    Some("/account?notice=password_changed"),
+                    "{}",
+                    r.body
+                );
+            }
+            "password reset" => {
+                let mut other = server.browser();
+                other.post("/reset", &[("email", &email)]).await;
+                let code = server.last_code(&email).await;
+                other.post("/code", &[("code", &code)]).await;
+                other
+                    .post(
+                        "/reset/new-password",
+                        &[("password", "reset-password-2026x")],
+                    )
+                    .await;
+            }
+            "method removed" => {
+                let id = server.state.store().list_totp(&user.id).await.unwrap()[0]
+                    .id
+                    .clone();
+                let r = b
+                    .post(&format!("/account/security/authenticator/{id}/remove"), &[])
+                    .await;
+                assert_eq!(r.location(), Some("/sign-in"), "{}", r.body);
+                let _ = secret;
+            }
+            "admin ends sessions" => {
+                admin.post(&action("revoke-sessions"), &[]).await;
+            }
+            "admin disables" => {
+                admin.post(&action("disable"), &[]).await;
+            }
+            "admin resets MFA" => {
+                admin.post(&action("reset-mfa"), &[]).await;
+            }
+            "admin requires a password reset" => {
+                admin.post(&action("require-password-reset"), &[]).await;
+            }
+            "account deleted" => {
+                let r = b.post("/account/delete", &[("confirmation", &email)]).await;
+                assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            }
+            other => panic!("no way called {other}"),
+        }
+        eprintln!("waiting for the logout token after: {way}");
+        let token = next_logout_token(&mut rx).await;
+        let key = server
+            .state
+            .identity
+            .signing_key(gatehouse_core::jws::Alg::Es256, server.state.now())
+            .await
+            .unwrap();
+        let logout = key.verify(&token).unwrap();
+        assert_eq!(logout["sid"], claims["sid"], "{way}");
+        assert_eq!(logout["sub"], claims["sub"], "{way}");
+        while rx.try_recv().is_ok() {}
+    }
+}

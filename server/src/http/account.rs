@@ -21,7 +21,7 @@ use gatehouse_core::store::{Session, User};
 use super::cookies::{EMAIL_CHANGE, SESSION};
 use super::pages::{
     begin, cookie_policy, describe_error, internal_error_page, redirect, require_enrolled_session,
-    tell_applications_of_user, CodeForm, Incoming, Page,
+    CodeForm, Incoming, Page,
 };
 use crate::AppState;
 
@@ -246,10 +246,6 @@ pub async fn undo_email_change(
 ) -> Response {
     let (page, ctx) = begin(&state, &incoming).await;
     let now = state.now();
-    // The applications hear of the sessions ending before they end.
-    if let Ok(Some(change)) = state.identity.email_change_undo(&form.token, now).await {
-        tell_applications_of_user(&state, &change.user_id, None).await;
-    }
     match state
         .identity
         .undo_email_change(&ctx, &form.token, now)
@@ -340,10 +336,6 @@ pub async fn delete_account(
             &user,
             Some(&AuthError::ReauthenticationRequired),
         );
-    }
-    let typed = gatehouse_core::email::normalize_email(&form.confirmation).unwrap_or_default();
-    if typed == user.email {
-        tell_applications_of_user(&state, &user.id, None).await;
     }
     match state
         .identity

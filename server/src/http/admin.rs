@@ -401,12 +401,6 @@ pub async fn user_action(
         return redirect(&format!("/admin/users/{id}?error=confirm"), vec![]);
     }
     let (page, ctx) = begin(&state, &incoming).await;
-    let refused =
-        id == admin.id && matches!(parsed, AccountAction::Disable | AccountAction::Delete);
-    let ends_sessions = !matches!(parsed, AccountAction::Enable) && !refused;
-    if ends_sessions {
-        super::pages::tell_applications_of_user(&state, &id, None).await;
-    }
     match state
         .identity
         .admin_account_action(&ctx, &admin, &id, parsed, state.now())

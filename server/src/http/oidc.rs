@@ -686,9 +686,8 @@ fn signed_out_page(page: Page, cookies: Vec<HeaderValue>) -> Response {
 }
 
 async fn end_session(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
-    super::pages::tell_applications(state, headers).await;
     if let Some(token) = cookie_policy(state).read(headers, SESSION) {
-        if let Err(err) = state.identity.sign_out(&token).await {
+        if let Err(err) = state.identity.sign_out(&token, state.now()).await {
             return Err(internal_error_page(Page::new(state).await, &err));
         }
     }

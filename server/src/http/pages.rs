@@ -527,49 +527,10 @@ pub async fn sign_in(
     }
 }
 
-/// Tells the applications that signed in with this browser's session that it is ending
-/// (back-channel logout), before it ends.
-pub(super) async fn tell_applications(state: &AppState, headers: &HeaderMap) {
-    if let Ok(Some((session, user))) = current_session(state, headers).await {
-        match state
-            .identity
-            .logout_notices(&session.id, &user.id, state.now())
-            .await
-        {
-            Ok(notices) => crate::backchannel::deliver(notices),
-            Err(e) => tracing::warn!(error = %e, "back-channel logout tokens not made"),
-        }
-    }
-}
-
-/// Tells the applications that signed in with sessions of `user_id` (all of them, or only the
-/// one with id `only`) that those sessions are ending, before they end.
-pub(super) async fn tell_applications_of_user(state: &AppState, user_id: &str, only: Option<&str>) {
-    let now = state.now();
-    let sessions = match state.identity.list_sessions(user_id, now).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "back-channel logout: sessions unavailable");
-            return;
-        }
-    };
-    for session in sessions.iter().filter(|s| only.is_none_or(|id| s.id == id)) {
-        match state
-            .identity
-            .logout_notices(&session.id, user_id, now)
-            .await
-        {
-            Ok(notices) => crate::backchannel::deliver(notices),
-            Err(e) => tracing::warn!(error = %e, "back-channel logout tokens not made"),
-        }
-    }
-}
-
 pub async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    tell_applications(&state, &headers).await;
     let cookies = cookie_policy(&state);
     if let Some(token) = cookies.read(&headers, SESSION) {
-        if let Err(err) = state.identity.sign_out(&token).await {
+        if let Err(err) = state.identity.sign_out(&token, state.now()).await {
             return internal_error_page(Page::new(&state).await, &err);
         }
     }
@@ -1114,8 +1075,11 @@ pub async fn sign_out_session(
         Ok(found) => found,
         Err(response) => return response,
     };
-    tell_applications_of_user(&state, &user.id, Some(&id)).await;
-    match state.identity.revoke_session(&user.id, &id).await {
+    match state
+        .identity
+        .revoke_session(&user.id, &id, state.now())
+        .await
+    {
         Ok(_) if id == session.id => {
             redirect("/sign-in", vec![cookie_policy(&state).clear(SESSION)])
         }
@@ -1129,8 +1093,11 @@ pub async fn sign_out_everywhere(State(state): State<AppState>, headers: HeaderM
         Ok(found) => found,
         Err(response) => return response,
     };
-    tell_applications_of_user(&state, &user.id, None).await;
-    match state.identity.revoke_all_sessions(&user.id).await {
+    match state
+        .identity
+        .revoke_all_sessions(&user.id, state.now())
+        .await
+    {
         Ok(_) => redirect("/sign-in", vec![cookie_policy(&state).clear(SESSION)]),
         Err(err) => internal_error_page(Page::new(&state).await, &err),
     }

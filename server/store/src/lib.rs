@@ -1232,6 +1232,20 @@ impl Store {
         rows.iter().map(Session::from_row).collect()
     }
 
+    /// Every unexpired session row of an account, on any credential epoch: the sessions a
+    /// password change has just cut off are among them until their rows are deleted.
+    pub async fn session_rows(&self, user_id: &str, now: i64) -> StoreResult<Vec<Session>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SESSION_COLUMNS_S} FROM sessions s WHERE s.user_id = $1 AND s.expires_at > $2 \
+             ORDER BY s.created_at DESC"
+        ))
+        .bind(user_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Session::from_row).collect()
+    }
+
     pub async fn delete_session(&self, user_id: &str, session_id: &str) -> StoreResult<bool> {
         let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id = $2")
             .bind(user_id)

@@ -9,7 +9,9 @@
 
 use serde_json::{json, Value};
 
-use super::{email_or_invalid, AuthError, FlowStarted, Identity, InputProblem, Method};
+use super::{
+    email_or_invalid, AuthError, FlowStarted, Identity, InputProblem, Method, SessionsToEnd,
+};
 use super::{RequestContext, CODE_REQUESTS_PER_IP, CODE_REQUEST_WINDOW_MS};
 use crate::mail::EmailKind;
 use crate::store::{CodePurpose, NewCode, Session, SignInFilter, StoreError, User};
@@ -276,7 +278,7 @@ impl Identity {
             Err(StoreError::Conflict) => return Err(AuthError::AccountExists),
             Err(e) => return Err(e.into()),
         }
-        self.store.delete_other_sessions(&user.id, None).await?;
+        self.end_sessions(&user.id, SessionsToEnd::All, now).await?;
         self.store.revoke_user_grants(&user.id, now).await?;
         self.audit_silently(
             ctx,
@@ -331,6 +333,7 @@ impl Identity {
         action: &str,
         now: i64,
     ) -> Result<(), AuthError> {
+        self.end_sessions(&user.id, SessionsToEnd::All, now).await?;
         if !self.store.delete_account(&user.id).await? {
             return Err(AuthError::CodeDead);
         }

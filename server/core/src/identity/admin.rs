@@ -154,6 +154,8 @@ impl Identity {
         }
         let detail = match action {
             AccountAction::Disable => {
+                self.end_sessions(&user.id, super::SessionsToEnd::All, now)
+                    .await?;
                 self.store.set_user_disabled(&user.id, true, now).await?;
                 self.store.revoke_user_grants(&user.id, now).await?;
                 format!("{} disabled; sessions and tokens ended", user.email)
@@ -165,20 +167,27 @@ impl Identity {
             AccountAction::Delete => {
                 // The same deletion as the owner's own: personal data goes, the log rows stay
                 // with the account id only.
+                self.end_sessions(&user.id, super::SessionsToEnd::All, now)
+                    .await?;
                 self.store.delete_account(&user.id).await?;
                 "account and personal data deleted".to_string()
             }
             AccountAction::RevokeSessions => {
-                let ended = self.store.delete_other_sessions(&user.id, None).await?;
+                let ended = self
+                    .end_sessions(&user.id, super::SessionsToEnd::All, now)
+                    .await?;
                 let revoked = self.store.revoke_user_grants(&user.id, now).await?;
                 format!("{ended} sessions ended, {revoked} application grants revoked")
             }
             AccountAction::ResetMfa => {
+                self.end_sessions(&user.id, super::SessionsToEnd::All, now)
+                    .await?;
                 let removed = self.store.delete_second_factors(&user.id).await?;
-                self.store.delete_other_sessions(&user.id, None).await?;
                 format!("{removed} second factors and the recovery codes removed; sessions ended")
             }
             AccountAction::RequirePasswordReset => {
+                self.end_sessions(&user.id, super::SessionsToEnd::All, now)
+                    .await?;
                 self.store.clear_password(&user.id, now).await?;
                 self.store.revoke_user_grants(&user.id, now).await?;
                 self.start_password_reset(ctx, &user.email, now).await?;

@@ -297,6 +297,8 @@ impl Identity {
         let Some(user) = self.store.find_user_by_email(&email).await? else {
             return Ok(None);
         };
+        self.end_sessions(&user.id, super::SessionsToEnd::All, now)
+            .await?;
         let removed = self.store.delete_second_factors(&user.id).await?;
         self.store
             .record_audit(&crate::store::AuditEntry {
@@ -995,8 +997,7 @@ impl Identity {
         detail: &str,
         now: i64,
     ) -> Result<bool, AuthError> {
-        self.store
-            .delete_sessions_with_second_factor(&user.id, id)
+        self.end_sessions(&user.id, super::SessionsToEnd::CompletedWith(id), now)
             .await?;
         self.audit(ctx, &user.id, action, detail, now).await?;
         tracing::info!(user.id = %user.id, action, "second factor removed");

@@ -17,6 +17,7 @@ mod mfa;
 pub mod oidc;
 mod passkeys;
 mod pipeline;
+mod sessions;
 mod sms;
 pub use account::{AccountExport, PendingUndo, EMAIL_CHANGE_UNDO_TTL_MS, EMAIL_UNDO_PATH};
 pub use federation::{
@@ -36,6 +37,7 @@ pub use passkeys::{
 };
 use pipeline::FirstFactor;
 pub use pipeline::{decide_after_first_factor, FirstFactorDecision, SignInSignals};
+pub use sessions::{LogoutDelivery, SessionsToEnd};
 pub use sms::{
     PhoneEnrollment, SmsPolicy, SMS_PER_IP_PER_HOUR, SMS_PER_NUMBER_PER_HOUR, SMS_POLICY_SETTING,
 };
@@ -431,6 +433,8 @@ pub struct Identity {
     config: IdentityConfig,
     /// Opened token signing keys by key id (the sealed keys live in the database).
     signing_keys: std::sync::Mutex<std::collections::HashMap<String, Arc<crate::jws::SigningKey>>>,
+    /// Where logout tokens go when sessions end.
+    logout: Arc<dyn LogoutDelivery>,
 }
 
 impl std::fmt::Debug for Identity {
@@ -491,7 +495,15 @@ impl Identity {
             sms,
             config,
             signing_keys: Default::default(),
+            logout: Arc::new(sessions::NoLogoutDelivery),
         })
+    }
+
+    /// Delivers the logout tokens of ending sessions through `delivery` (the server sends them
+    /// over HTTP; without it they are made and dropped).
+    pub fn with_logout_delivery(mut self, delivery: Arc<dyn LogoutDelivery>) -> Self {
+        self.logout = delivery;
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -716,49 +728,6 @@ impl Identity {
 
     // ------------------------------------------------------------ sessions
 
-    /// The live session behind a cookie token, if any; records activity.
-    pub async fn authenticate(
-        &self,
-        token: &str,
-        now: i64,
-    ) -> Result<Option<(Session, User)>, AuthError> {
-        if token.is_empty() || token.len() > 128 {
-            return Ok(None);
-        }
-        let found = self
-            .store
-            .find_live_session(&token_hash(token), self.config.session_idle_ms, now)
-            .await?;
-        if let Some((session, _)) = &found {
-            self.store
-                .touch_session(&session.id, TOUCH_GRANULARITY_MS, now)
-                .await?;
-        }
-        Ok(found)
-    }
-
-    /// Deletes the session behind a cookie token (sign-out).
-    pub async fn sign_out(&self, token: &str) -> Result<(), AuthError> {
-        self.store
-            .delete_session_by_token_hash(&token_hash(token))
-            .await?;
-        Ok(())
-    }
-
-    pub async fn list_sessions(&self, user_id: &str, now: i64) -> Result<Vec<Session>, AuthError> {
-        Ok(self.store.list_sessions(user_id, now).await?)
-    }
-
-    /// Ends one of the user's own sessions. Returns false when there is no such session.
-    pub async fn revoke_session(&self, user_id: &str, session_id: &str) -> Result<bool, AuthError> {
-        Ok(self.store.delete_session(user_id, session_id).await?)
-    }
-
-    /// Ends every session of the user, the current one included.
-    pub async fn revoke_all_sessions(&self, user_id: &str) -> Result<u64, AuthError> {
-        Ok(self.store.delete_other_sessions(user_id, None).await?)
-    }
-
     // ------------------------------------------------------------ profile and password
 
     pub async fn update_display_name(
@@ -794,8 +763,7 @@ impl Identity {
             .await?
             .ok_or(AuthError::InvalidCredentials)?;
         self.store.rebind_session(&session.id, epoch).await?;
-        self.store
-            .delete_other_sessions(&user.id, Some(&session.id))
+        self.end_sessions(&user.id, SessionsToEnd::AllBut(&session.id), now)
             .await?;
         self.send(
             &user.email,
@@ -1429,7 +1397,7 @@ impl Identity {
             .set_password(&user.id, hash, epoch, now)
             .await?
             .ok_or(AuthError::CodeDead)?;
-        self.store.delete_other_sessions(&user.id, None).await?;
+        self.end_sessions(&user.id, SessionsToEnd::All, now).await?;
         self.store.throttle_reset("password", &user.email).await?;
         self.send(
             &user.email,

@@ -168,7 +168,8 @@ impl Identity {
                     )
                     .await?;
                 if let Some(old) = first.reauthenticates {
-                    self.store.delete_session(&user_id, &old.id).await?;
+                    self.end_sessions(&user_id, super::SessionsToEnd::One(&old.id), now)
+                        .await?;
                 }
                 Ok(SignInOutcome::SignedIn(Box::new(signed)))
             }
@@ -195,7 +196,8 @@ impl Identity {
             .start_session(ctx, &email, user, method, amr, credential_id, now)
             .await?;
         if let Some(old) = replaces {
-            self.store.delete_session(&signed.user.id, old).await?;
+            self.end_sessions(&signed.user.id, super::SessionsToEnd::One(old), now)
+                .await?;
         }
         Ok(signed)
     }
