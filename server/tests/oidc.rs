@@ -614,7 +614,7 @@ async fn an_email_code_sign_in_is_never_reported_as_multifactor() {
     let (_, tokens) = exchange(&server, &app, &code, &verifier).await;
     let claims =
         verify_id_token(&server, &app, tokens["id_token"].as_str().unwrap(), "n-456").await;
-    assert_eq!(claims["amr"], serde_json::json!(["otp"]));
+    assert_eq!(claims["amr"], serde_json::json!(["email"]));
     assert_eq!(claims["acr"], "urn:gatehouse:acr:sfa");
 }
 

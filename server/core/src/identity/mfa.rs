@@ -7,7 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{AuthError, Identity, InputProblem, Method, RequestContext, SignedIn};
+use super::{
+    AuthError, AuthMethod, Identity, InputProblem, Method, RequestContext, SignedIn, Strength,
+};
 use crate::secret::SecretString;
 use crate::store::{
     CodeAttempt, CodePurpose, CodeRecord, NewCode, PhoneNumber, Session, TotpCredential, User,
@@ -109,7 +111,7 @@ pub(super) const PASSWORD_RESET_AUDIT: &str = "password.reset";
 pub(super) struct PendingSecondFactor {
     /// How the first factor was proven ([`Method::as_str`]).
     pub(super) method: String,
-    /// The methods proven so far, as `amr` values.
+    /// What the first factor proved ([`Strength::stored`]).
     pub(super) amr: String,
     /// A password reset that waits for the second factor: the new password's hash is saved only
     /// once the factor is proven, on the credentials it was chosen against.
@@ -124,10 +126,10 @@ pub(super) struct PendingSecondFactor {
 }
 
 impl PendingSecondFactor {
-    pub(super) fn new(method: Method, amr: &str) -> Self {
+    pub(super) fn new(method: Method, strength: &Strength) -> Self {
         PendingSecondFactor {
             method: method.as_str().into(),
-            amr: amr.into(),
+            amr: strength.stored(),
             ..Default::default()
         }
     }
@@ -154,30 +156,6 @@ impl PendingSecondFactor {
         };
         format!("{user_id}:{kind}")
     }
-}
-
-/// The methods of a session completed by `factor` after the first factor `first`: `mfa` only
-/// for two factors of different kinds that are not both the mailbox.
-pub fn combined_amr(first_amr: &str, first_is_mailbox: bool, factor: &str) -> String {
-    let mut methods: Vec<&str> = first_amr
-        .split_whitespace()
-        .filter(|m| *m != "mfa")
-        .collect();
-    let had_first = !methods.is_empty();
-    // A mailbox proof is written `otp` in the first factor (an emailed code is a one-time
-    // password), so its kind comes from `first_is_mailbox`, not from the token.
-    let same_kind = if first_is_mailbox {
-        factor == "email"
-    } else {
-        methods.contains(&factor)
-    };
-    if !methods.contains(&factor) {
-        methods.push(factor);
-    }
-    if had_first && !same_kind {
-        methods.push("mfa");
-    }
-    methods.join(" ")
 }
 
 /// The id of the emailed-code flow that belongs to a pending sign-in.
@@ -366,16 +344,17 @@ impl Identity {
         user: &User,
         now: i64,
     ) -> Result<Option<String>, AuthError> {
-        let method = if session.amr.split_whitespace().any(|m| m == "pwd") {
+        let proven = Strength::parse(&session.amr);
+        let method = if proven.methods().contains(&AuthMethod::Password) {
             Method::Password
-        } else if session.amr.split_whitespace().any(|m| m == "fed") {
+        } else if proven.methods().contains(&AuthMethod::Provider) {
             Method::Federated
         } else {
             Method::EmailCode
         };
         let first = PendingSecondFactor {
             replaces_session: Some(session.id.clone()),
-            ..PendingSecondFactor::new(method, &session.amr)
+            ..PendingSecondFactor::new(method, &proven)
         };
         let pending_id = self.begin_second_factor(user, &first, now).await?;
         let usable = self.store.has_second_factor(&user.id).await?
@@ -579,9 +558,10 @@ impl Identity {
             }
         };
         let factor = match method {
-            Method::Sms => "sms",
-            Method::EmailCode => "email",
-            _ => "otp",
+            Method::Sms => AuthMethod::TextMessage,
+            Method::EmailCode => AuthMethod::EmailCode,
+            Method::RecoveryCode => AuthMethod::RecoveryCode,
+            _ => AuthMethod::AuthenticatorApp,
         };
         self.complete_second_factor(
             ctx,
@@ -604,7 +584,7 @@ impl Identity {
         pending: &CodeRecord,
         user: User,
         method: Method,
-        factor_amr: &str,
+        factor: AuthMethod,
         credential_id: Option<&str>,
         now: i64,
     ) -> Result<SignedIn, AuthError> {
@@ -618,7 +598,7 @@ impl Identity {
         }
         let first = PendingSecondFactor::of(pending)
             .ok_or_else(|| super::internal(&crate::store::StoreError::Conflict))?;
-        let amr = combined_amr(&first.amr, first.first_is_mailbox(), factor_amr);
+        let strength = Strength::parse(&first.amr).with(factor);
         let user = match (&first.new_password_hash, first.credential_epoch) {
             (Some(hash), Some(epoch)) if !user.disabled => {
                 self.save_reset_password(ctx, user, hash, epoch, now)
@@ -630,7 +610,7 @@ impl Identity {
             ctx,
             user,
             method,
-            &amr,
+            &strength,
             credential_id,
             first.replaces_session.as_deref(),
             now,
@@ -1027,7 +1007,7 @@ impl Identity {
             email: &user.email,
             user: user.clone(),
             method: Method::Password,
-            amr: "pwd",
+            strength: Strength::of(AuthMethod::Password),
             // Still bound to the factor its lineage was completed with: removing that factor
             // ends it too.
             credential_id: session.second_factor_id.as_deref(),
@@ -1040,26 +1020,5 @@ impl Identity {
                 Err(AuthError::SecondFactorRequired)
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::combined_amr;
-
-    #[test]
-    fn mfa_only_for_two_factors_of_different_kinds_not_both_the_mailbox() {
-        assert_eq!(combined_amr("pwd", false, "otp"), "pwd otp mfa");
-        assert_eq!(combined_amr("pwd", false, "email"), "pwd email mfa");
-        assert_eq!(combined_amr("pwd", false, "sms"), "pwd sms mfa");
-        assert_eq!(combined_amr("fed", false, "hwk"), "fed hwk mfa");
-        // An emailed code after a first factor that was itself the mailbox is one factor; an
-        // authenticator app after it is a second one.
-        assert_eq!(combined_amr("otp", true, "email"), "otp email");
-        assert_eq!(combined_amr("otp", true, "otp"), "otp mfa");
-        assert_eq!(combined_amr("pwd otp", true, "otp"), "pwd otp mfa");
-        // The same kind twice is one factor, and an earlier `mfa` is never carried over.
-        assert_eq!(combined_amr("pwd otp mfa", false, "otp"), "pwd otp");
-        assert_eq!(combined_amr("", false, "otp"), "otp");
     }
 }

@@ -19,6 +19,7 @@ mod passkeys;
 mod pipeline;
 mod sessions;
 mod sms;
+mod strength;
 pub use account::{AccountExport, PendingUndo, EMAIL_CHANGE_UNDO_TTL_MS, EMAIL_UNDO_PATH};
 pub use federation::{
     acceptable_provider_url, AppleSigning, AuthorizationSecrets, ClaimMapping, Endpoints,
@@ -28,7 +29,7 @@ pub use federation::{
     MICROSOFT_PERSONAL_ACCOUNTS_TENANT,
 };
 pub use mfa::{
-    combined_amr, MfaPolicy, SecondFactorMethod, SecondFactorOptions, TotpEnrollment,
+    MfaPolicy, SecondFactorMethod, SecondFactorOptions, TotpEnrollment,
     EMAIL_FACTOR_AFTER_RESET_MS, MFA_POLICY_SETTING,
 };
 pub use passkeys::{
@@ -41,6 +42,7 @@ pub use sessions::{LogoutDelivery, SessionsToEnd};
 pub use sms::{
     PhoneEnrollment, SmsPolicy, SMS_PER_IP_PER_HOUR, SMS_PER_NUMBER_PER_HOUR, SMS_POLICY_SETTING,
 };
+pub use strength::{AuthMethod, Strength};
 
 use serde::{Deserialize, Serialize};
 
@@ -550,7 +552,7 @@ impl Identity {
                     email: &email,
                     user,
                     method: Method::Password,
-                    amr: "pwd",
+                    strength: Strength::of(AuthMethod::Password),
                     credential_id: None,
                     reauthenticates: None,
                     new_password: None,
@@ -1228,16 +1230,16 @@ impl Identity {
                             now,
                         )
                         .await?;
-                        (Method::SignUpFederated, "fed otp")
+                        (Method::SignUpFederated, Strength::of(AuthMethod::Provider))
                     }
-                    (None, Some(_)) => (method, "pwd otp"),
-                    (None, None) => (method, "otp"),
+                    // The password was chosen just now, not proven: the mailbox was.
+                    (None, _) => (method, Strength::of(AuthMethod::EmailCode)),
                 };
                 let first = FirstFactor {
                     email: &accepted.email,
                     user,
                     method,
-                    amr,
+                    strength: amr,
                     credential_id: None,
                     reauthenticates: None,
                     new_password: None,
@@ -1263,7 +1265,7 @@ impl Identity {
                     email: &accepted.email,
                     user,
                     method,
-                    amr: "otp",
+                    strength: Strength::of(AuthMethod::EmailCode),
                     credential_id: None,
                     reauthenticates: None,
                     new_password: None,
@@ -1373,7 +1375,7 @@ impl Identity {
             email: &email,
             user,
             method: Method::PasswordReset,
-            amr: "otp",
+            strength: Strength::of(AuthMethod::EmailCode),
             credential_id: None,
             reauthenticates: None,
             new_password: Some((&hash, epoch)),

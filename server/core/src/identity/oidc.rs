@@ -36,8 +36,7 @@ pub const RETIRED_KEY_PUBLISHED_MS: i64 = ID_TOKEN_TTL_MS + 5 * 60 * 1000;
 /// The scopes Gatehouse knows.
 pub const SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
 /// The `acr` of a sign-in that proved two factors, and of one that proved one.
-pub const ACR_MULTIFACTOR: &str = "urn:gatehouse:acr:mfa";
-pub const ACR_SINGLE_FACTOR: &str = "urn:gatehouse:acr:sfa";
+pub use super::strength::{ACR_MULTIFACTOR, ACR_SINGLE_FACTOR};
 pub const DEFAULT_ID_TOKEN_ALG: Alg = Alg::Es256;
 
 const SEAL_PURPOSE: &str = "signing-key";
@@ -643,11 +642,7 @@ fn scope_list(scope: &str) -> Vec<String> {
 
 /// The `acr` a session earned: multifactor only when it proved two factors.
 pub fn acr_of(amr: &str) -> &'static str {
-    if amr.split_whitespace().any(|m| m == "mfa") {
-        ACR_MULTIFACTOR
-    } else {
-        ACR_SINGLE_FACTOR
-    }
+    super::Strength::parse(amr).acr()
 }
 
 /// `uri` with the parameters appended to its query (its own query is kept).
@@ -1204,7 +1199,7 @@ impl Identity {
                 by_tenant: true,
             });
         }
-        if req.requires_multifactor && acr_of(&session.amr) != ACR_MULTIFACTOR {
+        if req.requires_multifactor && !super::Strength::parse(&session.amr).is_multifactor() {
             if req.prompt.none {
                 sso(Err(AuthError::InteractionRequired)).await?;
                 return Ok(AuthorizeNext::Redirect(self.error_redirect(
@@ -1843,7 +1838,7 @@ impl Identity {
         nonce: Option<&str>,
         now: i64,
     ) -> Result<String, AuthError> {
-        let amr = grant.amr.clone().unwrap_or_default();
+        let strength = super::Strength::parse(grant.amr.as_deref().unwrap_or_default());
         let mut claims = json!({
             "iss": self.issuer(),
             "sub": user.id,
@@ -1852,8 +1847,8 @@ impl Identity {
             "iat": now / 1000,
             "exp": (now + ID_TOKEN_TTL_MS) / 1000,
             "auth_time": grant.auth_time.unwrap_or(now) / 1000,
-            "amr": amr.split_whitespace().collect::<Vec<_>>(),
-            "acr": acr_of(&amr),
+            "amr": strength.amr(),
+            "acr": strength.acr(),
         });
         if let Some(n) = nonce {
             claims["nonce"] = json!(n);

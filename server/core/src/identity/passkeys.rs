@@ -20,7 +20,8 @@ use webauthn_rs::prelude::{
 };
 
 use super::{
-    internal, ip_key, AuthError, Identity, InputProblem, Method, RequestContext, SignedIn,
+    internal, ip_key, AuthError, AuthMethod, Identity, InputProblem, Method, RequestContext,
+    SignedIn, Strength,
 };
 use crate::store::{CodePurpose, CodeRecord, NewCode, PasskeyRecord, Session, User};
 use crate::tokens::random_id;
@@ -112,11 +113,11 @@ pub fn validate_passkey_name(input: &str) -> Result<String, AuthError> {
 
 /// The `amr` value of a passkey: `swk` for one that syncs between devices (its key lives in
 /// software), `hwk` for one bound to a hardware authenticator.
-fn amr_of(backup_eligible: bool) -> &'static str {
+fn passkey_method(backup_eligible: bool) -> AuthMethod {
     if backup_eligible {
-        "swk"
+        AuthMethod::SyncedPasskey
     } else {
-        "hwk"
+        AuthMethod::DeviceBoundPasskey
     }
 }
 
@@ -450,12 +451,11 @@ impl Identity {
             }
         };
         let email = user.email.clone();
-        let amr = format!("{factor} mfa");
         let first = super::FirstFactor {
             email: &email,
             user,
             method: Method::Passkey,
-            amr: &amr,
+            strength: Strength::of(factor),
             credential_id: Some(&record.id),
             reauthenticates: None,
             new_password: None,
@@ -504,7 +504,7 @@ impl Identity {
         mut passkey: Passkey,
         result: Result<AuthenticationResult, WebauthnError>,
         now: i64,
-    ) -> Result<&'static str, AuthError> {
+    ) -> Result<AuthMethod, AuthError> {
         let outcome = match result {
             Ok(outcome) if outcome.user_verified() => outcome,
             Ok(_) => return Err(AuthError::PasskeyFailed),
@@ -544,7 +544,7 @@ impl Identity {
             // Another assertion of this credential was recorded in between.
             return Err(AuthError::PasskeyFailed);
         }
-        Ok(amr_of(outcome.backup_eligible()))
+        Ok(passkey_method(outcome.backup_eligible()))
     }
 
     // ------------------------------------------------------------ second factor
@@ -631,7 +631,7 @@ impl Identity {
         ceremony_id: &str,
         credential: &str,
         now: i64,
-    ) -> Result<(String, &'static str), AuthError> {
+    ) -> Result<(String, AuthMethod), AuthError> {
         let ip = self.ip_gate(ctx, now).await?;
         let (subject, attempt) = self.claim_second_factor_attempt(pending, user, now).await?;
         let (_, ceremony) = self

@@ -9,7 +9,7 @@
 //! module), so no way in can skip the decision. Risk and Conditional Access plug into
 //! [`decide_after_first_factor`].
 
-use super::{AuthError, Identity, Method, RequestContext, SignInOutcome, SignedIn};
+use super::{AuthError, Identity, Method, RequestContext, SignInOutcome, SignedIn, Strength};
 use crate::secret::SecretString;
 use crate::store::{NewSession, Session, User};
 use crate::tokens::{random_id, secret_token, token_hash};
@@ -21,8 +21,8 @@ pub(super) struct FirstFactor<'a> {
     pub(super) email: &'a str,
     pub(super) user: User,
     pub(super) method: Method,
-    /// The methods proven, as `amr` values.
-    pub(super) amr: &'a str,
+    /// What it proved.
+    pub(super) strength: Strength,
     /// The credential that proved it (a passkey), bound to the session.
     pub(super) credential_id: Option<&'a str>,
     /// A re-authentication inside this live session, which the new session replaces.
@@ -43,22 +43,15 @@ pub struct SignInSignals {
     pub device: Option<String>,
     /// When the attempt was made (milliseconds since the epoch).
     pub at: i64,
-    /// How the first factor was proven, and the `amr` values proven so far.
+    /// How the first factor was proven, and what has been proven so far.
     pub method: Method,
-    pub methods: Vec<String>,
+    pub strength: Strength,
     /// The account is disabled.
     pub disabled: bool,
     /// The account has a second factor it can complete a sign-in with.
     pub has_second_factor: bool,
     /// The person is re-confirming inside a live session (for a sensitive change).
     pub reauthentication: bool,
-}
-
-impl SignInSignals {
-    /// Whether what was proven is already two factors (a passkey with user verification).
-    pub fn multifactor_so_far(&self) -> bool {
-        self.methods.iter().any(|m| m == "mfa")
-    }
 }
 
 /// What a passed first factor leads to.
@@ -80,7 +73,7 @@ pub fn decide_after_first_factor(s: &SignInSignals) -> FirstFactorDecision {
     if s.disabled {
         return FirstFactorDecision::Refuse(AuthError::AccountDisabled);
     }
-    if s.has_second_factor && !s.multifactor_so_far() && !s.reauthentication {
+    if s.has_second_factor && !s.strength.is_multifactor() && !s.reauthentication {
         return FirstFactorDecision::SecondFactor;
     }
     FirstFactorDecision::Session
@@ -101,7 +94,7 @@ impl Identity {
             device: ctx.device.clone(),
             at: now,
             method: first.method,
-            methods: first.amr.split_whitespace().map(str::to_string).collect(),
+            strength: first.strength.clone(),
             disabled: first.user.disabled,
             has_second_factor: self.store.has_second_factor(&first.user.id).await?,
             reauthentication: first.reauthenticates.is_some(),
@@ -132,7 +125,7 @@ impl Identity {
                 let pending = super::mfa::PendingSecondFactor {
                     new_password_hash: first.new_password.map(|(hash, _)| hash.to_string()),
                     credential_epoch: first.new_password.map(|(_, epoch)| epoch),
-                    ..super::mfa::PendingSecondFactor::new(first.method, first.amr)
+                    ..super::mfa::PendingSecondFactor::new(first.method, &first.strength)
                 };
                 let pending_id = self.begin_second_factor(&first.user, &pending, now).await?;
                 self.log_attempt(
@@ -149,6 +142,7 @@ impl Identity {
             }
             FirstFactorDecision::Session => {
                 let user_id = first.user.id.clone();
+                let amr = first.strength.stored();
                 let user = match first.new_password {
                     Some((hash, epoch)) => {
                         self.save_reset_password(ctx, first.user, hash, epoch, now)
@@ -162,7 +156,7 @@ impl Identity {
                         first.email,
                         user,
                         first.method,
-                        first.amr,
+                        &amr,
                         first.credential_id,
                         now,
                     )
@@ -185,7 +179,7 @@ impl Identity {
         ctx: &RequestContext,
         user: User,
         method: Method,
-        amr: &str,
+        strength: &Strength,
         credential_id: Option<&str>,
         replaces: Option<&str>,
         now: i64,
@@ -193,7 +187,15 @@ impl Identity {
         self.refuse_if_disabled(ctx, &user, method, now).await?;
         let email = user.email.clone();
         let signed = self
-            .start_session(ctx, &email, user, method, amr, credential_id, now)
+            .start_session(
+                ctx,
+                &email,
+                user,
+                method,
+                &strength.stored(),
+                credential_id,
+                now,
+            )
             .await?;
         if let Some(old) = replaces {
             self.end_sessions(&signed.user.id, super::SessionsToEnd::One(old), now)
@@ -300,7 +302,7 @@ mod tests {
             device: None,
             at: 1_000,
             method: Method::Password,
-            methods: vec!["pwd".into()],
+            strength: Strength::of(super::super::AuthMethod::Password),
             disabled: false,
             has_second_factor: false,
             reauthentication: false,
@@ -309,11 +311,11 @@ mod tests {
 
     #[test]
     fn a_disabled_account_is_refused_whatever_it_proved() {
-        for methods in [vec!["pwd"], vec!["hwk", "mfa"], vec!["fed"]] {
+        for stored in ["pwd", "hwk mfa", "fed"] {
             let s = SignInSignals {
                 disabled: true,
                 has_second_factor: true,
-                methods: methods.iter().map(|m| m.to_string()).collect(),
+                strength: Strength::parse(stored),
                 ..signals()
             };
             assert_eq!(
@@ -335,7 +337,7 @@ mod tests {
         );
         let passkey = SignInSignals {
             method: Method::Passkey,
-            methods: vec!["hwk".into(), "mfa".into()],
+            strength: Strength::parse("hwk mfa"),
             ..with_factor.clone()
         };
         assert_eq!(
