@@ -25,10 +25,13 @@ function checkLog(runDir: string) {
     .flatMap((f) => fs.readFileSync(f, 'utf8').split('\n'))
     .map((t) => t.trim())
     .filter((t) => t.length >= 20);
-  const leaked = [...CANARIES, ...issued].filter((s) => log.includes(s));
+  // Single-use links sent by email (the "this wasn't me" undo link) are secrets too.
+  const links = allMails()
+    .flatMap((m) => [...m.body.matchAll(/token=([A-Za-z0-9_-]{20,})/g)].map((x) => x[1]));
+  const leaked = [...CANARIES, ...issued, ...links].filter((s) => log.includes(s));
   for (const code of codes) {
     if (new RegExp(`(?<![0-9A-Za-z])${code}(?![0-9A-Za-z])`).test(log)) leaked.push(`code ${code}`);
   }
   if (leaked.length > 0) throw new Error(`secrets found in ${logFile}: ${leaked.join(', ')}`);
-  console.log(`${logFile} checked: ${log.length} bytes, ${CANARIES.length} passwords, ${issued.length} client secrets and tokens, and ${codes.length} codes absent`);
+  console.log(`${logFile} checked: ${log.length} bytes, ${CANARIES.length} passwords, ${issued.length} client secrets and tokens, ${links.length} emailed links and ${codes.length} codes absent`);
 }

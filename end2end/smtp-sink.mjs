@@ -17,6 +17,23 @@ function decodeHeader(value) {
       : text.replace(/_/g, ' ').replace(/=([0-9a-f]{2})/gi, (_m, h) => String.fromCharCode(parseInt(h, 16))));
 }
 
+function decodeBody(head, body) {
+  // Quoted-printable (RFC 2045 §6.7), as lettre writes bodies with long lines: soft line
+  // breaks go, and =XX is the byte XX (decoded as UTF-8).
+  if (!/^Content-Transfer-Encoding:\s*quoted-printable/im.test(head)) return body;
+  const bytes = [];
+  const text = body.replace(/=\r\n/g, '');
+  for (let i = 0; i < text.length; i++) {
+    if (text[i] === '=' && /^[0-9A-Fa-f]{2}$/.test(text.slice(i + 1, i + 3))) {
+      bytes.push(parseInt(text.slice(i + 1, i + 3), 16));
+      i += 2;
+    } else {
+      bytes.push(...Buffer.from(text[i], 'utf8'));
+    }
+  }
+  return Buffer.from(bytes).toString('utf8');
+}
+
 const server = net.createServer((socket) => {
   let buffer = '';
   let inData = false;
@@ -37,7 +54,8 @@ const server = net.createServer((socket) => {
         const subject = decodeHeader((unfolded.match(/^Subject: (.*)$/im) || [])[1] || '');
         fs.mkdirSync(dir, { recursive: true });
         const file = path.join(dir, `${Date.now()}-${process.pid}-${counter++}.json`);
-        fs.writeFileSync(file, JSON.stringify({ to: rcpt, subject, body: rest.join('\r\n\r\n'), at: Date.now() }));
+        const body = decodeBody(unfolded, rest.join('\r\n\r\n'));
+        fs.writeFileSync(file, JSON.stringify({ to: rcpt, subject, body, at: Date.now() }));
         rcpt = [];
         reply('250 OK queued');
         continue;
