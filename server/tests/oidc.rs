@@ -2149,11 +2149,11 @@ fn amr_of(claims: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Signs in with the password in a new browser that is on its way to the application.
+/// Signs in with `password` in a new browser that is on its way to the application.
 async fn password_sign_in_for(
     server: &TestServer,
     app: &App,
-    email: &str,
+    (email, password): (&str, &str),
     changes: &[(&str, Option<&str>)],
 ) -> (Browser, String, Reply) {
     let mut b = server.browser();
@@ -2161,7 +2161,7 @@ async fn password_sign_in_for(
     let r = b.get(&authorize_url(app, &challenge, changes)).await;
     assert_eq!(r.location(), Some("/sign-in"), "{}", r.body);
     let r = b
-        .post("/sign-in", &[("email", email), ("password", PASSWORD)])
+        .post("/sign-in", &[("email", email), ("password", password)])
         .await;
     let r = follow(&mut b, r).await;
     (b, verifier, r)
@@ -2261,7 +2261,8 @@ async fn an_application_asking_for_multifactor_never_gets_a_single_factor_code()
 
     // Interactively, a second factor is asked for: the account has none, so after a password
     // the mailbox is the second factor, recorded as `email`.
-    let (mut b, verifier, r) = password_sign_in_for(&server, &app, "ada@example.com", &[acr]).await;
+    let (mut b, verifier, r) =
+        password_sign_in_for(&server, &app, ("ada@example.com", PASSWORD), &[acr]).await;
     assert!(
         r.body.contains("Two-step verification"),
         "{} {}",
@@ -2290,7 +2291,7 @@ async fn an_application_asking_for_multifactor_never_gets_a_single_factor_code()
     // With an authenticator app, that is the second factor.
     let secret = add_authenticator(&server, &mut b).await;
     let (mut b2, verifier, r) =
-        password_sign_in_for(&server, &app, "ada@example.com", &[acr]).await;
+        password_sign_in_for(&server, &app, ("ada@example.com", PASSWORD), &[acr]).await;
     assert!(r.body.contains("Two-step verification"));
     assert!(!r.body.contains("Email me a code instead"));
     let r = b2
@@ -2321,19 +2322,8 @@ async fn after_a_password_reset_the_mailbox_is_no_second_factor_for_a_week() {
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     // ...and then cannot use it as the second factor: the account must add a real one.
-    let mut b = server.browser();
-    let (_, challenge) = pkce();
-    b.get(&authorize_url(&app, &challenge, &[acr])).await;
-    let r = b
-        .post(
-            "/sign-in",
-            &[
-                ("email", "ada@example.com"),
-                ("password", "reset-by-mailbox-2026"),
-            ],
-        )
-        .await;
-    let r = follow(&mut b, r).await;
+    let account = ("ada@example.com", "reset-by-mailbox-2026");
+    let (mut b, _, r) = password_sign_in_for(&server, &app, account, &[acr]).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(
         r.body.contains("needs two-step verification"),
@@ -2350,19 +2340,7 @@ async fn after_a_password_reset_the_mailbox_is_no_second_factor_for_a_week() {
     server
         .clock
         .advance_ms(gatehouse_core::identity::EMAIL_FACTOR_AFTER_RESET_MS + 1);
-    let mut b = server.browser();
-    let (_, challenge) = pkce();
-    b.get(&authorize_url(&app, &challenge, &[acr])).await;
-    let r = b
-        .post(
-            "/sign-in",
-            &[
-                ("email", "ada@example.com"),
-                ("password", "reset-by-mailbox-2026"),
-            ],
-        )
-        .await;
-    let r = follow(&mut b, r).await;
+    let (_, _, r) = password_sign_in_for(&server, &app, account, &[acr]).await;
     assert!(r.body.contains("Email me a code instead"), "{}", r.body);
 }
 

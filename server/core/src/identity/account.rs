@@ -9,10 +9,10 @@
 
 use serde_json::{json, Value};
 
+use super::RequestContext;
 use super::{
     email_or_invalid, AuthError, FlowStarted, Identity, InputProblem, Method, SessionsToEnd,
 };
-use super::{RequestContext, CODE_REQUESTS_PER_IP, CODE_REQUEST_WINDOW_MS};
 use crate::mail::EmailKind;
 use crate::store::{CodePurpose, NewCode, Session, SignInFilter, StoreError, User};
 use crate::tokens::{secret_token, token_hash};
@@ -66,14 +66,7 @@ impl Identity {
         if email == user.email {
             return Err(AuthError::InvalidInput(InputProblem::SameEmail));
         }
-        self.ip_budget(
-            ctx,
-            "code_request_ip",
-            CODE_REQUESTS_PER_IP,
-            CODE_REQUEST_WINDOW_MS,
-            now,
-        )
-        .await?;
+        self.code_request_budget(ctx, now).await?;
         let taken = self.store.find_user_by_email(&email).await?.is_some()
             || self.store.email_reserved(&email, now).await?;
         let payload = json!({ "old_email": user.email }).to_string();

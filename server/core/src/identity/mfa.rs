@@ -243,7 +243,7 @@ impl Identity {
             .store
             .last_audit_at(user_id, PASSWORD_RESET_AUDIT)
             .await?;
-        Ok(!reset.is_some_and(|at| now - at < EMAIL_FACTOR_AFTER_RESET_MS))
+        Ok(reset.is_none_or(|at| now - at >= EMAIL_FACTOR_AFTER_RESET_MS))
     }
 
     /// The tenant's multifactor policy.

@@ -951,14 +951,7 @@ impl Identity {
         now: i64,
     ) -> Result<FlowStarted, AuthError> {
         let email = email_or_invalid(email_input)?;
-        self.ip_budget(
-            ctx,
-            "code_request_ip",
-            CODE_REQUESTS_PER_IP,
-            CODE_REQUEST_WINDOW_MS,
-            now,
-        )
-        .await?;
+        self.code_request_budget(ctx, now).await?;
         let user = self.store.find_user_by_email(&email).await?;
         let user_id = user.as_ref().map(|u| u.id.as_str());
         let (flow_id, code) = self.new_flow(purpose, &email, user_id, None, now).await?;
@@ -968,6 +961,19 @@ impl Identity {
         };
         self.send_code(&flow_id, &email, text, now).await?;
         Ok(FlowStarted { flow_id })
+    }
+
+    /// Takes one code request (sign-in by code, reset, resend, email change) from the client
+    /// address's budget.
+    async fn code_request_budget(&self, ctx: &RequestContext, now: i64) -> Result<(), AuthError> {
+        self.ip_budget(
+            ctx,
+            "code_request_ip",
+            CODE_REQUESTS_PER_IP,
+            CODE_REQUEST_WINDOW_MS,
+            now,
+        )
+        .await
     }
 
     /// Takes one request from the client address's budget for `scope` (IPv6 per /64).
@@ -1089,14 +1095,7 @@ impl Identity {
         if !is_emailed_code_flow(flow.purpose) {
             return Err(AuthError::CodeDead);
         }
-        self.ip_budget(
-            ctx,
-            "code_request_ip",
-            CODE_REQUESTS_PER_IP,
-            CODE_REQUEST_WINDOW_MS,
-            now,
-        )
-        .await?;
+        self.code_request_budget(ctx, now).await?;
         let code = codes::generate_code();
         let hash = codes::code_hash(&self.key, flow.purpose, &flow.id, &code);
         let Some(flow) = self
