@@ -19,9 +19,9 @@ use gatehouse_core::identity::AuthError;
 use gatehouse_core::store::{Session, User};
 
 use super::cookies::{EMAIL_CHANGE, SESSION};
+use super::pages::EnrolledUser;
 use super::pages::{
-    begin, cookie_policy, describe_error, internal_error_page, redirect, require_enrolled_session,
-    CodeForm, Incoming, Page,
+    begin, cookie_policy, describe_error, internal_error_page, redirect, CodeForm, Incoming, Page,
 };
 use crate::AppState;
 
@@ -80,13 +80,10 @@ async fn email_change_view(
 
 pub async fn email_change_page(
     State(state): State<AppState>,
+    EnrolledUser { session, user }: EnrolledUser,
     headers: HeaderMap,
     Query(q): Query<EmailChangeQuery>,
 ) -> Response {
-    let (session, user) = match require_enrolled_session(&state, &headers).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let page = Page::new(&state).await;
     let restart = q.restart.is_some();
     email_change_view(
@@ -110,13 +107,10 @@ pub struct EmailChangeForm {
 
 pub async fn start_email_change(
     State(state): State<AppState>,
+    EnrolledUser { session, user }: EnrolledUser,
     incoming: Incoming,
     Form(form): Form<EmailChangeForm>,
 ) -> Response {
-    let (session, user) = match require_enrolled_session(&state, &incoming.headers).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let (page, ctx) = begin(&state, &incoming).await;
     match state
         .identity
@@ -150,13 +144,10 @@ pub async fn start_email_change(
 
 pub async fn confirm_email_change(
     State(state): State<AppState>,
+    EnrolledUser { session, user }: EnrolledUser,
     incoming: Incoming,
     Form(form): Form<CodeForm>,
 ) -> Response {
-    let (session, user) = match require_enrolled_session(&state, &incoming.headers).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let (page, ctx) = begin(&state, &incoming).await;
     let cookies = cookie_policy(&state);
     let flow = cookies
@@ -303,11 +294,10 @@ fn delete_view(
     )
 }
 
-pub async fn delete_account_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let (session, user) = match require_enrolled_session(&state, &headers).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
+pub async fn delete_account_page(
+    State(state): State<AppState>,
+    EnrolledUser { session, user }: EnrolledUser,
+) -> Response {
     delete_view(&state, Page::new(&state).await, &session, &user, None)
 }
 
@@ -319,13 +309,10 @@ pub struct DeleteForm {
 
 pub async fn delete_account(
     State(state): State<AppState>,
+    EnrolledUser { session, user }: EnrolledUser,
     incoming: Incoming,
     Form(form): Form<DeleteForm>,
 ) -> Response {
-    let (session, user) = match require_enrolled_session(&state, &incoming.headers).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let (page, ctx) = begin(&state, &incoming).await;
     let now = state.now();
     if !state.identity.signed_in_recently(&session, now) {
@@ -357,11 +344,10 @@ pub async fn delete_account(
 // ---------------------------------------------------------------- download
 
 /// Everything held about the signed-in person, as a JSON file. Reads only.
-pub async fn download_data(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let (_, user) = match require_enrolled_session(&state, &headers).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
+pub async fn download_data(
+    State(state): State<AppState>,
+    EnrolledUser { user, .. }: EnrolledUser,
+) -> Response {
     match state.identity.export_account(&user, state.now()).await {
         Ok(export) => {
             let body = serde_json::to_string_pretty(&export).unwrap_or_else(|_| "{}".into());

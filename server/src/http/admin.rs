@@ -27,6 +27,20 @@ use crate::AppState;
 
 const PAGE_SIZE: i64 = 25;
 
+/// The signed-in admin of a console page (see [`require_admin`] for the refusals).
+pub struct AdminUser(pub User);
+
+impl axum::extract::FromRequestParts<AppState> for AdminUser {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Response> {
+        require_admin(state, &parts.headers).await.map(AdminUser)
+    }
+}
+
 /// The signed-in admin, or the refusal: 401 without a session, 403 without the admin role.
 pub(super) async fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<User, Response> {
     match current_session(state, headers).await {
@@ -256,14 +270,10 @@ pub struct NoticeQuery {
 
 pub async fn user(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    AdminUser(admin): AdminUser,
     Path(id): Path<String>,
     Query(q): Query<NoticeQuery>,
 ) -> Response {
-    let admin = match require_admin(&state, &headers).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
     let page = Page::new(&state).await;
     let overview = match state.identity.user_overview(&id, state.now()).await {
         Ok(Some(o)) => o,
@@ -384,14 +394,11 @@ fn sign_in_row_short(e: &gatehouse_core::store::SignInLogEntry) -> Vec<Cell> {
 
 pub async fn user_action(
     State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
     incoming: Incoming,
     Path((id, action)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let admin = match require_admin(&state, &incoming.headers).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
     let Some(parsed) = AccountAction::parse(&action) else {
         return not_found().await;
     };
@@ -557,13 +564,10 @@ fn app_page(page: Page, data: AppData, status: StatusCode) -> Response {
 
 pub async fn register_app(
     State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
     incoming: Incoming,
     body: Bytes,
 ) -> Response {
-    let admin = match require_admin(&state, &incoming.headers).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
     let (page, ctx) = begin(&state, &incoming).await;
     let (form, input) = app_form(&body);
     match state
@@ -624,14 +628,11 @@ pub async fn app(
 
 pub async fn update_app(
     State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
     incoming: Incoming,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let admin = match require_admin(&state, &incoming.headers).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
     let (page, ctx) = begin(&state, &incoming).await;
     let (form, input) = app_form(&body);
     match state
@@ -672,13 +673,10 @@ pub async fn update_app(
 
 pub async fn rotate_app_secret(
     State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
     incoming: Incoming,
     Path(id): Path<String>,
 ) -> Response {
-    let admin = match require_admin(&state, &incoming.headers).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
     let (page, ctx) = begin(&state, &incoming).await;
     let secret = match state
         .identity
@@ -709,14 +707,11 @@ pub async fn rotate_app_secret(
 
 pub async fn delete_app(
     State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
     incoming: Incoming,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let admin = match require_admin(&state, &incoming.headers).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
     if !url::form_urlencoded::parse(&body).any(|(k, v)| k == "confirm" && v == "yes") {
         return redirect(&format!("/admin/apps/{id}"), vec![]);
     }
@@ -1168,13 +1163,10 @@ pub async fn save_provider(
 
 pub async fn provider_action(
     State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
     incoming: Incoming,
     Path((id, action)): Path<(String, String)>,
 ) -> Response {
-    let admin = match require_admin(&state, &incoming.headers).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
     let now = state.now();
     let done = match action.as_str() {
         "enable" => state.identity.set_provider_enabled(&id, true, now).await,
@@ -1231,13 +1223,10 @@ pub async fn branding(
 
 pub async fn save_branding(
     State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
     incoming: Incoming,
     body: Bytes,
 ) -> Response {
-    let admin = match require_admin(&state, &incoming.headers).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
     let text: String = url::form_urlencoded::parse(&body)
         .find(|(k, _)| k == "branding")
         .map(|(_, v)| v.into_owned())

@@ -20,9 +20,10 @@ use gatehouse_core::identity::{
 
 use super::cookies::{EXTERNAL, FLOW, LINK};
 use super::mfa::security_response;
+use super::pages::SignedInUser;
 use super::pages::{
     begin, cookie_policy, current_session, describe_error, flow_started, internal_error_page,
-    redirect, require_session, sign_in_outcome_response, Incoming, Page,
+    redirect, sign_in_outcome_response, Incoming, Page,
 };
 use crate::federation::{CallbackParams, CALLBACK_PATH};
 use crate::AppState;
@@ -145,13 +146,9 @@ pub async fn start(State(state): State<AppState>, Path(id): Path<String>) -> Res
 /// "Link …" on the security-info page (after a recent sign-in).
 pub async fn start_link(
     State(state): State<AppState>,
+    SignedInUser { session, user }: SignedInUser,
     Path(id): Path<String>,
-    incoming: Incoming,
 ) -> Response {
-    let (session, user) = match require_session(&state, &incoming.headers).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let page = Page::new(&state).await;
     if !state.identity.signed_in_recently(&session, state.now()) {
         return security_response(
@@ -404,11 +401,11 @@ pub async fn link_page(State(state): State<AppState>, incoming: Incoming) -> Res
     )
 }
 
-pub async fn confirm_link(State(state): State<AppState>, incoming: Incoming) -> Response {
-    let (session, _user) = match require_session(&state, &incoming.headers).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
+pub async fn confirm_link(
+    State(state): State<AppState>,
+    SignedInUser { session, .. }: SignedInUser,
+    incoming: Incoming,
+) -> Response {
     let (page, ctx) = begin(&state, &incoming).await;
     let cookies = cookie_policy(&state);
     let Some(flow) = cookies.read(&incoming.headers, LINK) else {
@@ -446,13 +443,10 @@ pub async fn cancel_link(State(state): State<AppState>, incoming: Incoming) -> R
 /// "Unlink" on the security-info page.
 pub async fn unlink(
     State(state): State<AppState>,
+    SignedInUser { session, user }: SignedInUser,
     Path(id): Path<String>,
     incoming: Incoming,
 ) -> Response {
-    let (session, user) = match require_session(&state, &incoming.headers).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let (page, ctx) = begin(&state, &incoming).await;
     match state
         .identity

@@ -20,9 +20,10 @@ use gatehouse_core::secret::SecretString;
 use gatehouse_core::store::{Session, User};
 
 use super::cookies::{AUTHORIZE, PENDING_SIGN_IN, SESSION};
+use super::pages::SignedInUser;
 use super::pages::{
     begin, cookie_policy, describe_error, error_page, internal_error_page, redirect,
-    require_session, signed_in_response, CodeForm, Incoming, Page,
+    signed_in_response, CodeForm, Incoming, Page,
 };
 use crate::AppState;
 
@@ -334,13 +335,10 @@ async fn enrollment_expired(
 
 pub async fn security_page(
     State(state): State<AppState>,
+    SignedInUser { session, user }: SignedInUser,
     headers: HeaderMap,
     Query(q): Query<SecurityQuery>,
 ) -> Response {
-    let (session, user) = match require_session(&state, &headers).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     // An application waits for this account to add a second factor: once one is added, the
     // request goes on (it asks for the new factor if the session has not proved it).
     let added = matches!(
@@ -385,13 +383,10 @@ pub struct ReauthenticateForm {
 
 pub async fn reauthenticate(
     State(state): State<AppState>,
+    SignedInUser { session, user }: SignedInUser,
     incoming: Incoming,
     Form(form): Form<ReauthenticateForm>,
 ) -> Response {
-    let (session, user) = match require_session(&state, &incoming.headers).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let (page, ctx) = begin(&state, &incoming).await;
     let password = SecretString::new(form.password);
     match state
@@ -456,11 +451,10 @@ fn qr_svg(uri: &str) -> String {
     }
 }
 
-pub async fn begin_authenticator(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let (session, user) = match require_session(&state, &headers).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
+pub async fn begin_authenticator(
+    State(state): State<AppState>,
+    SignedInUser { session, user }: SignedInUser,
+) -> Response {
     let page = Page::new(&state).await;
     let issuer = page.ctx.branding.product_name.clone();
     match state
@@ -478,13 +472,9 @@ pub async fn begin_authenticator(State(state): State<AppState>, headers: HeaderM
 
 pub async fn authenticator_page(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    SignedInUser { session, user }: SignedInUser,
     Path(id): Path<String>,
 ) -> Response {
-    let (session, user) = match require_session(&state, &headers).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let page = Page::new(&state).await;
     let issuer = page.ctx.branding.product_name.clone();
     match state
@@ -500,14 +490,11 @@ pub async fn authenticator_page(
 
 pub async fn confirm_authenticator(
     State(state): State<AppState>,
+    SignedInUser { session, user }: SignedInUser,
     incoming: Incoming,
     Path(id): Path<String>,
     Form(form): Form<CodeForm>,
 ) -> Response {
-    let (session, user) = match require_session(&state, &incoming.headers).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let (page, ctx) = begin(&state, &incoming).await;
     let now = state.now();
     match state
@@ -541,13 +528,10 @@ pub async fn confirm_authenticator(
 
 pub async fn remove_authenticator(
     State(state): State<AppState>,
+    SignedInUser { session, user }: SignedInUser,
     incoming: Incoming,
     Path(id): Path<String>,
 ) -> Response {
-    let (session, user) = match require_session(&state, &incoming.headers).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let (page, ctx) = begin(&state, &incoming).await;
     let result = state
         .identity
@@ -566,12 +550,9 @@ pub async fn remove_authenticator(
 
 pub async fn regenerate_recovery_codes(
     State(state): State<AppState>,
+    SignedInUser { session, user }: SignedInUser,
     incoming: Incoming,
 ) -> Response {
-    let (session, user) = match require_session(&state, &incoming.headers).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let (page, ctx) = begin(&state, &incoming).await;
     match state
         .identity
@@ -599,13 +580,10 @@ pub struct PhoneForm {
 
 pub async fn begin_phone(
     State(state): State<AppState>,
+    SignedInUser { session, user }: SignedInUser,
     incoming: Incoming,
     Form(form): Form<PhoneForm>,
 ) -> Response {
-    let (session, user) = match require_session(&state, &incoming.headers).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let (page, ctx) = begin(&state, &incoming).await;
     match state
         .identity
@@ -653,13 +631,9 @@ fn phone_page(
 
 pub async fn phone_verify_page(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    SignedInUser { session, user }: SignedInUser,
     Path(id): Path<String>,
 ) -> Response {
-    let (session, user) = match require_session(&state, &headers).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let page = Page::new(&state).await;
     match state
         .identity
@@ -674,14 +648,11 @@ pub async fn phone_verify_page(
 
 pub async fn confirm_phone(
     State(state): State<AppState>,
+    SignedInUser { session, user }: SignedInUser,
     incoming: Incoming,
     Path(id): Path<String>,
     Form(form): Form<CodeForm>,
 ) -> Response {
-    let (session, user) = match require_session(&state, &incoming.headers).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let (page, ctx) = begin(&state, &incoming).await;
     let now = state.now();
     match state
@@ -708,13 +679,10 @@ pub async fn confirm_phone(
 
 pub async fn remove_phone(
     State(state): State<AppState>,
+    SignedInUser { session, user }: SignedInUser,
     incoming: Incoming,
     Path(id): Path<String>,
 ) -> Response {
-    let (session, user) = match require_session(&state, &incoming.headers).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let (page, ctx) = begin(&state, &incoming).await;
     let result = state
         .identity

@@ -937,6 +937,44 @@ async fn account_response(
     page.render("account.title", move || view! { <AccountPage data=data/> })
 }
 
+/// The signed-in person of a page: a live session, or the answer that sends the browser to
+/// sign in. Handlers take it as an argument, so none can forget the check.
+pub struct SignedInUser {
+    pub session: Session,
+    pub user: User,
+}
+
+impl axum::extract::FromRequestParts<AppState> for SignedInUser {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Response> {
+        let (session, user) = require_session(state, &parts.headers).await?;
+        Ok(SignedInUser { session, user })
+    }
+}
+
+/// [`SignedInUser`] whose account meets the tenant's multifactor rule; otherwise the answer is
+/// the security-info page, where a second factor is added first.
+pub struct EnrolledUser {
+    pub session: Session,
+    pub user: User,
+}
+
+impl axum::extract::FromRequestParts<AppState> for EnrolledUser {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Response> {
+        let (session, user) = require_enrolled_session(state, &parts.headers).await?;
+        Ok(EnrolledUser { session, user })
+    }
+}
+
 /// The signed-in user, or a redirect to the sign-in page.
 pub(super) async fn require_session(
     state: &AppState,
@@ -1007,13 +1045,9 @@ pub struct ProfileForm {
 
 pub async fn update_profile(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    EnrolledUser { session, user }: EnrolledUser,
     Form(form): Form<ProfileForm>,
 ) -> Response {
-    let (session, user) = match require_enrolled_session(&state, &headers).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     match state
         .identity
         .update_display_name(&user.id, &form.name, state.now())
@@ -1044,13 +1078,10 @@ pub struct ChangePasswordForm {
 
 pub async fn change_password(
     State(state): State<AppState>,
+    EnrolledUser { session, user }: EnrolledUser,
     incoming: Incoming,
     Form(form): Form<ChangePasswordForm>,
 ) -> Response {
-    let (session, user) = match require_enrolled_session(&state, &incoming.headers).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let (page, ctx) = begin(&state, &incoming).await;
     let current = SecretString::new(form.current_password);
     let new = SecretString::new(form.new_password);
@@ -1068,13 +1099,9 @@ pub async fn change_password(
 
 pub async fn sign_out_session(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    SignedInUser { session, user }: SignedInUser,
     Path(id): Path<String>,
 ) -> Response {
-    let (session, user) = match require_session(&state, &headers).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     match state
         .identity
         .revoke_session(&user.id, &id, state.now())
@@ -1088,11 +1115,10 @@ pub async fn sign_out_session(
     }
 }
 
-pub async fn sign_out_everywhere(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let (_, user) = match require_session(&state, &headers).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
+pub async fn sign_out_everywhere(
+    State(state): State<AppState>,
+    SignedInUser { user, .. }: SignedInUser,
+) -> Response {
     match state
         .identity
         .revoke_all_sessions(&user.id, state.now())
@@ -1106,13 +1132,10 @@ pub async fn sign_out_everywhere(State(state): State<AppState>, headers: HeaderM
 /// Removes an application's access to the signed-in account.
 pub async fn remove_app_access(
     State(state): State<AppState>,
+    EnrolledUser { user, .. }: EnrolledUser,
     incoming: Incoming,
     Path(client_id): Path<String>,
 ) -> Response {
-    let (_, user) = match require_enrolled_session(&state, &incoming.headers).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let (page, ctx) = begin(&state, &incoming).await;
     match state
         .identity

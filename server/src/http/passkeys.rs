@@ -15,9 +15,9 @@ use gatehouse_core::identity::{AuthError, PasskeyCeremony, SignInOutcome, Signed
 use gatehouse_core::store::{Session, User};
 
 use super::cookies::{FLOW, PENDING_SIGN_IN, SESSION};
+use super::pages::SignedInUser;
 use super::pages::{
-    begin, cookie_policy, current_session, describe_error, redirect, require_session, Incoming,
-    Page,
+    begin, cookie_policy, current_session, describe_error, redirect, Incoming, Page,
 };
 use crate::AppState;
 
@@ -87,6 +87,25 @@ fn signed_in_json(state: &AppState, signed: SignedIn) -> Response {
             cookies.clear(PENDING_SIGN_IN),
         ],
     )
+}
+
+/// The signed-in account of a JSON request (the passkey island's), or the JSON answer for a
+/// request without one.
+pub struct JsonSignedIn {
+    pub session: Session,
+    pub user: User,
+}
+
+impl axum::extract::FromRequestParts<AppState> for JsonSignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Response> {
+        let (session, user) = json_session(state, &parts.headers).await?;
+        Ok(JsonSignedIn { session, user })
+    }
 }
 
 /// The signed-in account of a JSON request, or the answer for a request without one.
@@ -193,11 +212,10 @@ pub async fn second_factor(
 
 // ---------------------------------------------------------------- security info
 
-pub async fn registration_options(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let (session, user) = match json_session(&state, &headers).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
+pub async fn registration_options(
+    State(state): State<AppState>,
+    JsonSignedIn { session, user }: JsonSignedIn,
+) -> Response {
     let started = state
         .identity
         .begin_passkey_registration(&session, &user, state.now())
@@ -207,13 +225,10 @@ pub async fn registration_options(State(state): State<AppState>, headers: Header
 
 pub async fn register(
     State(state): State<AppState>,
+    JsonSignedIn { session, user }: JsonSignedIn,
     incoming: Incoming,
     Json(answer): Json<Answer>,
 ) -> Response {
-    let (session, user) = match json_session(&state, &incoming.headers).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let (page, ctx) = begin(&state, &incoming).await;
     match state
         .identity
@@ -245,14 +260,11 @@ pub struct RenameForm {
 
 pub async fn rename(
     State(state): State<AppState>,
+    SignedInUser { session, user }: SignedInUser,
     incoming: Incoming,
     Path(id): Path<String>,
     Form(form): Form<RenameForm>,
 ) -> Response {
-    let (session, user) = match require_session(&state, &incoming.headers).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let (page, ctx) = begin(&state, &incoming).await;
     match state
         .identity
@@ -266,13 +278,10 @@ pub async fn rename(
 
 pub async fn remove(
     State(state): State<AppState>,
+    SignedInUser { session, user }: SignedInUser,
     incoming: Incoming,
     Path(id): Path<String>,
 ) -> Response {
-    let (session, user) = match require_session(&state, &incoming.headers).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
     let (page, ctx) = begin(&state, &incoming).await;
     let result = state
         .identity
