@@ -490,15 +490,7 @@ impl Identity {
                     // The password was chosen just now, not proven: the mailbox was.
                     (None, _) => (method, Strength::of(AuthMethod::EmailCode)),
                 };
-                let first = FirstFactor {
-                    email: &accepted.email,
-                    user,
-                    method,
-                    strength: amr,
-                    credential_id: None,
-                    reauthenticates: None,
-                    new_password: None,
-                };
+                let first = FirstFactor::proven(&accepted.email, user, method, amr);
                 let signed = self.conclude_first_factor(ctx, first, now).await?;
                 Ok(CodeOutcome::SignIn(signed))
             }
@@ -516,15 +508,12 @@ impl Identity {
                 if !user.disabled {
                     self.store.throttle_reset("password", &user.email).await?;
                 }
-                let first = FirstFactor {
-                    email: &accepted.email,
+                let first = FirstFactor::proven(
+                    &accepted.email,
                     user,
                     method,
-                    strength: Strength::of(AuthMethod::EmailCode),
-                    credential_id: None,
-                    reauthenticates: None,
-                    new_password: None,
-                };
+                    Strength::of(AuthMethod::EmailCode),
+                );
                 let signed = self.conclude_first_factor(ctx, first, now).await?;
                 Ok(CodeOutcome::SignIn(signed))
             }

@@ -824,15 +824,12 @@ impl Identity {
                 self.store.touch_external_identity(&linked.id, now).await?;
             }
             let email = user.email.clone();
-            let first = super::FirstFactor {
-                email: &email,
+            let first = super::FirstFactor::proven(
+                &email,
                 user,
-                method: Method::Federated,
-                strength: super::Strength::of(super::AuthMethod::Provider),
-                credential_id: None,
-                reauthenticates: None,
-                new_password: None,
-            };
+                Method::Federated,
+                super::Strength::of(super::AuthMethod::Provider),
+            );
             let outcome = self.conclude_first_factor(ctx, first, now).await?;
             return Ok(ExternalOutcome::SignIn(outcome));
         }
@@ -956,15 +953,12 @@ impl Identity {
             now,
         )
         .await?;
-        let first = super::FirstFactor {
+        let first = super::FirstFactor::proven(
             email,
             user,
-            method: Method::SignUpFederated,
-            strength: super::Strength::of(super::AuthMethod::Provider),
-            credential_id: None,
-            reauthenticates: None,
-            new_password: None,
-        };
+            Method::SignUpFederated,
+            super::Strength::of(super::AuthMethod::Provider),
+        );
         self.conclude_first_factor(ctx, first, now).await
     }
 

@@ -30,15 +30,12 @@ impl Identity {
         let result = self.password_first_factor(ctx, &email, password, now).await;
         match result {
             Ok(user) => {
-                let first = FirstFactor {
-                    email: &email,
+                let first = FirstFactor::proven(
+                    &email,
                     user,
-                    method: Method::Password,
-                    strength: Strength::of(AuthMethod::Password),
-                    credential_id: None,
-                    reauthenticates: None,
-                    new_password: None,
-                };
+                    Method::Password,
+                    Strength::of(AuthMethod::Password),
+                );
                 self.conclude_first_factor(ctx, first, now).await
             }
             Err((user_id, err)) => {

@@ -452,13 +452,8 @@ impl Identity {
         };
         let email = user.email.clone();
         let first = super::FirstFactor {
-            email: &email,
-            user,
-            method: Method::Passkey,
-            strength: Strength::of(factor),
             credential_id: Some(&record.id),
-            reauthenticates: None,
-            new_password: None,
+            ..super::FirstFactor::proven(&email, user, Method::Passkey, Strength::of(factor))
         };
         self.conclude_first_factor(ctx, first, now).await
     }

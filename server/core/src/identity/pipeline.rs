@@ -32,6 +32,21 @@ pub(super) struct FirstFactor<'a> {
     pub(super) new_password: Option<(&'a str, i64)>,
 }
 
+impl<'a> FirstFactor<'a> {
+    /// A first factor `method` that proved `strength` for `user`, logged under `email`.
+    pub(super) fn proven(email: &'a str, user: User, method: Method, strength: Strength) -> Self {
+        FirstFactor {
+            email,
+            user,
+            method,
+            strength,
+            credential_id: None,
+            reauthenticates: None,
+            new_password: None,
+        }
+    }
+}
+
 /// Everything the decision step knows of an attempt, as plain data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignInSignals {
