@@ -1,0 +1,97 @@
+//! The audit log and the sign-in log.
+
+use sqlx::Row;
+
+use crate::{AuditEntry, SignInLogEntry, Store, StoreResult, AUDIT_COLUMNS, SIGN_IN_COLUMNS};
+
+impl Store {
+    pub async fn record_audit(&self, e: &AuditEntry) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO audit_log (id, occurred_at, actor_user_id, subject_user_id, action, detail, client_ip) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&e.id)
+        .bind(e.occurred_at)
+        .bind(e.actor_user_id.as_deref())
+        .bind(e.subject_user_id.as_deref())
+        .bind(&e.action)
+        .bind(&e.detail)
+        .bind(&e.client_ip)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The most recent audit entries about one account (newest first).
+    pub async fn audit_for_user(&self, user_id: &str, limit: i64) -> StoreResult<Vec<AuditEntry>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE subject_user_id = $1 \
+             ORDER BY occurred_at DESC, id DESC LIMIT $2"
+        ))
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(AuditEntry::from_row).collect()
+    }
+
+    /// When `action` was last recorded about the account, if ever.
+    pub async fn last_audit_at(&self, user_id: &str, action: &str) -> StoreResult<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT MAX(occurred_at) FROM audit_log WHERE subject_user_id = $1 AND action = $2",
+        )
+        .bind(user_id)
+        .bind(action)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<Option<i64>, _>(0)?)
+    }
+
+    pub async fn record_sign_in(&self, e: &SignInLogEntry) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sign_in_log (id, occurred_at, user_id, email, application, client_ip, user_agent, \
+             method, result, failure_reason, session_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(&e.id)
+        .bind(e.occurred_at)
+        .bind(e.user_id.as_deref())
+        .bind(&e.email)
+        .bind(&e.application)
+        .bind(&e.client_ip)
+        .bind(&e.user_agent)
+        .bind(&e.method)
+        .bind(&e.result)
+        .bind(e.failure_reason.as_deref())
+        .bind(e.session_id.as_deref())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The most recent sign-in attempts for an email (newest first).
+    pub async fn sign_ins_for_email(
+        &self,
+        email: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<SignInLogEntry>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SIGN_IN_COLUMNS} FROM sign_in_log WHERE email = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2"
+        ))
+        .bind(email)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(SignInLogEntry::from_row).collect()
+    }
+
+    /// The newest sign-in attempts, whoever made them.
+    pub async fn recent_sign_ins(&self, limit: i64) -> StoreResult<Vec<SignInLogEntry>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SIGN_IN_COLUMNS} FROM sign_in_log ORDER BY occurred_at DESC, id DESC LIMIT $1"
+        ))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(SignInLogEntry::from_row).collect()
+    }
+}
