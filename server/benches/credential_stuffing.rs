@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use gatehouse_core::clock::SystemClock;
 use gatehouse_core::secret::SecretString;
 use gatehouse_core::store::testing::fresh_sqlite_url;
-use gatehouse_core::store::NewUser;
+use gatehouse_core::store::{NewUser, Store};
 use gatehouse_server::config::Config;
 use gatehouse_server::{build_state, http};
 
@@ -41,8 +41,9 @@ async fn run() -> u64 {
         .await
         .expect("bind");
     let port = listener.local_addr().expect("addr").port();
+    let database_url = fresh_sqlite_url();
     let vars: HashMap<&str, String> = HashMap::from([
-        ("GATEHOUSE_DATABASE_URL", fresh_sqlite_url()),
+        ("GATEHOUSE_DATABASE_URL", database_url.clone()),
         ("GATEHOUSE_PUBLIC_URL", format!("http://localhost:{port}")),
         (
             "GATEHOUSE_DATA_DIR",
@@ -63,6 +64,7 @@ async fn run() -> u64 {
         .hash(&SecretString::new(PASSWORD))
         .await
         .expect("hash");
+    let store = Store::connect(&database_url, 2).await.expect("store");
     for i in 0..=ACCOUNTS {
         let (id, email) = (format!("user-{i}"), format!("user{i}@example.com"));
         let user = NewUser {
@@ -73,7 +75,7 @@ async fn run() -> u64 {
             is_admin: false,
             now: 0,
         };
-        state.store().create_user(&user).await.expect("user");
+        store.create_user(&user).await.expect("user");
     }
     let serving = state.clone();
     tokio::spawn(async move { http::serve(listener, serving, std::future::pending()).await });

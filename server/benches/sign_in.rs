@@ -66,8 +66,9 @@ async fn run() {
         .expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let data_dir = std::env::temp_dir().join(format!("gatehouse-bench-{port}"));
+    let database_url = fresh_sqlite_url();
     let vars: HashMap<&str, String> = HashMap::from([
-        ("GATEHOUSE_DATABASE_URL", fresh_sqlite_url()),
+        ("GATEHOUSE_DATABASE_URL", database_url.clone()),
         ("GATEHOUSE_PUBLIC_URL", format!("http://localhost:{port}")),
         ("GATEHOUSE_DATA_DIR", data_dir.display().to_string()),
         ("GATEHOUSE_TRUSTED_PROXIES", "127.0.0.1/32".into()),
@@ -82,11 +83,13 @@ async fn run() {
         .hash(&SecretString::new(PASSWORD))
         .await
         .expect("hash");
+    let store = gatehouse_core::store::Store::connect(&database_url, 2)
+        .await
+        .expect("store");
     for i in 0..USERS {
         let id = format!("bench-user-{i}");
         let email = format!("bench{i}@example.com");
-        state
-            .store()
+        store
             .create_user(&gatehouse_core::store::NewUser {
                 id: &id,
                 email: &email,

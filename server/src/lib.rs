@@ -25,8 +25,7 @@ use gatehouse_core::store::Store;
 
 pub use config::Config;
 
-/// Name of the settings row holding the branding record.
-pub const BRANDING_SETTING: &str = "branding";
+pub use gatehouse_core::identity::admin::BRANDING_SETTING;
 
 /// Shared state of every request.
 #[derive(Clone)]
@@ -44,13 +43,9 @@ impl AppState {
         self.clock.now_ms()
     }
 
-    pub fn store(&self) -> &Store {
-        self.identity.store()
-    }
-
     /// The current branding (read from the database, so every instance sees a change).
     pub async fn branding(&self) -> Arc<Branding> {
-        match self.store().get_setting(BRANDING_SETTING).await {
+        match self.identity.branding_record().await {
             Ok(Some(json)) => match serde_json::from_str::<Branding>(&json) {
                 Ok(b) if b.validate().is_ok() => Arc::new(b),
                 _ => Arc::new(Branding::default()),
@@ -281,10 +276,7 @@ pub fn spawn_housekeeping(state: AppState) -> tokio::task::JoinHandle<()> {
         let mut ticks = tokio::time::interval(HOUSEKEEPING_INTERVAL);
         loop {
             ticks.tick().await;
-            let closed_at = gatehouse_core::throttle::ACCOUNT_POLICY
-                .hard_limit
-                .unwrap_or(i64::MAX);
-            match state.store().purge_expired(state.now(), closed_at).await {
+            match state.identity.housekeeping(state.now()).await {
                 Ok(n) if n > 0 => tracing::info!(removed = n, "housekeeping"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "housekeeping failed"),

@@ -16,8 +16,7 @@ async fn admin(server: &TestServer) -> Browser {
         .await;
     let user = server.user("admin@example.com").await;
     server
-        .state
-        .store()
+        .store
         .set_admin(&user.id, true, server.state.now())
         .await
         .unwrap();
@@ -98,8 +97,7 @@ async fn every_admin_route_refuses_anyone_but_an_admin() {
     }
     // A disabled admin is no admin.
     server
-        .state
-        .store()
+        .store
         .set_user_disabled(&target.id, true, server.state.now())
         .await
         .unwrap();
@@ -367,13 +365,7 @@ async fn admins_search_users_and_act_on_them_without_ever_seeing_a_password() {
     // Deleting needs the confirmation.
     b.post(&format!("/admin/users/{}/delete", pat.id), &[])
         .await;
-    assert!(server
-        .state
-        .store()
-        .find_user(&pat.id)
-        .await
-        .unwrap()
-        .is_some());
+    assert!(server.store.find_user(&pat.id).await.unwrap().is_some());
     let r = b
         .post(
             &format!("/admin/users/{}/delete", pat.id),
@@ -381,18 +373,11 @@ async fn admins_search_users_and_act_on_them_without_ever_seeing_a_password() {
         )
         .await;
     assert_eq!(r.location(), Some("/admin/users?notice=delete"));
-    assert!(server
-        .state
-        .store()
-        .find_user(&pat.id)
-        .await
-        .unwrap()
-        .is_none());
+    assert!(server.store.find_user(&pat.id).await.unwrap().is_none());
 
     // Every action is in the audit log, with the admin as the actor.
     let entries = server
-        .state
-        .store()
+        .store
         .filter_audit(
             &gatehouse_core::store::AuditFilter {
                 actor_user_id: Some(me.id.clone()),
@@ -447,8 +432,7 @@ async fn sign_in_logs_are_filtered_and_opened() {
         .await;
     assert!(none.body.contains("Nothing to show."));
     let (entries, _) = server
-        .state
-        .store()
+        .store
         .filter_sign_ins(
             &gatehouse_core::store::SignInFilter {
                 result: Some("failure".into()),

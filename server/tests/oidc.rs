@@ -274,13 +274,7 @@ async fn setup() -> (TestServer, App, Browser) {
 }
 
 async fn last_log(server: &TestServer) -> gatehouse_core::store::SignInLogEntry {
-    server
-        .state
-        .store()
-        .recent_sign_ins(1)
-        .await
-        .unwrap()
-        .remove(0)
+    server.store.recent_sign_ins(1).await.unwrap().remove(0)
 }
 
 // ---------------------------------------------------------------- discovery and keys (D14, D15)
@@ -1166,13 +1160,7 @@ async fn a_rotated_client_secret_replaces_the_old_one_at_once() {
         exchange(&server, &rotated, &code, &verifier).await.0,
         StatusCode::OK
     );
-    let stored = server
-        .state
-        .store()
-        .find_client(&app.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = server.store.find_client(&app.id).await.unwrap().unwrap();
     assert_ne!(
         stored.secret_hash.as_deref(),
         Some(new_secret.expose()),
@@ -2409,8 +2397,7 @@ async fn a_grant_is_live_only_once_its_code_is_redeemed() {
     assert!(connected.is_empty(), "unredeemed codes give no access");
     server.clock.advance_ms(61_000);
     let live = server
-        .state
-        .store()
+        .store
         .live_grants_of_user(&user.id, server.state.now())
         .await
         .unwrap()
@@ -2622,7 +2609,7 @@ async fn every_way_a_session_ends_tells_the_applications_that_used_it() {
                     .await;
             }
             "method removed" => {
-                let id = server.state.store().list_totp(&user.id).await.unwrap()[0]
+                let id = server.store.list_totp(&user.id).await.unwrap()[0]
                     .id
                     .clone();
                 let r = b

@@ -263,8 +263,7 @@ async fn a_texted_code_completes_the_second_factor() {
     let sessions = server.sessions_of("sms@example.com").await;
     assert!(sessions.iter().any(|s| s.amr == "pwd sms mfa"));
     let log = server
-        .state
-        .store()
+        .store
         .sign_ins_for_email("sms@example.com", 1)
         .await
         .unwrap();
@@ -273,17 +272,12 @@ async fn a_texted_code_completes_the_second_factor() {
         ("sms", "success")
     );
     // A delivered text's content is not kept.
-    let kept = server
-        .state
-        .store()
-        .messages_for("+14155550123")
-        .await
-        .unwrap();
+    let kept = server.store.messages_for("+14155550123").await.unwrap();
     assert!(kept.iter().all(|m| !m.body.contains(&code)));
 
     // Removing the number ends the session that used it.
     let user = server.user("sms@example.com").await;
-    let phone_id = server.state.store().list_phones(&user.id).await.unwrap()[0]
+    let phone_id = server.store.list_phones(&user.id).await.unwrap()[0]
         .id
         .clone();
     let r = owner
@@ -394,8 +388,7 @@ async fn numbers_outside_the_allowed_countries_get_no_text() {
     let (gateway, url) = Gateway::start().await;
     let server = TestServer::start_with_settings(&settings(&url, &[])).await;
     server
-        .state
-        .store()
+        .store
         .put_setting(
             gatehouse_core::identity::SMS_POLICY_SETTING,
             r#"{"allowed_country_codes":["44"]}"#,

@@ -20,8 +20,8 @@ use gatehouse_core::secret::SecretString;
 use gatehouse_core::store::{Session, User};
 
 use super::cookies::{AUTHORIZE, PENDING_SIGN_IN, SESSION};
-use super::pages::SignedInUser;
-use super::pages::{
+use super::toolkit::SignedInUser;
+use super::toolkit::{
     begin, cookie_policy, describe_error, error_page, internal_error_page, redirect,
     signed_in_response, CodeForm, Incoming, Page,
 };
@@ -346,10 +346,10 @@ pub async fn security_page(
         Some("added" | "passkey_added" | "phone_added")
     );
     if added && cookie_policy(&state).read(&headers, AUTHORIZE).is_some() {
-        match state.store().has_second_factor(&user.id).await {
+        match state.identity.has_second_factor(&user.id).await {
             Ok(true) => return redirect("/authorize/continue", vec![]),
             Ok(false) => {}
-            Err(e) => return internal_error_page(Page::new(&state).await, &AuthError::from(e)),
+            Err(e) => return internal_error_page(Page::new(&state).await, &e),
         }
     }
     let page = Page::new(&state).await;

@@ -4,12 +4,14 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod idp;
+pub mod passkey;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use gatehouse_core::clock::ManualClock;
 use gatehouse_core::store::testing::fresh_sqlite_url;
+use gatehouse_core::store::Store;
 use gatehouse_server::config::Config;
 use gatehouse_server::{build_state, http, AppState};
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
@@ -19,6 +21,9 @@ pub struct TestServer {
     pub base: String,
     pub state: AppState,
     pub clock: Arc<ManualClock>,
+    /// A pool of the test's own on the server's database: what tests read and arrange
+    /// directly, beside the server (the server itself reaches it only through its core).
+    pub store: Store,
 }
 
 /// The configuration of a test server on `port`: its own data folder, no built site, and the
@@ -59,12 +64,12 @@ pub async fn stoppable_server(database_url: String) -> StoppableServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let state = build_state(
-        test_config(port, database_url),
+        test_config(port, database_url.clone()),
         Arc::new(ManualClock::default()),
     )
     .await
     .unwrap();
-    let store = state.store().clone();
+    let store = Store::connect(&database_url, 4).await.unwrap();
     let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(http::serve(listener, state, async move {
         let _ = stop_rx.await;
@@ -95,22 +100,26 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let clock = Arc::new(ManualClock::default());
-        let state = build_state(test_config_with(port, database_url, extra), clock.clone())
-            .await
-            .unwrap();
+        let state = build_state(
+            test_config_with(port, database_url.clone(), extra),
+            clock.clone(),
+        )
+        .await
+        .unwrap();
+        let store = Store::connect(&database_url, 4).await.unwrap();
         let serving = state.clone();
         tokio::spawn(async move { http::serve(listener, serving, std::future::pending()).await });
         TestServer {
             base: format!("http://localhost:{port}"),
             state,
             clock,
+            store,
         }
     }
 
     /// The account with this email (it must exist).
     pub async fn user(&self, email: &str) -> gatehouse_core::store::User {
-        self.state
-            .store()
+        self.store
             .find_user_by_email(email)
             .await
             .unwrap()
@@ -130,8 +139,7 @@ impl TestServer {
     /// The audit-log actions about the account with this email, newest first.
     pub async fn audit_actions(&self, email: &str) -> Vec<String> {
         let user = self.user(email).await;
-        self.state
-            .store()
+        self.store
             .audit_for_user(&user.id, 50)
             .await
             .unwrap()
@@ -146,17 +154,17 @@ impl TestServer {
 
     /// The newest 6-digit code sent to `email`.
     pub async fn last_code(&self, email: &str) -> String {
-        let messages = self.state.store().messages_for(email).await.unwrap();
+        let messages = self.store.messages_for(email).await.unwrap();
         let subject = &messages.first().expect("a message was sent").subject;
         subject.split_whitespace().next().unwrap().to_string()
     }
 
     pub async fn message_count(&self, email: &str) -> usize {
-        self.state.store().messages_for(email).await.unwrap().len()
+        self.store.messages_for(email).await.unwrap().len()
     }
 
     pub async fn counts(&self) -> Vec<(String, i64)> {
-        self.state.store().table_counts().await.unwrap()
+        self.store.table_counts().await.unwrap()
     }
 
     /// Signs up `email` with a password through the pages and returns the signed-in browser.

@@ -5,7 +5,9 @@
 use super::oidc::{ClientConfigError, ClientInput, ConnectedApplication, RegisteredClient};
 use super::{AuthError, Identity, LinkedIdentity, RequestContext, SecondFactorMethod};
 use crate::secret::SecretString;
-use crate::store::{AuditEntry, Session, SignInFilter, SignInLogEntry, User};
+use crate::store::{
+    AuditEntry, AuditFilter, OutboxMessage, Session, SignInFilter, SignInLogEntry, User,
+};
 use crate::tokens::random_id;
 
 /// Why an admin action was not done.
@@ -265,5 +267,186 @@ impl Identity {
         self.admin_audit(ctx, admin, None, "admin.app.deleted", &detail, now)
             .await?;
         Ok(())
+    }
+}
+
+/// An audit-log query as the console asks it: people by email (an unknown email matches
+/// nothing), the rest as [`AuditFilter`].
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub actor_email: String,
+    pub subject_email: String,
+    pub action: Option<String>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+/// One page of audit entries, with the email of every account they name (or a note that the
+/// account was deleted).
+#[derive(Debug, Clone)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    pub total: i64,
+    pub emails: std::collections::HashMap<String, String>,
+}
+
+/// The console's overview figures.
+#[derive(Debug, Clone)]
+pub struct ConsoleOverview {
+    pub users: i64,
+    pub applications: i64,
+    /// Sign-in attempts since the given time, by result.
+    pub sign_ins: Vec<(String, i64)>,
+}
+
+/// The setting that holds the published branding record (JSON), read by every instance.
+pub const BRANDING_SETTING: &str = "branding";
+
+/// The console's reads. Each is a query for one page of the console; none changes anything.
+impl Identity {
+    pub async fn console_overview(&self, since: i64) -> Result<ConsoleOverview, AuthError> {
+        Ok(ConsoleOverview {
+            users: self.store.count_users().await?,
+            applications: self.clients().await?.len() as i64,
+            sign_ins: self.store.sign_in_counts(since).await?,
+        })
+    }
+
+    /// How many accounts exist.
+    pub async fn user_count(&self) -> Result<i64, AuthError> {
+        Ok(self.store.count_users().await?)
+    }
+
+    /// Accounts whose email or name contains `query`, one page of them, and how many in all.
+    pub async fn console_users(
+        &self,
+        query: &str,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<User>, i64), AuthError> {
+        Ok(self.store.search_users(query, offset, limit).await?)
+    }
+
+    /// One page of the sign-in log, filtered, and how many rows match in all.
+    pub async fn console_sign_ins(
+        &self,
+        filter: &SignInFilter,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<SignInLogEntry>, i64), AuthError> {
+        Ok(self.store.filter_sign_ins(filter, offset, limit).await?)
+    }
+
+    /// One sign-in attempt.
+    pub async fn console_sign_in(&self, id: &str) -> Result<Option<SignInLogEntry>, AuthError> {
+        Ok(self.store.find_sign_in(id).await?)
+    }
+
+    /// One page of the audit log.
+    pub async fn console_audit(
+        &self,
+        q: &AuditQuery,
+        offset: i64,
+        limit: i64,
+    ) -> Result<AuditPage, AuthError> {
+        let filter = AuditFilter {
+            actor_user_id: self.account_id_for_filter(&q.actor_email).await?,
+            subject_user_id: self.account_id_for_filter(&q.subject_email).await?,
+            action: q.action.clone(),
+            from: q.from,
+            to: q.to,
+        };
+        let (entries, total) = self.store.filter_audit(&filter, offset, limit).await?;
+        let mut ids: Vec<String> = Vec::new();
+        for e in &entries {
+            ids.extend(e.actor_user_id.iter().cloned());
+            ids.extend(e.subject_user_id.iter().cloned());
+        }
+        let mut emails = std::collections::HashMap::new();
+        for id in ids {
+            if emails.contains_key(&id) {
+                continue;
+            }
+            let email = match self.store.find_user(&id).await? {
+                Some(u) => u.email,
+                None => format!("deleted account {id}"),
+            };
+            emails.insert(id, email);
+        }
+        Ok(AuditPage {
+            entries,
+            total,
+            emails,
+        })
+    }
+
+    /// The account id an email filter stands for: none for an empty filter, and an id that
+    /// matches nothing for an unknown email.
+    async fn account_id_for_filter(&self, email: &str) -> Result<Option<String>, AuthError> {
+        if email.is_empty() {
+            return Ok(None);
+        }
+        let normalized = crate::email::normalize_email(email).unwrap_or_else(|_| email.to_string());
+        Ok(Some(
+            self.store
+                .find_user_by_email(&normalized)
+                .await?
+                .map(|u| u.id)
+                .unwrap_or_else(|| "-".into()),
+        ))
+    }
+
+    /// The newest messages of the development outbox.
+    pub async fn console_messages(&self, limit: i64) -> Result<Vec<OutboxMessage>, AuthError> {
+        Ok(self.store.recent_messages(limit).await?)
+    }
+
+    /// The published branding record, if one was saved.
+    pub async fn branding_record(&self) -> Result<Option<String>, AuthError> {
+        Ok(self.store.get_setting(BRANDING_SETTING).await?)
+    }
+
+    /// Publishes a branding record (already validated by the caller, which knows its shape)
+    /// and writes the change to the audit log.
+    pub async fn save_branding_record(
+        &self,
+        ctx: &RequestContext,
+        admin: &User,
+        json: &str,
+        summary: &str,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        self.publish_branding_record(json, now).await?;
+        self.admin_audit(ctx, admin, None, "admin.branding.saved", summary, now)
+            .await
+    }
+
+    /// Publishes a branding record from the operator's command line or configuration.
+    pub async fn publish_branding_record(&self, json: &str, now: i64) -> Result<(), AuthError> {
+        Ok(self.store.put_setting(BRANDING_SETTING, json, now).await?)
+    }
+
+    /// Whether the account has a second factor it can complete a sign-in with.
+    pub async fn has_second_factor(&self, user_id: &str) -> Result<bool, AuthError> {
+        Ok(self.store.has_second_factor(user_id).await?)
+    }
+
+    /// Whether the database answers (for `/healthz`).
+    pub async fn database_ready(&self) -> bool {
+        self.store.count_users().await.is_ok()
+    }
+
+    /// Removes expired rows (sessions, codes, enrollments, counters gone quiet, old messages
+    /// and authorization state); returns how many. Idempotent, so every instance may run it.
+    pub async fn housekeeping(&self, now: i64) -> Result<u64, AuthError> {
+        let closed_at = crate::throttle::ACCOUNT_POLICY
+            .hard_limit
+            .unwrap_or(i64::MAX);
+        Ok(self.store.purge_expired(now, closed_at).await?)
+    }
+
+    /// Closes the database pool (at shutdown, after the last request).
+    pub async fn close(&self) {
+        self.store.close().await;
     }
 }

@@ -46,7 +46,10 @@ pub use passkeys::{
     MAX_PASSKEYS, MAX_PASSKEY_NAME,
 };
 use pipeline::FirstFactor;
-pub use pipeline::{decide_after_first_factor, FirstFactorDecision, SignInSignals};
+pub use pipeline::{
+    decide_after_first_factor, decide_for_application, ApplicationDecision, ApplicationSignals,
+    FirstFactorDecision, SignInSignals,
+};
 pub use sessions::{LogoutDelivery, SessionsToEnd};
 pub use sms::{
     PhoneEnrollment, SmsPolicy, SMS_PER_IP_PER_HOUR, SMS_PER_NUMBER_PER_HOUR, SMS_POLICY_SETTING,
@@ -485,10 +488,6 @@ impl Identity {
     pub fn with_logout_delivery(mut self, delivery: Arc<dyn LogoutDelivery>) -> Self {
         self.logout = delivery;
         self
-    }
-
-    pub fn store(&self) -> &Store {
-        &self.store
     }
 
     pub fn hasher(&self) -> &PasswordHasher {

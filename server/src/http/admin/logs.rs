@@ -1,0 +1,271 @@
+//! The logs: sign-in attempts (filtered, and one in detail), the audit log and the development outbox.
+
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use leptos::prelude::*;
+use serde::Deserialize;
+
+use gatehouse_app::admin::{
+    AdminAuditPage, AdminDetailPage, AdminOutboxPage, AdminSignInsPage, AuditData, AuditFilterForm,
+    Cell, DetailData, OutboxData, SignInFilterForm, SignInsData,
+};
+use gatehouse_app::pages::{describe_user_agent, format_time};
+use gatehouse_core::identity::admin::{AuditPage, AuditQuery as AuditSearch};
+use gatehouse_core::store::SignInFilter;
+
+use super::{
+    day_ms, frame, not_found, page_number, paging, query_string, trimmed, AdminUser, PAGE_SIZE,
+};
+use crate::http::toolkit::{internal_error_page, Page};
+use crate::AppState;
+
+#[derive(Deserialize)]
+pub struct SignInsQuery {
+    email: Option<String>,
+    application: Option<String>,
+    result: Option<String>,
+    method: Option<String>,
+    ip: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    user: Option<String>,
+    page: Option<i64>,
+}
+
+pub async fn sign_ins(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    Query(q): Query<SignInsQuery>,
+) -> Response {
+    let page = Page::new(&state).await;
+    let form = SignInFilterForm {
+        email: trimmed(&q.email),
+        application: trimmed(&q.application),
+        result: trimmed(&q.result),
+        method: trimmed(&q.method),
+        ip: trimmed(&q.ip),
+        from: trimmed(&q.from),
+        to: trimmed(&q.to),
+    };
+    let some = |s: &String| (!s.is_empty()).then(|| s.clone());
+    let filter = SignInFilter {
+        email: some(&form.email),
+        user_id: q.user.clone().filter(|u| !u.is_empty()),
+        application: some(&form.application),
+        result: some(&form.result),
+        method: some(&form.method),
+        client_ip: some(&form.ip),
+        from: day_ms(&form.from, false),
+        to: day_ms(&form.to, true),
+    };
+    let number = page_number(q.page);
+    let (entries, total) = match state
+        .identity
+        .console_sign_ins(&filter, (number - 1) * PAGE_SIZE, PAGE_SIZE)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return internal_error_page(page, &e),
+    };
+    let rows = entries
+        .iter()
+        .map(|e| {
+            vec![
+                Cell::link(
+                    format_time(e.occurred_at),
+                    format!("/admin/sign-ins/{}", e.id),
+                ),
+                match &e.user_id {
+                    Some(id) => Cell::link(e.email.clone(), format!("/admin/users/{id}")),
+                    None => Cell::text(e.email.clone()),
+                },
+                Cell::text(e.application.clone()),
+                Cell::text(e.method.clone()),
+                Cell::text(e.result.clone()),
+                Cell::text(e.failure_reason.clone().unwrap_or_default()),
+                Cell::text(e.client_ip.clone()),
+            ]
+        })
+        .collect();
+    let base = format!(
+        "/admin/sign-ins?{}",
+        query_string(&[
+            ("email", &form.email),
+            ("application", &form.application),
+            ("result", &form.result),
+            ("method", &form.method),
+            ("ip", &form.ip),
+            ("from", &form.from),
+            ("to", &form.to),
+        ])
+    );
+    let data = SignInsData {
+        frame: frame(&state, None).await,
+        filter: form,
+        rows,
+        paging: paging(&base, number, total),
+    };
+    page.render(
+        "admin.title",
+        move || view! { <AdminSignInsPage data=data/> },
+    )
+}
+
+pub async fn sign_in(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    Path(id): Path<String>,
+) -> Response {
+    let page = Page::new(&state).await;
+    let e = match state.identity.console_sign_in(&id).await {
+        Ok(Some(e)) => e,
+        Ok(None) => return not_found().await,
+        Err(e) => return internal_error_page(page, &e),
+    };
+    let data = DetailData {
+        frame: frame(&state, None).await,
+        title: format!("Sign-in of {}", e.email),
+        current: "sign-ins",
+        fields: vec![
+            ("Time", Cell::text(format_time(e.occurred_at))),
+            (
+                "User",
+                match &e.user_id {
+                    Some(u) => Cell::link(e.email.clone(), format!("/admin/users/{u}")),
+                    None => Cell::text(format!("{} (no account)", e.email)),
+                },
+            ),
+            ("Application", Cell::text(e.application.clone())),
+            ("Method", Cell::text(e.method.clone())),
+            ("Result", Cell::text(e.result.clone())),
+            (
+                "Failure reason",
+                Cell::text(e.failure_reason.clone().unwrap_or_else(|| "none".into())),
+            ),
+            ("IP address", Cell::text(e.client_ip.clone())),
+            ("Device", Cell::text(describe_user_agent(&e.user_agent))),
+            ("User agent", Cell::text(e.user_agent.clone())),
+            (
+                "Session",
+                Cell::text(e.session_id.clone().unwrap_or_else(|| "none".into())),
+            ),
+        ],
+    };
+    page.render(
+        "admin.title",
+        move || view! { <AdminDetailPage data=data/> },
+    )
+}
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    actor: Option<String>,
+    subject: Option<String>,
+    action: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    page: Option<i64>,
+}
+
+pub async fn audit(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    Query(q): Query<AuditQuery>,
+) -> Response {
+    let page = Page::new(&state).await;
+    let form = AuditFilterForm {
+        actor: trimmed(&q.actor),
+        subject: trimmed(&q.subject),
+        action: trimmed(&q.action),
+        from: trimmed(&q.from),
+        to: trimmed(&q.to),
+    };
+    let query = AuditSearch {
+        actor_email: form.actor.clone(),
+        subject_email: form.subject.clone(),
+        action: (!form.action.is_empty()).then(|| form.action.clone()),
+        from: day_ms(&form.from, false),
+        to: day_ms(&form.to, true),
+    };
+    let number = page_number(q.page);
+    let AuditPage {
+        entries,
+        total,
+        emails,
+    } = match state
+        .identity
+        .console_audit(&query, (number - 1) * PAGE_SIZE, PAGE_SIZE)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return internal_error_page(page, &e),
+    };
+    let person = |id: &Option<String>| match id {
+        Some(id) => Cell::link(
+            emails.get(id).cloned().unwrap_or_default(),
+            format!("/admin/users/{id}"),
+        ),
+        None => Cell::text("system"),
+    };
+    let rows = entries
+        .iter()
+        .map(|e| {
+            vec![
+                Cell::text(format_time(e.occurred_at)),
+                person(&e.actor_user_id),
+                person(&e.subject_user_id),
+                Cell::text(e.action.clone()),
+                Cell::text(e.detail.clone()),
+                Cell::text(e.client_ip.clone()),
+            ]
+        })
+        .collect();
+    let base = format!(
+        "/admin/audit?{}",
+        query_string(&[
+            ("actor", &form.actor),
+            ("subject", &form.subject),
+            ("action", &form.action),
+            ("from", &form.from),
+            ("to", &form.to),
+        ])
+    );
+    let data = AuditData {
+        frame: frame(&state, None).await,
+        filter: form,
+        rows,
+        paging: paging(&base, number, total),
+    };
+    page.render("admin.title", move || view! { <AdminAuditPage data=data/> })
+}
+
+pub async fn outbox(State(state): State<AppState>, _admin: AdminUser) -> Response {
+    if !state.identity.uses_development_outbox() {
+        return not_found().await;
+    }
+    let page = Page::new(&state).await;
+    let messages = match state.identity.console_messages(100).await {
+        Ok(m) => m,
+        Err(e) => return internal_error_page(page, &e),
+    };
+    let rows = messages
+        .into_iter()
+        .map(|m| {
+            vec![
+                Cell::text(format_time(m.created_at)),
+                Cell::text(m.channel),
+                Cell::text(m.recipient),
+                Cell::text(m.subject),
+                Cell::text(m.body),
+            ]
+        })
+        .collect();
+    let data = OutboxData {
+        frame: frame(&state, None).await,
+        rows,
+    };
+    page.render(
+        "admin.title",
+        move || view! { <AdminOutboxPage data=data/> },
+    )
+}

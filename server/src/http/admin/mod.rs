@@ -1,0 +1,217 @@
+//! The admin console at `/admin`. Every handler starts with [`require_admin`]: no session is
+//! 401, a session without the admin role is 403, whatever the route or method. Actions go
+//! through the identity core, which writes each one to the audit log.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use leptos::prelude::*;
+use serde::Deserialize;
+
+use gatehouse_app::admin::{AdminOverviewPage, Frame, OverviewData, Paging};
+use gatehouse_app::pages::MessagePage;
+use gatehouse_core::identity::admin::AdminError;
+use gatehouse_core::store::User;
+
+use crate::http::toolkit::{current_session, internal_error_page, redirect, Page};
+use crate::AppState;
+
+mod apps;
+mod branding;
+mod logs;
+mod providers;
+mod users;
+
+pub use apps::{app, apps, delete_app, register_app, rotate_app_secret, update_app};
+pub use branding::{branding, save_branding};
+pub use logs::{audit, outbox, sign_in, sign_ins};
+pub use providers::{provider_action, providers, save_provider};
+pub use users::{user, user_action, users};
+
+#[derive(Deserialize)]
+pub struct NoticeQuery {
+    pub(super) notice: Option<String>,
+    pub(super) error: Option<String>,
+}
+
+pub(super) const PAGE_SIZE: i64 = 25;
+
+/// The signed-in admin of a console page (see [`require_admin`] for the refusals).
+pub struct AdminUser(pub User);
+
+impl axum::extract::FromRequestParts<AppState> for AdminUser {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Response> {
+        require_admin(state, &parts.headers).await.map(AdminUser)
+    }
+}
+
+/// The signed-in admin, or the refusal: 401 without a session, 403 without the admin role.
+pub(super) async fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<User, Response> {
+    match current_session(state, headers).await {
+        Ok(Some((_, user))) if user.is_admin && !user.disabled => {
+            // The tenant's multifactor rule holds for admins too: no console page before the
+            // account has a second factor.
+            match state.identity.needs_enrollment(&user).await {
+                Ok(false) => Ok(user),
+                Ok(true) => Err(redirect("/account/security?notice=mfa_required", vec![])),
+                Err(e) => Err(internal_error_page(Page::new(state).await, &e)),
+            }
+        }
+        Ok(Some(_)) => Err(refusal(
+            state,
+            StatusCode::FORBIDDEN,
+            "Admins only",
+            "This page is for the tenant's administrators. Your account does not have the admin role.",
+        )
+        .await),
+        Ok(None) => Err(refusal(
+            state,
+            StatusCode::UNAUTHORIZED,
+            "Sign in as an administrator",
+            "Sign in with an administrator account to use the admin console.",
+        )
+        .await),
+        Err(e) => Err(internal_error_page(Page::new(state).await, &e)),
+    }
+}
+
+pub(super) async fn refusal(
+    state: &AppState,
+    status: StatusCode,
+    title: &str,
+    message: &str,
+) -> Response {
+    let (title, message) = (title.to_string(), message.to_string());
+    Page::new(state).await.status(status).render(
+        "admin.title",
+        move || view! { <MessagePage title=title message=message/> },
+    )
+}
+
+pub(super) async fn frame(state: &AppState, notice: Option<&str>) -> Frame {
+    Frame {
+        notice: notice.map(notice_text).map(str::to_string),
+        error: None,
+        outbox: state.identity.uses_development_outbox(),
+    }
+}
+
+pub(super) fn notice_text(code: &str) -> &'static str {
+    match code {
+        "disable" => "The account is disabled; its sessions and tokens ended.",
+        "enable" => "The account is enabled.",
+        "delete" => "The account was deleted.",
+        "revoke-sessions" => {
+            "Every session of the account ended and its application tokens were revoked."
+        }
+        "reset-mfa" => "The account's multifactor methods were removed.",
+        "require-password-reset" => {
+            "The password was removed and a reset code emailed to the person."
+        }
+        "registered" => "The application is registered.",
+        "saved" => "The application was saved.",
+        "deleted" => "The application was deleted.",
+        "provider_saved" => "The provider was saved.",
+        "provider_enable" => "The provider is enabled: its button shows on the sign-in pages.",
+        "provider_disable" => "The provider is disabled: its button is hidden.",
+        "provider_remove" => "The provider was removed.",
+        "branding_saved" => "The branding was saved.",
+        _ => "Done.",
+    }
+}
+
+pub(super) fn admin_error_text(err: &AdminError) -> String {
+    match err {
+        AdminError::NotFound => "There is no such account.".into(),
+        AdminError::OwnAccount => "You cannot disable or delete your own account.".into(),
+        AdminError::Client(problem) => sentence(&problem.to_string()),
+        AdminError::Auth(e) => format!("The change could not be made ({}).", e.reason_code()),
+    }
+}
+
+/// An error's text as a sentence for the page: capitalised, with a full stop.
+pub(super) fn sentence(text: &str) -> String {
+    let mut s = text.to_string();
+    if let Some(first) = s.get_mut(0..1) {
+        first.make_ascii_uppercase();
+    }
+    format!("{s}.")
+}
+
+pub(super) async fn not_found() -> Response {
+    crate::http::pages::not_found(axum::extract::Request::default()).await
+}
+
+pub(super) fn paging(base: &str, page: i64, total: i64) -> Paging {
+    let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Paging {
+        summary: format!("Page {page} of {pages} ({total} in all)"),
+        previous: (page > 1).then(|| format!("{base}{sep}page={}", page - 1)),
+        next: (page < pages).then(|| format!("{base}{sep}page={}", page + 1)),
+    }
+}
+
+pub(super) fn page_number(p: Option<i64>) -> i64 {
+    p.unwrap_or(1).clamp(1, 100_000)
+}
+
+/// `name=value&...` of the non-empty values, for paging links.
+pub(super) fn query_string(pairs: &[(&str, &str)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()
+            )
+        })
+        .collect();
+    parts.join("&")
+}
+
+/// A `YYYY-MM-DD` day as milliseconds at its start (UTC); `end` gives the start of the next day.
+pub(super) fn day_ms(text: &str, end: bool) -> Option<i64> {
+    let day = chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").ok()?;
+    let day = if end { day.succ_opt()? } else { day };
+    Some(day.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis())
+}
+
+pub(super) fn trimmed(s: &Option<String>) -> String {
+    s.as_deref()
+        .unwrap_or("")
+        .trim()
+        .chars()
+        .take(320)
+        .collect()
+}
+
+// ---------------------------------------------------------------- overview
+
+pub async fn overview(State(state): State<AppState>, _admin: AdminUser) -> Response {
+    let page = Page::new(&state).await;
+    let overview = match state
+        .identity
+        .console_overview(state.now() - 24 * 60 * 60 * 1000)
+        .await
+    {
+        Ok(o) => o,
+        Err(e) => return internal_error_page(page, &e),
+    };
+    let data = OverviewData {
+        frame: frame(&state, None).await,
+        users: overview.users,
+        applications: overview.applications,
+        sign_ins: overview.sign_ins,
+    };
+    page.render(
+        "admin.title",
+        move || view! { <AdminOverviewPage data=data/> },
+    )
+}
