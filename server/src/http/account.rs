@@ -1,8 +1,8 @@
-//! The account's own pages: change the email address (and undo it from the old address's
-//! link), delete the account, download its data. Each handler parses, calls the core once and
-//! renders or redirects.
+//! The account portal: the account page (profile, password, sessions, applications), changing
+//! the email address (and undoing it from the old address's link), deleting the account and
+//! downloading its data. Each handler parses, calls the core once and renders or redirects.
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,14 +14,18 @@ use gatehouse_app::account::{
     DeleteAccountData, DeleteAccountPage, EmailChangeData, EmailChangePage, EmailUndoData,
     EmailUndoPage,
 };
-use gatehouse_app::pages::MessagePage;
+use gatehouse_app::pages::{
+    describe_user_agent, format_time, AccountData, AccountPage, ConnectedAppRow, MessagePage,
+    SessionRow,
+};
 use gatehouse_core::identity::AuthError;
+use gatehouse_core::secret::SecretString;
 use gatehouse_core::store::{Session, User};
 
-use super::cookies::{EMAIL_CHANGE, SESSION};
-use super::pages::EnrolledUser;
-use super::pages::{
-    begin, cookie_policy, describe_error, internal_error_page, redirect, CodeForm, Incoming, Page,
+use super::cookies::{AUTHORIZE, EMAIL_CHANGE, LINK, SESSION};
+use super::toolkit::{
+    begin, cookie_policy, current_session, describe_error, internal_error_page, redirect,
+    require_enrolled_session, CodeForm, EnrolledUser, Incoming, Page, SignedInUser,
 };
 use crate::AppState;
 
@@ -365,5 +369,228 @@ pub async fn download_data(
             response
         }
         Err(e) => internal_error_page(Page::new(&state).await, &e),
+    }
+}
+
+// ---------------------------------------------------------------- account
+
+#[derive(Deserialize)]
+pub struct AccountQuery {
+    #[serde(default)]
+    notice: Option<String>,
+}
+
+fn account_data(session: &Session, user: &User, sessions: Vec<Session>) -> AccountData {
+    let rows = sessions
+        .into_iter()
+        .map(|s| SessionRow {
+            current: s.id == session.id,
+            device: describe_user_agent(&s.user_agent),
+            ip: s.client_ip,
+            signed_in: format_time(s.created_at),
+            last_active: format_time(s.last_seen_at),
+            id: s.id,
+        })
+        .collect();
+    AccountData {
+        display_name: user.display_name.clone(),
+        email: user.email.clone(),
+        has_password: user.password_hash.is_some(),
+        sessions: rows,
+        ..AccountData::default()
+    }
+}
+
+/// Renders the account page for the signed-in user, with a notice or an error.
+async fn account_response(
+    state: &AppState,
+    page: Page,
+    session: &Session,
+    user: &User,
+    notice: Option<String>,
+    error: Option<(&'static str, AuthError)>,
+) -> Response {
+    let sessions = match state.identity.list_sessions(&user.id, state.now()).await {
+        Ok(s) => s,
+        Err(err) => return internal_error_page(page, &err),
+    };
+    let apps = match state
+        .identity
+        .connected_applications(&user.id, state.now())
+        .await
+    {
+        Ok(a) => a,
+        Err(err) => return internal_error_page(page, &err),
+    };
+    let mut data = account_data(session, user, sessions);
+    data.apps = apps
+        .into_iter()
+        .map(|a| ConnectedAppRow {
+            client_id: a.client.id,
+            name: a.client.name,
+            access: a
+                .scope
+                .iter()
+                .map(|s| page.t().get(&format!("oidc.scope.{s}")))
+                .collect(),
+            since: format_time(a.since),
+        })
+        .collect();
+    data.notice = notice;
+    let mut page = page;
+    if let Some((form, err)) = error {
+        let ev = describe_error(page.t(), &err);
+        let message = if matches!(err, AuthError::InvalidCredentials) {
+            page.t().get("account.current_password_wrong")
+        } else {
+            ev.message
+        };
+        data.error = Some(message);
+        data.error_form = Some(form);
+        page = page.status(ev.status);
+    }
+    page.render("account.title", move || view! { <AccountPage data=data/> })
+}
+
+pub async fn account_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<AccountQuery>,
+) -> Response {
+    // An application waits for this sign-in: it continues there.
+    if cookie_policy(&state).read(&headers, AUTHORIZE).is_some() {
+        if let Ok(Some(_)) = current_session(&state, &headers).await {
+            return redirect("/authorize/continue", vec![]);
+        }
+    }
+    // A provider link waits for the account that was just proven: confirm it first.
+    if cookie_policy(&state).read(&headers, LINK).is_some() {
+        if let Ok(Some(_)) = current_session(&state, &headers).await {
+            return redirect("/sign-in/link", vec![]);
+        }
+    }
+    let (session, user) = match require_enrolled_session(&state, &headers).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let page = Page::new(&state).await;
+    let notice = match q.notice.as_deref() {
+        Some("profile_saved") => Some(page.t().get("account.profile_saved")),
+        Some("password_changed") => Some(page.t().get("account.password_changed")),
+        Some("session_revoked") => Some(page.t().get("account.session_revoked")),
+        Some("app_removed") => Some(page.t().get("account.app_removed")),
+        Some("email_changed") => Some(page.t().fill("account.email_changed", "email", &user.email)),
+        _ => None,
+    };
+    account_response(&state, page, &session, &user, notice, None).await
+}
+
+#[derive(Deserialize)]
+pub struct ProfileForm {
+    #[serde(default)]
+    name: String,
+}
+
+pub async fn update_profile(
+    State(state): State<AppState>,
+    EnrolledUser { session, user }: EnrolledUser,
+    Form(form): Form<ProfileForm>,
+) -> Response {
+    match state
+        .identity
+        .update_display_name(&user.id, &form.name, state.now())
+        .await
+    {
+        Ok(_) => redirect("/account?notice=profile_saved", vec![]),
+        Err(err) => {
+            account_response(
+                &state,
+                Page::new(&state).await,
+                &session,
+                &user,
+                None,
+                Some(("profile", err)),
+            )
+            .await
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ChangePasswordForm {
+    #[serde(default)]
+    current_password: String,
+    #[serde(default)]
+    new_password: String,
+}
+
+pub async fn change_password(
+    State(state): State<AppState>,
+    EnrolledUser { session, user }: EnrolledUser,
+    incoming: Incoming,
+    Form(form): Form<ChangePasswordForm>,
+) -> Response {
+    let (page, ctx) = begin(&state, &incoming).await;
+    let current = SecretString::new(form.current_password);
+    let new = SecretString::new(form.new_password);
+    match state
+        .identity
+        .change_password(&ctx, &session, &user, &current, &new, state.now())
+        .await
+    {
+        Ok(()) => redirect("/account?notice=password_changed", vec![]),
+        Err(err) => {
+            account_response(&state, page, &session, &user, None, Some(("password", err))).await
+        }
+    }
+}
+
+pub async fn sign_out_session(
+    State(state): State<AppState>,
+    SignedInUser { session, user }: SignedInUser,
+    Path(id): Path<String>,
+) -> Response {
+    match state
+        .identity
+        .revoke_session(&user.id, &id, state.now())
+        .await
+    {
+        Ok(_) if id == session.id => {
+            redirect("/sign-in", vec![cookie_policy(&state).clear(SESSION)])
+        }
+        Ok(_) => redirect("/account?notice=session_revoked", vec![]),
+        Err(err) => internal_error_page(Page::new(&state).await, &err),
+    }
+}
+
+pub async fn sign_out_everywhere(
+    State(state): State<AppState>,
+    SignedInUser { user, .. }: SignedInUser,
+) -> Response {
+    match state
+        .identity
+        .revoke_all_sessions(&user.id, state.now())
+        .await
+    {
+        Ok(_) => redirect("/sign-in", vec![cookie_policy(&state).clear(SESSION)]),
+        Err(err) => internal_error_page(Page::new(&state).await, &err),
+    }
+}
+
+/// Removes an application's access to the signed-in account.
+pub async fn remove_app_access(
+    State(state): State<AppState>,
+    EnrolledUser { user, .. }: EnrolledUser,
+    incoming: Incoming,
+    Path(client_id): Path<String>,
+) -> Response {
+    let (page, ctx) = begin(&state, &incoming).await;
+    match state
+        .identity
+        .disconnect_application(&ctx, &user.id, &client_id, state.now())
+        .await
+    {
+        Ok(_) => redirect("/account?notice=app_removed", vec![]),
+        Err(err) => internal_error_page(page, &err),
     }
 }

@@ -20,8 +20,8 @@ use gatehouse_core::identity::{
 
 use super::cookies::{EXTERNAL, FLOW, LINK};
 use super::mfa::security_response;
-use super::pages::SignedInUser;
-use super::pages::{
+use super::toolkit::SignedInUser;
+use super::toolkit::{
     begin, cookie_policy, current_session, describe_error, flow_started, internal_error_page,
     redirect, sign_in_outcome_response, Incoming, Page,
 };
@@ -268,7 +268,7 @@ pub async fn callback(
             Ok(ExternalOutcome::SignIn(outcome)) => sign_in_outcome_response(&state, outcome),
             Ok(ExternalOutcome::NeedsDetails { flow_id }) => redirect(
                 "/sign-in/external/finish",
-                vec![cookies.set(FLOW, &flow_id, Some(super::pages::FLOW_COOKIE_MAX_AGE_S))],
+                vec![cookies.set(FLOW, &flow_id, Some(super::toolkit::FLOW_COOKIE_MAX_AGE_S))],
             ),
             Ok(ExternalOutcome::LinkRequired { flow_id }) => redirect(
                 "/sign-in/link",

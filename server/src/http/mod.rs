@@ -9,8 +9,10 @@ pub mod oidc;
 pub mod pages;
 pub mod passkeys;
 pub mod security;
+pub mod toolkit;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
@@ -22,25 +24,48 @@ use tower_http::services::ServeDir;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::AppState;
+use security::{Access, Guard};
 
 /// Form posts are small: 16 KiB is far above any legitimate sign-in or sign-up form.
 pub const FORM_BODY_LIMIT: usize = 16 * 1024;
 /// Every request must complete within this time.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// One route: its path and the handlers for reading (GET) and for changing state (POST).
+/// One route: its path, the handlers for reading (GET) and for changing state (POST), and who
+/// may send it state-changing requests.
 struct RouteSpec {
     path: &'static str,
     read: Option<MethodRouter<AppState>>,
     change: Option<MethodRouter<AppState>>,
+    access: Access,
 }
 
+/// A route that only our own pages may post to.
 fn route(
     path: &'static str,
     read: Option<MethodRouter<AppState>>,
     change: Option<MethodRouter<AppState>>,
 ) -> RouteSpec {
-    RouteSpec { path, read, change }
+    RouteSpec {
+        path,
+        read,
+        change,
+        access: Access::OwnPages,
+    }
+}
+
+impl RouteSpec {
+    /// Posts arrive from other sites by design (see [`Access::CrossSite`]).
+    fn cross_site(mut self) -> Self {
+        self.access = Access::CrossSite;
+        self
+    }
+
+    /// Applications call it with their own credentials (see [`Access::Applications`]).
+    fn for_applications(mut self) -> Self {
+        self.access = Access::Applications;
+        self
+    }
 }
 
 /// Every route of the application. The router is built from this table and the tests
@@ -71,9 +96,17 @@ fn route_specs() -> Vec<RouteSpec> {
             Some(post(new_password)),
         ),
         route("/sign-out", None, Some(post(sign_out))),
-        route("/account", Some(get(account_page)), None),
-        route("/account/profile", None, Some(post(update_profile))),
-        route("/account/password", None, Some(post(change_password))),
+        route("/account", Some(get(account::account_page)), None),
+        route(
+            "/account/profile",
+            None,
+            Some(post(account::update_profile)),
+        ),
+        route(
+            "/account/password",
+            None,
+            Some(post(account::change_password)),
+        ),
         route(
             "/account/email",
             Some(get(account::email_change_page)),
@@ -98,17 +131,17 @@ fn route_specs() -> Vec<RouteSpec> {
         route(
             "/account/apps/{id}/remove",
             None,
-            Some(post(remove_app_access)),
+            Some(post(account::remove_app_access)),
         ),
         route(
             "/account/sessions/sign-out-all",
             None,
-            Some(post(sign_out_everywhere)),
+            Some(post(account::sign_out_everywhere)),
         ),
         route(
             "/account/sessions/{id}/sign-out",
             None,
-            Some(post(sign_out_session)),
+            Some(post(account::sign_out_session)),
         ),
         route(
             "/sign-in/verify",
@@ -221,7 +254,8 @@ fn route_specs() -> Vec<RouteSpec> {
             crate::federation::CALLBACK_PATH,
             Some(get(federation::callback)),
             Some(post(federation::callback_post)),
-        ),
+        )
+        .cross_site(),
         route(
             "/sign-in/external/finish",
             Some(get(federation::finish_page)),
@@ -308,7 +342,8 @@ fn route_specs() -> Vec<RouteSpec> {
             oidc::AUTHORIZE_PATH,
             Some(get(oidc::authorize_get)),
             Some(post(oidc::authorize_post)),
-        ),
+        )
+        .cross_site(),
         route(
             "/authorize/continue",
             Some(get(oidc::authorize_continue)),
@@ -319,14 +354,16 @@ fn route_specs() -> Vec<RouteSpec> {
             oidc::TOKEN_PATH,
             None,
             Some(post(oidc::token).options(oidc::preflight)),
-        ),
+        )
+        .for_applications(),
         route(
             oidc::USERINFO_PATH,
             Some(get(oidc::userinfo_get).options(oidc::preflight)),
             Some(post(oidc::userinfo_post)),
-        ),
-        route(oidc::REVOKE_PATH, None, Some(post(oidc::revoke))),
-        route(oidc::INTROSPECT_PATH, None, Some(post(oidc::introspect))),
+        )
+        .for_applications(),
+        route(oidc::REVOKE_PATH, None, Some(post(oidc::revoke))).for_applications(),
+        route(oidc::INTROSPECT_PATH, None, Some(post(oidc::introspect))).for_applications(),
         route(
             oidc::LOGOUT_PATH,
             Some(get(oidc::logout_get)),
@@ -343,21 +380,32 @@ pub fn route_list() -> Vec<(&'static str, bool, bool)> {
         .collect()
 }
 
-/// The paths of every state-changing route (the provider callback's form post changes no
-/// state: it only turns a provider's cross-site form post into a GET of the callback).
+/// The paths of every state-changing route that only our own pages may post to (the others
+/// are [`Access::CrossSite`] or [`Access::Applications`] by design).
 pub fn state_changing_routes() -> Vec<&'static str> {
-    route_list()
+    route_specs()
         .into_iter()
-        .filter(|(path, _, post)| *post && !security::CROSS_SITE_POSTS.contains(path))
-        .map(|(path, _, _)| path)
+        .filter(|r| r.change.is_some() && r.access == Access::OwnPages)
+        .map(|r| r.path)
         .collect()
 }
 
 pub fn router(state: AppState) -> Router {
     let static_files = ServeDir::new(&state.config.site_root)
         .fallback(ServeDir::new("public").fallback(pages::not_found.into_service()));
+    let specs = route_specs();
+    let guard = Guard {
+        state: state.clone(),
+        access: Arc::new(
+            specs
+                .iter()
+                .filter(|r| r.access != Access::OwnPages)
+                .map(|r| (r.path, r.access))
+                .collect(),
+        ),
+    };
     let mut router = Router::new();
-    for spec in route_specs() {
+    for spec in specs {
         let methods = [spec.read, spec.change]
             .into_iter()
             .flatten()
@@ -368,11 +416,11 @@ pub fn router(state: AppState) -> Router {
         .fallback_service(static_files)
         .layer(DefaultBodyLimit::max(FORM_BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            guard.clone(),
             security::device_cookie,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            guard,
             security::require_same_origin,
         ))
         .layer(TimeoutLayer::with_status_code(

@@ -31,7 +31,7 @@ use gatehouse_core::jws::Alg;
 use gatehouse_core::secret::SecretString;
 
 use super::cookies::{AUTHORIZE, SESSION};
-use super::pages::{
+use super::toolkit::{
     begin, cookie_policy, current_session, internal_error_page, redirect, Incoming, Page,
 };
 use crate::AppState;
@@ -334,7 +334,7 @@ fn answer(
                 cookies.set(
                     super::cookies::PENDING_SIGN_IN,
                     &pending_id,
-                    Some(super::pages::PENDING_COOKIE_MAX_AGE_S),
+                    Some(super::toolkit::PENDING_COOKIE_MAX_AGE_S),
                 ),
             ],
         ),

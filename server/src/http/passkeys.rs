@@ -15,8 +15,8 @@ use gatehouse_core::identity::{AuthError, PasskeyCeremony, SignInOutcome, Signed
 use gatehouse_core::store::{Session, User};
 
 use super::cookies::{FLOW, PENDING_SIGN_IN, SESSION};
-use super::pages::SignedInUser;
-use super::pages::{
+use super::toolkit::SignedInUser;
+use super::toolkit::{
     begin, cookie_policy, current_session, describe_error, redirect, Incoming, Page,
 };
 use crate::AppState;
@@ -162,7 +162,7 @@ pub async fn sign_in(
                     cookies.set(
                         PENDING_SIGN_IN,
                         &pending_id,
-                        Some(super::pages::PENDING_COOKIE_MAX_AGE_S),
+                        Some(super::toolkit::PENDING_COOKIE_MAX_AGE_S),
                     ),
                     cookies.clear(FLOW),
                 ],

@@ -17,13 +17,13 @@ use crate::AppState;
 /// cross-site form post therefore cannot sign anyone in or out. Server functions are covered
 /// too, since they are POST routes of the same router.
 pub async fn require_same_origin(
-    State(state): State<AppState>,
+    State(guard): State<Guard>,
     request: Request,
     next: Next,
 ) -> Response {
     if is_safe_method(request.method())
-        || is_same_origin(request.headers(), &state.config.public_origin)
-        || CROSS_SITE_POSTS.contains(&request.uri().path())
+        || is_same_origin(request.headers(), &guard.state.config.public_origin)
+        || guard.access(request.uri().path()) != Access::OwnPages
     {
         return next.run(request).await;
     }
@@ -38,17 +38,17 @@ pub struct NewDevice(pub String);
 /// Gives every browser a device cookie (a random id) the first time it asks for one of our
 /// pages or forms. The OAuth endpoints applications call, and static files, get none.
 pub async fn device_cookie(
-    State(state): State<AppState>,
+    State(guard): State<Guard>,
     mut request: Request,
     next: Next,
 ) -> Response {
     let path = request.uri().path();
     let exempt = path.starts_with("/pkg/")
         || path.starts_with("/.well-known/")
-        || CROSS_SITE_POSTS[2..].contains(&path)
+        || guard.access(path) == Access::Applications
         || path == "/healthz";
     let policy = crate::http::cookies::CookiePolicy {
-        secure: state.config.secure_cookies(),
+        secure: guard.state.config.secure_cookies(),
     };
     if exempt
         || policy
@@ -71,19 +71,35 @@ pub async fn device_cookie(
     response
 }
 
-/// Posts that arrive from other sites by design, none of which acts on the browser's cookies
-/// alone: a provider's `response_mode=form_post` answer (its handler only redirects to the GET
-/// of the callback, which checks the browser's own cookie and the `state`); an application's
-/// authorization request (the same as its GET, validated against the registered client); and
-/// the OAuth endpoints that applications call with their own credentials or tokens.
-pub const CROSS_SITE_POSTS: [&str; 6] = [
-    crate::federation::CALLBACK_PATH,
-    super::oidc::AUTHORIZE_PATH,
-    super::oidc::TOKEN_PATH,
-    super::oidc::USERINFO_PATH,
-    super::oidc::REVOKE_PATH,
-    super::oidc::INTROSPECT_PATH,
-];
+/// Who may send a route's state-changing requests: a flag of each entry of the route table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Only our own pages (same origin). Every route is this unless its entry says otherwise.
+    OwnPages,
+    /// Posts that arrive from other sites by design and act on no browser cookie alone: a
+    /// provider's `response_mode=form_post` answer (its handler only redirects to the GET of
+    /// the callback, which checks the browser's own cookie and the `state`), and an
+    /// application's authorization request (the same as its GET, validated against the
+    /// registered client).
+    CrossSite,
+    /// The OAuth endpoints applications call with their own credentials or tokens, from any
+    /// site; browsers get no device cookie there.
+    Applications,
+}
+
+/// What the edge's guards know: the state, and the routes that are not [`Access::OwnPages`]
+/// (from the route table).
+#[derive(Clone)]
+pub struct Guard {
+    pub state: AppState,
+    pub access: std::sync::Arc<std::collections::HashMap<&'static str, Access>>,
+}
+
+impl Guard {
+    pub fn access(&self, path: &str) -> Access {
+        self.access.get(path).copied().unwrap_or(Access::OwnPages)
+    }
+}
 
 pub fn is_safe_method(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
