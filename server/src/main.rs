@@ -1,72 +1,339 @@
-//! The `gatehouse` command line: `serve` (default), `migrate`, `create-admin`, `branding`, `mfa`,
-//! `sms`, `providers`, `apps`, `keys`.
+//! The `gatehouse` command line: `serve` (the default), `migrate`, `create-admin`, `branding`,
+//! `mfa`, `reset-mfa`, `sms`, `providers`, `apps`, `keys` and `completions`. Every setting is a
+//! global option with its environment variable, read through clap.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::{Arg, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+
 use gatehouse_app::branding::Branding;
 use gatehouse_server::config::{Config, SETTINGS};
-use gatehouse_server::{build_state, http, open_store, system_clock, BRANDING_SETTING};
+use gatehouse_server::{build_state, http, open_store, system_clock};
 
-const USAGE: &str = "Gatehouse: customer identity and access management.
+/// Settings that are read from the environment (or the file) only: secrets stay off command
+/// lines, where other users of the machine could read them, and the log filter is tracing's own.
+const ENVIRONMENT_ONLY: &[&str] = &[
+    "GATEHOUSE_SECRET_KEY",
+    "GATEHOUSE_SMS_AUTH_TOKEN",
+    "RUST_LOG",
+];
 
-Usage: gatehouse [--config FILE] [COMMAND]
+/// Settings whose values may carry a password: `--help` names their variable but never shows
+/// its value.
+const VALUE_HIDDEN: &[&str] = &["GATEHOUSE_DATABASE_URL", "GATEHOUSE_SMTP_URL"];
 
-Commands:
-  serve                         Run the server (the default)
-  migrate                       Apply database migrations and exit
-  create-admin --email EMAIL [--name NAME]
-                                Create the first administrator (or make an account one).
-                                The new account signs in with an email code.
-  branding show                 Print the current branding record (JSON)
-  branding set FILE             Replace the branding record from a JSON or TOML file
-  mfa show                      Print the multifactor policy
-  mfa require | mfa optional    Require a second factor of every account (accounts without
-                                one add it right after signing in), or leave it to each user
-  reset-mfa --email EMAIL       Remove every second factor and recovery code of an account and
-                                end its sessions (after verifying the person out of band)
-  sms show                      Print the countries texts may be sent to
-  sms countries CODES | all     Allow texts only to numbers with these country calling codes
-                                (comma-separated, e.g. 1,44,49), or to every country
-  providers list                List the sign-in providers (secrets are never printed)
-  providers add ID --kind KIND --client-id CLIENT_ID [options]
-                                Add a sign-in provider, or replace the one with this id.
-                                KIND: oidc, google, microsoft, apple, facebook, github.
-                                The secret is read from --client-secret-env VAR or
-                                --client-secret-file FILE (never from the command line) and
-                                stored encrypted. Options: --name NAME, --issuer URL (oidc),
-                                --tenant ID (microsoft), --scopes 'a b c',
-                                --apple-team-id ID --apple-key-id ID --apple-key-file FILE.p8,
-                                --authorization-endpoint URL, --token-endpoint URL,
-                                --userinfo-endpoint URL, --jwks-uri URL, --emails-endpoint URL,
-                                --email-claim C, --email-verified-claim C, --name-claim C,
-                                --disabled
-  providers enable ID | disable ID | remove ID
-  providers move ID POSITION    Order the buttons (lower positions first)
-  apps list                     List the applications (OpenID Connect clients)
-  apps add --name NAME (--confidential | --public) --redirect-uri URI [options]
-                                Register an application. Repeatable: --redirect-uri,
-                                --post-logout-uri, --grant (authorization_code,
-                                refresh_token, client_credentials), --origin (CORS).
-                                Options: --third-party (ask consent), --logo URL,
-                                --id-token-alg ES256|EdDSA|RS256, --backchannel-logout-uri URL,
-                                --secret-out FILE (write the secret there, owner-only, instead
-                                of printing it). A confidential client's secret is shown once.
-  apps rotate-secret ID [--secret-out FILE]
-                                Replace an application's secret (the old one stops working)
-  apps remove ID                Delete an application and every token it holds
-  keys rotate                   New token signing keys; the old ones stay published until
-                                the tokens they signed have expired
-  help, --help                  Show this help
+#[derive(Parser)]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "Gatehouse: customer identity and access management.",
+    after_help = environment_only_help(),
+    propagate_version = true
+)]
+struct Cli {
+    #[command(flatten)]
+    settings: Settings,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
 
-Settings (environment variables; the same keys, lower case without GATEHOUSE_, in the TOML
-file named by --config or GATEHOUSE_CONFIG):";
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Create the first administrator (or make an account one); it signs in with an email code.
+    CreateAdmin {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "Administrator")]
+        name: String,
+    },
+    /// Show or replace the branding record.
+    Branding {
+        #[command(subcommand)]
+        action: BrandingAction,
+    },
+    /// Show the multifactor policy, or require a second factor of every account.
+    Mfa {
+        #[command(subcommand)]
+        action: MfaAction,
+    },
+    /// Remove every second factor and recovery code of an account and end its sessions (after
+    /// verifying the person out of band).
+    ResetMfa {
+        #[arg(long)]
+        email: String,
+    },
+    /// Show or set the countries texts may be sent to.
+    Sms {
+        #[command(subcommand)]
+        action: SmsAction,
+    },
+    /// The sign-in providers (secrets are never printed).
+    Providers {
+        #[command(subcommand)]
+        action: ProvidersAction,
+    },
+    /// The applications (OpenID Connect clients).
+    Apps {
+        #[command(subcommand)]
+        action: AppsAction,
+    },
+    /// Token signing keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+    /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+}
 
-fn print_help() {
-    println!("{USAGE}");
-    for (name, default, meaning) in SETTINGS {
-        println!("  {name}\n      {meaning}\n      default: {default}");
+#[derive(Subcommand)]
+enum BrandingAction {
+    /// Print the current branding record (JSON).
+    Show,
+    /// Replace the branding record from a JSON or TOML file.
+    Set { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum MfaAction {
+    /// Print the multifactor policy.
+    Show,
+    /// Require a second factor of every account (accounts without one add it right after
+    /// signing in).
+    Require,
+    /// Leave the second factor to each user.
+    Optional,
+}
+
+#[derive(Subcommand)]
+enum SmsAction {
+    /// Print the countries texts may be sent to.
+    Show,
+    /// Allow texts only to numbers with these country calling codes (comma-separated, e.g.
+    /// 1,44,49), or `all` for every country.
+    Countries { codes: String },
+}
+
+#[derive(Subcommand)]
+enum ProvidersAction {
+    /// List the sign-in providers.
+    List,
+    /// Add a sign-in provider, or replace the one with this id. The secret is read from
+    /// --client-secret-env VAR or --client-secret-file FILE (never from the command line) and
+    /// stored encrypted.
+    Add(Box<ProviderArgs>),
+    /// Show the provider's button on the sign-in pages.
+    Enable { id: String },
+    /// Hide the provider's button.
+    Disable { id: String },
+    /// Remove the provider.
+    Remove { id: String },
+    /// Order the buttons (lower positions first).
+    Move { id: String, position: i64 },
+}
+
+#[derive(Args)]
+struct ProviderArgs {
+    id: String,
+    /// oidc, google, microsoft, apple, facebook or github.
+    #[arg(long)]
+    kind: String,
+    #[arg(long)]
+    client_id: String,
+    /// The environment variable that holds the client secret.
+    #[arg(long)]
+    client_secret_env: Option<String>,
+    /// The file that holds the client secret.
+    #[arg(long)]
+    client_secret_file: Option<PathBuf>,
+    /// The button's label.
+    #[arg(long)]
+    name: Option<String>,
+    /// The issuer (oidc).
+    #[arg(long)]
+    issuer: Option<String>,
+    /// The directory tenant (microsoft).
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Space-separated scopes, e.g. 'openid email profile'.
+    #[arg(long)]
+    scopes: Option<String>,
+    #[arg(long)]
+    apple_team_id: Option<String>,
+    #[arg(long)]
+    apple_key_id: Option<String>,
+    /// The .p8 signing key of Sign in with Apple.
+    #[arg(long)]
+    apple_key_file: Option<PathBuf>,
+    #[arg(long)]
+    authorization_endpoint: Option<String>,
+    #[arg(long)]
+    token_endpoint: Option<String>,
+    #[arg(long)]
+    userinfo_endpoint: Option<String>,
+    #[arg(long)]
+    jwks_uri: Option<String>,
+    #[arg(long)]
+    emails_endpoint: Option<String>,
+    #[arg(long)]
+    email_claim: Option<String>,
+    #[arg(long)]
+    email_verified_claim: Option<String>,
+    #[arg(long)]
+    name_claim: Option<String>,
+    /// Save the provider with its button hidden.
+    #[arg(long)]
+    disabled: bool,
+}
+
+#[derive(Subcommand)]
+enum AppsAction {
+    /// List the applications.
+    List,
+    /// Register an application. A confidential client's secret is shown once.
+    Add(AppArgs),
+    /// Replace an application's secret (the old one stops working).
+    RotateSecret {
+        id: String,
+        /// Write the secret to this file (owner-only) instead of printing it.
+        #[arg(long)]
+        secret_out: Option<PathBuf>,
+    },
+    /// Delete an application and every token it holds.
+    Remove { id: String },
+}
+
+#[derive(Args)]
+#[command(group = clap::ArgGroup::new("type").required(true).args(["confidential", "public"]))]
+struct AppArgs {
+    #[arg(long)]
+    name: String,
+    /// A client with a secret (a server-side application).
+    #[arg(long)]
+    confidential: bool,
+    /// A client without a secret (a single-page or native application; PKCE).
+    #[arg(long)]
+    public: bool,
+    #[arg(long = "redirect-uri", required = true)]
+    redirect_uris: Vec<String>,
+    #[arg(long = "post-logout-uri")]
+    post_logout_uris: Vec<String>,
+    /// authorization_code, refresh_token or client_credentials (repeatable).
+    #[arg(long = "grant")]
+    grants: Vec<String>,
+    /// An origin allowed to call the token endpoint from a browser (CORS; repeatable).
+    #[arg(long = "origin")]
+    origins: Vec<String>,
+    /// Ask the person's consent (an application of another party).
+    #[arg(long)]
+    third_party: bool,
+    #[arg(long)]
+    logo: Option<String>,
+    /// ES256, EdDSA or RS256.
+    #[arg(long)]
+    id_token_alg: Option<String>,
+    #[arg(long)]
+    backchannel_logout_uri: Option<String>,
+    /// Write the secret to this file (owner-only) instead of printing it.
+    #[arg(long)]
+    secret_out: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// New token signing keys; the old ones stay published until the tokens they signed have
+    /// expired.
+    Rotate,
+}
+
+/// Every setting of [`SETTINGS`] that may be given on the command line, as a global option
+/// (`GATEHOUSE_PUBLIC_URL` is `--public-url`) that falls back to its environment variable.
+#[derive(Default)]
+struct Settings(HashMap<&'static str, String>);
+
+fn command_line_settings(
+) -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str)> {
+    SETTINGS
+        .iter()
+        .filter(|(name, _, _)| !ENVIRONMENT_ONLY.contains(name))
+}
+
+fn option_name(variable: &str) -> String {
+    variable
+        .trim_start_matches("GATEHOUSE_")
+        .to_ascii_lowercase()
+        .replace('_', "-")
+}
+
+impl Args for Settings {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        cmd.args(command_line_settings().map(|&(name, default, meaning)| {
+            Arg::new(name)
+                .long(option_name(name))
+                .env(name)
+                .value_name("VALUE")
+                .help(format!("{meaning} [default: {default}]"))
+                .help_heading("Settings")
+                .hide_env_values(VALUE_HIDDEN.contains(&name))
+                .global(true)
+        }))
     }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl FromArgMatches for Settings {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut settings = Settings::default();
+        settings.update_from_arg_matches(matches)?;
+        Ok(settings)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        for &(name, _, _) in command_line_settings() {
+            if let Some(value) = matches.get_one::<String>(name) {
+                self.0.insert(name, value.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Settings {
+    /// The value of a setting: from the command line or its variable (through clap), or, for
+    /// the environment-only settings, from the environment. Blank values count as unset.
+    fn get(&self, name: &str) -> Option<String> {
+        let value = match self.0.get(name) {
+            Some(v) => Some(v.clone()),
+            None if ENVIRONMENT_ONLY.contains(&name) => std::env::var(name).ok(),
+            None => None,
+        };
+        value.filter(|v| !v.trim().is_empty())
+    }
+}
+
+fn environment_only_help() -> String {
+    let mut help = String::from(
+        "Settings read from the environment only (or, lower case without GATEHOUSE_, from the \
+         TOML file named by --config):",
+    );
+    for (name, default, meaning) in SETTINGS
+        .iter()
+        .filter(|(n, _, _)| ENVIRONMENT_ONLY.contains(n))
+    {
+        help.push_str(&format!(
+            "\n  {name}\n      {meaning}\n      default: {default}"
+        ));
+    }
+    help
 }
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
@@ -75,30 +342,29 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let mut config_file: Option<PathBuf> = None;
-    if let Some(i) = args.iter().position(|a| a == "--config") {
-        if i + 1 >= args.len() {
-            return fail("--config needs a file");
-        }
-        config_file = Some(PathBuf::from(args.remove(i + 1)));
-        args.remove(i);
-    }
-    if args
-        .iter()
-        .any(|a| a == "--help" || a == "-h" || a == "help")
-    {
-        print_help();
+    let cli = Cli::parse();
+    if let Some(Command::Completions { shell }) = cli.command {
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "gatehouse",
+            &mut std::io::stdout(),
+        );
         return ExitCode::SUCCESS;
     }
+    let filter = cli
+        .settings
+        .get("RUST_LOG")
+        .unwrap_or_else(|| "info".into());
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
+            tracing_subscriber::EnvFilter::try_new(&filter)
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_target(false)
         .init();
-    let config = match Config::from_env(config_file.as_deref()) {
+    let settings = cli.settings;
+    let config = match Config::load(None, &|name| settings.get(name)) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
@@ -109,28 +375,30 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(format!("cannot start the runtime: {e}")),
     };
-    runtime.block_on(run(args, config))
+    runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config))
 }
 
-async fn run(args: Vec<String>, config: Config) -> ExitCode {
-    match args.first().map(String::as_str) {
-        None | Some("serve") => serve(config).await,
-        Some("migrate") => match open_store(&config).await {
+async fn run(command: Command, config: Config) -> ExitCode {
+    match command {
+        Command::Serve => serve(config).await,
+        Command::Migrate => match open_store(&config).await {
             Ok(_) => {
                 println!("migrations applied");
                 ExitCode::SUCCESS
             }
             Err(e) => fail(e),
         },
-        Some("create-admin") => create_admin(&args[1..], config).await,
-        Some("branding") => branding(&args[1..], config).await,
-        Some("mfa") => mfa(&args[1..], config).await,
-        Some("sms") => sms(&args[1..], config).await,
-        Some("reset-mfa") => reset_mfa(&args[1..], config).await,
-        Some("providers") => providers(&args[1..], config).await,
-        Some("apps") => apps(&args[1..], config).await,
-        Some("keys") => keys(&args[1..], config).await,
-        Some(other) => fail(format!("unknown command {other:?}; see gatehouse --help")),
+        Command::CreateAdmin { email, name } => create_admin(&email, &name, config).await,
+        Command::Branding { action } => branding(action, config).await,
+        Command::Mfa { action } => mfa(action, config).await,
+        Command::Sms { action } => sms(action, config).await,
+        Command::ResetMfa { email } => reset_mfa(&email, config).await,
+        Command::Providers { action } => providers(action, config).await,
+        Command::Apps { action } => apps(action, config).await,
+        Command::Keys {
+            action: KeysAction::Rotate,
+        } => rotate_keys(config).await,
+        Command::Completions { .. } => ExitCode::SUCCESS,
     }
 }
 
@@ -157,17 +425,17 @@ async fn serve(config: Config) -> ExitCode {
         Ok(l) => l,
         Err(e) => return fail(format!("cannot listen on {listen}: {e}")),
     };
-    let users = state.store().count_users().await.unwrap_or(0);
+    let users = state.identity.user_count().await.unwrap_or(0);
     println!("Gatehouse is running at {origin}/ (listening on {listen})");
     if users == 0 {
         println!(
             "Create the first administrator with: gatehouse create-admin --email you@example.com"
         );
     }
-    let store = state.store().clone();
+    let identity = state.identity.clone();
     let result = http::serve(listener, state, shutdown_signal()).await;
     housekeeping.abort();
-    store.close().await;
+    identity.close().await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(format!("server error: {e}")),
@@ -193,26 +461,12 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing in-flight requests");
 }
 
-async fn create_admin(args: &[String], config: Config) -> ExitCode {
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let Some(email) = value("--email") else {
-        return fail("create-admin needs --email EMAIL");
-    };
-    let name = value("--name").unwrap_or_else(|| "Administrator".into());
+async fn create_admin(email: &str, name: &str, config: Config) -> ExitCode {
     let state = match build_state(config, system_clock()).await {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    match state
-        .identity
-        .create_admin(&email, &name, state.now())
-        .await
-    {
+    match state.identity.create_admin(email, name, state.now()).await {
         Ok((user, true)) => {
             println!(
                 "Created administrator {}. Sign in at {}/sign-in/code with an email code.",
@@ -231,14 +485,14 @@ async fn create_admin(args: &[String], config: Config) -> ExitCode {
     }
 }
 
-async fn branding(args: &[String], config: Config) -> ExitCode {
-    let store = match open_store(&config).await {
+async fn branding(action: BrandingAction, config: Config) -> ExitCode {
+    let state = match build_state(config, system_clock()).await {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    match (args.first().map(String::as_str), args.get(1)) {
-        (Some("show"), _) => {
-            let current = match store.get_setting(BRANDING_SETTING).await {
+    match action {
+        BrandingAction::Show => {
+            let current = match state.identity.branding_record().await {
                 Ok(Some(json)) => serde_json::from_str::<Branding>(&json).unwrap_or_default(),
                 Ok(None) => Branding::default(),
                 Err(e) => return fail(e),
@@ -251,19 +505,21 @@ async fn branding(args: &[String], config: Config) -> ExitCode {
                 Err(e) => fail(e),
             }
         }
-        (Some("set"), Some(file)) => {
-            let text = match std::fs::read_to_string(file) {
+        BrandingAction::Set { file } => {
+            let shown = file.display();
+            let text = match std::fs::read_to_string(&file) {
                 Ok(t) => t,
-                Err(e) => return fail(format!("cannot read {file}: {e}")),
+                Err(e) => return fail(format!("cannot read {shown}: {e}")),
             };
-            let parsed: Result<Branding, String> = if file.ends_with(".toml") {
+            let parsed: Result<Branding, String> = if file.extension().is_some_and(|x| x == "toml")
+            {
                 toml::from_str(&text).map_err(|e| e.message().to_string())
             } else {
                 serde_json::from_str(&text).map_err(|e| e.to_string())
             };
             let branding = match parsed {
                 Ok(b) => b,
-                Err(e) => return fail(format!("{file} is not a valid branding record: {e}")),
+                Err(e) => return fail(format!("{shown} is not a valid branding record: {e}")),
             };
             if let Err(p) = branding.validate() {
                 return fail(format!("branding.{}: {}", p.field, p.reason));
@@ -272,8 +528,11 @@ async fn branding(args: &[String], config: Config) -> ExitCode {
                 Ok(j) => j,
                 Err(e) => return fail(e),
             };
-            let now = gatehouse_core::clock::Clock::now_ms(&gatehouse_core::clock::SystemClock);
-            match store.put_setting(BRANDING_SETTING, &json, now).await {
+            match state
+                .identity
+                .publish_branding_record(&json, state.now())
+                .await
+            {
                 Ok(()) => {
                     println!("branding updated");
                     ExitCode::SUCCESS
@@ -281,21 +540,15 @@ async fn branding(args: &[String], config: Config) -> ExitCode {
                 Err(e) => fail(e),
             }
         }
-        _ => fail("usage: gatehouse branding show | gatehouse branding set FILE"),
     }
 }
 
-async fn mfa(args: &[String], config: Config) -> ExitCode {
+async fn mfa(action: MfaAction, config: Config) -> ExitCode {
     use gatehouse_core::identity::MfaPolicy;
-    let require = match args.first().map(String::as_str) {
-        Some("show") => None,
-        Some("require") => Some(true),
-        Some("optional") => Some(false),
-        _ => {
-            return fail(
-                "usage: gatehouse mfa show | gatehouse mfa require | gatehouse mfa optional",
-            )
-        }
+    let require = match action {
+        MfaAction::Show => None,
+        MfaAction::Require => Some(true),
+        MfaAction::Optional => Some(false),
     };
     let state = match build_state(config, system_clock()).await {
         Ok(s) => s,
@@ -323,27 +576,24 @@ async fn mfa(args: &[String], config: Config) -> ExitCode {
     }
 }
 
-async fn sms(args: &[String], config: Config) -> ExitCode {
+async fn sms(action: SmsAction, config: Config) -> ExitCode {
     use gatehouse_core::identity::SmsPolicy;
     use gatehouse_core::phone::is_calling_code;
-    let usage = "usage: gatehouse sms show | gatehouse sms countries CODES (e.g. 1,44,49) | gatehouse sms countries all";
-    let update = match (
-        args.first().map(String::as_str),
-        args.get(1).map(String::as_str),
-    ) {
-        (Some("show"), None) => None,
-        (Some("countries"), Some("all")) => Some(Vec::new()),
-        (Some("countries"), Some(list)) => {
+    let update = match action {
+        SmsAction::Show => None,
+        SmsAction::Countries { codes } if codes == "all" => Some(Vec::new()),
+        SmsAction::Countries { codes: list } => {
             let mut codes = Vec::new();
             for code in list.split(',').map(|c| c.trim().trim_start_matches('+')) {
                 if !is_calling_code(code) {
-                    return fail(format!("{code:?} is not a country calling code; {usage}"));
+                    return fail(format!(
+                        "{code:?} is not a country calling code; give codes such as 1,44,49, or all"
+                    ));
                 }
                 codes.push(code.to_string());
             }
             Some(codes)
         }
-        _ => return fail(usage),
     };
     let state = match build_state(config, system_clock()).await {
         Ok(s) => s,
@@ -374,14 +624,7 @@ async fn sms(args: &[String], config: Config) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn reset_mfa(args: &[String], config: Config) -> ExitCode {
-    let Some(email) = args
-        .iter()
-        .position(|a| a == "--email")
-        .and_then(|i| args.get(i + 1))
-    else {
-        return fail("reset-mfa needs --email EMAIL");
-    };
+async fn reset_mfa(email: &str, config: Config) -> ExitCode {
     let state = match build_state(config, system_clock()).await {
         Ok(s) => s,
         Err(e) => return fail(e),
@@ -402,77 +645,82 @@ async fn reset_mfa(args: &[String], config: Config) -> ExitCode {
     }
 }
 
-async fn providers(args: &[String], config: Config) -> ExitCode {
+async fn providers(action: ProvidersAction, config: Config) -> ExitCode {
     use gatehouse_core::identity::{
         AppleSigning, ClaimMapping, Endpoints, ProviderInput, ProviderKind,
     };
     use gatehouse_core::secret::SecretString;
-    let usage = "usage: gatehouse providers list | add ID --kind KIND --client-id ID [options] | \
-                 enable ID | disable ID | remove ID | move ID POSITION (see gatehouse --help)";
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let command = args.first().map(String::as_str);
-    let id = args.get(1).cloned().unwrap_or_default();
-    let input = if command == Some("add") {
-        let Some(kind) = value("--kind").and_then(|k| ProviderKind::parse(&k)) else {
-            return fail("providers add needs --kind oidc|google|microsoft|apple|facebook|github");
-        };
-        let Some(client_id) = value("--client-id") else {
-            return fail("providers add needs --client-id");
-        };
-        let read_file = |path: String| {
-            std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))
-        };
-        let secret = match (
-            value("--client-secret-env"),
-            value("--client-secret-file"),
-            value("--apple-key-file"),
-        ) {
-            (Some(var), _, _) => match std::env::var(&var) {
-                Ok(v) => Some(SecretString::new(v)),
-                Err(_) => return fail(format!("the environment variable {var} is not set")),
-            },
-            (None, Some(path), _) | (None, None, Some(path)) => match read_file(path) {
-                Ok(v) => Some(SecretString::new(v)),
-                Err(e) => return fail(e),
-            },
-            (None, None, None) => None,
-        };
-        let apple = match (value("--apple-team-id"), value("--apple-key-id")) {
-            (Some(team_id), Some(key_id)) => Some(AppleSigning { team_id, key_id }),
-            _ => None,
-        };
-        let defaults = ClaimMapping::default();
-        Some(ProviderInput {
-            id: id.clone(),
-            kind,
-            display_name: value("--name"),
-            issuer: value("--issuer"),
-            tenant: value("--tenant"),
-            client_id,
-            secret,
-            scopes: value("--scopes").map(|s| s.split_whitespace().map(str::to_string).collect()),
-            claims: ClaimMapping {
-                email: value("--email-claim").unwrap_or(defaults.email),
-                email_verified: value("--email-verified-claim").unwrap_or(defaults.email_verified),
-                name: value("--name-claim").unwrap_or(defaults.name),
-            },
-            endpoints: Endpoints {
-                authorization: value("--authorization-endpoint"),
-                token: value("--token-endpoint"),
-                userinfo: value("--userinfo-endpoint"),
-                jwks: value("--jwks-uri"),
-                emails: value("--emails-endpoint"),
-            },
-            apple,
-            enabled: !args.iter().any(|a| a == "--disabled"),
-        })
-    } else {
-        None
+    let (id, input) = match &action {
+        ProvidersAction::Add(a) => {
+            let Some(kind) = ProviderKind::parse(&a.kind) else {
+                return fail(
+                    "providers add needs --kind oidc|google|microsoft|apple|facebook|github",
+                );
+            };
+            let read_file = |path: &PathBuf| {
+                std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))
+            };
+            let secret = match (
+                &a.client_secret_env,
+                &a.client_secret_file,
+                &a.apple_key_file,
+            ) {
+                (Some(var), _, _) => match std::env::var(var) {
+                    Ok(v) => Some(SecretString::new(v)),
+                    Err(_) => return fail(format!("the environment variable {var} is not set")),
+                },
+                (None, Some(path), _) | (None, None, Some(path)) => match read_file(path) {
+                    Ok(v) => Some(SecretString::new(v)),
+                    Err(e) => return fail(e),
+                },
+                (None, None, None) => None,
+            };
+            let apple = match (&a.apple_team_id, &a.apple_key_id) {
+                (Some(team_id), Some(key_id)) => Some(AppleSigning {
+                    team_id: team_id.clone(),
+                    key_id: key_id.clone(),
+                }),
+                _ => None,
+            };
+            let defaults = ClaimMapping::default();
+            let input = ProviderInput {
+                id: a.id.clone(),
+                kind,
+                display_name: a.name.clone(),
+                issuer: a.issuer.clone(),
+                tenant: a.tenant.clone(),
+                client_id: a.client_id.clone(),
+                secret,
+                scopes: a
+                    .scopes
+                    .as_ref()
+                    .map(|s| s.split_whitespace().map(str::to_string).collect()),
+                claims: ClaimMapping {
+                    email: a.email_claim.clone().unwrap_or(defaults.email),
+                    email_verified: a
+                        .email_verified_claim
+                        .clone()
+                        .unwrap_or(defaults.email_verified),
+                    name: a.name_claim.clone().unwrap_or(defaults.name),
+                },
+                endpoints: Endpoints {
+                    authorization: a.authorization_endpoint.clone(),
+                    token: a.token_endpoint.clone(),
+                    userinfo: a.userinfo_endpoint.clone(),
+                    jwks: a.jwks_uri.clone(),
+                    emails: a.emails_endpoint.clone(),
+                },
+                apple,
+                enabled: !a.disabled,
+            };
+            (a.id.clone(), Some(input))
+        }
+        ProvidersAction::Enable { id }
+        | ProvidersAction::Disable { id }
+        | ProvidersAction::Remove { id }
+        | ProvidersAction::Move { id, .. } => (id.clone(), None),
+        ProvidersAction::List => (String::new(), None),
     };
     let state = match build_state(config, system_clock()).await {
         Ok(s) => s,
@@ -480,9 +728,9 @@ async fn providers(args: &[String], config: Config) -> ExitCode {
     };
     let now = state.now();
     let identity = &state.identity;
-    let changed = match (command, input) {
-        (Some("list"), _) => Ok(true),
-        (Some("add"), Some(input)) => match identity.put_provider(input, now).await {
+    let changed = match (action, input) {
+        (ProvidersAction::List, _) => Ok(true),
+        (ProvidersAction::Add(_), Some(input)) => match identity.put_provider(input, now).await {
             Ok(Ok(p)) => {
                 println!(
                     "provider {} saved; its redirect URI is {}",
@@ -494,14 +742,15 @@ async fn providers(args: &[String], config: Config) -> ExitCode {
             Ok(Err(problem)) => return fail(format!("provider {id}: {problem}")),
             Err(e) => Err(e),
         },
-        (Some("enable"), _) => identity.set_provider_enabled(&id, true, now).await,
-        (Some("disable"), _) => identity.set_provider_enabled(&id, false, now).await,
-        (Some("remove"), _) => identity.remove_provider(&id).await,
-        (Some("move"), _) => match args.get(2).and_then(|p| p.parse::<i64>().ok()) {
-            Some(position) => identity.set_provider_position(&id, position, now).await,
-            None => return fail(usage),
-        },
-        _ => return fail(usage),
+        (ProvidersAction::Add(_), None) => Ok(true),
+        (ProvidersAction::Enable { .. }, _) => identity.set_provider_enabled(&id, true, now).await,
+        (ProvidersAction::Disable { .. }, _) => {
+            identity.set_provider_enabled(&id, false, now).await
+        }
+        (ProvidersAction::Remove { .. }, _) => identity.remove_provider(&id).await,
+        (ProvidersAction::Move { position, .. }, _) => {
+            identity.set_provider_position(&id, position, now).await
+        }
     };
     match changed {
         Ok(true) => {}
@@ -530,13 +779,14 @@ async fn providers(args: &[String], config: Config) -> ExitCode {
 }
 
 /// Prints a new client secret, or writes it to an owner-only file.
-fn deliver_secret(secret: &str, out: Option<&String>) -> Result<(), String> {
+fn deliver_secret(secret: &str, out: Option<&std::path::Path>) -> Result<(), String> {
     match out {
         None => {
             println!("client secret (shown once): {secret}");
             Ok(())
         }
         Some(path) => {
+            let shown = path.display();
             use std::io::Write;
             let mut options = std::fs::OpenOptions::new();
             options.write(true).create(true).truncate(true);
@@ -547,59 +797,40 @@ fn deliver_secret(secret: &str, out: Option<&String>) -> Result<(), String> {
             }
             let mut file = options
                 .open(path)
-                .map_err(|e| format!("cannot write {path}: {e}"))?;
+                .map_err(|e| format!("cannot write {shown}: {e}"))?;
             // The mode above applies only to a new file: an existing one is made owner-only too.
-            gatehouse_server::set_mode(std::path::Path::new(path), 0o600)
-                .map_err(|e| format!("cannot write {path}: {e}"))?;
+            gatehouse_server::set_mode(path, 0o600)
+                .map_err(|e| format!("cannot write {shown}: {e}"))?;
             file.write_all(secret.as_bytes())
-                .map_err(|e| format!("cannot write {path}: {e}"))?;
-            println!("client secret written to {path}");
+                .map_err(|e| format!("cannot write {shown}: {e}"))?;
+            println!("client secret written to {shown}");
             Ok(())
         }
     }
 }
 
-async fn apps(args: &[String], config: Config) -> ExitCode {
+async fn apps(action: AppsAction, config: Config) -> ExitCode {
     use gatehouse_core::identity::oidc::ClientInput;
-    let usage = "usage: gatehouse apps list | add --name NAME (--confidential | --public) \
-                 --redirect-uri URI [options] | rotate-secret ID | remove ID (see gatehouse --help)";
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let values = |flag: &str| -> Vec<String> {
-        args.windows(2)
-            .filter(|w| w[0] == flag)
-            .map(|w| w[1].clone())
-            .collect()
-    };
-    let flag = |f: &str| args.iter().any(|a| a == f);
-    let command = args.first().map(String::as_str);
     let state = match build_state(config, system_clock()).await {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
     let now = state.now();
     let identity = &state.identity;
-    match command {
-        Some("list") => {}
-        Some("add") => {
-            if flag("--confidential") == flag("--public") {
-                return fail("apps add needs exactly one of --confidential and --public");
-            }
+    match action {
+        AppsAction::List => {}
+        AppsAction::Add(a) => {
             let input = ClientInput {
-                name: value("--name").unwrap_or_default(),
-                logo_url: value("--logo"),
-                confidential: flag("--confidential"),
-                redirect_uris: values("--redirect-uri"),
-                post_logout_redirect_uris: values("--post-logout-uri"),
-                grant_types: values("--grant"),
-                allowed_origins: values("--origin"),
-                first_party: !flag("--third-party"),
-                id_token_alg: value("--id-token-alg"),
-                backchannel_logout_uri: value("--backchannel-logout-uri"),
+                name: a.name,
+                logo_url: a.logo,
+                confidential: a.confidential,
+                redirect_uris: a.redirect_uris,
+                post_logout_redirect_uris: a.post_logout_uris,
+                grant_types: a.grants,
+                allowed_origins: a.origins,
+                first_party: !a.third_party,
+                id_token_alg: a.id_token_alg,
+                backchannel_logout_uri: a.backchannel_logout_uri,
             };
             match identity.register_client(&input, now).await {
                 Ok(registered) => {
@@ -608,9 +839,7 @@ async fn apps(args: &[String], config: Config) -> ExitCode {
                         registered.client.id
                     );
                     if let Some(secret) = &registered.secret {
-                        if let Err(e) =
-                            deliver_secret(secret.expose(), value("--secret-out").as_ref())
-                        {
+                        if let Err(e) = deliver_secret(secret.expose(), a.secret_out.as_deref()) {
                             return fail(e);
                         }
                     }
@@ -618,27 +847,21 @@ async fn apps(args: &[String], config: Config) -> ExitCode {
                 Err(problem) => return fail(problem),
             }
         }
-        Some("rotate-secret") => {
-            let id = args.get(1).cloned().unwrap_or_default();
+        AppsAction::RotateSecret { id, secret_out } => {
             match identity.rotate_client_secret(&id, now).await {
                 Ok(secret) => {
-                    if let Err(e) = deliver_secret(secret.expose(), value("--secret-out").as_ref())
-                    {
+                    if let Err(e) = deliver_secret(secret.expose(), secret_out.as_deref()) {
                         return fail(e);
                     }
                 }
                 Err(problem) => return fail(problem),
             }
         }
-        Some("remove") => {
-            let id = args.get(1).cloned().unwrap_or_default();
-            match identity.delete_client(&id).await {
-                Ok(true) => println!("application {id} removed"),
-                Ok(false) => return fail(format!("no application with the id {id:?}")),
-                Err(e) => return fail(e),
-            }
-        }
-        _ => return fail(usage),
+        AppsAction::Remove { id } => match identity.delete_client(&id).await {
+            Ok(true) => println!("application {id} removed"),
+            Ok(false) => return fail(format!("no application with the id {id:?}")),
+            Err(e) => return fail(e),
+        },
     }
     match identity.clients().await {
         Ok(list) if list.is_empty() => println!("no applications"),
@@ -667,10 +890,7 @@ async fn apps(args: &[String], config: Config) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn keys(args: &[String], config: Config) -> ExitCode {
-    if args.first().map(String::as_str) != Some("rotate") {
-        return fail("usage: gatehouse keys rotate");
-    }
+async fn rotate_keys(config: Config) -> ExitCode {
     let state = match build_state(config, system_clock()).await {
         Ok(s) => s,
         Err(e) => return fail(e),

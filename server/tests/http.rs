@@ -39,8 +39,7 @@ async fn sign_up_sign_out_sign_in(server: &TestServer) {
     assert_eq!(r.location(), Some("/code"));
     assert!(
         server
-            .state
-            .store()
+            .store
             .find_user_by_email("ada@example.com")
             .await
             .unwrap()
@@ -88,8 +87,7 @@ async fn sign_up_sign_out_sign_in(server: &TestServer) {
     let new_cookie = b.session_cookie().unwrap();
     assert_ne!(new_cookie, old_cookie, "a new session id at every sign-in");
     let log = server
-        .state
-        .store()
+        .store
         .sign_ins_for_email("ada@example.com", 10)
         .await
         .unwrap();
@@ -206,8 +204,7 @@ async fn sign_up_with_an_existing_email_looks_like_a_new_one() {
     assert_eq!(existing.status, fresh.status);
     assert_eq!(existing.location(), fresh.location());
     let messages = server
-        .state
-        .store()
+        .store
         .messages_for("taken@example.com")
         .await
         .unwrap();
@@ -215,7 +212,7 @@ async fn sign_up_with_an_existing_email_looks_like_a_new_one() {
         messages[0].subject.contains("already have"),
         "the owner is told, without a code"
     );
-    assert_eq!(server.state.store().count_users().await.unwrap(), 1);
+    assert_eq!(server.store.count_users().await.unwrap(), 1);
 }
 
 #[tokio::test]
@@ -259,12 +256,10 @@ async fn fifty_concurrent_submissions_of_one_code_give_exactly_one_session() {
     let code = server.last_code("racer@example.com").await;
     let cookie = b.cookie_header();
     let sessions_before = server
-        .state
-        .store()
+        .store
         .list_sessions(
             &server
-                .state
-                .store()
+                .store
                 .find_user_by_email("racer@example.com")
                 .await
                 .unwrap()
@@ -307,16 +302,14 @@ async fn fifty_concurrent_submissions_of_one_code_give_exactly_one_session() {
     }
     assert_eq!(signed_in, 1);
     let user = server
-        .state
-        .store()
+        .store
         .find_user_by_email("racer@example.com")
         .await
         .unwrap()
         .unwrap();
     assert_eq!(
         server
-            .state
-            .store()
+            .store
             .list_sessions(&user.id, server.state.now())
             .await
             .unwrap()
@@ -511,15 +504,13 @@ async fn failures_are_throttled_from_the_fifth_and_success_resets_the_count() {
         .await;
     assert_eq!(ok.location(), Some("/account"));
     let state = server
-        .state
-        .store()
+        .store
         .throttle_state("password", "guess@example.com")
         .await
         .unwrap();
     assert_eq!(state.failures, 0, "success resets the counter");
     let log = server
-        .state
-        .store()
+        .store
         .sign_ins_for_email("guess@example.com", 3)
         .await
         .unwrap();
@@ -557,8 +548,7 @@ async fn one_hundred_failures_close_password_sign_in_until_an_email_code() {
     assert!(r.body.contains("email code"), "{}", r.body);
     assert_eq!(
         server
-            .state
-            .store()
+            .store
             .throttle_state("password", "target@example.com")
             .await
             .unwrap()
@@ -684,8 +674,7 @@ async fn reset_for_an_unknown_email_looks_the_same() {
         ub.body_without_nonces().replace("ghost@example.com", "X")
     );
     assert!(server
-        .state
-        .store()
+        .store
         .messages_for("ghost@example.com")
         .await
         .unwrap()[0]
@@ -743,8 +732,7 @@ async fn passwordless_sign_up_and_sign_in_with_email_codes() {
         Some("/account")
     );
     let log = server
-        .state
-        .store()
+        .store
         .sign_ins_for_email("grace@example.com", 1)
         .await
         .unwrap();
@@ -768,15 +756,13 @@ async fn account_page_lists_sessions_and_signs_out_one_or_all() {
     )
     .await;
     let user = server
-        .state
-        .store()
+        .store
         .find_user_by_email("multi@example.com")
         .await
         .unwrap()
         .unwrap();
     let sessions = server
-        .state
-        .store()
+        .store
         .list_sessions(&user.id, server.state.now())
         .await
         .unwrap();
@@ -834,8 +820,7 @@ async fn changing_the_password_needs_the_current_one_and_ends_other_sessions() {
     assert!(wrong.body.contains("current password is incorrect"));
     assert_eq!(
         server
-            .state
-            .store()
+            .store
             .throttle_state("password", "change@example.com")
             .await
             .unwrap()
@@ -984,8 +969,7 @@ async fn branding_from_the_database_reaches_the_first_paint() {
     };
     let json = serde_json::to_string(&branding).unwrap();
     server
-        .state
-        .store()
+        .store
         .put_setting(gatehouse_server::BRANDING_SETTING, &json, 0)
         .await
         .unwrap();
@@ -1083,8 +1067,7 @@ async fn two_hundred_concurrent_wrong_passwords_are_all_counted() {
         }
     }
     let counter = server
-        .state
-        .store()
+        .store
         .throttle_state("password", "burst@example.com")
         .await
         .unwrap()
@@ -1573,7 +1556,7 @@ async fn identical_sign_ups_at_once_make_one_flow_one_email_one_account() {
         retry.post("/code", &[("code", &code)]).await.location(),
         Some("/account")
     );
-    assert_eq!(server.state.store().count_users().await.unwrap(), 1);
+    assert_eq!(server.store.count_users().await.unwrap(), 1);
     // A different password is never joined to someone else's pending sign-up.
     let mut other = server.browser();
     other
@@ -1623,16 +1606,14 @@ async fn an_account_keeps_at_most_twenty_sessions_and_the_oldest_ends_first() {
         others.push(b);
     }
     let user = server
-        .state
-        .store()
+        .store
         .find_user_by_email("many@example.com")
         .await
         .unwrap()
         .unwrap();
     assert_eq!(
         server
-            .state
-            .store()
+            .store
             .list_sessions(&user.id, server.state.now())
             .await
             .unwrap()
@@ -2018,15 +1999,13 @@ async fn an_authenticator_app_is_then_required_at_every_sign_in() {
     assert_eq!(r.location(), Some("/account"), "{}", r.body);
     assert_eq!(b.get("/account").await.status, StatusCode::OK);
     let user = server
-        .state
-        .store()
+        .store
         .find_user_by_email("mfa@example.com")
         .await
         .unwrap()
         .unwrap();
     let sessions = server
-        .state
-        .store()
+        .store
         .list_sessions(&user.id, server.state.now())
         .await
         .unwrap();
@@ -2085,8 +2064,7 @@ async fn an_authenticator_app_is_then_required_at_every_sign_in() {
     assert!(resetter.session_cookie().is_none());
 
     let log = server
-        .state
-        .store()
+        .store
         .sign_ins_for_email("mfa@example.com", 20)
         .await
         .unwrap();
@@ -2195,13 +2173,12 @@ async fn security_changes_need_a_recent_sign_in_and_removal_ends_sessions_made_w
     );
 
     let user = server
-        .state
-        .store()
+        .store
         .find_user_by_email("remove@example.com")
         .await
         .unwrap()
         .unwrap();
-    let id = server.state.store().list_totp(&user.id).await.unwrap()[0]
+    let id = server.store.list_totp(&user.id).await.unwrap()[0]
         .id
         .clone();
     let r = owner
@@ -2323,8 +2300,7 @@ async fn recovery_codes_stand_in_for_the_second_factor_once_each() {
         Some("/account")
     );
     let log = server
-        .state
-        .store()
+        .store
         .sign_ins_for_email("recover@example.com", 30)
         .await
         .unwrap();
@@ -2520,8 +2496,7 @@ async fn wrong_second_factors_slow_down_but_never_close_the_owners_way_in() {
     let subject = format!("{}:password", user.id);
     for _ in 0..150 {
         server
-            .state
-            .store()
+            .store
             .throttle_record_failure("second_factor", &subject, server.state.now())
             .await
             .unwrap();
@@ -2607,6 +2582,9 @@ fn the_command_line_migrates_creates_the_first_admin_and_sets_branding() {
         "GATEHOUSE_DATA_DIR",
         "GATEHOUSE_SMTP_URL",
         "GATEHOUSE_TRUSTED_PROXIES",
+        "GATEHOUSE_SECRET_KEY",
+        "RUST_LOG",
+        "--public-url",
     ] {
         assert!(help.contains(setting), "--help documents {setting}");
     }
@@ -2677,7 +2655,13 @@ fn the_command_line_migrates_creates_the_first_admin_and_sets_branding() {
     );
     let unknown = gatehouse(&dir, &["frobnicate"]);
     assert!(!unknown.status.success());
-    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown command"));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unrecognized subcommand"));
+    let incomplete = gatehouse(&dir, &["apps", "add", "--name", "Shop", "--public"]);
+    assert!(!incomplete.status.success());
+    assert!(String::from_utf8_lossy(&incomplete.stderr).contains("--redirect-uri"));
+    let completions = gatehouse(&dir, &["completions", "bash"]);
+    assert!(completions.status.success());
+    assert!(String::from_utf8_lossy(&completions.stdout).contains("create-admin"));
 }
 
 #[test]
@@ -2697,6 +2681,15 @@ fn a_failed_migration_or_a_bad_setting_stops_the_process_with_a_clear_message() 
         .arg("migrate")
         .env_clear()
         .env("GATEHOUSE_PUBLIC_URL", "ftp://example.com")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("GATEHOUSE_PUBLIC_URL"));
+    // The same setting as an option wins over its variable.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["--public-url", "ftp://example.com", "migrate"])
+        .env_clear()
+        .env("GATEHOUSE_PUBLIC_URL", "https://id.example.com")
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -2746,7 +2739,7 @@ async fn when_the_tenant_requires_mfa_an_account_without_it_adds_a_method_first(
 
 /// The subjects of the messages sent to `email`, oldest first.
 async fn subjects(server: &TestServer, email: &str) -> Vec<String> {
-    let mut messages = server.state.store().messages_for(email).await.unwrap();
+    let mut messages = server.store.messages_for(email).await.unwrap();
     messages.reverse();
     messages.into_iter().map(|m| m.subject).collect()
 }
@@ -2850,7 +2843,7 @@ async fn the_owner_is_told_once_of_each_new_device_failed_attempts_and_method_ch
         r.body
     );
     let user = server.user(email).await;
-    let id = server.state.store().list_totp(&user.id).await.unwrap()[0]
+    let id = server.store.list_totp(&user.id).await.unwrap()[0]
         .id
         .clone();
     let r = second
@@ -2858,13 +2851,7 @@ async fn the_owner_is_told_once_of_each_new_device_failed_attempts_and_method_ch
         .await;
     // This session was completed with that app, so it ends with it.
     assert_eq!(r.location(), Some("/sign-in"));
-    assert!(server
-        .state
-        .store()
-        .list_totp(&user.id)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(server.store.list_totp(&user.id).await.unwrap().is_empty());
     seen = subjects(&server, email).await;
     assert_eq!(count_of(&seen, "method was removed"), 1, "{seen:?}");
     assert_eq!(count_of(&seen, "method was added"), 1);
@@ -2908,7 +2895,7 @@ async fn ipv4_clients_of_a_dual_stack_listener_keep_their_own_rate_limit() {
         StatusCode::UNAUTHORIZED,
         "another IPv4 client is not"
     );
-    let log = server.state.store().recent_sign_ins(1).await.unwrap();
+    let log = server.store.recent_sign_ins(1).await.unwrap();
     assert_eq!(
         log[0].client_ip, "198.51.100.8",
         "logged as the IPv4 address"
@@ -2984,7 +2971,7 @@ async fn the_data_folder_and_the_database_are_owner_only() {
 
 /// The undo link in the newest message to `email`.
 async fn undo_link(server: &TestServer, email: &str) -> String {
-    let messages = server.state.store().messages_for(email).await.unwrap();
+    let messages = server.store.messages_for(email).await.unwrap();
     let body = &messages.first().expect("a message").body;
     let start = body
         .find("/account/email/undo?token=")
@@ -3029,8 +3016,7 @@ async fn changing_the_email_address_needs_a_recent_sign_in_and_the_new_address_p
     assert_eq!(r.location(), Some("/account/email"));
     assert_eq!(server.message_count("taken@example.com").await, before + 1);
     let notice = &server
-        .state
-        .store()
+        .store
         .messages_for("taken@example.com")
         .await
         .unwrap()[0];
@@ -3068,8 +3054,7 @@ async fn changing_the_email_address_needs_a_recent_sign_in_and_the_new_address_p
     );
     assert_eq!(server.user("new@example.com").await.id, user.id);
     assert!(server
-        .state
-        .store()
+        .store
         .find_user_by_email("old@example.com")
         .await
         .unwrap()
@@ -3078,7 +3063,7 @@ async fn changing_the_email_address_needs_a_recent_sign_in_and_the_new_address_p
         .audit_actions("new@example.com")
         .await
         .contains(&"account.email_changed".to_string()));
-    let log = server.state.store().recent_sign_ins(1).await.unwrap();
+    let log = server.store.recent_sign_ins(1).await.unwrap();
     assert_eq!(
         (log[0].method.as_str(), log[0].result.as_str()),
         ("email_change", "success")
@@ -3113,8 +3098,7 @@ async fn changing_the_email_address_needs_a_recent_sign_in_and_the_new_address_p
         "the old address is reserved"
     );
     assert!(server
-        .state
-        .store()
+        .store
         .find_user_by_email("old@example.com")
         .await
         .unwrap()
@@ -3235,8 +3219,7 @@ async fn people_delete_their_account_after_a_recent_sign_in_and_a_typed_confirma
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert!(server
-        .state
-        .store()
+        .store
         .find_user_by_email("leaving@example.com")
         .await
         .unwrap()
@@ -3244,8 +3227,7 @@ async fn people_delete_their_account_after_a_recent_sign_in_and_a_typed_confirma
     assert_eq!(other.get("/account").await.location(), Some("/sign-in"));
     // The sign-in log keeps its rows with the account id only.
     let (rows, _) = server
-        .state
-        .store()
+        .store
         .filter_sign_ins(
             &gatehouse_core::store::SignInFilter {
                 user_id: Some(user.id.clone()),
