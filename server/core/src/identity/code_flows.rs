@@ -453,45 +453,26 @@ impl Identity {
                     Some(profile) => self.create_account_from_code(&new_user, profile).await,
                     None => self.store.create_user(&new_user).await,
                 };
-                let user = match created {
-                    Ok(user) => {
-                        // Failures recorded against the address before it had an account must
-                        // not count against the new account.
-                        self.store.throttle_reset("password", &user.email).await?;
-                        self.store.throttle_reset("code", &user.email).await?;
-                        user
-                    }
-                    Err(StoreError::Conflict) => {
-                        return Err(self
-                            .refuse(
-                                ctx,
-                                &accepted.email,
-                                None,
-                                method,
-                                AuthError::AccountExists,
-                                now,
-                            )
-                            .await?);
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                let (method, amr) = match (&pending.external, &pending.password_hash) {
-                    (Some(profile), _) => {
-                        self.audit_silently(
-                            ctx,
-                            &user.id,
-                            "federation.linked",
-                            &profile.provider_id,
-                            now,
-                        )
-                        .await?;
-                        (Method::SignUpFederated, Strength::of(AuthMethod::Provider))
-                    }
+                let (method, strength, provider) = match &pending.external {
+                    Some(profile) => (
+                        Method::SignUpFederated,
+                        Strength::of(AuthMethod::Provider),
+                        Some(profile.provider_id.as_str()),
+                    ),
                     // The password was chosen just now, not proven: the mailbox was.
-                    (None, _) => (method, Strength::of(AuthMethod::EmailCode)),
+                    None => (method, Strength::of(AuthMethod::EmailCode), None),
                 };
-                let first = FirstFactor::proven(&accepted.email, user, method, amr);
-                let signed = self.conclude_first_factor(ctx, first, now).await?;
+                let signed = self
+                    .conclude_sign_up(
+                        ctx,
+                        &accepted.email,
+                        created,
+                        method,
+                        strength,
+                        provider,
+                        now,
+                    )
+                    .await?;
                 Ok(CodeOutcome::SignIn(signed))
             }
             CodePurpose::SignIn => {

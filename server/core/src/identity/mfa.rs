@@ -233,6 +233,17 @@ impl Identity {
         let Some(user_id) = pending.user_id.as_deref() else {
             return Ok(false);
         };
+        self.email_may_complete(user_id, &first, now).await
+    }
+
+    /// Whether an emailed code may complete a sign-in of `user_id` whose first factor is
+    /// `first` (see [`Self::email_factor_allowed`]).
+    async fn email_may_complete(
+        &self,
+        user_id: &str,
+        first: &PendingSecondFactor,
+        now: i64,
+    ) -> Result<bool, AuthError> {
         if first.method != Method::Password.as_str() || first.new_password_hash.is_some() {
             return Ok(false);
         }
@@ -356,17 +367,12 @@ impl Identity {
             replaces_session: Some(session.id.clone()),
             ..PendingSecondFactor::new(method, &proven)
         };
-        let pending_id = self.begin_second_factor(user, &first, now).await?;
         let usable = self.store.has_second_factor(&user.id).await?
-            || match self.live_flow(&pending_id, now).await? {
-                Some(pending) => self.email_factor_allowed(&pending, now).await?,
-                None => false,
-            };
+            || self.email_may_complete(&user.id, &first, now).await?;
         if !usable {
-            self.store.expire_code(&pending_id, now).await?;
             return Ok(None);
         }
-        Ok(Some(pending_id))
+        Ok(Some(self.begin_second_factor(user, &first, now).await?))
     }
 
     /// The options of a live pending sign-in, or `None` when there is none.

@@ -11,7 +11,7 @@
 
 use super::{AuthError, Identity, Method, RequestContext, SignInOutcome, SignedIn, Strength};
 use crate::secret::SecretString;
-use crate::store::{NewSession, Session, User};
+use crate::store::{NewSession, Session, StoreError, User};
 use crate::tokens::{random_id, secret_token, token_hash};
 
 /// A first factor that was just proven, as it arrives at the decision step.
@@ -94,6 +94,87 @@ pub fn decide_after_first_factor(s: &SignInSignals) -> FirstFactorDecision {
     FirstFactorDecision::Session
 }
 
+/// What an application's authorization request meets in the browser's existing session, as
+/// plain data: the decision step for single sign-on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplicationSignals {
+    /// The OIDC client the request is for.
+    pub application: String,
+    /// The session was authenticated recently enough for the request (`prompt=login`,
+    /// `max_age`).
+    pub fresh: bool,
+    /// What the session proved.
+    pub strength: Strength,
+    /// The tenant requires a second factor the account does not have yet.
+    pub needs_enrollment: bool,
+    /// The application asked for multifactor authentication (`acr_values`).
+    pub requires_multifactor: bool,
+}
+
+/// What an application's request needs before it gets a code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApplicationDecision {
+    /// Sign in again: the session is older than the request allows.
+    SignInAgain,
+    /// Add a second factor first (the tenant's rule).
+    Enroll,
+    /// Prove a second factor now (the application asked for multifactor).
+    SecondFactor,
+    /// Nothing more: consent (when the application needs it) and the code.
+    Proceed,
+}
+
+impl ApplicationDecision {
+    /// What is logged when the step is needed: the reason, or, when the application allowed
+    /// no interaction (`prompt=none`), the refusal it is sent.
+    pub fn logged_error(self, interaction_allowed: bool) -> Option<AuthError> {
+        Some(match (self, interaction_allowed) {
+            (ApplicationDecision::Proceed, _) => return None,
+            (ApplicationDecision::SignInAgain, true) => AuthError::ReauthenticationRequired,
+            (ApplicationDecision::SignInAgain, false) => AuthError::LoginRequired,
+            (ApplicationDecision::Enroll, true) => AuthError::EnrollmentRequired,
+            (ApplicationDecision::SecondFactor, true) => AuthError::SecondFactorRequired,
+            (ApplicationDecision::Enroll | ApplicationDecision::SecondFactor, false) => {
+                AuthError::InteractionRequired
+            }
+        })
+    }
+
+    /// The OAuth error and its description for an application that allowed no interaction.
+    pub fn oauth_error(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            ApplicationDecision::Proceed => None,
+            ApplicationDecision::SignInAgain => {
+                Some(("login_required", "the session is too old for the request"))
+            }
+            ApplicationDecision::Enroll => Some((
+                "interaction_required",
+                "the account must add a second factor first",
+            )),
+            ApplicationDecision::SecondFactor => Some((
+                "interaction_required",
+                "the application requires a second factor",
+            )),
+        }
+    }
+}
+
+/// The decision for an application's request from an existing session: a pure function of
+/// the signals, checked in order (a fresh sign-in, then the tenant's enrollment rule, then the
+/// application's multifactor request).
+pub fn decide_for_application(s: &ApplicationSignals) -> ApplicationDecision {
+    if !s.fresh {
+        return ApplicationDecision::SignInAgain;
+    }
+    if s.needs_enrollment {
+        return ApplicationDecision::Enroll;
+    }
+    if s.requires_multifactor && !s.strength.is_multifactor() {
+        return ApplicationDecision::SecondFactor;
+    }
+    ApplicationDecision::Proceed
+}
+
 impl Identity {
     /// The signals of an attempt.
     async fn signals(
@@ -114,6 +195,40 @@ impl Identity {
             has_second_factor: self.store.has_second_factor(&first.user.id).await?,
             reauthentication: first.reauthenticates.is_some(),
         })
+    }
+
+    /// The first sign-in of an account just created (from a proven sign-up code, or from a
+    /// provider's identity): a conflict is refused as an existing account; failures recorded
+    /// against the address before it had an account are cleared; an identity from a provider
+    /// is audited as linked; then the decision step.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn conclude_sign_up(
+        &self,
+        ctx: &RequestContext,
+        email: &str,
+        created: Result<User, StoreError>,
+        method: Method,
+        strength: Strength,
+        provider_id: Option<&str>,
+        now: i64,
+    ) -> Result<SignInOutcome, AuthError> {
+        let user = match created {
+            Ok(user) => user,
+            Err(StoreError::Conflict) => {
+                return Err(self
+                    .refuse(ctx, email, None, method, AuthError::AccountExists, now)
+                    .await?)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.store.throttle_reset("password", &user.email).await?;
+        self.store.throttle_reset("code", &user.email).await?;
+        if let Some(provider_id) = provider_id {
+            self.audit_silently(ctx, &user.id, "federation.linked", provider_id, now)
+                .await?;
+        }
+        let first = FirstFactor::proven(email, user, method, strength);
+        self.conclude_first_factor(ctx, first, now).await
     }
 
     /// The decision step after every first factor: refuse, wait for a second factor (a
@@ -370,6 +485,92 @@ mod tests {
         assert_eq!(
             decide_after_first_factor(&signals()),
             FirstFactorDecision::Session
+        );
+    }
+
+    fn app_signals() -> ApplicationSignals {
+        ApplicationSignals {
+            application: "shop".into(),
+            fresh: true,
+            strength: Strength::parse("pwd"),
+            needs_enrollment: false,
+            requires_multifactor: false,
+        }
+    }
+
+    #[test]
+    fn an_application_request_checks_freshness_then_enrollment_then_multifactor() {
+        assert_eq!(
+            decide_for_application(&app_signals()),
+            ApplicationDecision::Proceed
+        );
+        let everything_missing = ApplicationSignals {
+            fresh: false,
+            needs_enrollment: true,
+            requires_multifactor: true,
+            ..app_signals()
+        };
+        assert_eq!(
+            decide_for_application(&everything_missing),
+            ApplicationDecision::SignInAgain
+        );
+        let fresh = ApplicationSignals {
+            fresh: true,
+            ..everything_missing
+        };
+        assert_eq!(decide_for_application(&fresh), ApplicationDecision::Enroll);
+        let enrolled = ApplicationSignals {
+            needs_enrollment: false,
+            ..fresh
+        };
+        assert_eq!(
+            decide_for_application(&enrolled),
+            ApplicationDecision::SecondFactor
+        );
+        let multifactor = ApplicationSignals {
+            strength: Strength::parse("pwd otp mfa"),
+            ..enrolled
+        };
+        assert_eq!(
+            decide_for_application(&multifactor),
+            ApplicationDecision::Proceed
+        );
+    }
+
+    #[test]
+    fn without_interaction_every_needed_step_is_a_refusal_the_application_understands() {
+        use ApplicationDecision::*;
+        assert_eq!(Proceed.logged_error(false), None);
+        assert_eq!(Proceed.oauth_error(), None);
+        assert_eq!(
+            SignInAgain.logged_error(false),
+            Some(AuthError::LoginRequired)
+        );
+        assert_eq!(
+            SignInAgain.logged_error(true),
+            Some(AuthError::ReauthenticationRequired)
+        );
+        for step in [Enroll, SecondFactor] {
+            assert_eq!(
+                step.logged_error(false),
+                Some(AuthError::InteractionRequired)
+            );
+            assert_eq!(
+                step.oauth_error().map(|e| e.0),
+                Some("interaction_required")
+            );
+        }
+        assert_eq!(
+            SignInAgain.oauth_error().map(|e| e.0),
+            Some("login_required")
+        );
+        assert_eq!(
+            Enroll.logged_error(true),
+            Some(AuthError::EnrollmentRequired)
+        );
+        assert_eq!(
+            SecondFactor.logged_error(true),
+            Some(AuthError::SecondFactorRequired)
         );
     }
 }

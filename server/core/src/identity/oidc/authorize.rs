@@ -3,6 +3,7 @@
 //! issuing single-use codes. Every answer from an existing session is in the sign-in log.
 
 use super::*;
+use crate::identity::{decide_for_application, ApplicationDecision, ApplicationSignals, Strength};
 
 impl Identity {
     // ------------------------------------------------------------ authorization
@@ -292,21 +293,7 @@ impl Identity {
         requested_at: i64,
         now: i64,
     ) -> Result<AuthorizeNext, AuthError> {
-        let fresh = session
-            .as_ref()
-            .filter(|(s, _)| Self::fresh_enough(&req, requested_at, s));
-        let Some((session, user)) = fresh else {
-            // A session too old for the request (`prompt=login`, `max_age`) is a decision about
-            // a known account: it is logged like every other answer to the application.
-            if let Some((stale, user)) = &session {
-                let err = if req.prompt.none {
-                    AuthError::LoginRequired
-                } else {
-                    AuthError::ReauthenticationRequired
-                };
-                self.log_single_sign_on(ctx, &client.id, user, stale, Err(err), now)
-                    .await?;
-            }
+        let Some((session, user)) = &session else {
             if req.prompt.none {
                 return Ok(AuthorizeNext::Redirect(self.error_redirect(
                     &req,
@@ -317,55 +304,61 @@ impl Identity {
             let request_id = self.park(&req, request_id, now).await?;
             return Ok(AuthorizeNext::SignIn {
                 request_id,
-                create: req.prompt.create && session.is_none(),
+                create: req.prompt.create,
                 login_hint: req.login_hint.clone(),
             });
         };
-        // What the account and the application need of the session comes before consent and
-        // before any code: enrollment when the tenant requires a second factor, then a second
-        // factor when the application asked for multifactor. Every answer to the application
-        // from here on is written to the sign-in log under its id, with method `sso`.
+        // What the application needs of the session comes before consent and before any code.
+        // Every answer to the application from here on is written to the sign-in log under its
+        // id, with method `sso`.
+        let signals = ApplicationSignals {
+            application: client.id.clone(),
+            fresh: Self::fresh_enough(&req, requested_at, session),
+            strength: Strength::parse(&session.amr),
+            needs_enrollment: self.needs_enrollment(user).await?,
+            requires_multifactor: req.requires_multifactor,
+        };
+        let decision = decide_for_application(&signals);
         let sso = |result: Result<(), AuthError>| {
             self.log_single_sign_on(ctx, &client.id, user, session, result, now)
         };
-        if self.needs_enrollment(user).await? {
+        if let Some(err) = decision.logged_error(!req.prompt.none) {
+            sso(Err(err)).await?;
             if req.prompt.none {
-                sso(Err(AuthError::InteractionRequired)).await?;
+                let (error, description) = decision
+                    .oauth_error()
+                    .unwrap_or(("interaction_required", "an interaction is needed"));
                 return Ok(AuthorizeNext::Redirect(self.error_redirect(
                     &req,
-                    "interaction_required",
-                    "the account must add a second factor first",
+                    error,
+                    description,
                 )));
             }
-            sso(Err(AuthError::EnrollmentRequired)).await?;
             let request_id = self.park(&req, request_id, now).await?;
-            return Ok(AuthorizeNext::Enroll {
-                request_id,
-                by_tenant: true,
-            });
-        }
-        if req.requires_multifactor
-            && !crate::identity::Strength::parse(&session.amr).is_multifactor()
-        {
-            if req.prompt.none {
-                sso(Err(AuthError::InteractionRequired)).await?;
-                return Ok(AuthorizeNext::Redirect(self.error_redirect(
-                    &req,
-                    "interaction_required",
-                    "the application requires a second factor",
-                )));
-            }
-            sso(Err(AuthError::SecondFactorRequired)).await?;
-            let request_id = self.park(&req, request_id, now).await?;
-            return Ok(match self.begin_step_up(session, user, now).await? {
-                Some(pending_id) => AuthorizeNext::SecondFactor {
+            return Ok(match decision {
+                ApplicationDecision::SignInAgain | ApplicationDecision::Proceed => {
+                    AuthorizeNext::SignIn {
+                        request_id,
+                        create: false,
+                        login_hint: req.login_hint.clone(),
+                    }
+                }
+                ApplicationDecision::Enroll => AuthorizeNext::Enroll {
                     request_id,
-                    pending_id,
+                    by_tenant: true,
                 },
-                None => AuthorizeNext::Enroll {
-                    request_id,
-                    by_tenant: false,
-                },
+                ApplicationDecision::SecondFactor => {
+                    match self.begin_step_up(session, user, now).await? {
+                        Some(pending_id) => AuthorizeNext::SecondFactor {
+                            request_id,
+                            pending_id,
+                        },
+                        None => AuthorizeNext::Enroll {
+                            request_id,
+                            by_tenant: false,
+                        },
+                    }
+                }
             });
         }
         if self.needs_consent(&client, &req, user).await? {
