@@ -7,47 +7,15 @@
 
 mod common;
 
-use common::idp::{urlencode, Forge, Idp};
-use common::{Browser, Reply, TestServer, PASSWORD};
-use gatehouse_core::identity::{ClaimMapping, Endpoints, ProviderInput, ProviderKind};
+use common::idp::{
+    add_provider, person, provider_input, round_trip, sign_in_via, urlencode, Forge, Idp,
+    CLIENT_SECRET,
+};
+use common::{TestServer, PASSWORD};
+use gatehouse_core::identity::{Endpoints, ProviderInput, ProviderKind};
 use gatehouse_core::secret::SecretString;
 use reqwest::StatusCode;
 use serde_json::json;
-
-const CLIENT_SECRET: &str = "client-secret-7f3a9c1e5b";
-
-/// A provider's settings with the test client and secret, nothing else set.
-fn provider_input(id: &str, kind: ProviderKind) -> ProviderInput {
-    ProviderInput {
-        id: id.into(),
-        kind,
-        display_name: None,
-        issuer: None,
-        tenant: None,
-        client_id: "gatehouse-test".into(),
-        secret: Some(SecretString::new(CLIENT_SECRET)),
-        scopes: None,
-        claims: ClaimMapping::default(),
-        endpoints: Endpoints::default(),
-        apple: None,
-        enabled: true,
-    }
-}
-
-async fn add_provider(server: &TestServer, id: &str, name: &str, idp: &Idp) {
-    let input = ProviderInput {
-        display_name: Some(name.into()),
-        issuer: Some(idp.base.clone()),
-        ..provider_input(id, ProviderKind::Oidc)
-    };
-    server
-        .state
-        .identity
-        .put_provider(input, server.state.now())
-        .await
-        .unwrap()
-        .unwrap();
-}
 
 /// A server (provider calls time out after 1 s) with the double configured as "idp".
 async fn setup() -> (TestServer, Idp) {
@@ -57,54 +25,6 @@ async fn setup() -> (TestServer, Idp) {
             .await;
     add_provider(&server, "idp", "Example ID", &idp).await;
     (server, idp)
-}
-
-fn person(
-    idp: &Idp,
-    subject: &str,
-    email: Option<&str>,
-    verified: Option<bool>,
-    name: Option<&str>,
-) {
-    idp.set(|s| {
-        *s = common::idp::Scenario {
-            subject: subject.into(),
-            email: email.map(str::to_string),
-            email_verified: verified.map(|v| json!(v)),
-            name: name.map(str::to_string),
-            ..Default::default()
-        }
-    });
-}
-
-/// Starts a round trip from `start` (a button's form action) in `b`; the double answers at
-/// once. Returns the callback path and query the provider sent the browser back to.
-async fn authorize(server: &TestServer, b: &mut Browser, start: &str) -> String {
-    let r = b.post(start, &[]).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let refresh = r
-        .headers
-        .get("refresh")
-        .expect("a Refresh header")
-        .to_str()
-        .unwrap();
-    let url = refresh.strip_prefix("0;url=").unwrap().to_string();
-    assert!(
-        r.body.contains("Continue with"),
-        "the page links on as well"
-    );
-    let answer = b.client.get(&url).send().await.unwrap();
-    assert_eq!(answer.status(), StatusCode::FOUND);
-    let location = answer.headers()["location"].to_str().unwrap().to_string();
-    location
-        .strip_prefix(&server.base)
-        .expect("our callback")
-        .to_string()
-}
-
-async fn sign_in_via(server: &TestServer, b: &mut Browser, provider: &str) -> Reply {
-    let callback = authorize(server, b, &format!("/sign-in/external/{provider}")).await;
-    b.get(&callback).await
 }
 
 async fn count(server: &TestServer, table: &str) -> i64 {
@@ -119,8 +39,7 @@ async fn count(server: &TestServer, table: &str) -> i64 {
 
 async fn last_log(server: &TestServer) -> (String, String, Option<String>) {
     let row = server
-        .state
-        .store()
+        .store
         .recent_sign_ins(1)
         .await
         .unwrap()
@@ -310,7 +229,7 @@ async fn callbacks_are_single_use_and_bound_to_the_browser() {
 
     // Without the round-trip cookie (another browser, or a forged link): refused.
     let mut attacker = server.browser();
-    let callback = authorize(&server, &mut attacker, "/sign-in/external/idp").await;
+    let callback = round_trip(&server, &mut attacker, "/sign-in/external/idp").await;
     let mut victim = server.browser();
     let r = victim.get(&callback).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
@@ -319,16 +238,16 @@ async fn callbacks_are_single_use_and_bound_to_the_browser() {
 
     // Another browser's state with this browser's cookie: refused.
     let mut a = server.browser();
-    let a_callback = authorize(&server, &mut a, "/sign-in/external/idp").await;
+    let a_callback = round_trip(&server, &mut a, "/sign-in/external/idp").await;
     let mut b = server.browser();
-    let _b_callback = authorize(&server, &mut b, "/sign-in/external/idp").await;
+    let _b_callback = round_trip(&server, &mut b, "/sign-in/external/idp").await;
     let r = b.get(&a_callback).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(count(&server, "users").await, 0);
 
     // Missing state: refused.
     let mut c = server.browser();
-    let c_callback = authorize(&server, &mut c, "/sign-in/external/idp").await;
+    let c_callback = round_trip(&server, &mut c, "/sign-in/external/idp").await;
     let without_state: String = c_callback
         .split(['?', '&'])
         .filter(|p| !p.starts_with("state="))
@@ -378,7 +297,7 @@ async fn responses_naming_another_issuer_are_refused() {
         Some("Mix"),
     );
     let mut b = server.browser();
-    let callback = authorize(&server, &mut b, "/sign-in/external/idp").await;
+    let callback = round_trip(&server, &mut b, "/sign-in/external/idp").await;
     let mixed = callback.replace(
         &format!("iss={}", urlencode(&idp.base)),
         &format!("iss={}", urlencode("https://idp-b.example")),
@@ -389,7 +308,7 @@ async fn responses_naming_another_issuer_are_refused() {
     assert_eq!(count(&server, "users").await, 0);
     // The double promises `iss` (RFC 9207): an answer without it is refused too.
     let mut b = server.browser();
-    let callback = authorize(&server, &mut b, "/sign-in/external/idp").await;
+    let callback = round_trip(&server, &mut b, "/sign-in/external/idp").await;
     let without_iss = callback.replace(&format!("&iss={}", urlencode(&idp.base)), "");
     assert_ne!(without_iss, callback);
     let r = b.get(&without_iss).await;
@@ -717,7 +636,7 @@ async fn provider_errors_and_cancellations_are_explained() {
     );
     // The person cancelled at the provider.
     let mut b = server.browser();
-    let callback = authorize(&server, &mut b, "/sign-in/external/idp").await;
+    let callback = round_trip(&server, &mut b, "/sign-in/external/idp").await;
     let state = callback
         .split("state=")
         .nth(1)
@@ -739,7 +658,7 @@ async fn provider_errors_and_cancellations_are_explained() {
     );
     // The provider reported an error.
     let mut b = server.browser();
-    let callback = authorize(&server, &mut b, "/sign-in/external/idp").await;
+    let callback = round_trip(&server, &mut b, "/sign-in/external/idp").await;
     let state = callback
         .split("state=")
         .nth(1)
@@ -778,7 +697,7 @@ async fn a_provider_that_does_not_answer_times_out_without_starving_other_reques
     );
     idp.set(|s| s.hang_token = true);
     let mut b = server.browser();
-    let callback = authorize(&server, &mut b, "/sign-in/external/idp").await;
+    let callback = round_trip(&server, &mut b, "/sign-in/external/idp").await;
     let base = server.base.clone();
     let cookie = b.cookie_header();
     let pending = tokio::spawn(async move {
@@ -826,7 +745,7 @@ async fn users_link_and_unlink_providers_on_the_security_page() {
         Some(true),
         Some("Alice W"),
     );
-    let callback = authorize(&server, &mut alice, "/account/security/providers/idp/link").await;
+    let callback = round_trip(&server, &mut alice, "/account/security/providers/idp/link").await;
     let r = alice.get(&callback).await;
     assert_eq!(
         r.location(),
@@ -852,7 +771,7 @@ async fn users_link_and_unlink_providers_on_the_security_page() {
 
     // Someone else cannot link the same provider account.
     let mut bob = server.signed_up("Bob", "bob@example.com", PASSWORD).await;
-    let callback = authorize(&server, &mut bob, "/account/security/providers/idp/link").await;
+    let callback = round_trip(&server, &mut bob, "/account/security/providers/idp/link").await;
     let r = bob.get(&callback).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert_eq!(count(&server, "external_identities").await, 1);
@@ -906,7 +825,7 @@ async fn social_sign_in_asks_for_the_second_factor() {
         Some("/account")
     );
     let user = server.user("two@example.com").await;
-    let store = server.state.store();
+    let store = &server.store;
     let now = server.state.now();
     store
         .create_phone(&gatehouse_core::store::PhoneNumber {
@@ -937,13 +856,7 @@ async fn social_sign_in_asks_for_the_second_factor() {
 #[tokio::test]
 async fn disabled_providers_vanish_and_secrets_stay_sealed() {
     let (server, _idp) = setup().await;
-    let record = server
-        .state
-        .store()
-        .find_provider("idp")
-        .await
-        .unwrap()
-        .unwrap();
+    let record = server.store.find_provider("idp").await.unwrap().unwrap();
     assert!(!record.settings.contains(CLIENT_SECRET));
     assert!(!record
         .sealed_secret
@@ -1097,8 +1010,7 @@ async fn github_signs_up_with_its_verified_primary_email_only() {
     let user = server.user("octocat@example.com").await;
     assert_eq!(user.display_name, "The Octocat");
     let identity = server
-        .state
-        .store()
+        .store
         .find_external_identity("https://github.com", "583231")
         .await
         .unwrap()

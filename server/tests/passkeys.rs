@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::passkey::{account_with_passkey, origin};
 use common::*;
 use gatehouse_core::identity::MfaPolicy;
 use reqwest::StatusCode;
@@ -14,34 +15,6 @@ use webauthn_authenticator_rs::prelude::{
     CreationChallengeResponse, RequestChallengeResponse, Url, WebauthnAuthenticator,
 };
 use webauthn_authenticator_rs::softpasskey::SoftPasskey;
-
-fn origin(server: &TestServer) -> Url {
-    Url::parse(&server.base).unwrap()
-}
-
-/// Opens a registration ceremony, lets `authenticator` answer it, and sends the answer.
-async fn register(
-    server: &TestServer,
-    b: &mut Browser,
-    authenticator: &mut SoftPasskey,
-    name: &str,
-) -> Reply {
-    let opened = b
-        .post_json("/account/security/passkeys/options", &json!({}))
-        .await;
-    assert_eq!(opened.status, StatusCode::OK, "{}", opened.body);
-    let opened = Browser::json(&opened);
-    let options: CreationChallengeResponse =
-        serde_json::from_value(opened["options"].clone()).unwrap();
-    let credential = authenticator
-        .do_registration(origin(server), options)
-        .unwrap();
-    b.post_json(
-        "/account/security/passkeys",
-        &json!({ "ceremony": opened["ceremony"], "name": name, "credential": credential }),
-    )
-    .await
-}
 
 /// Signs in with the password: the account has a passkey, so this stops at the second factor.
 async fn password_step(server: &TestServer, email: &str) -> Browser {
@@ -84,19 +57,6 @@ async fn answer(b: &mut Browser, ceremony: &Value, credential: &Value) -> Reply 
     .await
 }
 
-/// A signed-up account with one software passkey named "Laptop".
-async fn account_with_passkey(server: &TestServer, email: &str) -> (Browser, SoftPasskey) {
-    let mut b = server.signed_up("Pat Key", email, PASSWORD).await;
-    let mut authenticator = SoftPasskey::new(true);
-    let r = register(server, &mut b, &mut authenticator, "Laptop").await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(
-        Browser::json(&r)["redirect"],
-        "/account/security?notice=passkey_added"
-    );
-    (b, authenticator)
-}
-
 #[tokio::test]
 async fn a_registered_passkey_completes_the_second_factor() {
     let server = TestServer::start().await;
@@ -131,8 +91,7 @@ async fn a_registered_passkey_completes_the_second_factor() {
         sessions.iter().map(|s| &s.amr).collect::<Vec<_>>()
     );
     let log = server
-        .state
-        .store()
+        .store
         .sign_ins_for_email("pat@example.com", 1)
         .await
         .unwrap();
@@ -219,8 +178,7 @@ async fn an_expired_ceremony_is_refused() {
     assert_ne!(r.status, StatusCode::OK, "{}", r.body);
     let user = server.user("late2@example.com").await;
     assert!(server
-        .state
-        .store()
+        .store
         .list_passkeys(&user.id)
         .await
         .unwrap()
@@ -233,12 +191,11 @@ async fn a_counter_that_goes_backwards_is_refused_and_logged() {
     let (_, mut authenticator) = account_with_passkey(&server, "clone@example.com").await;
     let user = server.user("clone@example.com").await;
     // The stored counter is ahead of the authenticator, as after a copy of the key was used.
-    let stored = server.state.store().list_passkeys(&user.id).await.unwrap()[0].clone();
+    let stored = server.store.list_passkeys(&user.id).await.unwrap()[0].clone();
     let mut record: Value = serde_json::from_str(&stored.passkey).unwrap();
     record["cred"]["counter"] = json!(1000);
     assert!(server
-        .state
-        .store()
+        .store
         .record_passkey_use(&stored.id, &stored.passkey, &record.to_string(), 0)
         .await
         .unwrap());
@@ -253,8 +210,7 @@ async fn a_counter_that_goes_backwards_is_refused_and_logged() {
         .contains("looks copied"));
     assert!(b.session_cookie().is_none());
     let log = server
-        .state
-        .store()
+        .store
         .sign_ins_for_email("clone@example.com", 1)
         .await
         .unwrap();
@@ -320,16 +276,7 @@ async fn registration_excludes_known_credentials_and_refuses_a_replayed_registra
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
     let user = server.user("two@example.com").await;
-    assert_eq!(
-        server
-            .state
-            .store()
-            .list_passkeys(&user.id)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(server.store.list_passkeys(&user.id).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -337,7 +284,7 @@ async fn passkeys_are_renamed_and_removing_one_ends_its_sessions() {
     let server = TestServer::start().await;
     let (mut owner, mut authenticator) = account_with_passkey(&server, "rename@example.com").await;
     let user = server.user("rename@example.com").await;
-    let id = server.state.store().list_passkeys(&user.id).await.unwrap()[0]
+    let id = server.store.list_passkeys(&user.id).await.unwrap()[0]
         .id
         .clone();
 
@@ -422,7 +369,7 @@ async fn the_last_method_stays_while_the_tenant_requires_mfa() {
         .await
         .unwrap();
     let user = server.user("keep@example.com").await;
-    let id = server.state.store().list_passkeys(&user.id).await.unwrap()[0]
+    let id = server.store.list_passkeys(&user.id).await.unwrap()[0]
         .id
         .clone();
     let r = owner
@@ -430,16 +377,7 @@ async fn the_last_method_stays_while_the_tenant_requires_mfa() {
         .await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
     assert!(r.body.contains("only method"), "{}", r.body);
-    assert_eq!(
-        server
-            .state
-            .store()
-            .list_passkeys(&user.id)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(server.store.list_passkeys(&user.id).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -555,13 +493,12 @@ async fn backup_flags_that_contradict_the_stored_ones_are_refused() {
     let (_, mut authenticator) = account_with_passkey(&server, "flags@example.com").await;
     let user = server.user("flags@example.com").await;
     // The credential was registered as backup eligible; the authenticator now says it is not.
-    let stored = server.state.store().list_passkeys(&user.id).await.unwrap()[0].clone();
+    let stored = server.store.list_passkeys(&user.id).await.unwrap()[0].clone();
     let mut record: Value = serde_json::from_str(&stored.passkey).unwrap();
     assert_eq!(record["cred"]["backup_eligible"], false);
     record["cred"]["backup_eligible"] = json!(true);
     assert!(server
-        .state
-        .store()
+        .store
         .record_passkey_use(&stored.id, &stored.passkey, &record.to_string(), 0)
         .await
         .unwrap());
@@ -584,7 +521,7 @@ async fn the_stored_counter_follows_the_authenticator() {
             answer(&mut b, &ceremony, &credential).await.status,
             StatusCode::OK
         );
-        let stored = server.state.store().list_passkeys(&user.id).await.unwrap()[0].clone();
+        let stored = server.store.list_passkeys(&user.id).await.unwrap()[0].clone();
         let record: Value = serde_json::from_str(&stored.passkey).unwrap();
         assert_eq!(record["cred"]["counter"], json!(expected));
         assert!(stored.last_used_at.is_some());

@@ -1,7 +1,8 @@
 //! A local OpenID Connect provider double on an ephemeral port: discovery, a JWKS with ES256
 //! keys, an authorization endpoint that answers at once, a token endpoint that checks PKCE and
 //! mints ID tokens (or forges broken ones on request), and userinfo. Tests steer it through
-//! [`Scenario`].
+//! [`Scenario`], configure it on a test server with [`add_provider`], and sign in through it
+//! with [`sign_in_via`].
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -19,6 +20,98 @@ use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey};
 use serde_json::{json, Map, Value};
 use sha2::Digest;
+
+use gatehouse_core::identity::{ClaimMapping, Endpoints, ProviderInput, ProviderKind};
+use gatehouse_core::secret::SecretString;
+
+use super::{Browser, Reply, TestServer};
+
+/// The client secret every test provider is configured with.
+pub const CLIENT_SECRET: &str = "client-secret-7f3a9c1e5b";
+
+/// A provider's settings with the test client and secret, nothing else set.
+pub fn provider_input(id: &str, kind: ProviderKind) -> ProviderInput {
+    ProviderInput {
+        id: id.into(),
+        kind,
+        display_name: None,
+        issuer: None,
+        tenant: None,
+        client_id: "gatehouse-test".into(),
+        secret: Some(SecretString::new(CLIENT_SECRET)),
+        scopes: None,
+        claims: ClaimMapping::default(),
+        endpoints: Endpoints::default(),
+        apple: None,
+        enabled: true,
+    }
+}
+
+/// Configures the double `idp` on `server` as the OpenID Connect provider `id`, shown as `name`.
+pub async fn add_provider(server: &TestServer, id: &str, name: &str, idp: &Idp) {
+    let input = ProviderInput {
+        display_name: Some(name.into()),
+        issuer: Some(idp.base.clone()),
+        ..provider_input(id, ProviderKind::Oidc)
+    };
+    server
+        .state
+        .identity
+        .put_provider(input, server.state.now())
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// The identity the double signs the next person in as.
+pub fn person(
+    idp: &Idp,
+    subject: &str,
+    email: Option<&str>,
+    verified: Option<bool>,
+    name: Option<&str>,
+) {
+    idp.set(|s| {
+        *s = Scenario {
+            subject: subject.into(),
+            email: email.map(str::to_string),
+            email_verified: verified.map(|v| json!(v)),
+            name: name.map(str::to_string),
+            ..Default::default()
+        }
+    });
+}
+
+/// Starts a round trip from `start` (a button's form action) in `b`; the double answers at
+/// once. Returns the callback path and query the provider sent the browser back to.
+pub async fn round_trip(server: &TestServer, b: &mut Browser, start: &str) -> String {
+    let r = b.post(start, &[]).await;
+    assert_eq!(r.status, reqwest::StatusCode::OK, "{}", r.body);
+    let refresh = r
+        .headers
+        .get("refresh")
+        .expect("a Refresh header")
+        .to_str()
+        .unwrap();
+    let url = refresh.strip_prefix("0;url=").unwrap().to_string();
+    assert!(
+        r.body.contains("Continue with"),
+        "the page links on as well"
+    );
+    let answer = b.client.get(&url).send().await.unwrap();
+    assert_eq!(answer.status(), reqwest::StatusCode::FOUND);
+    let location = answer.headers()["location"].to_str().unwrap().to_string();
+    location
+        .strip_prefix(&server.base)
+        .expect("our callback")
+        .to_string()
+}
+
+/// A whole round trip through `provider` from the sign-in page's button: the callback's reply.
+pub async fn sign_in_via(server: &TestServer, b: &mut Browser, provider: &str) -> Reply {
+    let callback = round_trip(server, b, &format!("/sign-in/external/{provider}")).await;
+    b.get(&callback).await
+}
 
 /// How the next ID token is broken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
