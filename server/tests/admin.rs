@@ -316,19 +316,13 @@ async fn admins_search_users_and_act_on_them_without_ever_seeing_a_password() {
         .await;
     let mut again = server.browser();
     let r = again
-        .post(
-            "/sign-in",
-            &[("email", "pat@example.com"), ("password", PASSWORD)],
-        )
+        .sign_in_with_password("pat@example.com", PASSWORD)
         .await;
     assert!(again.session_cookie().is_none(), "{}", r.status);
     b.post(&format!("/admin/users/{}/enable", pat.id), &[])
         .await;
     let r = again
-        .post(
-            "/sign-in",
-            &[("email", "pat@example.com"), ("password", PASSWORD)],
-        )
+        .sign_in_with_password("pat@example.com", PASSWORD)
         .await;
     assert_eq!(r.location(), Some("/account"));
 
@@ -344,10 +338,7 @@ async fn admins_search_users_and_act_on_them_without_ever_seeing_a_password() {
     assert_eq!(again.get("/account").await.location(), Some("/sign-in"));
     let mut third = server.browser();
     third
-        .post(
-            "/sign-in",
-            &[("email", "pat@example.com"), ("password", PASSWORD)],
-        )
+        .sign_in_with_password("pat@example.com", PASSWORD)
         .await;
     assert!(third.session_cookie().is_none());
 

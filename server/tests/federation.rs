@@ -436,12 +436,7 @@ async fn linking_to_an_existing_account_needs_the_account_proven() {
     assert_eq!(r.location(), Some("/sign-in"));
     assert_eq!(count(&server, "external_identities").await, 0);
     // The password proves the account; the account page leads on to the confirmation.
-    let r = b
-        .post(
-            "/sign-in",
-            &[("email", "alice@example.com"), ("password", PASSWORD)],
-        )
-        .await;
+    let r = b.sign_in_with_password("alice@example.com", PASSWORD).await;
     assert_eq!(r.location(), Some("/account"));
     let r = b.get("/account").await;
     assert_eq!(r.location(), Some("/sign-in/link"));

@@ -77,12 +77,7 @@ async fn sign_up_sign_out_sign_in(server: &TestServer) {
         "a signed-out cookie is dead"
     );
 
-    let r = b
-        .post(
-            "/sign-in",
-            &[("email", "ADA@example.com"), ("password", PASSWORD)],
-        )
-        .await;
+    let r = b.sign_in_with_password("ADA@example.com", PASSWORD).await;
     assert_eq!(r.location(), Some("/account"), "{}", r.body);
     let new_cookie = b.session_cookie().unwrap();
     assert_ne!(new_cookie, old_cookie, "a new session id at every sign-in");
@@ -483,12 +478,7 @@ async fn failures_are_throttled_from_the_fifth_and_success_resets_the_count() {
         )
         .await;
     assert_eq!(fifth.status, StatusCode::UNAUTHORIZED);
-    let sixth = b
-        .post(
-            "/sign-in",
-            &[("email", "guess@example.com"), ("password", PASSWORD)],
-        )
-        .await;
+    let sixth = b.sign_in_with_password("guess@example.com", PASSWORD).await;
     assert_eq!(
         sixth.status,
         StatusCode::TOO_MANY_REQUESTS,
@@ -496,12 +486,7 @@ async fn failures_are_throttled_from_the_fifth_and_success_resets_the_count() {
     );
     assert!(sixth.headers.get("retry-after").is_some());
     server.clock.advance_ms(1_001);
-    let ok = b
-        .post(
-            "/sign-in",
-            &[("email", "guess@example.com"), ("password", PASSWORD)],
-        )
-        .await;
+    let ok = b.sign_in_with_password("guess@example.com", PASSWORD).await;
     assert_eq!(ok.location(), Some("/account"));
     let state = server
         .store
@@ -539,10 +524,7 @@ async fn one_hundred_failures_close_password_sign_in_until_an_email_code() {
     }
     let mut b = server.browser();
     let r = b
-        .post(
-            "/sign-in",
-            &[("email", "target@example.com"), ("password", PASSWORD)],
-        )
+        .sign_in_with_password("target@example.com", PASSWORD)
         .await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(r.body.contains("email code"), "{}", r.body);
@@ -566,10 +548,7 @@ async fn one_hundred_failures_close_password_sign_in_until_an_email_code() {
     let mut again = server.browser();
     assert_eq!(
         again
-            .post(
-                "/sign-in",
-                &[("email", "target@example.com"), ("password", PASSWORD)]
-            )
+            .sign_in_with_password("target@example.com", PASSWORD)
             .await
             .location(),
         Some("/account")
@@ -585,10 +564,7 @@ async fn password_reset_ends_every_other_session() {
     let mut second = server.browser();
     assert_eq!(
         second
-            .post(
-                "/sign-in",
-                &[("email", "reset@example.com"), ("password", PASSWORD)]
-            )
+            .sign_in_with_password("reset@example.com", PASSWORD)
             .await
             .location(),
         Some("/account")
@@ -622,12 +598,9 @@ async fn password_reset_ends_every_other_session() {
     assert_eq!(second.get("/account").await.location(), Some("/sign-in"));
     let mut b = server.browser();
     assert_eq!(
-        b.post(
-            "/sign-in",
-            &[("email", "reset@example.com"), ("password", PASSWORD)]
-        )
-        .await
-        .status,
+        b.sign_in_with_password("reset@example.com", PASSWORD)
+            .await
+            .status,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
@@ -750,11 +723,7 @@ async fn account_page_lists_sessions_and_signs_out_one_or_all() {
         .signed_up("Multi", "multi@example.com", PASSWORD)
         .await;
     let mut b = server.browser();
-    b.post(
-        "/sign-in",
-        &[("email", "multi@example.com"), ("password", PASSWORD)],
-    )
-    .await;
+    b.sign_in_with_password("multi@example.com", PASSWORD).await;
     let user = server
         .store
         .find_user_by_email("multi@example.com")
@@ -802,11 +771,8 @@ async fn changing_the_password_needs_the_current_one_and_ends_other_sessions() {
         .signed_up("Change", "change@example.com", PASSWORD)
         .await;
     let mut b = server.browser();
-    b.post(
-        "/sign-in",
-        &[("email", "change@example.com"), ("password", PASSWORD)],
-    )
-    .await;
+    b.sign_in_with_password("change@example.com", PASSWORD)
+        .await;
     let wrong = a
         .post(
             "/account/password",
@@ -1100,11 +1066,7 @@ async fn sessions_end_after_idle_time_and_absolute_lifetime() {
     );
 
     let mut c = server.browser();
-    c.post(
-        "/sign-in",
-        &[("email", "idle@example.com"), ("password", PASSWORD)],
-    )
-    .await;
+    c.sign_in_with_password("idle@example.com", PASSWORD).await;
     for hour in 0..24 {
         server.clock.advance_ms(59 * 60 * 1000);
         assert_eq!(
@@ -1136,11 +1098,7 @@ async fn a_cookie_set_before_sign_in_is_never_the_session() {
         Some("/sign-in"),
         "a forged cookie is nobody"
     );
-    b.post(
-        "/sign-in",
-        &[("email", "fixed@example.com"), ("password", PASSWORD)],
-    )
-    .await;
+    b.sign_in_with_password("fixed@example.com", PASSWORD).await;
     let session = b.session_cookie().unwrap();
     assert_ne!(session, planted);
     let mut attacker = server.browser();
@@ -1595,12 +1553,9 @@ async fn an_account_keeps_at_most_twenty_sessions_and_the_oldest_ends_first() {
     for _ in 0..20 {
         let mut b = server.browser();
         assert_eq!(
-            b.post(
-                "/sign-in",
-                &[("email", "many@example.com"), ("password", PASSWORD)]
-            )
-            .await
-            .location(),
+            b.sign_in_with_password("many@example.com", PASSWORD)
+                .await
+                .location(),
             Some("/account")
         );
         others.push(b);
@@ -1976,12 +1931,7 @@ async fn an_authenticator_app_is_then_required_at_every_sign_in() {
 
     // The password alone leads to the second-factor page, never to a session.
     let mut b = server.browser();
-    let r = b
-        .post(
-            "/sign-in",
-            &[("email", "mfa@example.com"), ("password", PASSWORD)],
-        )
-        .await;
+    let r = b.sign_in_with_password("mfa@example.com", PASSWORD).await;
     assert_eq!(r.location(), Some("/sign-in/verify"));
     assert!(b.session_cookie().is_none());
     assert_eq!(
@@ -2016,10 +1966,7 @@ async fn an_authenticator_app_is_then_required_at_every_sign_in() {
     // The same code is never accepted again, not even in another sign-in.
     let mut again = server.browser();
     again
-        .post(
-            "/sign-in",
-            &[("email", "mfa@example.com"), ("password", PASSWORD)],
-        )
+        .sign_in_with_password("mfa@example.com", PASSWORD)
         .await;
     assert_eq!(
         again
@@ -2088,11 +2035,8 @@ async fn fifty_parallel_submissions_of_one_authenticator_code_give_one_session()
     let mut pending = Vec::new();
     for _ in 0..2 {
         let mut b = server.browser();
-        b.post(
-            "/sign-in",
-            &[("email", "race-mfa@example.com"), ("password", PASSWORD)],
-        )
-        .await;
+        b.sign_in_with_password("race-mfa@example.com", PASSWORD)
+            .await;
         pending.push(b.cookie_header());
     }
     let tasks: Vec<_> = (0..50)
@@ -2136,10 +2080,7 @@ async fn security_changes_need_a_recent_sign_in_and_removal_ends_sessions_made_w
     server.clock.advance_ms(30_000);
     let mut other = server.browser();
     other
-        .post(
-            "/sign-in",
-            &[("email", "remove@example.com"), ("password", PASSWORD)],
-        )
+        .sign_in_with_password("remove@example.com", PASSWORD)
         .await;
     assert_eq!(
         other
@@ -2197,12 +2138,9 @@ async fn security_changes_need_a_recent_sign_in_and_removal_ends_sessions_made_w
     );
     let mut next = server.browser();
     assert_eq!(
-        next.post(
-            "/sign-in",
-            &[("email", "remove@example.com"), ("password", PASSWORD)]
-        )
-        .await
-        .location(),
+        next.sign_in_with_password("remove@example.com", PASSWORD)
+            .await
+            .location(),
         Some("/account")
     );
 }
@@ -2237,10 +2175,7 @@ async fn recovery_codes_stand_in_for_the_second_factor_once_each() {
     let mut lost_phone = server.browser();
     assert_eq!(
         lost_phone
-            .post(
-                "/sign-in",
-                &[("email", "recover@example.com"), ("password", PASSWORD)]
-            )
+            .sign_in_with_password("recover@example.com", PASSWORD)
             .await
             .location(),
         Some("/sign-in/verify")
@@ -2255,10 +2190,7 @@ async fn recovery_codes_stand_in_for_the_second_factor_once_each() {
     );
     let mut again = server.browser();
     again
-        .post(
-            "/sign-in",
-            &[("email", "recover@example.com"), ("password", PASSWORD)],
-        )
+        .sign_in_with_password("recover@example.com", PASSWORD)
         .await;
     assert_eq!(
         again
@@ -2282,11 +2214,8 @@ async fn recovery_codes_stand_in_for_the_second_factor_once_each() {
             .body,
     );
     let mut old = server.browser();
-    old.post(
-        "/sign-in",
-        &[("email", "recover@example.com"), ("password", PASSWORD)],
-    )
-    .await;
+    old.sign_in_with_password("recover@example.com", PASSWORD)
+        .await;
     assert_eq!(
         old.post("/sign-in/verify", &[("code", &codes[1])])
             .await
@@ -2315,12 +2244,9 @@ async fn an_emailed_code_is_never_the_second_factor_of_an_account_with_a_stronge
     with_authenticator(&server, "either@example.com").await;
     let mut b = server.browser();
     assert_eq!(
-        b.post(
-            "/sign-in",
-            &[("email", "either@example.com"), ("password", PASSWORD)]
-        )
-        .await
-        .location(),
+        b.sign_in_with_password("either@example.com", PASSWORD)
+            .await
+            .location(),
         Some("/sign-in/verify")
     );
     let page = b.get("/sign-in/verify").await;
@@ -2396,10 +2322,7 @@ async fn the_mailbox_alone_never_opens_an_account_with_an_authenticator_app() {
     let mut probe = server.browser();
     assert_eq!(
         probe
-            .post(
-                "/sign-in",
-                &[("email", "victim@example.com"), ("password", chosen)]
-            )
+            .sign_in_with_password("victim@example.com", chosen)
             .await
             .status,
         StatusCode::UNAUTHORIZED
@@ -2407,10 +2330,7 @@ async fn the_mailbox_alone_never_opens_an_account_with_an_authenticator_app() {
     let mut owner = server.browser();
     assert_eq!(
         owner
-            .post(
-                "/sign-in",
-                &[("email", "victim@example.com"), ("password", PASSWORD)]
-            )
+            .sign_in_with_password("victim@example.com", PASSWORD)
             .await
             .location(),
         Some("/sign-in/verify")
@@ -2442,10 +2362,7 @@ async fn the_mailbox_alone_never_opens_an_account_with_an_authenticator_app() {
         .contains(&"password.reset".to_string()));
     let mut later = server.browser();
     later
-        .post(
-            "/sign-in",
-            &[("email", "victim@example.com"), ("password", fresh)],
-        )
+        .sign_in_with_password("victim@example.com", fresh)
         .await;
     assert_eq!(
         later.get("/sign-in/verify").await.status,
@@ -2471,10 +2388,7 @@ async fn wrong_second_factors_slow_down_but_never_close_the_owners_way_in() {
     // Someone who knows the password guesses app codes.
     let mut attacker = server.browser();
     attacker
-        .post(
-            "/sign-in",
-            &[("email", "locked@example.com"), ("password", PASSWORD)],
-        )
+        .sign_in_with_password("locked@example.com", PASSWORD)
         .await;
     for _ in 0..10 {
         let r = attacker
@@ -2519,10 +2433,7 @@ async fn wrong_second_factors_slow_down_but_never_close_the_owners_way_in() {
     server.clock.advance_ms(16 * 60 * 1000);
     let mut later = server.browser();
     later
-        .post(
-            "/sign-in",
-            &[("email", "locked@example.com"), ("password", PASSWORD)],
-        )
+        .sign_in_with_password("locked@example.com", PASSWORD)
         .await;
     let r = later
         .post("/sign-in/verify", &[("code", &code_now(&server, &secret))])
@@ -2535,11 +2446,8 @@ async fn re_authenticating_with_a_password_records_only_the_password() {
     let server = TestServer::start().await;
     let (_, secret) = with_authenticator(&server, "reauth@example.com").await;
     let mut b = server.browser();
-    b.post(
-        "/sign-in",
-        &[("email", "reauth@example.com"), ("password", PASSWORD)],
-    )
-    .await;
+    b.sign_in_with_password("reauth@example.com", PASSWORD)
+        .await;
     server.clock.advance_ms(31_000);
     b.post("/sign-in/verify", &[("code", &code_now(&server, &secret))])
         .await;
@@ -2764,9 +2672,7 @@ async fn the_owner_is_told_once_of_each_new_device_failed_attempts_and_method_ch
 
     // The same browser again: nothing. Another browser: one message, and only once.
     first.post("/sign-out", &[]).await;
-    let r = first
-        .post("/sign-in", &[("email", email), ("password", PASSWORD)])
-        .await;
+    let r = first.sign_in_with_password(email, PASSWORD).await;
     assert_eq!(r.location(), Some("/sign-in/verify"));
     server.clock.advance_ms(30_000);
     first
@@ -2778,9 +2684,7 @@ async fn the_owner_is_told_once_of_each_new_device_failed_attempts_and_method_ch
         "a known device"
     );
     let mut second = server.browser();
-    second
-        .post("/sign-in", &[("email", email), ("password", PASSWORD)])
-        .await;
+    second.sign_in_with_password(email, PASSWORD).await;
     server.clock.advance_ms(30_000);
     let r = second
         .post("/sign-in/verify", &[("code", &code_now(&server, &secret))])
@@ -2789,9 +2693,7 @@ async fn the_owner_is_told_once_of_each_new_device_failed_attempts_and_method_ch
     seen = subjects(&server, email).await;
     assert_eq!(count_of(&seen, "New sign-in"), 1, "{seen:?}");
     second.post("/sign-out", &[]).await;
-    second
-        .post("/sign-in", &[("email", email), ("password", PASSWORD)])
-        .await;
+    second.sign_in_with_password(email, PASSWORD).await;
     server.clock.advance_ms(30_000);
     second
         .post("/sign-in/verify", &[("code", &code_now(&server, &secret))])
@@ -2802,15 +2704,10 @@ async fn the_owner_is_told_once_of_each_new_device_failed_attempts_and_method_ch
     second.post("/sign-out", &[]).await;
     for _ in 0..2 {
         second
-            .post(
-                "/sign-in",
-                &[("email", email), ("password", "not-the-password-1")],
-            )
+            .sign_in_with_password(email, "not-the-password-1")
             .await;
     }
-    second
-        .post("/sign-in", &[("email", email), ("password", PASSWORD)])
-        .await;
+    second.sign_in_with_password(email, PASSWORD).await;
     seen = subjects(&server, email).await;
     assert_eq!(count_of(&seen, "after failed attempts"), 1, "{seen:?}");
     // A sign-in without failures before it tells nothing.
@@ -2819,9 +2716,7 @@ async fn the_owner_is_told_once_of_each_new_device_failed_attempts_and_method_ch
         .post("/sign-in/verify", &[("code", &code_now(&server, &secret))])
         .await;
     second.post("/sign-out", &[]).await;
-    second
-        .post("/sign-in", &[("email", email), ("password", PASSWORD)])
-        .await;
+    second.sign_in_with_password(email, PASSWORD).await;
     assert_eq!(
         count_of(&subjects(&server, email).await, "after failed attempts"),
         1
@@ -2867,10 +2762,7 @@ async fn ipv4_clients_of_a_dual_stack_listener_keep_their_own_rate_limit() {
     for i in 0..32 {
         let email = format!("nobody{i}@example.com");
         last = noisy
-            .post(
-                "/sign-in",
-                &[("email", &email), ("password", "wrong-password-1")],
-            )
+            .sign_in_with_password(&email, "wrong-password-1")
             .await
             .status;
     }
@@ -3074,10 +2966,7 @@ async fn changing_the_email_address_needs_a_recent_sign_in_and_the_new_address_p
     // The new address signs in; the old one is reserved while its undo link lives.
     let mut fresh = server.browser();
     let r = fresh
-        .post(
-            "/sign-in",
-            &[("email", "new@example.com"), ("password", PASSWORD)],
-        )
+        .sign_in_with_password("new@example.com", PASSWORD)
         .await;
     assert_eq!(r.location(), Some("/account"));
     let mut squatter = server.browser();
@@ -3183,10 +3072,7 @@ async fn people_delete_their_account_after_a_recent_sign_in_and_a_typed_confirma
     let user = server.user("leaving@example.com").await;
     let mut other = server.browser();
     other
-        .post(
-            "/sign-in",
-            &[("email", "leaving@example.com"), ("password", PASSWORD)],
-        )
+        .sign_in_with_password("leaving@example.com", PASSWORD)
         .await;
     // A wrong confirmation deletes nothing.
     let r = b
@@ -3245,10 +3131,7 @@ async fn people_delete_their_account_after_a_recent_sign_in_and_a_typed_confirma
     // The password no longer works, and the address is free for a new account.
     let mut again = server.browser();
     let r = again
-        .post(
-            "/sign-in",
-            &[("email", "leaving@example.com"), ("password", PASSWORD)],
-        )
+        .sign_in_with_password("leaving@example.com", PASSWORD)
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     server

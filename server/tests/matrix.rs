@@ -559,10 +559,7 @@ impl Row {
     async fn ready(&self, b: &mut Browser, person: &Person) {
         if self.factor.starts_from_a_session() {
             let r = b
-                .post(
-                    "/sign-in",
-                    &[("email", &person.email), ("password", &person.password)],
-                )
+                .sign_in_with_password(&person.email, &person.password)
                 .await;
             assert_eq!(r.location(), Some("/account"), "{}", r.body);
         }
@@ -574,13 +571,7 @@ impl Row {
         let server = &self.server;
         let email = person.email.clone();
         match self.factor {
-            Factor::Password => {
-                b.post(
-                    "/sign-in",
-                    &[("email", &email), ("password", &person.password)],
-                )
-                .await
-            }
+            Factor::Password => b.sign_in_with_password(&email, &person.password).await,
             Factor::EmailCodeSignIn => {
                 let r = b.post("/sign-in/code", &[("email", &email)]).await;
                 assert_eq!(r.location(), Some("/code"), "{cell}: {}", r.body);

@@ -455,12 +455,7 @@ async fn the_code_flow_runs_through_the_sign_in_pages_and_its_tokens_verify() {
         page.body.contains("value=\"ada@example.com\""),
         "login_hint fills the email"
     );
-    let r = b
-        .post(
-            "/sign-in",
-            &[("email", "ada@example.com"), ("password", PASSWORD)],
-        )
-        .await;
+    let r = b.sign_in_with_password("ada@example.com", PASSWORD).await;
     let r = follow(&mut b, r).await;
     let location = target(&r).unwrap();
     assert!(location.starts_with(&format!("{REDIRECT}?")), "{location}");
@@ -556,12 +551,7 @@ async fn a_second_factor_is_asked_before_the_code_and_reported_truthfully() {
     let (verifier, challenge) = pkce();
     let r = b.get(&authorize_url(&app, &challenge, &[])).await;
     assert_eq!(r.location(), Some("/sign-in"));
-    let r = b
-        .post(
-            "/sign-in",
-            &[("email", "two@example.com"), ("password", PASSWORD)],
-        )
-        .await;
+    let r = b.sign_in_with_password("two@example.com", PASSWORD).await;
     assert_eq!(
         r.location(),
         Some("/sign-in/verify"),
@@ -1515,12 +1505,7 @@ async fn prompt_login_and_max_age_force_a_new_sign_in() {
         // Skipping the sign-in does not help.
         let r = b.get("/authorize/continue").await;
         assert_eq!(r.location(), Some("/sign-in"));
-        let r = b
-            .post(
-                "/sign-in",
-                &[("email", "ada@example.com"), ("password", PASSWORD)],
-            )
-            .await;
+        let r = b.sign_in_with_password("ada@example.com", PASSWORD).await;
         let r = follow(&mut b, r).await;
         let code = query_param(&target(&r).unwrap(), "code").unwrap();
         let (_, t) = exchange(&server, &app, &code, &verifier).await;
@@ -1996,12 +1981,7 @@ async fn ending_a_session_sends_logout_tokens_to_the_applications_that_used_it()
 
     for how in ["portal sign-out", "RP-initiated logout"] {
         let mut b2 = server.browser();
-        let r = b2
-            .post(
-                "/sign-in",
-                &[("email", "ada@example.com"), ("password", PASSWORD)],
-            )
-            .await;
+        let r = b2.sign_in_with_password("ada@example.com", PASSWORD).await;
         assert_eq!(r.location(), Some("/account"));
         let (code, verifier) = code_for(&mut b2, &listening, &[]).await;
         let (_, t) = exchange(&server, &listening, &code, &verifier).await;
@@ -2062,10 +2042,7 @@ async fn ending_sessions_from_the_account_page_tells_the_applications_too() {
     let listening = register(&server, input).await;
     let mut phone = server.browser();
     phone
-        .post(
-            "/sign-in",
-            &[("email", "ada@example.com"), ("password", PASSWORD)],
-        )
+        .sign_in_with_password("ada@example.com", PASSWORD)
         .await;
     let (code, verifier) = code_for(&mut phone, &listening, &[]).await;
     let (_, t) = exchange(&server, &listening, &code, &verifier).await;
@@ -2148,9 +2125,7 @@ async fn password_sign_in_for(
     let (verifier, challenge) = pkce();
     let r = b.get(&authorize_url(app, &challenge, changes)).await;
     assert_eq!(r.location(), Some("/sign-in"), "{}", r.body);
-    let r = b
-        .post("/sign-in", &[("email", email), ("password", password)])
-        .await;
+    let r = b.sign_in_with_password(email, password).await;
     let r = follow(&mut b, r).await;
     (b, verifier, r)
 }
@@ -2556,9 +2531,7 @@ async fn every_way_a_session_ends_tells_the_applications_that_used_it() {
             let secret = add_authenticator(&server, &mut b).await;
             // Sign in again with the app so the session is completed with it.
             let mut again = server.browser();
-            again
-                .post("/sign-in", &[("email", &email), ("password", PASSWORD)])
-                .await;
+            again.sign_in_with_password(&email, PASSWORD).await;
             again
                 .post("/sign-in/verify", &[("code", &totp_now(&server, &secret))])
                 .await;
@@ -2577,9 +2550,7 @@ async fn every_way_a_session_ends_tells_the_applications_that_used_it() {
             "password change" => {
                 // Another session changes the password: this one ends.
                 let mut other = server.browser();
-                other
-                    .post("/sign-in", &[("email", &email), ("password", PASSWORD)])
-                    .await;
+                other.sign_in_with_password(&email, PASSWORD).await;
                 let r = other
                     .post(
                         "/account/password",

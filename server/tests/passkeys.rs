@@ -19,9 +19,7 @@ use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 /// Signs in with the password: the account has a passkey, so this stops at the second factor.
 async fn password_step(server: &TestServer, email: &str) -> Browser {
     let mut b = server.browser();
-    let r = b
-        .post("/sign-in", &[("email", email), ("password", PASSWORD)])
-        .await;
+    let r = b.sign_in_with_password(email, PASSWORD).await;
     assert_eq!(r.location(), Some("/sign-in/verify"), "{}", r.body);
     assert!(b.session_cookie().is_none());
     b
@@ -350,10 +348,7 @@ async fn passkeys_are_renamed_and_removing_one_ends_its_sessions() {
     // Without a second factor the password signs in directly again.
     let mut b = server.browser();
     let r = b
-        .post(
-            "/sign-in",
-            &[("email", "rename@example.com"), ("password", PASSWORD)],
-        )
+        .sign_in_with_password("rename@example.com", PASSWORD)
         .await;
     assert_eq!(r.location(), Some("/account"));
 }
@@ -541,12 +536,7 @@ async fn an_operator_reset_removes_every_method_and_ends_the_sessions() {
     assert_eq!(removed, Some(1));
     assert_eq!(owner.get("/account").await.location(), Some("/sign-in"));
     let mut b = server.browser();
-    let r = b
-        .post(
-            "/sign-in",
-            &[("email", "lost@example.com"), ("password", PASSWORD)],
-        )
-        .await;
+    let r = b.sign_in_with_password("lost@example.com", PASSWORD).await;
     assert_eq!(r.location(), Some("/account"), "no second factor is left");
     let user = server.user("lost@example.com").await;
     assert_eq!(server.audit_actions(&user.email).await[0], "mfa.reset");

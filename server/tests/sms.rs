@@ -238,12 +238,7 @@ async fn a_texted_code_completes_the_second_factor() {
     assert!(page.body.contains("Text messages to +14155550123"));
 
     let mut b = server.browser();
-    let r = b
-        .post(
-            "/sign-in",
-            &[("email", "sms@example.com"), ("password", PASSWORD)],
-        )
-        .await;
+    let r = b.sign_in_with_password("sms@example.com", PASSWORD).await;
     assert_eq!(r.location(), Some("/sign-in/verify"));
     let page = b.get("/sign-in/verify").await;
     assert!(
@@ -302,12 +297,7 @@ async fn one_number_receives_at_most_five_texts_an_hour() {
     for i in 0..8 {
         // Each attempt from its own address, so only the per-number cap can stop it.
         let mut b = Browser::new(&server.base, &format!("198.51.100.{}", i + 1));
-        let r = b
-            .post(
-                "/sign-in",
-                &[("email", "pump@example.com"), ("password", PASSWORD)],
-            )
-            .await;
+        let r = b.sign_in_with_password("pump@example.com", PASSWORD).await;
         assert_eq!(r.location(), Some("/sign-in/verify"));
         let r = b.post("/sign-in/verify/sms", &[]).await;
         if r.status == StatusCode::TOO_MANY_REQUESTS {
@@ -319,11 +309,7 @@ async fn one_number_receives_at_most_five_texts_an_hour() {
     // An hour later the number may receive texts again.
     server.clock.advance_ms(60 * 60 * 1000 + 1);
     let mut b = Browser::new(&server.base, "198.51.100.200");
-    b.post(
-        "/sign-in",
-        &[("email", "pump@example.com"), ("password", PASSWORD)],
-    )
-    .await;
+    b.sign_in_with_password("pump@example.com", PASSWORD).await;
     let r = b.post("/sign-in/verify/sms", &[]).await;
     assert_eq!(r.location(), Some("/sign-in/verify?notice=sms_sent"));
     assert_eq!(gateway.to(number).len(), 6);
@@ -434,12 +420,7 @@ async fn a_thousand_requests_to_text_one_number_send_five() {
     let mut pending = Vec::new();
     for i in 0..50 {
         let mut b = Browser::new(&server.base, &format!("198.18.{}.{}", i / 200, i % 200 + 1));
-        let r = b
-            .post(
-                "/sign-in",
-                &[("email", "flood@example.com"), ("password", PASSWORD)],
-            )
-            .await;
+        let r = b.sign_in_with_password("flood@example.com", PASSWORD).await;
         assert_eq!(r.location(), Some("/sign-in/verify"));
         pending.push(b);
     }

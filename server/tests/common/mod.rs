@@ -310,6 +310,29 @@ impl Browser {
     }
 
     /// The body of a JSON reply.
+    /// Posts the password sign-in form.
+    pub async fn sign_in_with_password(&mut self, email: &str, password: &str) -> Reply {
+        self.post("/sign-in", &[("email", email), ("password", password)])
+            .await
+    }
+
+    /// Signs in with a password on an account that has a second factor, and completes the
+    /// sign-in with `code`; the answer is the second step's.
+    pub async fn sign_in_with_second_factor(
+        &mut self,
+        email: &str,
+        password: &str,
+        code: &str,
+    ) -> Reply {
+        let r = self.sign_in_with_password(email, password).await;
+        assert_eq!(
+            r.location(),
+            Some("/sign-in/verify"),
+            "the password leads to the second factor"
+        );
+        self.post("/sign-in/verify", &[("code", code)]).await
+    }
+
     pub fn json(reply: &Reply) -> serde_json::Value {
         serde_json::from_str(&reply.body).unwrap_or(serde_json::Value::Null)
     }
