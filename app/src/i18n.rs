@@ -22,6 +22,8 @@ const EN: &[(&str, &str)] = &[
     ("sign_in.invalid", "The email or password is incorrect."),
     ("sign_in.closed", "Password sign-in is paused for this account after too many failed attempts. Sign in with an email code instead."),
     ("sign_in.disabled", "This account is disabled."),
+    ("sign_in.blocked_by_policy", "Your organisation's access policy does not allow this sign-in from here. Try again from another place or device, or ask the administrator."),
+    ("sign_in.strength_required", "This application needs a stronger sign-in: sign in with a passkey."),
     ("sign_in.forgot", "Forgot your password?"),
     ("sign_in.use_code", "Email me a sign-in code"),
     ("sign_in.no_account", "New here?"),

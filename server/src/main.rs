@@ -88,6 +88,21 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Conditional Access policies: list, export and import as one JSON document, change state.
+    Policies {
+        #[command(subcommand)]
+        action: PoliciesAction,
+    },
+    /// Groups of accounts, for Conditional Access assignments.
+    Groups {
+        #[command(subcommand)]
+        action: GroupsAction,
+    },
+    /// Named locations (address ranges, possibly trusted), for Conditional Access conditions.
+    Locations {
+        #[command(subcommand)]
+        action: LocationsAction,
+    },
     /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
 }
@@ -246,6 +261,66 @@ struct AppArgs {
 }
 
 #[derive(Subcommand)]
+enum PoliciesAction {
+    /// List the policies with their state and version.
+    List,
+    /// Print every policy and named location as one JSON document.
+    Export,
+    /// Save every location and policy of a JSON document (all or nothing).
+    Import { file: PathBuf },
+    /// Enforce a policy.
+    Enable { id: String },
+    /// Stop evaluating a policy.
+    Disable { id: String },
+    /// Evaluate and record a policy without enforcing it.
+    ReportOnly { id: String },
+    /// Delete a policy (its history stays).
+    Remove { id: String },
+    /// Print every saved version of a policy.
+    History { id: String },
+}
+
+#[derive(Subcommand)]
+enum GroupsAction {
+    /// List the groups with their member counts.
+    List,
+    /// Create a group; its id is a slug of its name.
+    Add {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Delete a group and its memberships.
+    Remove { id: String },
+    /// List a group's members.
+    Members { id: String },
+    /// Add the account with this email to a group.
+    AddMember { id: String, email: String },
+    /// Take the account with this email out of a group.
+    RemoveMember { id: String, email: String },
+}
+
+#[derive(Subcommand)]
+enum LocationsAction {
+    /// List the named locations.
+    List,
+    /// Add a named location, or replace the one with this id.
+    Add {
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// An IPv4 or IPv6 range in CIDR notation (repeatable).
+        #[arg(long = "range", required = true)]
+        ranges: Vec<ipnet::IpNet>,
+        /// Mark the location trusted.
+        #[arg(long)]
+        trusted: bool,
+    },
+    /// Delete a named location no policy uses.
+    Remove { id: String },
+}
+
+#[derive(Subcommand)]
 enum KeysAction {
     /// New token signing keys; the old ones stay published until the tokens they signed have
     /// expired.
@@ -398,6 +473,9 @@ async fn run(command: Command, config: Config) -> ExitCode {
         Command::Keys {
             action: KeysAction::Rotate,
         } => rotate_keys(config).await,
+        Command::Policies { action } => policies(action, config).await,
+        Command::Groups { action } => groups(action, config).await,
+        Command::Locations { action } => locations(action, config).await,
         Command::Completions { .. } => ExitCode::SUCCESS,
     }
 }
@@ -902,4 +980,207 @@ async fn rotate_keys(config: Config) -> ExitCode {
         }
         Err(e) => fail(e),
     }
+}
+
+async fn policies(action: PoliciesAction, config: Config) -> ExitCode {
+    use gatehouse_core::conditional_access::PolicyState;
+    use gatehouse_core::identity::PolicyDocument;
+    let state = match build_state(config, system_clock()).await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let identity = &state.identity;
+    let now = state.now();
+    let changed = match action {
+        PoliciesAction::List => Ok(()),
+        PoliciesAction::Export => {
+            return match identity.export_policies().await {
+                Ok(doc) => match serde_json::to_string_pretty(&doc) {
+                    Ok(json) => {
+                        println!("{json}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(e),
+                },
+                Err(e) => fail(e),
+            }
+        }
+        PoliciesAction::Import { file } => {
+            let text = match std::fs::read_to_string(&file) {
+                Ok(t) => t,
+                Err(e) => return fail(format!("cannot read {}: {e}", file.display())),
+            };
+            let doc: PolicyDocument = match serde_json::from_str(&text) {
+                Ok(d) => d,
+                Err(e) => return fail(format!("{} is not a policy document: {e}", file.display())),
+            };
+            identity.import_policies(&doc, None, now).await.map(|n| {
+                println!(
+                    "imported {n} policies and {} locations",
+                    doc.locations.len()
+                )
+            })
+        }
+        PoliciesAction::Enable { id } => identity
+            .set_policy_state(&id, PolicyState::On, None, now)
+            .await
+            .map(drop),
+        PoliciesAction::Disable { id } => identity
+            .set_policy_state(&id, PolicyState::Off, None, now)
+            .await
+            .map(drop),
+        PoliciesAction::ReportOnly { id } => identity
+            .set_policy_state(&id, PolicyState::ReportOnly, None, now)
+            .await
+            .map(drop),
+        PoliciesAction::Remove { id } => identity.delete_policy(&id, None, now).await,
+        PoliciesAction::History { id } => {
+            return match identity.policy_history(&id).await {
+                Ok(versions) if versions.is_empty() => {
+                    fail(format!("no policy with the id {id:?}"))
+                }
+                Ok(versions) => {
+                    for v in versions {
+                        let what = if v.document.is_empty() {
+                            "(deleted)".to_string()
+                        } else {
+                            v.document
+                        };
+                        println!(
+                            "version {} at {} by {}: {what}",
+                            v.version,
+                            v.changed_at,
+                            v.changed_by.as_deref().unwrap_or("the command line")
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+    };
+    if let Err(e) = changed {
+        return fail(e);
+    }
+    match identity.list_policies().await {
+        Ok(list) if list.is_empty() => println!("no Conditional Access policies"),
+        Ok(list) => {
+            for e in list {
+                println!(
+                    "{:<24} {:<11} v{:<3} {}",
+                    e.policy.id,
+                    e.policy.state.as_str(),
+                    e.version,
+                    e.policy.name
+                );
+            }
+        }
+        Err(e) => return fail(e),
+    }
+    ExitCode::SUCCESS
+}
+
+async fn groups(action: GroupsAction, config: Config) -> ExitCode {
+    let state = match build_state(config, system_clock()).await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let identity = &state.identity;
+    let now = state.now();
+    let done = match action {
+        GroupsAction::List => Ok(()),
+        GroupsAction::Add { name, description } => identity
+            .create_group(&name, &description, now)
+            .await
+            .map(|id| println!("group {id} created")),
+        GroupsAction::Remove { id } => identity.delete_group(&id, now).await,
+        GroupsAction::Members { id } => {
+            return match identity.group_members(&id).await {
+                Ok(members) => {
+                    for m in members {
+                        println!("{}", m.email);
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        GroupsAction::AddMember { id, email } => identity
+            .add_group_member(&id, &email, now)
+            .await
+            .map(|added| {
+                if !added {
+                    println!("{email} already was a member of {id}");
+                }
+            }),
+        GroupsAction::RemoveMember { id, email } => identity
+            .remove_group_member(&id, &email, now)
+            .await
+            .map(|removed| {
+                if !removed {
+                    println!("{email} was not a member of {id}");
+                }
+            }),
+    };
+    if let Err(e) = done {
+        return fail(e);
+    }
+    match identity.groups().await {
+        Ok(list) if list.is_empty() => println!("no groups"),
+        Ok(list) => {
+            for g in list {
+                println!("{:<24} {:>5} members  {}", g.id, g.members, g.name);
+            }
+        }
+        Err(e) => return fail(e),
+    }
+    ExitCode::SUCCESS
+}
+
+async fn locations(action: LocationsAction, config: Config) -> ExitCode {
+    use gatehouse_core::conditional_access::NamedLocation;
+    let state = match build_state(config, system_clock()).await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let identity = &state.identity;
+    let now = state.now();
+    let done = match action {
+        LocationsAction::List => Ok(()),
+        LocationsAction::Add {
+            id,
+            name,
+            ranges,
+            trusted,
+        } => {
+            let location = NamedLocation {
+                id,
+                name,
+                trusted,
+                ranges,
+            };
+            identity.save_location(&location, now).await
+        }
+        LocationsAction::Remove { id } => identity.delete_location(&id, now).await,
+    };
+    if let Err(e) = done {
+        return fail(e);
+    }
+    match identity.named_locations().await {
+        Ok(list) if list.is_empty() => println!("no named locations"),
+        Ok(list) => {
+            for l in list {
+                let ranges: Vec<String> = l.ranges.iter().map(ToString::to_string).collect();
+                println!(
+                    "{:<24} {:<8} {}  {}",
+                    l.id,
+                    if l.trusted { "trusted" } else { "" },
+                    l.name,
+                    ranges.join(" ")
+                );
+            }
+        }
+        Err(e) => return fail(e),
+    }
+    ExitCode::SUCCESS
 }

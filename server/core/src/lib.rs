@@ -8,6 +8,7 @@
 
 pub mod clock;
 pub mod codes;
+pub mod conditional_access;
 pub mod email;
 pub mod hashing;
 pub mod identity;

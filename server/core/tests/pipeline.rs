@@ -140,6 +140,7 @@ impl Deployment {
             product_name: "Gatehouse".to_string(),
             emails: Arc::new(PlainEmails),
             device: None,
+            policy_results: None,
         }
     }
 

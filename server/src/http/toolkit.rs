@@ -175,6 +175,12 @@ pub(super) fn describe_error(t: &Texts, err: &AuthError) -> ErrorView {
             view(StatusCode::TOO_MANY_REQUESTS, "sign_in.closed", None)
         }
         AuthError::AccountDisabled => view(StatusCode::FORBIDDEN, "sign_in.disabled", None),
+        AuthError::BlockedByPolicy => {
+            view(StatusCode::FORBIDDEN, "sign_in.blocked_by_policy", None)
+        }
+        AuthError::StrengthRequired => {
+            view(StatusCode::FORBIDDEN, "sign_in.strength_required", None)
+        }
         AuthError::SecondFactorRequired
         | AuthError::EnrollmentRequired
         | AuthError::InteractionRequired
@@ -309,6 +315,7 @@ pub(super) fn request_context(
         device: cookie_policy(state)
             .read(headers, DEVICE)
             .or_else(|| extensions.get::<security::NewDevice>().map(|d| d.0.clone())),
+        policy_results: None,
     }
 }
 
@@ -485,7 +492,11 @@ pub(super) async fn require_enrolled_session(
     headers: &HeaderMap,
 ) -> Result<(Session, User), Response> {
     let (session, user) = require_session(state, headers).await?;
-    match state.identity.needs_enrollment(&user).await {
+    match state
+        .identity
+        .needs_enrollment_in_portal(&user, state.now())
+        .await
+    {
         Ok(false) => Ok((session, user)),
         Ok(true) => Err(redirect("/account/security?notice=mfa_required", vec![])),
         Err(err) => Err(internal_error_page(Page::new(state).await, &err)),

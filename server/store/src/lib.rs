@@ -21,6 +21,7 @@ mod logs;
 mod model;
 mod oauth;
 mod outbox;
+mod policies;
 mod sessions;
 mod settings;
 pub mod testing;
@@ -29,6 +30,7 @@ mod users;
 pub use admin::*;
 pub use model::*;
 pub use oauth::*;
+pub use policies::*;
 
 /// Errors the store reports. Driver messages stay inside: `Display` never includes SQL text.
 #[derive(Debug, thiserror::Error)]

@@ -50,7 +50,8 @@ impl Store {
     pub async fn record_sign_in(&self, e: &SignInLogEntry) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO sign_in_log (id, occurred_at, user_id, email, application, client_ip, user_agent, \
-             method, result, failure_reason, session_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             method, result, failure_reason, session_id, policies) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&e.id)
         .bind(e.occurred_at)
@@ -63,6 +64,7 @@ impl Store {
         .bind(&e.result)
         .bind(e.failure_reason.as_deref())
         .bind(e.session_id.as_deref())
+        .bind(e.policies.as_deref())
         .execute(&self.pool)
         .await?;
         Ok(())

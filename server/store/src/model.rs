@@ -32,7 +32,7 @@ pub(crate) const AUDIT_COLUMNS: &str =
     "id, occurred_at, actor_user_id, subject_user_id, action, detail, client_ip";
 pub(crate) const SIGN_IN_COLUMNS: &str =
     "id, occurred_at, user_id, email, application, client_ip, \
-     user_agent, method, result, failure_reason, session_id";
+     user_agent, method, result, failure_reason, session_id, policies";
 
 #[derive(Clone)]
 pub struct User {
@@ -319,6 +319,8 @@ pub struct SignInLogEntry {
     pub result: String,
     pub failure_reason: Option<String>,
     pub session_id: Option<String>,
+    /// What Conditional Access decided: every policy evaluated and its result (JSON).
+    pub policies: Option<String>,
 }
 
 impl SignInLogEntry {
@@ -335,6 +337,7 @@ impl SignInLogEntry {
             result: row.try_get("result")?,
             failure_reason: row.try_get("failure_reason")?,
             session_id: row.try_get("session_id")?,
+            policies: row.try_get("policies")?,
         })
     }
 }

@@ -442,6 +442,7 @@ async fn sign_in_log_and_outbox_round_trip() {
             result: "failure".into(),
             failure_reason: Some("invalid_credentials".into()),
             session_id: None,
+            policies: None,
         };
         store.record_sign_in(&entry).await.unwrap();
         assert_eq!(
@@ -1073,6 +1074,7 @@ async fn console_searches_and_log_filters_agree_on_both_backends() {
                     result: result.into(),
                     failure_reason: None,
                     session_id: None,
+                    policies: None,
                 })
                 .await
                 .unwrap();
@@ -1226,6 +1228,7 @@ async fn deleting_an_account_keeps_only_anonymous_log_rows() {
                     result: "success".into(),
                     failure_reason: None,
                     session_id: None,
+                    policies: None,
                 })
                 .await
                 .unwrap();
@@ -1315,6 +1318,157 @@ async fn the_last_time_of_an_audited_action_is_read_per_account() {
         assert_eq!(
             store.last_audit_at("g1", "password.reset").await.unwrap(),
             Some(5_000)
+        );
+    }
+}
+
+#[tokio::test]
+async fn policies_keep_every_version_and_every_change_moves_the_counter() {
+    for store in stores().await {
+        assert_eq!(store.ca_version().await.unwrap(), 0);
+        assert!(store.list_policies().await.unwrap().is_empty());
+        let v1 = store
+            .put_policy("mfa-shop", "MFA for the shop", "on", "{\"v\":1}", None, 10)
+            .await
+            .unwrap();
+        assert_eq!(v1, 1);
+        assert_eq!(store.ca_version().await.unwrap(), 1);
+        let v2 = store
+            .put_policy(
+                "mfa-shop",
+                "MFA for the shop",
+                "report-only",
+                "{\"v\":2}",
+                Some("admin"),
+                20,
+            )
+            .await
+            .unwrap();
+        assert_eq!(v2, 2);
+        let p = store.find_policy("mfa-shop").await.unwrap().unwrap();
+        assert_eq!(
+            (p.state.as_str(), p.version, p.document.as_str()),
+            ("report-only", 2, "{\"v\":2}")
+        );
+        assert_eq!((p.created_at, p.updated_at), (10, 20));
+        assert_eq!(p.created_by, None, "the creator stays the first one");
+        assert_eq!(p.updated_by.as_deref(), Some("admin"));
+        store
+            .put_policy("block-tor", "Block", "on", "{}", None, 30)
+            .await
+            .unwrap();
+        let ids: Vec<String> = store
+            .list_policies()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        assert_eq!(
+            ids,
+            ["mfa-shop", "block-tor"],
+            "in the order they were made"
+        );
+        assert!(store
+            .delete_policy("mfa-shop", Some("admin"), 40)
+            .await
+            .unwrap());
+        assert!(!store.delete_policy("mfa-shop", None, 41).await.unwrap());
+        let history = store.policy_history("mfa-shop").await.unwrap();
+        let versions: Vec<(i64, &str)> = history
+            .iter()
+            .map(|v| (v.version, v.document.as_str()))
+            .collect();
+        assert_eq!(versions, [(3, ""), (2, "{\"v\":2}"), (1, "{\"v\":1}")]);
+        assert_eq!(store.ca_version().await.unwrap(), 4);
+        // A policy made again after its deletion goes on from its history.
+        let again = store
+            .put_policy("mfa-shop", "MFA again", "off", "{\"v\":4}", None, 50)
+            .await
+            .unwrap();
+        assert_eq!(again, 4);
+    }
+}
+
+#[tokio::test]
+async fn groups_hold_accounts_once_and_go_with_their_members() {
+    for store in stores().await {
+        store
+            .create_user(&user("u1", "one@example.com"))
+            .await
+            .unwrap();
+        store
+            .create_user(&user("u2", "two@example.com"))
+            .await
+            .unwrap();
+        store.create_group("sales", "Sales", "", 1).await.unwrap();
+        assert!(matches!(
+            store.create_group("sales", "Other", "", 2).await,
+            Err(StoreError::Conflict)
+        ));
+        assert!(matches!(
+            store.create_group("sales-2", "Sales", "", 2).await,
+            Err(StoreError::Conflict)
+        ));
+        let before = store.ca_version().await.unwrap();
+        assert!(store.add_group_member("sales", "u1", 3).await.unwrap());
+        assert!(
+            !store.add_group_member("sales", "u1", 4).await.unwrap(),
+            "once"
+        );
+        assert!(store.ca_version().await.unwrap() > before);
+        assert!(matches!(
+            store.add_group_member("nobody", "u1", 5).await,
+            Err(StoreError::Conflict)
+        ));
+        assert!(matches!(
+            store.add_group_member("sales", "ghost", 5).await,
+            Err(StoreError::Conflict)
+        ));
+        assert_eq!(store.groups_of_user("u1").await.unwrap(), ["sales"]);
+        assert!(store.groups_of_user("u2").await.unwrap().is_empty());
+        let members: Vec<String> = store
+            .group_members("sales")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| u.email)
+            .collect();
+        assert_eq!(members, ["one@example.com"]);
+        let groups = store.list_groups().await.unwrap();
+        assert_eq!((groups[0].id.as_str(), groups[0].members), ("sales", 1));
+        assert!(store.remove_group_member("sales", "u1", 6).await.unwrap());
+        assert!(!store.remove_group_member("sales", "u1", 7).await.unwrap());
+        store.add_group_member("sales", "u2", 8).await.unwrap();
+        assert!(store.delete_group("sales", 9).await.unwrap());
+        assert!(store.groups_of_user("u2").await.unwrap().is_empty());
+        assert!(!store.delete_group("sales", 10).await.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn named_locations_are_replaced_by_id() {
+    for store in stores().await {
+        store
+            .put_location("office", "Office", "{\"a\":1}", 1)
+            .await
+            .unwrap();
+        store
+            .put_location("office", "Head office", "{\"a\":2}", 2)
+            .await
+            .unwrap();
+        let all = store.list_locations().await.unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(
+            (all[0].name.as_str(), all[0].document.as_str()),
+            ("Head office", "{\"a\":2}")
+        );
+        assert!(store.delete_location("office", 3).await.unwrap());
+        assert!(!store.delete_location("office", 4).await.unwrap());
+        assert_eq!(
+            store.ca_version().await.unwrap(),
+            3,
+            "a delete that removed nothing changed nothing"
         );
     }
 }

@@ -273,6 +273,20 @@ impl Identity {
         Ok(self.mfa_policy().await?.require_mfa && !self.store.has_second_factor(&user.id).await?)
     }
 
+    /// Whether the account must add a second factor before it uses the account portal: the
+    /// tenant's rule, or an enforced Conditional Access policy that asks it for one there.
+    pub async fn needs_enrollment_in_portal(
+        &self,
+        user: &User,
+        now: i64,
+    ) -> Result<bool, AuthError> {
+        if self.store.has_second_factor(&user.id).await? {
+            return Ok(false);
+        }
+        Ok(self.mfa_policy().await?.require_mfa
+            || self.portal_policy_requires_factor(user, now).await?)
+    }
+
     /// Removes every second factor of the account with this email and ends its sessions, for
     /// an operator who verified the person out of band. Returns how many methods went, or
     /// `None` when there is no such account.

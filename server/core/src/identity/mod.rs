@@ -14,6 +14,7 @@
 
 use std::sync::Arc;
 
+mod access;
 mod account;
 mod code_flows;
 use code_flows::PendingSignUp;
@@ -29,6 +30,7 @@ mod records;
 mod sessions;
 mod sms;
 mod strength;
+pub use access::{AccessError, PolicyDocument, PolicyEntry, POLICY_CACHE_MS};
 pub use account::{AccountExport, PendingUndo, EMAIL_CHANGE_UNDO_TTL_MS, EMAIL_UNDO_PATH};
 pub use federation::{
     acceptable_provider_url, AppleSigning, AuthorizationSecrets, ClaimMapping, Endpoints,
@@ -137,6 +139,9 @@ pub struct RequestContext {
     pub emails: Arc<dyn EmailTexts>,
     /// The browser's device cookie (a random id), when the edge knows one.
     pub device: Option<String>,
+    /// What Conditional Access decided for this attempt (JSON), written with its sign-in log
+    /// row. The decision step sets it; the edge leaves it empty.
+    pub policy_results: Option<String>,
 }
 
 /// How a sign-in attempt was made, as written to the sign-in log.
@@ -257,6 +262,10 @@ pub enum AuthError {
     PasswordPathClosed,
     #[error("account disabled")]
     AccountDisabled,
+    #[error("blocked by a Conditional Access policy")]
+    BlockedByPolicy,
+    #[error("a Conditional Access policy requires a stronger sign-in")]
+    StrengthRequired,
     #[error("a second factor is required")]
     SecondFactorRequired,
     #[error("the account must add a second factor first")]
@@ -308,6 +317,8 @@ impl AuthError {
             AuthError::Throttled { .. } => "throttled",
             AuthError::PasswordPathClosed => "password_path_closed",
             AuthError::AccountDisabled => "account_disabled",
+            AuthError::BlockedByPolicy => "blocked_by_policy",
+            AuthError::StrengthRequired => "strength_required",
             AuthError::SecondFactorRequired => "second_factor_required",
             AuthError::EnrollmentRequired => "enrollment_required",
             AuthError::InteractionRequired => "interaction_required",
@@ -419,6 +430,8 @@ pub struct Identity {
     signing_keys: std::sync::Mutex<std::collections::HashMap<String, Arc<crate::jws::SigningKey>>>,
     /// Where logout tokens go when sessions end.
     logout: Arc<dyn LogoutDelivery>,
+    /// The Conditional Access policies this instance holds.
+    policies: access::PolicyCache,
 }
 
 impl std::fmt::Debug for Identity {
@@ -479,6 +492,7 @@ impl Identity {
             sms,
             config,
             signing_keys: Default::default(),
+            policies: Default::default(),
             logout: Arc::new(sessions::NoLogoutDelivery),
         })
     }

@@ -10,6 +10,7 @@
 //! [`decide_after_first_factor`].
 
 use super::{AuthError, Identity, Method, RequestContext, SignInOutcome, SignedIn, Strength};
+use crate::conditional_access::{AccessDecision, RiskLevel};
 use crate::secret::SecretString;
 use crate::store::{NewSession, Session, StoreError, User};
 use crate::tokens::{random_id, secret_token, token_hash};
@@ -67,6 +68,10 @@ pub struct SignInSignals {
     pub has_second_factor: bool,
     /// The person is re-confirming inside a live session (for a sensitive change).
     pub reauthentication: bool,
+    /// What the tenant's Conditional Access policies decided for this attempt.
+    pub access: AccessDecision,
+    /// How likely the attempt is not the owner's.
+    pub sign_in_risk: RiskLevel,
 }
 
 /// What a passed first factor leads to.
@@ -80,16 +85,43 @@ pub enum FirstFactorDecision {
     Session,
 }
 
-/// The decision after a first factor: a pure function of the signals. A disabled account is
-/// refused; an account with a second factor must prove it unless the first factor was already
-/// multifactor or the person is only re-confirming inside a live session; otherwise a session
-/// (an account that the tenant's rule requires to add a factor gets one only for that).
+/// The decision after a first factor: a pure function of the signals, in order:
+/// - a disabled account is refused, and so is an attempt a Conditional Access policy blocks;
+/// - a person re-confirming inside a live session gets the new session (the policies were met
+///   at the sign-in that made the live one);
+/// - an account with a second factor must prove it unless the first factor was already
+///   multifactor, and must prove one when a policy requires a strength the first factor does
+///   not reach;
+/// - a policy's strength that even a multifactor first factor does not reach is refused (the
+///   person signs in again with a passkey);
+/// - an account without a second factor that a policy asks for one gets a session only to add
+///   one (the portal and the application's request send it to enrollment), unless the attempt
+///   is risky: a risky sign-in never adds a factor, it is blocked;
+/// - otherwise a session.
 pub fn decide_after_first_factor(s: &SignInSignals) -> FirstFactorDecision {
     if s.disabled {
         return FirstFactorDecision::Refuse(AuthError::AccountDisabled);
     }
-    if s.has_second_factor && !s.strength.is_multifactor() && !s.reauthentication {
+    if s.access.blocked_by.is_some() {
+        return FirstFactorDecision::Refuse(AuthError::BlockedByPolicy);
+    }
+    if s.reauthentication {
+        return FirstFactorDecision::Session;
+    }
+    let unmet = !s.access.unmet(&s.strength).is_empty();
+    if s.has_second_factor && (!s.strength.is_multifactor() || unmet) {
+        if s.strength.is_multifactor() {
+            return FirstFactorDecision::Refuse(AuthError::StrengthRequired);
+        }
         return FirstFactorDecision::SecondFactor;
+    }
+    if unmet {
+        if s.strength.is_multifactor() {
+            return FirstFactorDecision::Refuse(AuthError::StrengthRequired);
+        }
+        if s.sign_in_risk >= RiskLevel::Medium {
+            return FirstFactorDecision::Refuse(AuthError::BlockedByPolicy);
+        }
     }
     FirstFactorDecision::Session
 }
@@ -109,11 +141,15 @@ pub struct ApplicationSignals {
     pub needs_enrollment: bool,
     /// The application asked for multifactor authentication (`acr_values`).
     pub requires_multifactor: bool,
+    /// What the tenant's Conditional Access policies decided for this request.
+    pub access: AccessDecision,
 }
 
 /// What an application's request needs before it gets a code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApplicationDecision {
+    /// A Conditional Access policy blocks the request: the application is told so.
+    Blocked,
     /// Sign in again: the session is older than the request allows.
     SignInAgain,
     /// Add a second factor first (the tenant's rule).
@@ -130,6 +166,7 @@ impl ApplicationDecision {
     pub fn logged_error(self, interaction_allowed: bool) -> Option<AuthError> {
         Some(match (self, interaction_allowed) {
             (ApplicationDecision::Proceed, _) => return None,
+            (ApplicationDecision::Blocked, _) => AuthError::BlockedByPolicy,
             (ApplicationDecision::SignInAgain, true) => AuthError::ReauthenticationRequired,
             (ApplicationDecision::SignInAgain, false) => AuthError::LoginRequired,
             (ApplicationDecision::Enroll, true) => AuthError::EnrollmentRequired,
@@ -144,6 +181,10 @@ impl ApplicationDecision {
     pub fn oauth_error(self) -> Option<(&'static str, &'static str)> {
         match self {
             ApplicationDecision::Proceed => None,
+            ApplicationDecision::Blocked => Some((
+                "access_denied",
+                "a Conditional Access policy blocks this sign-in",
+            )),
             ApplicationDecision::SignInAgain => {
                 Some(("login_required", "the session is too old for the request"))
             }
@@ -160,16 +201,21 @@ impl ApplicationDecision {
 }
 
 /// The decision for an application's request from an existing session: a pure function of
-/// the signals, checked in order (a fresh sign-in, then the tenant's enrollment rule, then the
-/// application's multifactor request).
+/// the signals, checked in order (a fresh sign-in, a Conditional Access block, the tenant's
+/// enrollment rule, then a second factor when the application or a policy asks for more than
+/// the session proved).
 pub fn decide_for_application(s: &ApplicationSignals) -> ApplicationDecision {
     if !s.fresh {
         return ApplicationDecision::SignInAgain;
     }
+    if s.access.blocked_by.is_some() {
+        return ApplicationDecision::Blocked;
+    }
     if s.needs_enrollment {
         return ApplicationDecision::Enroll;
     }
-    if s.requires_multifactor && !s.strength.is_multifactor() {
+    let asked = s.requires_multifactor && !s.strength.is_multifactor();
+    if asked || !s.access.unmet(&s.strength).is_empty() {
         return ApplicationDecision::SecondFactor;
     }
     ApplicationDecision::Proceed
@@ -183,6 +229,9 @@ impl Identity {
         first: &FirstFactor<'_>,
         now: i64,
     ) -> Result<SignInSignals, AuthError> {
+        let access = self
+            .access_decision(ctx, &first.user, &ctx.application, now)
+            .await?;
         Ok(SignInSignals {
             application: ctx.application.clone(),
             client_ip: ctx.client_ip.clone(),
@@ -194,6 +243,8 @@ impl Identity {
             disabled: first.user.disabled,
             has_second_factor: self.store.has_second_factor(&first.user.id).await?,
             reauthentication: first.reauthenticates.is_some(),
+            access,
+            sign_in_risk: RiskLevel::None,
         })
     }
 
@@ -240,6 +291,10 @@ impl Identity {
         now: i64,
     ) -> Result<SignInOutcome, AuthError> {
         let signals = self.signals(ctx, &first, now).await?;
+        let ctx = &RequestContext {
+            policy_results: Some(signals.access.log_json()),
+            ..ctx.clone()
+        };
         match decide_after_first_factor(&signals) {
             FirstFactorDecision::Refuse(err) => Err(self
                 .refuse(
@@ -315,6 +370,27 @@ impl Identity {
         now: i64,
     ) -> Result<SignedIn, AuthError> {
         self.refuse_if_disabled(ctx, &user, method, now).await?;
+        // The policies again, with what both factors proved: a block that began meanwhile, or
+        // a strength the second factor did not reach, ends here.
+        let access = self
+            .access_decision(ctx, &user, &ctx.application, now)
+            .await?;
+        let ctx = &RequestContext {
+            policy_results: Some(access.log_json()),
+            ..ctx.clone()
+        };
+        let refusal = if access.blocked_by.is_some() {
+            Some(AuthError::BlockedByPolicy)
+        } else if !access.unmet(strength).is_empty() {
+            Some(AuthError::StrengthRequired)
+        } else {
+            None
+        };
+        if let Some(err) = refusal {
+            return Err(self
+                .refuse(ctx, &user.email, Some(&user.id), method, err, now)
+                .await?);
+        }
         let email = user.email.clone();
         let signed = self
             .start_session(
@@ -436,6 +512,8 @@ mod tests {
             disabled: false,
             has_second_factor: false,
             reauthentication: false,
+            access: AccessDecision::default(),
+            sign_in_risk: RiskLevel::None,
         }
     }
 
@@ -495,6 +573,7 @@ mod tests {
             strength: Strength::parse("pwd"),
             needs_enrollment: false,
             requires_multifactor: false,
+            access: AccessDecision::default(),
         }
     }
 
@@ -572,5 +651,143 @@ mod tests {
             SecondFactor.logged_error(true),
             Some(AuthError::SecondFactorRequired)
         );
+    }
+
+    fn access(blocked: bool, controls: &[crate::conditional_access::Control]) -> AccessDecision {
+        AccessDecision {
+            blocked_by: blocked.then(|| "block".to_string()),
+            required: if controls.is_empty() {
+                vec![]
+            } else {
+                vec![crate::conditional_access::Requirement {
+                    policy: "require".into(),
+                    controls: controls.to_vec(),
+                    require_all: false,
+                }]
+            },
+            results: vec![],
+        }
+    }
+
+    #[test]
+    fn a_policy_block_refuses_after_the_first_factor_whatever_was_proven() {
+        for stored in ["pwd", "hwk mfa"] {
+            let s = SignInSignals {
+                strength: Strength::parse(stored),
+                access: access(true, &[]),
+                ..signals()
+            };
+            assert_eq!(
+                decide_after_first_factor(&s),
+                FirstFactorDecision::Refuse(AuthError::BlockedByPolicy)
+            );
+        }
+    }
+
+    #[test]
+    fn a_policy_asking_for_mfa_asks_the_second_factor_or_sends_to_enrollment() {
+        use crate::conditional_access::{Control, StrengthLevel};
+        let mfa = access(false, &[Control::Mfa]);
+        let with_factor = SignInSignals {
+            has_second_factor: true,
+            access: mfa.clone(),
+            ..signals()
+        };
+        assert_eq!(
+            decide_after_first_factor(&with_factor),
+            FirstFactorDecision::SecondFactor
+        );
+        let without = SignInSignals {
+            access: mfa.clone(),
+            ..signals()
+        };
+        assert_eq!(
+            decide_after_first_factor(&without),
+            FirstFactorDecision::Session,
+            "a session only to add a factor"
+        );
+        let risky = SignInSignals {
+            sign_in_risk: RiskLevel::Medium,
+            ..without
+        };
+        assert_eq!(
+            decide_after_first_factor(&risky),
+            FirstFactorDecision::Refuse(AuthError::BlockedByPolicy),
+            "a risky sign-in never adds a factor"
+        );
+        let passkey = SignInSignals {
+            strength: Strength::parse("hwk mfa"),
+            method: Method::Passkey,
+            access: access(
+                false,
+                &[Control::Strength(StrengthLevel::PhishingResistant)],
+            ),
+            ..signals()
+        };
+        assert_eq!(
+            decide_after_first_factor(&passkey),
+            FirstFactorDecision::Session
+        );
+        let app = SignInSignals {
+            strength: Strength::parse("pwd otp mfa"),
+            has_second_factor: true,
+            ..passkey
+        };
+        assert_eq!(
+            decide_after_first_factor(&app),
+            FirstFactorDecision::Refuse(AuthError::StrengthRequired),
+            "an authenticator app is multifactor but not phishing-resistant"
+        );
+        let reconfirming = SignInSignals {
+            reauthentication: true,
+            ..with_factor
+        };
+        assert_eq!(
+            decide_after_first_factor(&reconfirming),
+            FirstFactorDecision::Session
+        );
+    }
+
+    #[test]
+    fn an_application_request_meets_the_policies_too() {
+        use crate::conditional_access::Control;
+        let blocked = ApplicationSignals {
+            access: access(true, &[]),
+            needs_enrollment: true,
+            ..app_signals()
+        };
+        assert_eq!(
+            decide_for_application(&blocked),
+            ApplicationDecision::Blocked
+        );
+        assert_eq!(
+            ApplicationDecision::Blocked.logged_error(true),
+            Some(AuthError::BlockedByPolicy)
+        );
+        assert_eq!(
+            ApplicationDecision::Blocked.oauth_error().map(|e| e.0),
+            Some("access_denied")
+        );
+        let stale = ApplicationSignals {
+            fresh: false,
+            ..blocked
+        };
+        assert_eq!(
+            decide_for_application(&stale),
+            ApplicationDecision::SignInAgain
+        );
+        let asks = ApplicationSignals {
+            access: access(false, &[Control::Mfa]),
+            ..app_signals()
+        };
+        assert_eq!(
+            decide_for_application(&asks),
+            ApplicationDecision::SecondFactor
+        );
+        let met = ApplicationSignals {
+            strength: Strength::parse("pwd otp mfa"),
+            ..asks
+        };
+        assert_eq!(decide_for_application(&met), ApplicationDecision::Proceed);
     }
 }

@@ -245,7 +245,8 @@ impl Identity {
             Err(
                 e @ (AuthError::Throttled { .. }
                 | AuthError::PasswordPathClosed
-                | AuthError::TooManyRequests),
+                | AuthError::TooManyRequests
+                | AuthError::BlockedByPolicy),
             ) => ("blocked", Some(e.reason_code())),
             Err(e) => ("failure", Some(e.reason_code())),
         };
@@ -264,6 +265,7 @@ impl Identity {
                 result: result.into(),
                 failure_reason: reason.map(str::to_string),
                 session_id: session_id.map(str::to_string),
+                policies: ctx.policy_results.clone(),
             })
             .await?;
         Ok(())

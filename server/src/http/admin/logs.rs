@@ -122,6 +122,7 @@ pub async fn sign_in(
         Ok(None) => return not_found().await,
         Err(e) => return internal_error_page(page, &e),
     };
+    let policies = conditional_access_rows(e.policies.as_deref());
     let data = DetailData {
         frame: frame(&state, None).await,
         title: format!("Sign-in of {}", e.email),
@@ -149,7 +150,10 @@ pub async fn sign_in(
                 "Session",
                 Cell::text(e.session_id.clone().unwrap_or_else(|| "none".into())),
             ),
-        ],
+        ]
+        .into_iter()
+        .chain(policies)
+        .collect(),
     };
     page.render(
         "admin.title",
@@ -268,4 +272,45 @@ pub async fn outbox(State(state): State<AppState>, _admin: AdminUser) -> Respons
         "admin.title",
         move || view! { <AdminOutboxPage data=data/> },
     )
+}
+
+/// The Conditional Access section of a sign-in: one row a policy evaluated, with its state,
+/// whether it applied and why, and what it asks for.
+fn conditional_access_rows(logged: Option<&str>) -> Vec<(&'static str, Cell)> {
+    use gatehouse_core::conditional_access::{Grant, PolicyResult};
+    let results: Vec<PolicyResult> = match logged.map(serde_json::from_str) {
+        Some(Ok(r)) => r,
+        Some(Err(_)) => return vec![("Conditional Access", Cell::text("unreadable record"))],
+        None => return vec![("Conditional Access", Cell::text("not evaluated"))],
+    };
+    if results.is_empty() {
+        return vec![("Conditional Access", Cell::text("no policy in force"))];
+    }
+    results
+        .into_iter()
+        .map(|r| {
+            let grant = match &r.grant {
+                Some(Grant::Block) => "; blocks".to_string(),
+                Some(Grant::Require {
+                    controls,
+                    require_all,
+                }) => {
+                    let named: Vec<String> = controls.iter().map(|c| c.describe()).collect();
+                    let join = if *require_all { " and " } else { " or " };
+                    format!("; requires {}", named.join(join))
+                }
+                None => String::new(),
+            };
+            let verdict = if r.applied { "applied" } else { "not applied" };
+            (
+                "Conditional Access",
+                Cell::text(format!(
+                    "{} ({}): {verdict}, {}{grant}",
+                    r.name,
+                    r.state.as_str(),
+                    r.reason
+                )),
+            )
+        })
+        .collect()
 }

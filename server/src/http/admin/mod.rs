@@ -56,7 +56,7 @@ pub(super) async fn require_admin(state: &AppState, headers: &HeaderMap) -> Resu
         Ok(Some((_, user))) if user.is_admin && !user.disabled => {
             // The tenant's multifactor rule holds for admins too: no console page before the
             // account has a second factor.
-            match state.identity.needs_enrollment(&user).await {
+            match state.identity.needs_enrollment_in_portal(&user, state.now()).await {
                 Ok(false) => Ok(user),
                 Ok(true) => Err(redirect("/account/security?notice=mfa_required", vec![])),
                 Err(e) => Err(internal_error_page(Page::new(state).await, &e)),

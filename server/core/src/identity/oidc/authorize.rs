@@ -311,12 +311,18 @@ impl Identity {
         // What the application needs of the session comes before consent and before any code.
         // Every answer to the application from here on is written to the sign-in log under its
         // id, with method `sso`.
+        let access = self.access_decision(ctx, user, &client.id, now).await?;
+        let ctx = &RequestContext {
+            policy_results: Some(access.log_json()),
+            ..ctx.clone()
+        };
         let signals = ApplicationSignals {
             application: client.id.clone(),
             fresh: Self::fresh_enough(&req, requested_at, session),
             strength: Strength::parse(&session.amr),
             needs_enrollment: self.needs_enrollment(user).await?,
             requires_multifactor: req.requires_multifactor,
+            access,
         };
         let decision = decide_for_application(&signals);
         let sso = |result: Result<(), AuthError>| {
@@ -324,7 +330,7 @@ impl Identity {
         };
         if let Some(err) = decision.logged_error(!req.prompt.none) {
             sso(Err(err)).await?;
-            if req.prompt.none {
+            if req.prompt.none || decision == ApplicationDecision::Blocked {
                 let (error, description) = decision
                     .oauth_error()
                     .unwrap_or(("interaction_required", "an interaction is needed"));
@@ -336,13 +342,13 @@ impl Identity {
             }
             let request_id = self.park(&req, request_id, now).await?;
             return Ok(match decision {
-                ApplicationDecision::SignInAgain | ApplicationDecision::Proceed => {
-                    AuthorizeNext::SignIn {
-                        request_id,
-                        create: false,
-                        login_hint: req.login_hint.clone(),
-                    }
-                }
+                ApplicationDecision::SignInAgain
+                | ApplicationDecision::Proceed
+                | ApplicationDecision::Blocked => AuthorizeNext::SignIn {
+                    request_id,
+                    create: false,
+                    login_hint: req.login_hint.clone(),
+                },
                 ApplicationDecision::Enroll => AuthorizeNext::Enroll {
                     request_id,
                     by_tenant: true,

@@ -1,0 +1,973 @@
+//! Conditional Access: the tenant's if-then policies, and their evaluation.
+//!
+//! A policy says: if this person (assignments) reaches this resource (targets) under these
+//! conditions, then grant access only with these controls, or block. The evaluation is a pure
+//! function of plain data ([`evaluate`]): the signals of one attempt, the policies and the named
+//! locations. It returns the decision and, for every policy, whether it applied and why not.
+//! A block in any enforced policy that applies wins; otherwise the requirements of every
+//! applying policy must all be met. Report-only policies are evaluated and recorded with what
+//! they would have done, and never change the outcome.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::identity::Strength;
+
+/// Whether a policy is enforced, only recorded, or ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyState {
+    On,
+    ReportOnly,
+    Off,
+}
+
+impl PolicyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyState::On => "on",
+            PolicyState::ReportOnly => "report-only",
+            PolicyState::Off => "off",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [PolicyState::On, PolicyState::ReportOnly, PolicyState::Off]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
+}
+
+/// How likely an attempt (sign-in risk) or an account (user risk) is not its owner's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RiskLevel {
+    None,
+    Low,
+    Medium,
+    High,
+}
+
+impl RiskLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RiskLevel::None => "none",
+            RiskLevel::Low => "low",
+            RiskLevel::Medium => "medium",
+            RiskLevel::High => "high",
+        }
+    }
+}
+
+/// Who a policy is for. An exclusion beats an inclusion.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Assignments {
+    /// Every account.
+    pub all_users: bool,
+    /// Chosen accounts (ids).
+    pub users: Vec<String>,
+    /// Members of chosen groups (ids).
+    pub groups: Vec<String>,
+    pub exclude_users: Vec<String>,
+    pub exclude_groups: Vec<String>,
+}
+
+/// What is being reached: an application (an OIDC client) or the account portal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", content = "id")]
+pub enum Resource {
+    Application(String),
+    AccountPortal,
+}
+
+impl Resource {
+    /// The resource of a sign-in for `application` (an OIDC client id, or the portal's name).
+    pub fn of_application(application: &str) -> Self {
+        match application {
+            crate::identity::ACCOUNT_PORTAL => Resource::AccountPortal,
+            id => Resource::Application(id.to_string()),
+        }
+    }
+}
+
+/// The resources a policy covers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Targets {
+    /// Every application (OIDC client), not the portal or the console.
+    pub all_applications: bool,
+    /// Chosen applications (client ids).
+    pub applications: Vec<String>,
+    /// The account portal (and the console, which is reached with a portal session).
+    pub account_portal: bool,
+    /// Applications left out, even when all are targeted.
+    pub exclude_applications: Vec<String>,
+}
+
+/// How the request reaches us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientType {
+    /// A person's browser on our pages.
+    Browser,
+    /// An application without a browser (a public native client).
+    Native,
+}
+
+/// Which named locations a policy covers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", content = "ids")]
+pub enum LocationScope {
+    /// Anywhere (the condition then only excludes).
+    #[default]
+    Any,
+    /// Any location marked trusted.
+    Trusted,
+    /// These named locations.
+    Selected(Vec<String>),
+}
+
+/// The location condition: where the attempt comes from, by its client address.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LocationCondition {
+    pub include: LocationScope,
+    /// Named locations left out (ids), even when included.
+    pub exclude: Vec<String>,
+    /// Leave out every trusted location.
+    pub exclude_trusted: bool,
+}
+
+/// The conditions of a policy; each is optional and all that are set must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Conditions {
+    /// Sign-in risk levels that match (empty: any).
+    pub sign_in_risk: Vec<RiskLevel>,
+    /// User risk levels that match (empty: any).
+    pub user_risk: Vec<RiskLevel>,
+    pub locations: Option<LocationCondition>,
+    /// Client types that match (empty: any).
+    pub client_types: Vec<ClientType>,
+}
+
+/// An authentication strength, from the weakest; a stronger one satisfies a weaker one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StrengthLevel {
+    /// Two factors of different kinds.
+    Mfa,
+    /// Multifactor without a password (a passkey).
+    PasswordlessMfa,
+    /// A factor bound to our origin that phishing cannot relay (a passkey).
+    PhishingResistant,
+}
+
+impl StrengthLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StrengthLevel::Mfa => "mfa",
+            StrengthLevel::PasswordlessMfa => "passwordless-mfa",
+            StrengthLevel::PhishingResistant => "phishing-resistant",
+        }
+    }
+
+    /// Whether what a sign-in proved reaches this strength.
+    pub fn met_by(self, proven: &Strength) -> bool {
+        match self {
+            StrengthLevel::Mfa => proven.is_multifactor(),
+            StrengthLevel::PasswordlessMfa => proven.is_multifactor() && proven.is_passwordless(),
+            StrengthLevel::PhishingResistant => {
+                proven.is_multifactor() && proven.is_phishing_resistant()
+            }
+        }
+    }
+}
+
+/// A control a grant may require.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", content = "level")]
+pub enum Control {
+    /// Multifactor authentication (the same as the strength `mfa`).
+    Mfa,
+    Strength(StrengthLevel),
+}
+
+impl Control {
+    /// The strength this control asks for.
+    pub fn strength(self) -> StrengthLevel {
+        match self {
+            Control::Mfa => StrengthLevel::Mfa,
+            Control::Strength(level) => level,
+        }
+    }
+
+    pub fn describe(self) -> String {
+        match self {
+            Control::Mfa => "multifactor authentication".into(),
+            Control::Strength(level) => format!("the strength {}", level.as_str()),
+        }
+    }
+}
+
+/// What a policy does when it applies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Grant {
+    Block,
+    /// Grant access once the controls are met: all of them, or any one.
+    Require {
+        controls: Vec<Control>,
+        #[serde(default)]
+        require_all: bool,
+    },
+}
+
+/// A Conditional Access policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    pub id: String,
+    pub name: String,
+    pub state: PolicyState,
+    #[serde(default)]
+    pub assignments: Assignments,
+    #[serde(default)]
+    pub targets: Targets,
+    #[serde(default)]
+    pub conditions: Conditions,
+    pub grant: Grant,
+}
+
+/// A named location: address ranges, possibly trusted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedLocation {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub trusted: bool,
+    /// IPv4 and IPv6 ranges in CIDR notation.
+    pub ranges: Vec<IpNet>,
+}
+
+impl NamedLocation {
+    /// Whether the address is in one of the ranges. An IPv4-mapped IPv6 address is its IPv4
+    /// address.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.ranges.iter().any(|r| r.contains(&ip))
+    }
+}
+
+/// A policy or location refused at save time: what is wrong, in words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PolicyProblem(pub String);
+
+/// The longest name of a policy, group or location.
+pub const MAX_NAME: usize = 100;
+
+impl Policy {
+    /// Checks what the evaluation relies on: a name, something to apply to, a grant that
+    /// means something, and no reference to an unknown location.
+    pub fn validate(&self, locations: &[NamedLocation]) -> Result<(), PolicyProblem> {
+        let problem = |s: &str| Err(PolicyProblem(s.to_string()));
+        if self.name.trim().is_empty() || self.name.chars().count() > MAX_NAME {
+            return problem("the name must have 1 to 100 characters");
+        }
+        if !valid_id(&self.id) {
+            return problem("the id must be 1 to 64 letters, digits, '-' or '_'");
+        }
+        let a = &self.assignments;
+        if !a.all_users && a.users.is_empty() && a.groups.is_empty() {
+            return problem("the policy applies to nobody: choose all users, users or groups");
+        }
+        let t = &self.targets;
+        if !t.all_applications && t.applications.is_empty() && !t.account_portal {
+            return problem(
+                "the policy targets nothing: choose all applications, applications or the account portal",
+            );
+        }
+        if let Grant::Require { controls, .. } = &self.grant {
+            if controls.is_empty() {
+                return problem("a grant must require at least one control, or block");
+            }
+        }
+        if let Some(l) = &self.conditions.locations {
+            let known: HashSet<&str> = locations.iter().map(|l| l.id.as_str()).collect();
+            let named = match &l.include {
+                LocationScope::Selected(ids) => ids.iter().chain(l.exclude.iter()).collect(),
+                _ => l.exclude.iter().collect::<Vec<_>>(),
+            };
+            if let Some(unknown) = named.into_iter().find(|id| !known.contains(id.as_str())) {
+                return Err(PolicyProblem(format!(
+                    "the location {unknown:?} does not exist"
+                )));
+            }
+            if matches!(&l.include, LocationScope::Selected(ids) if ids.is_empty()) {
+                return problem("choose at least one location, or any location");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl NamedLocation {
+    pub fn validate(&self) -> Result<(), PolicyProblem> {
+        if self.name.trim().is_empty() || self.name.chars().count() > MAX_NAME {
+            return Err(PolicyProblem(
+                "the name must have 1 to 100 characters".into(),
+            ));
+        }
+        if !valid_id(&self.id) {
+            return Err(PolicyProblem(
+                "the id must be 1 to 64 letters, digits, '-' or '_'".into(),
+            ));
+        }
+        if self.ranges.is_empty() {
+            return Err(PolicyProblem(
+                "a location needs at least one address range".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Ids of policies, groups and locations: short slugs, safe in URLs and logs.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Everything the evaluation knows of one attempt, as plain data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessSignals {
+    pub user_id: String,
+    /// The groups the account is a member of (ids).
+    pub groups: Vec<String>,
+    pub resource: Resource,
+    /// The client address (none when unknown: no location matches it).
+    pub client_ip: Option<IpAddr>,
+    pub client_type: ClientType,
+    pub sign_in_risk: RiskLevel,
+    pub user_risk: RiskLevel,
+}
+
+/// What one policy did with an attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyResult {
+    pub id: String,
+    pub name: String,
+    pub state: PolicyState,
+    /// Whether every assignment, target and condition matched.
+    pub applied: bool,
+    /// Why it applied, or the first part that did not match.
+    pub reason: String,
+    /// What it asks for when it applies: `block`, or the controls.
+    pub grant: Option<Grant>,
+}
+
+/// The outcome of every enforced policy together (the default: no policy, nothing asked).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccessDecision {
+    /// The enforced policy that blocks, if any (block wins over every grant).
+    pub blocked_by: Option<String>,
+    /// The grants of every enforced policy that applies; each must be met.
+    pub required: Vec<Requirement>,
+    /// Every policy that is not off, in order, with its result.
+    pub results: Vec<PolicyResult>,
+}
+
+/// One applying policy's grant that the attempt must meet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requirement {
+    pub policy: String,
+    pub controls: Vec<Control>,
+    pub require_all: bool,
+}
+
+impl Requirement {
+    /// Whether what the attempt proved meets this grant.
+    pub fn met_by(&self, proven: &Strength) -> bool {
+        let met = |c: &Control| c.strength().met_by(proven);
+        if self.require_all {
+            self.controls.iter().all(met)
+        } else {
+            self.controls.iter().any(met)
+        }
+    }
+
+    /// The weakest strength that meets this grant: the strongest control when all are
+    /// required, the weakest when any one is enough.
+    pub fn strength(&self) -> StrengthLevel {
+        let levels = self.controls.iter().map(|c| c.strength());
+        let level = if self.require_all {
+            levels.max()
+        } else {
+            levels.min()
+        };
+        level.unwrap_or(StrengthLevel::Mfa)
+    }
+}
+
+impl AccessDecision {
+    /// No policy asks anything.
+    pub fn allows_anything(&self) -> bool {
+        self.blocked_by.is_none() && self.required.is_empty()
+    }
+
+    /// The grants that what the attempt proved does not meet yet.
+    pub fn unmet(&self, proven: &Strength) -> Vec<&Requirement> {
+        self.required.iter().filter(|r| !r.met_by(proven)).collect()
+    }
+
+    /// The strength that meets every grant at once (the strongest of their strengths).
+    pub fn required_strength(&self) -> Option<StrengthLevel> {
+        self.required.iter().map(Requirement::strength).max()
+    }
+
+    /// The results as one JSON document for the sign-in log.
+    pub fn log_json(&self) -> String {
+        serde_json::to_string(&self.results).unwrap_or_default()
+    }
+}
+
+/// Evaluates every policy against one attempt. Pure: the same inputs give the same decision.
+pub fn evaluate(
+    signals: &AccessSignals,
+    policies: &[Policy],
+    locations: &[NamedLocation],
+) -> AccessDecision {
+    let mut decision = AccessDecision {
+        blocked_by: None,
+        required: Vec::new(),
+        results: Vec::new(),
+    };
+    for policy in policies.iter().filter(|p| p.state != PolicyState::Off) {
+        let verdict = applies(policy, signals, locations);
+        let applied = verdict.is_ok();
+        decision.results.push(PolicyResult {
+            id: policy.id.clone(),
+            name: policy.name.clone(),
+            state: policy.state,
+            applied,
+            reason: verdict.unwrap_or_else(|why| why),
+            grant: applied.then(|| policy.grant.clone()),
+        });
+        if !applied || policy.state != PolicyState::On {
+            continue;
+        }
+        match &policy.grant {
+            Grant::Block => {
+                decision.blocked_by.get_or_insert_with(|| policy.id.clone());
+            }
+            Grant::Require {
+                controls,
+                require_all,
+            } => decision.required.push(Requirement {
+                policy: policy.id.clone(),
+                controls: controls.clone(),
+                require_all: *require_all,
+            }),
+        }
+    }
+    decision
+}
+
+/// `Ok(why it applies)` or `Err(the first part that does not match)`.
+fn applies(
+    policy: &Policy,
+    s: &AccessSignals,
+    locations: &[NamedLocation],
+) -> Result<String, String> {
+    let a = &policy.assignments;
+    fn in_group<'g>(groups: &'g [String], member_of: &[String]) -> Option<&'g String> {
+        groups.iter().find(|g| member_of.contains(g))
+    }
+    if a.exclude_users.contains(&s.user_id) {
+        return Err("the user is excluded".into());
+    }
+    if let Some(g) = in_group(&a.exclude_groups, &s.groups) {
+        return Err(format!("the user is in the excluded group {g}"));
+    }
+    let who = if a.all_users {
+        "all users".to_string()
+    } else if a.users.contains(&s.user_id) {
+        "the user is assigned".to_string()
+    } else if let Some(g) = in_group(&a.groups, &s.groups) {
+        format!("the user is in the group {g}")
+    } else {
+        return Err("the user is not assigned".into());
+    };
+    let t = &policy.targets;
+    let what = match &s.resource {
+        Resource::Application(id) if t.exclude_applications.contains(id) => {
+            return Err(format!("the application {id} is excluded"))
+        }
+        Resource::Application(id) if t.applications.contains(id) => format!("the application {id}"),
+        Resource::Application(_) if t.all_applications => "all applications".to_string(),
+        Resource::AccountPortal if t.account_portal => "the account portal".to_string(),
+        _ => return Err("the resource is not targeted".into()),
+    };
+    let c = &policy.conditions;
+    if !c.sign_in_risk.is_empty() && !c.sign_in_risk.contains(&s.sign_in_risk) {
+        return Err(format!("the sign-in risk is {}", s.sign_in_risk.as_str()));
+    }
+    if !c.user_risk.is_empty() && !c.user_risk.contains(&s.user_risk) {
+        return Err(format!("the user risk is {}", s.user_risk.as_str()));
+    }
+    if !c.client_types.is_empty() && !c.client_types.contains(&s.client_type) {
+        return Err("the client type does not match".into());
+    }
+    let mut place = String::new();
+    if let Some(l) = &c.locations {
+        place = location_matches(l, s.client_ip, locations)?;
+    }
+    let mut why = format!("{who}, {what}");
+    if !place.is_empty() {
+        why.push_str(", ");
+        why.push_str(&place);
+    }
+    Ok(why)
+}
+
+fn location_matches(
+    l: &LocationCondition,
+    ip: Option<IpAddr>,
+    locations: &[NamedLocation],
+) -> Result<String, String> {
+    let here: Vec<&NamedLocation> = match ip {
+        Some(ip) => locations.iter().filter(|n| n.contains(ip)).collect(),
+        None => Vec::new(),
+    };
+    if let Some(n) = here.iter().find(|n| l.exclude.contains(&n.id)) {
+        return Err(format!(
+            "the address is in the excluded location {}",
+            n.name
+        ));
+    }
+    if l.exclude_trusted {
+        if let Some(n) = here.iter().find(|n| n.trusted) {
+            return Err(format!("the address is in the trusted location {}", n.name));
+        }
+    }
+    match &l.include {
+        LocationScope::Any => Ok(String::new()),
+        LocationScope::Trusted => match here.iter().find(|n| n.trusted) {
+            Some(n) => Ok(format!("from the trusted location {}", n.name)),
+            None => Err("the address is in no trusted location".into()),
+        },
+        LocationScope::Selected(ids) => match here.iter().find(|n| ids.contains(&n.id)) {
+            Some(n) => Ok(format!("from {}", n.name)),
+            None => Err("the address is in none of the locations".into()),
+        },
+    }
+}
+
+/// The policies and locations in force, with the version they were read at.
+#[derive(Debug, Clone, Default)]
+pub struct PolicySet {
+    pub version: i64,
+    pub policies: Vec<Policy>,
+    pub locations: Vec<NamedLocation>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signals() -> AccessSignals {
+        AccessSignals {
+            user_id: "u1".into(),
+            groups: vec!["staff".into()],
+            resource: Resource::Application("shop".into()),
+            client_ip: Some("203.0.113.9".parse().unwrap()),
+            client_type: ClientType::Browser,
+            sign_in_risk: RiskLevel::None,
+            user_risk: RiskLevel::None,
+        }
+    }
+
+    fn policy(id: &str, grant: Grant) -> Policy {
+        Policy {
+            id: id.into(),
+            name: format!("Policy {id}"),
+            state: PolicyState::On,
+            assignments: Assignments {
+                all_users: true,
+                ..Assignments::default()
+            },
+            targets: Targets {
+                all_applications: true,
+                ..Targets::default()
+            },
+            conditions: Conditions::default(),
+            grant,
+        }
+    }
+
+    fn mfa() -> Grant {
+        Grant::Require {
+            controls: vec![Control::Mfa],
+            require_all: false,
+        }
+    }
+
+    fn office() -> NamedLocation {
+        NamedLocation {
+            id: "office".into(),
+            name: "Office".into(),
+            trusted: true,
+            ranges: vec![
+                "203.0.113.0/24".parse().unwrap(),
+                "2001:db8::/32".parse().unwrap(),
+            ],
+        }
+    }
+
+    #[test]
+    fn block_wins_over_every_grant() {
+        let d = evaluate(
+            &signals(),
+            &[policy("a", mfa()), policy("b", Grant::Block)],
+            &[],
+        );
+        assert_eq!(d.blocked_by.as_deref(), Some("b"));
+        assert_eq!(d.required.len(), 1, "the grant is still recorded");
+        assert!(d.results.iter().all(|r| r.applied));
+    }
+
+    #[test]
+    fn an_exclusion_beats_an_inclusion() {
+        let mut p = policy("a", Grant::Block);
+        p.assignments.users = vec!["u1".into()];
+        p.assignments.exclude_users = vec!["u1".into()];
+        let d = evaluate(&signals(), &[p.clone()], &[]);
+        assert_eq!(d.blocked_by, None);
+        assert_eq!(d.results[0].reason, "the user is excluded");
+        p.assignments.exclude_users.clear();
+        p.assignments.exclude_groups = vec!["staff".into()];
+        let d = evaluate(&signals(), &[p], &[]);
+        assert_eq!(d.blocked_by, None);
+        assert!(d.results[0].reason.contains("excluded group staff"));
+    }
+
+    #[test]
+    fn report_only_and_off_never_change_the_outcome() {
+        let mut p = policy("a", Grant::Block);
+        p.state = PolicyState::ReportOnly;
+        let d = evaluate(&signals(), &[p.clone()], &[]);
+        assert!(d.allows_anything());
+        assert!(d.results[0].applied, "what it would have done is recorded");
+        assert_eq!(d.results[0].grant, Some(Grant::Block));
+        p.state = PolicyState::Off;
+        let d = evaluate(&signals(), &[p], &[]);
+        assert!(d.allows_anything());
+        assert!(d.results.is_empty(), "an off policy is not evaluated");
+    }
+
+    #[test]
+    fn strengths_are_ordered_and_a_stronger_one_satisfies_a_weaker_one() {
+        let password = Strength::parse("pwd");
+        let app = Strength::parse("pwd otp mfa");
+        let passkey = Strength::parse("hwk mfa");
+        assert!(StrengthLevel::Mfa < StrengthLevel::PasswordlessMfa);
+        assert!(StrengthLevel::PasswordlessMfa < StrengthLevel::PhishingResistant);
+        for level in [
+            StrengthLevel::Mfa,
+            StrengthLevel::PasswordlessMfa,
+            StrengthLevel::PhishingResistant,
+        ] {
+            assert!(!level.met_by(&password), "{level:?}");
+            assert!(level.met_by(&passkey), "{level:?}");
+        }
+        assert!(StrengthLevel::Mfa.met_by(&app));
+        assert!(!StrengthLevel::PhishingResistant.met_by(&app));
+        let any = Requirement {
+            policy: "a".into(),
+            controls: vec![
+                Control::Mfa,
+                Control::Strength(StrengthLevel::PhishingResistant),
+            ],
+            require_all: false,
+        };
+        assert!(any.met_by(&app));
+        assert_eq!(any.strength(), StrengthLevel::Mfa);
+        let all = Requirement {
+            require_all: true,
+            ..any
+        };
+        assert!(!all.met_by(&app));
+        assert!(all.met_by(&passkey));
+        assert_eq!(all.strength(), StrengthLevel::PhishingResistant);
+    }
+
+    #[test]
+    fn targets_pick_the_resource() {
+        let mut p = policy("a", Grant::Block);
+        p.targets = Targets {
+            applications: vec!["shop".into()],
+            ..Targets::default()
+        };
+        assert!(evaluate(&signals(), &[p.clone()], &[]).blocked_by.is_some());
+        let portal = AccessSignals {
+            resource: Resource::AccountPortal,
+            ..signals()
+        };
+        let d = evaluate(&portal, &[p.clone()], &[]);
+        assert_eq!(d.blocked_by, None);
+        assert_eq!(d.results[0].reason, "the resource is not targeted");
+        p.targets.account_portal = true;
+        assert!(evaluate(&portal, &[p.clone()], &[]).blocked_by.is_some());
+        let mut all = policy("b", Grant::Block);
+        all.targets.exclude_applications = vec!["shop".into()];
+        assert_eq!(evaluate(&signals(), &[all.clone()], &[]).blocked_by, None);
+        let other = AccessSignals {
+            resource: Resource::Application("blog".into()),
+            ..signals()
+        };
+        assert!(evaluate(&other, &[all.clone()], &[]).blocked_by.is_some());
+        assert_eq!(
+            evaluate(&portal, &[all], &[]).blocked_by,
+            None,
+            "all applications is not the portal"
+        );
+    }
+
+    #[test]
+    fn each_condition_alone_and_together() {
+        let mut p = policy("a", Grant::Block);
+        p.conditions.sign_in_risk = vec![RiskLevel::Medium, RiskLevel::High];
+        assert_eq!(evaluate(&signals(), &[p.clone()], &[]).blocked_by, None);
+        let risky = AccessSignals {
+            sign_in_risk: RiskLevel::High,
+            ..signals()
+        };
+        assert!(evaluate(&risky, &[p.clone()], &[]).blocked_by.is_some());
+        p.conditions.user_risk = vec![RiskLevel::High];
+        let d = evaluate(&risky, &[p.clone()], &[]);
+        assert_eq!(d.blocked_by, None, "every set condition must match");
+        assert_eq!(d.results[0].reason, "the user risk is none");
+        let both = AccessSignals {
+            user_risk: RiskLevel::High,
+            ..risky.clone()
+        };
+        assert!(evaluate(&both, &[p.clone()], &[]).blocked_by.is_some());
+        p.conditions.client_types = vec![ClientType::Native];
+        assert_eq!(evaluate(&both, &[p.clone()], &[]).blocked_by, None);
+        let native = AccessSignals {
+            client_type: ClientType::Native,
+            ..both
+        };
+        assert!(evaluate(&native, &[p], &[]).blocked_by.is_some());
+    }
+
+    #[test]
+    fn locations_match_ipv4_ipv6_and_mapped_addresses() {
+        let mut p = policy("a", Grant::Block);
+        p.conditions.locations = Some(LocationCondition {
+            include: LocationScope::Selected(vec!["office".into()]),
+            ..LocationCondition::default()
+        });
+        let at = |ip: &str| AccessSignals {
+            client_ip: Some(ip.parse().unwrap()),
+            ..signals()
+        };
+        let locations = [office()];
+        for inside in ["203.0.113.200", "2001:db8::1", "::ffff:203.0.113.7"] {
+            let d = evaluate(&at(inside), &[p.clone()], &locations);
+            assert!(d.blocked_by.is_some(), "{inside}");
+            assert!(d.results[0].reason.contains("from Office"), "{inside}");
+        }
+        for outside in ["198.51.100.1", "2001:db9::1", "::ffff:198.51.100.1"] {
+            assert_eq!(
+                evaluate(&at(outside), &[p.clone()], &locations).blocked_by,
+                None,
+                "{outside}"
+            );
+        }
+        let unknown = AccessSignals {
+            client_ip: None,
+            ..signals()
+        };
+        assert_eq!(
+            evaluate(&unknown, &[p.clone()], &locations).blocked_by,
+            None
+        );
+        // Everywhere except the trusted office.
+        p.conditions.locations = Some(LocationCondition {
+            include: LocationScope::Any,
+            exclude_trusted: true,
+            ..LocationCondition::default()
+        });
+        assert_eq!(
+            evaluate(&at("203.0.113.5"), &[p.clone()], &locations).blocked_by,
+            None
+        );
+        assert!(evaluate(&at("198.51.100.1"), &[p.clone()], &locations)
+            .blocked_by
+            .is_some());
+        p.conditions.locations = Some(LocationCondition {
+            include: LocationScope::Trusted,
+            ..LocationCondition::default()
+        });
+        assert!(evaluate(&at("203.0.113.5"), &[p], &locations)
+            .blocked_by
+            .is_some());
+    }
+
+    #[test]
+    fn validation_names_what_is_wrong() {
+        let ok = policy("a", mfa());
+        assert_eq!(ok.validate(&[]), Ok(()));
+        let mut nobody = ok.clone();
+        nobody.assignments.all_users = false;
+        assert!(nobody.validate(&[]).unwrap_err().0.contains("nobody"));
+        let mut nothing = ok.clone();
+        nothing.targets = Targets::default();
+        assert!(nothing
+            .validate(&[])
+            .unwrap_err()
+            .0
+            .contains("targets nothing"));
+        let mut empty = ok.clone();
+        empty.grant = Grant::Require {
+            controls: vec![],
+            require_all: false,
+        };
+        assert!(empty.validate(&[]).is_err());
+        let mut elsewhere = ok.clone();
+        elsewhere.conditions.locations = Some(LocationCondition {
+            include: LocationScope::Selected(vec!["mars".into()]),
+            ..LocationCondition::default()
+        });
+        assert!(elsewhere
+            .validate(&[office()])
+            .unwrap_err()
+            .0
+            .contains("mars"));
+        let mut bad_id = ok;
+        bad_id.id = "a b".into();
+        assert!(bad_id.validate(&[]).is_err());
+    }
+
+    #[test]
+    fn policies_read_back_from_their_json() {
+        let mut p = policy("a", mfa());
+        p.conditions.locations = Some(LocationCondition {
+            include: LocationScope::Selected(vec!["office".into()]),
+            exclude: vec![],
+            exclude_trusted: false,
+        });
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(serde_json::from_str::<Policy>(&json).unwrap(), p);
+        let typo = json.replace("\"assignments\"", "\"asignments\"");
+        assert!(
+            serde_json::from_str::<Policy>(&typo).is_err(),
+            "unknown fields are refused"
+        );
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn state() -> impl Strategy<Value = PolicyState> {
+            prop_oneof![
+                Just(PolicyState::On),
+                Just(PolicyState::ReportOnly),
+                Just(PolicyState::Off)
+            ]
+        }
+
+        fn risk() -> impl Strategy<Value = RiskLevel> {
+            prop_oneof![
+                Just(RiskLevel::None),
+                Just(RiskLevel::Low),
+                Just(RiskLevel::Medium),
+                Just(RiskLevel::High)
+            ]
+        }
+
+        fn any_policy() -> impl Strategy<Value = Policy> {
+            (
+                state(),
+                any::<bool>(),
+                any::<bool>(),
+                any::<bool>(),
+                proptest::collection::vec(risk(), 0..3),
+                any::<bool>(),
+            )
+                .prop_map(|(state, block, exclude, portal, risks, all)| {
+                    let mut p = policy(
+                        "p",
+                        if block {
+                            Grant::Block
+                        } else {
+                            Grant::Require {
+                                controls: vec![Control::Mfa],
+                                require_all: all,
+                            }
+                        },
+                    );
+                    p.state = state;
+                    p.targets.account_portal = portal;
+                    p.conditions.sign_in_risk = risks;
+                    if exclude {
+                        p.assignments.exclude_groups = vec!["staff".into()];
+                    }
+                    p
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn report_only_policies_never_change_the_decision(
+                policies in proptest::collection::vec(any_policy(), 0..6),
+                risk in risk(),
+            ) {
+                let s = AccessSignals { sign_in_risk: risk, ..signals() };
+                let enforced: Vec<Policy> =
+                    policies.iter().filter(|p| p.state == PolicyState::On).cloned().collect();
+                let with = evaluate(&s, &policies, &[]);
+                let without = evaluate(&s, &enforced, &[]);
+                prop_assert_eq!(with.blocked_by, without.blocked_by);
+                prop_assert_eq!(with.required, without.required);
+            }
+
+            #[test]
+            fn a_block_that_applies_always_wins(
+                policies in proptest::collection::vec(any_policy(), 0..6),
+                risk in risk(),
+            ) {
+                let s = AccessSignals { sign_in_risk: risk, ..signals() };
+                let d = evaluate(&s, &policies, &[]);
+                let blocking = d.results.iter().any(|r| {
+                    r.applied && r.state == PolicyState::On && r.grant == Some(Grant::Block)
+                });
+                prop_assert_eq!(d.blocked_by.is_some(), blocking);
+            }
+
+            #[test]
+            fn an_excluded_group_is_never_touched(
+                policies in proptest::collection::vec(any_policy(), 0..6),
+            ) {
+                let excluded: Vec<Policy> = policies
+                    .into_iter()
+                    .map(|mut p| { p.assignments.exclude_groups = vec!["staff".into()]; p })
+                    .collect();
+                let d = evaluate(&signals(), &excluded, &[]);
+                prop_assert!(d.allows_anything());
+                prop_assert!(d.results.iter().all(|r| !r.applied));
+            }
+        }
+    }
+}

@@ -1,0 +1,533 @@
+//! Conditional Access in the pipeline: the policies in force (cached on each instance and read
+//! again when the database's change counter moves), the signals of an attempt, and the admin's
+//! operations on policies, named locations and groups. The decision itself is the pure
+//! [`crate::conditional_access::evaluate`], called from the pipeline's decision step.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::{AuthError, Identity, RequestContext};
+use crate::conditional_access::{
+    evaluate, AccessDecision, AccessSignals, ClientType, Grant, NamedLocation, Policy,
+    PolicyProblem, PolicySet, PolicyState, Resource, RiskLevel,
+};
+use crate::store::{GroupRecord, PolicyVersion, StoreError, User};
+
+/// How long an instance trusts its cached policies before it checks the database's change
+/// counter again: a change made on another instance applies here within this time.
+pub const POLICY_CACHE_MS: i64 = 5_000;
+
+/// The policies an instance holds, and when it last checked they were current.
+#[derive(Default)]
+pub struct PolicyCache {
+    held: tokio::sync::RwLock<Option<(i64, Arc<PolicySet>)>>,
+}
+
+impl PolicyCache {
+    /// Forgets what is held, so the next read goes to the database (after a change here).
+    async fn forget(&self) {
+        *self.held.write().await = None;
+    }
+}
+
+/// Everything an admin exports or imports at once.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyDocument {
+    #[serde(default)]
+    pub locations: Vec<NamedLocation>,
+    #[serde(default)]
+    pub policies: Vec<Policy>,
+}
+
+/// A policy as the console and the command line list it.
+#[derive(Debug, Clone)]
+pub struct PolicyEntry {
+    pub policy: Policy,
+    pub version: i64,
+    pub updated_at: i64,
+    pub updated_by: Option<String>,
+}
+
+/// Why a change to policies, locations or groups was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error("{0}")]
+    Invalid(PolicyProblem),
+    #[error("there is no such {0}")]
+    NotFound(&'static str),
+    #[error("a group with this name already exists")]
+    Exists,
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
+
+impl From<StoreError> for AccessError {
+    fn from(e: StoreError) -> Self {
+        AccessError::Auth(e.into())
+    }
+}
+
+impl Identity {
+    /// The policies and locations in force: the cached set while it is younger than
+    /// [`POLICY_CACHE_MS`] or the database's counter has not moved, otherwise read again.
+    pub async fn policy_set(&self, now: i64) -> Result<Arc<PolicySet>, AuthError> {
+        if let Some((checked, set)) = self.policies.held.read().await.as_ref() {
+            if now - checked < POLICY_CACHE_MS {
+                return Ok(set.clone());
+            }
+        }
+        let version = self.store.ca_version().await?;
+        let mut held = self.policies.held.write().await;
+        if let Some((_, set)) = held.as_ref() {
+            if set.version == version {
+                let set = set.clone();
+                *held = Some((now, set.clone()));
+                return Ok(set);
+            }
+        }
+        let set = Arc::new(self.read_policy_set(version).await?);
+        *held = Some((now, set.clone()));
+        Ok(set)
+    }
+
+    async fn read_policy_set(&self, version: i64) -> Result<PolicySet, AuthError> {
+        let mut policies = Vec::new();
+        for row in self.store.list_policies().await? {
+            match serde_json::from_str::<Policy>(&row.document) {
+                Ok(p) => policies.push(p),
+                // A document this version cannot read is never silently ignored: it blocks,
+                // and the log says why.
+                Err(e) => {
+                    tracing::error!(policy = %row.id, error = %e, "unreadable Conditional Access policy; it blocks until fixed");
+                    policies.push(unreadable(&row.id, &row.name));
+                }
+            }
+        }
+        let mut locations = Vec::new();
+        for row in self.store.list_locations().await? {
+            match serde_json::from_str::<NamedLocation>(&row.document) {
+                Ok(l) => locations.push(l),
+                Err(e) => {
+                    tracing::error!(location = %row.id, error = %e, "unreadable named location; it matches nothing");
+                }
+            }
+        }
+        Ok(PolicySet {
+            version,
+            policies,
+            locations,
+        })
+    }
+
+    /// The signals Conditional Access sees for `user` reaching `application`.
+    pub(super) async fn access_signals(
+        &self,
+        ctx: &RequestContext,
+        user: &User,
+        application: &str,
+    ) -> Result<AccessSignals, AuthError> {
+        let client_type = match self.client(application).await? {
+            Some(c) if !c.confidential && c.allowed_origins.is_empty() => ClientType::Native,
+            _ => ClientType::Browser,
+        };
+        Ok(AccessSignals {
+            user_id: user.id.clone(),
+            groups: self.store.groups_of_user(&user.id).await?,
+            resource: Resource::of_application(application),
+            client_ip: ctx.client_ip.parse().ok(),
+            client_type,
+            sign_in_risk: RiskLevel::None,
+            user_risk: RiskLevel::None,
+        })
+    }
+
+    /// What the policies decide for `user` reaching `application` in this request.
+    pub(super) async fn access_decision(
+        &self,
+        ctx: &RequestContext,
+        user: &User,
+        application: &str,
+        now: i64,
+    ) -> Result<AccessDecision, AuthError> {
+        let signals = self.access_signals(ctx, user, application).await?;
+        let set = self.policy_set(now).await?;
+        Ok(evaluate(&signals, &set.policies, &set.locations))
+    }
+
+    /// Whether an enforced policy that requires a second factor is assigned to this account
+    /// for the account portal (its conditions aside): an account without a method is then
+    /// sent to add one, as under the tenant's MFA rule.
+    pub(super) async fn portal_policy_requires_factor(
+        &self,
+        user: &User,
+        now: i64,
+    ) -> Result<bool, AuthError> {
+        let set = self.policy_set(now).await?;
+        let groups = self.store.groups_of_user(&user.id).await?;
+        Ok(set.policies.iter().any(|p| {
+            let a = &p.assignments;
+            p.state == PolicyState::On
+                && matches!(p.grant, Grant::Require { .. })
+                && p.targets.account_portal
+                && !a.exclude_users.contains(&user.id)
+                && !a.exclude_groups.iter().any(|g| groups.contains(g))
+                && (a.all_users
+                    || a.users.contains(&user.id)
+                    || a.groups.iter().any(|g| groups.contains(g)))
+        }))
+    }
+
+    // ------------------------------------------------------------ administration
+
+    /// Every policy with its version, in the order they were created.
+    pub async fn list_policies(&self) -> Result<Vec<PolicyEntry>, AuthError> {
+        let mut out = Vec::new();
+        for row in self.store.list_policies().await? {
+            let policy = serde_json::from_str::<Policy>(&row.document)
+                .unwrap_or_else(|_| unreadable(&row.id, &row.name));
+            out.push(PolicyEntry {
+                policy,
+                version: row.version,
+                updated_at: row.updated_at,
+                updated_by: row.updated_by,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Saves a policy (new or changed) after checking it, and makes it apply at once here and
+    /// within [`POLICY_CACHE_MS`] everywhere. Returns the version saved.
+    pub async fn save_policy(
+        &self,
+        policy: &Policy,
+        actor: Option<&User>,
+        now: i64,
+    ) -> Result<i64, AccessError> {
+        let set = self.current_policy_set().await?;
+        policy
+            .validate(&set.locations)
+            .map_err(AccessError::Invalid)?;
+        self.refuse_lockout(policy).await?;
+        let document = serde_json::to_string(policy).map_err(|e| super::internal(&e))?;
+        let version = self
+            .store
+            .put_policy(
+                &policy.id,
+                &policy.name,
+                policy.state.as_str(),
+                &document,
+                actor.map(|u| u.id.as_str()),
+                now,
+            )
+            .await?;
+        self.policies.forget().await;
+        Ok(version)
+    }
+
+    /// Changes only a policy's state.
+    pub async fn set_policy_state(
+        &self,
+        id: &str,
+        state: PolicyState,
+        actor: Option<&User>,
+        now: i64,
+    ) -> Result<i64, AccessError> {
+        let row = self
+            .store
+            .find_policy(id)
+            .await?
+            .ok_or(AccessError::NotFound("policy"))?;
+        let mut policy = serde_json::from_str::<Policy>(&row.document).map_err(|e| {
+            AccessError::Invalid(PolicyProblem(format!(
+                "the stored policy is unreadable: {e}"
+            )))
+        })?;
+        policy.state = state;
+        self.save_policy(&policy, actor, now).await
+    }
+
+    pub async fn delete_policy(
+        &self,
+        id: &str,
+        actor: Option<&User>,
+        now: i64,
+    ) -> Result<(), AccessError> {
+        if !self
+            .store
+            .delete_policy(id, actor.map(|u| u.id.as_str()), now)
+            .await?
+        {
+            return Err(AccessError::NotFound("policy"));
+        }
+        self.policies.forget().await;
+        Ok(())
+    }
+
+    /// Every saved version of a policy, newest first.
+    pub async fn policy_history(&self, id: &str) -> Result<Vec<PolicyVersion>, AuthError> {
+        Ok(self.store.policy_history(id).await?)
+    }
+
+    /// A policy that would lock everyone out of everything is refused unless it spares at
+    /// least one administrator: an enforced block of all users, on every resource, under no
+    /// condition.
+    async fn refuse_lockout(&self, policy: &Policy) -> Result<(), AccessError> {
+        let unconditional = policy.conditions == Default::default();
+        let everything = policy.targets.all_applications
+            && policy.targets.account_portal
+            && policy.targets.exclude_applications.is_empty();
+        if policy.state != PolicyState::On
+            || policy.grant != Grant::Block
+            || !policy.assignments.all_users
+            || !everything
+            || !unconditional
+        {
+            return Ok(());
+        }
+        let admins = self.store.admin_ids().await?;
+        let a = &policy.assignments;
+        let mut spared = a.exclude_users.iter().any(|u| admins.contains(u));
+        for group in &a.exclude_groups {
+            if spared {
+                break;
+            }
+            spared = self
+                .store
+                .group_members(group)
+                .await?
+                .iter()
+                .any(|m| m.is_admin);
+        }
+        if spared {
+            return Ok(());
+        }
+        Err(AccessError::Invalid(PolicyProblem(
+            "this policy would block every account, administrators included, from everything: exclude at least one administrator".into(),
+        )))
+    }
+
+    /// Every named location.
+    pub async fn named_locations(&self) -> Result<Vec<NamedLocation>, AuthError> {
+        Ok(self.current_policy_set().await?.locations)
+    }
+
+    /// The policies and locations as the database holds them now (for the admin's views).
+    async fn current_policy_set(&self) -> Result<PolicySet, AuthError> {
+        let version = self.store.ca_version().await?;
+        self.read_policy_set(version).await
+    }
+
+    /// Adds or replaces a named location.
+    pub async fn save_location(
+        &self,
+        location: &NamedLocation,
+        now: i64,
+    ) -> Result<(), AccessError> {
+        location.validate().map_err(AccessError::Invalid)?;
+        let document = serde_json::to_string(location).map_err(|e| super::internal(&e))?;
+        self.store
+            .put_location(&location.id, &location.name, &document, now)
+            .await?;
+        self.policies.forget().await;
+        Ok(())
+    }
+
+    /// Deletes a named location that no policy names.
+    pub async fn delete_location(&self, id: &str, now: i64) -> Result<(), AccessError> {
+        let set = self.current_policy_set().await?;
+        if let Some(p) = set.policies.iter().find(|p| {
+            p.conditions.locations.as_ref().is_some_and(|l| {
+                l.exclude.iter().any(|x| x == id)
+                    || matches!(&l.include, crate::conditional_access::LocationScope::Selected(ids) if ids.iter().any(|x| x == id))
+            })
+        }) {
+            return Err(AccessError::Invalid(PolicyProblem(format!(
+                "the policy {:?} uses this location; change it first",
+                p.name
+            ))));
+        }
+        if !self.store.delete_location(id, now).await? {
+            return Err(AccessError::NotFound("location"));
+        }
+        self.policies.forget().await;
+        Ok(())
+    }
+
+    /// Every policy and location, as one document.
+    pub async fn export_policies(&self) -> Result<PolicyDocument, AuthError> {
+        let set = self.current_policy_set().await?;
+        Ok(PolicyDocument {
+            locations: set.locations,
+            policies: self
+                .list_policies()
+                .await?
+                .into_iter()
+                .map(|e| e.policy)
+                .collect(),
+        })
+    }
+
+    /// Saves every location and policy of a document (each checked as if saved alone;
+    /// nothing is saved when one is refused). Returns how many policies were saved.
+    pub async fn import_policies(
+        &self,
+        doc: &PolicyDocument,
+        actor: Option<&User>,
+        now: i64,
+    ) -> Result<usize, AccessError> {
+        let mut locations = self.current_policy_set().await?.locations;
+        for l in &doc.locations {
+            l.validate().map_err(|p| {
+                AccessError::Invalid(PolicyProblem(format!("location {:?}: {p}", l.id)))
+            })?;
+            locations.retain(|x| x.id != l.id);
+            locations.push(l.clone());
+        }
+        for p in &doc.policies {
+            p.validate(&locations).map_err(|e| {
+                AccessError::Invalid(PolicyProblem(format!("policy {:?}: {e}", p.id)))
+            })?;
+            self.refuse_lockout(p).await?;
+        }
+        for l in &doc.locations {
+            self.save_location(l, now).await?;
+        }
+        for p in &doc.policies {
+            self.save_policy(p, actor, now).await?;
+        }
+        Ok(doc.policies.len())
+    }
+
+    /// Every group, with its member count.
+    pub async fn groups(&self) -> Result<Vec<GroupRecord>, AuthError> {
+        Ok(self.store.list_groups().await?)
+    }
+
+    /// Creates a group; its id is a slug of its name.
+    pub async fn create_group(
+        &self,
+        name: &str,
+        description: &str,
+        now: i64,
+    ) -> Result<String, AccessError> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > crate::conditional_access::MAX_NAME {
+            return Err(AccessError::Invalid(PolicyProblem(
+                "the name must have 1 to 100 characters".into(),
+            )));
+        }
+        let id = slug(name);
+        if !crate::conditional_access::valid_id(&id) {
+            return Err(AccessError::Invalid(PolicyProblem(
+                "the name needs at least one letter or digit".into(),
+            )));
+        }
+        let description: String = description.trim().chars().take(500).collect();
+        match self.store.create_group(&id, name, &description, now).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => return Err(AccessError::Exists),
+            Err(e) => return Err(e.into()),
+        }
+        self.policies.forget().await;
+        Ok(id)
+    }
+
+    pub async fn delete_group(&self, id: &str, now: i64) -> Result<(), AccessError> {
+        if !self.store.delete_group(id, now).await? {
+            return Err(AccessError::NotFound("group"));
+        }
+        self.policies.forget().await;
+        Ok(())
+    }
+
+    /// Adds the account with this email to a group.
+    pub async fn add_group_member(
+        &self,
+        group_id: &str,
+        email: &str,
+        now: i64,
+    ) -> Result<bool, AccessError> {
+        let user = self.account_by_email(email).await?;
+        match self.store.add_group_member(group_id, &user.id, now).await {
+            Ok(added) => Ok(added),
+            Err(StoreError::Conflict) => Err(AccessError::NotFound("group")),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn remove_group_member(
+        &self,
+        group_id: &str,
+        email: &str,
+        now: i64,
+    ) -> Result<bool, AccessError> {
+        let user = self.account_by_email(email).await?;
+        Ok(self
+            .store
+            .remove_group_member(group_id, &user.id, now)
+            .await?)
+    }
+
+    /// The members of a group.
+    pub async fn group_members(&self, group_id: &str) -> Result<Vec<User>, AuthError> {
+        Ok(self.store.group_members(group_id).await?)
+    }
+
+    async fn account_by_email(&self, email: &str) -> Result<User, AccessError> {
+        let normalized =
+            crate::email::normalize_email(email).map_err(|_| AccessError::NotFound("account"))?;
+        self.store
+            .find_user_by_email(&normalized)
+            .await?
+            .ok_or(AccessError::NotFound("account"))
+    }
+}
+
+/// A policy whose stored document cannot be read: it blocks everyone everywhere, so a damaged
+/// policy never opens what it was meant to close.
+fn unreadable(id: &str, name: &str) -> Policy {
+    Policy {
+        id: id.to_string(),
+        name: format!("{name} (unreadable)"),
+        state: PolicyState::On,
+        assignments: crate::conditional_access::Assignments {
+            all_users: true,
+            ..Default::default()
+        },
+        targets: crate::conditional_access::Targets {
+            all_applications: true,
+            account_portal: true,
+            ..Default::default()
+        },
+        conditions: Default::default(),
+        grant: Grant::Block,
+    }
+}
+
+/// A lower-case slug of a name: letters and digits, other runs as one '-'.
+fn slug(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    out.trim_end_matches('-').chars().take(64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slug;
+
+    #[test]
+    fn group_ids_are_slugs_of_their_names() {
+        assert_eq!(slug("Sales Team (EU)"), "sales-team-eu");
+        assert_eq!(slug("  Ops  "), "ops");
+        assert_eq!(slug("Équipe"), "quipe");
+        assert_eq!(slug("!!!"), "");
+    }
+}

@@ -1,0 +1,487 @@
+//! Conditional Access over HTTP: policies saved through the core apply at the pipeline's
+//! decision step, for sign-ins on our pages and for applications' requests from an existing
+//! session; every decision is in the sign-in log with each policy's result; a change on one
+//! instance reaches another through the database's change counter; and the command line
+//! manages policies, groups and locations.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::oidc::{authorize_url, code_for, follow, pkce, query_param, register, target, web_app};
+use common::{Browser, TestServer, PASSWORD};
+use gatehouse_core::conditional_access::{
+    Assignments, Conditions, Control, Grant, LocationCondition, LocationScope, NamedLocation,
+    Policy, PolicyResult, PolicyState, Targets,
+};
+use gatehouse_core::identity::{AccessError, POLICY_CACHE_MS};
+use gatehouse_core::store::SignInLogEntry;
+use reqwest::StatusCode;
+
+fn policy(id: &str, grant: Grant) -> Policy {
+    Policy {
+        id: id.into(),
+        name: format!("Policy {id}"),
+        state: PolicyState::On,
+        assignments: Assignments {
+            all_users: true,
+            ..Assignments::default()
+        },
+        targets: Targets {
+            all_applications: true,
+            account_portal: true,
+            ..Targets::default()
+        },
+        conditions: Conditions::default(),
+        grant,
+    }
+}
+
+fn require_mfa() -> Grant {
+    Grant::Require {
+        controls: vec![Control::Mfa],
+        require_all: false,
+    }
+}
+
+async fn save(server: &TestServer, p: &Policy) {
+    server
+        .state
+        .identity
+        .save_policy(p, None, server.state.now())
+        .await
+        .unwrap();
+}
+
+/// The policy results of a log row.
+fn results(row: &SignInLogEntry) -> Vec<PolicyResult> {
+    serde_json::from_str(
+        row.policies
+            .as_deref()
+            .expect("the row records the policies"),
+    )
+    .unwrap()
+}
+
+async fn newest(server: &TestServer, email: &str) -> SignInLogEntry {
+    server
+        .store
+        .sign_ins_for_email(email, 1)
+        .await
+        .unwrap()
+        .remove(0)
+}
+
+#[tokio::test]
+async fn a_policy_requiring_mfa_for_one_application_asks_there_and_nowhere_else() {
+    let server = TestServer::start().await;
+    let shop = register(&server, web_app("Shop")).await;
+    let blog = register(&server, web_app("Blog")).await;
+    let mut p = policy("mfa-shop", require_mfa());
+    p.targets = Targets {
+        applications: vec![shop.id.clone()],
+        ..Targets::default()
+    };
+    save(&server, &p).await;
+    let mut b = server.signed_up("Ada", "ada@example.com", PASSWORD).await;
+    let mut again = server.browser();
+    let r = again
+        .sign_in_with_password("ada@example.com", PASSWORD)
+        .await;
+    assert_eq!(r.location(), Some("/account"), "the portal is not targeted");
+    let row = newest(&server, "ada@example.com").await;
+    assert_eq!(row.result, "success");
+    let r = results(&row);
+    assert_eq!(r.len(), 1);
+    assert!(!r[0].applied);
+    assert_eq!(r[0].reason, "the resource is not targeted");
+
+    let (code, _) = code_for(&mut b, &blog, &[]).await;
+    assert!(!code.is_empty(), "another application gets its code");
+    let row = newest(&server, "ada@example.com").await;
+    assert_eq!(
+        (row.method.as_str(), row.result.as_str()),
+        ("sso", "success")
+    );
+    assert_eq!(row.application, blog.id);
+
+    // A session of the sign-up proved only the mailbox and the account has no second factor:
+    // it adds one first, then the shop's request goes on.
+    let (_, challenge) = pkce();
+    let r = b.get(&authorize_url(&shop, &challenge, &[])).await;
+    assert_eq!(
+        r.location(),
+        Some("/account/security?notice=app_requires_mfa"),
+        "the shop sends the account to add a factor"
+    );
+    // A password session is asked for the second factor it can give: an emailed code.
+    let r = again.get(&authorize_url(&shop, &challenge, &[])).await;
+    assert_eq!(
+        r.location(),
+        Some("/sign-in/verify"),
+        "the shop asks for a second factor"
+    );
+    let row = newest(&server, "ada@example.com").await;
+    assert_eq!(
+        (
+            row.method.as_str(),
+            row.result.as_str(),
+            row.failure_reason.as_deref()
+        ),
+        ("sso", "interrupted", Some("second_factor_required"))
+    );
+    let r = results(&row);
+    assert!(r[0].applied, "{r:?}");
+    assert!(
+        r[0].reason
+            .contains(&format!("the application {}", shop.id)),
+        "{r:?}"
+    );
+    // Without interaction the shop is told so, and gets no code.
+    let r = b
+        .get(&authorize_url(
+            &shop,
+            &challenge,
+            &[("prompt", Some("none"))],
+        ))
+        .await;
+    let location = target(&r).unwrap();
+    assert_eq!(
+        query_param(&location, "error").as_deref(),
+        Some("interaction_required")
+    );
+    assert!(query_param(&location, "code").is_none());
+}
+
+#[tokio::test]
+async fn a_location_policy_blocks_an_address_range_behind_the_trusted_proxy() {
+    let server = TestServer::start().await;
+    let shop = register(&server, web_app("Shop")).await;
+    let now = server.state.now();
+    server
+        .state
+        .identity
+        .save_location(
+            &NamedLocation {
+                id: "blocked-net".into(),
+                name: "Blocked network".into(),
+                trusted: false,
+                ranges: vec![
+                    "198.51.100.0/24".parse().unwrap(),
+                    "2001:db8:bad::/48".parse().unwrap(),
+                ],
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let mut p = policy("block-net", Grant::Block);
+    p.conditions.locations = Some(LocationCondition {
+        include: LocationScope::Selected(vec!["blocked-net".into()]),
+        ..LocationCondition::default()
+    });
+    save(&server, &p).await;
+    let mut home = server.signed_up("Ada", "ada@example.com", PASSWORD).await;
+    let mut console = server
+        .signed_up("Admin", "admin@example.com", PASSWORD)
+        .await;
+    let admin = server.user("admin@example.com").await;
+    server
+        .store
+        .set_admin(&admin.id, true, server.state.now())
+        .await
+        .unwrap();
+    for ip in ["198.51.100.7", "2001:db8:bad::1"] {
+        let mut away = Browser::new(&server.base, ip);
+        let before = server.counts().await;
+        let r = away
+            .sign_in_with_password("ada@example.com", PASSWORD)
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{ip}");
+        assert!(r.body.contains("access policy"), "{ip}: the page says why");
+        assert!(away.session_cookie().is_none(), "{ip}");
+        let row = newest(&server, "ada@example.com").await;
+        assert_eq!(
+            (row.result.as_str(), row.failure_reason.as_deref()),
+            ("blocked", Some("blocked_by_policy")),
+            "{ip}"
+        );
+        assert_eq!(row.client_ip, ip);
+        let r = results(&row);
+        assert!(
+            r[0].applied && r[0].reason.contains("from Blocked network"),
+            "{r:?}"
+        );
+        let detail = console.get(&format!("/admin/sign-ins/{}", row.id)).await;
+        assert_eq!(detail.status, StatusCode::OK);
+        assert!(
+            detail.body.contains(
+                "Policy block-net (on): applied, all users, the account portal, from Blocked network; blocks"
+            ),
+            "the console shows the decision"
+        );
+        let after = server.counts().await;
+        let sessions =
+            |c: &Vec<(String, i64)>| c.iter().find(|(t, _)| t == "sessions").map(|(_, n)| *n);
+        assert_eq!(sessions(&before), sessions(&after), "{ip}: no session");
+    }
+    // From elsewhere the account signs in, and its session reaches the application.
+    let (code, _) = code_for(&mut home, &shop, &[]).await;
+    assert!(!code.is_empty());
+    // The same session from the blocked network gets no code: the application is told.
+    let mut moved = Browser::new(&server.base, "198.51.100.9");
+    moved.cookies = home.cookies.clone();
+    let (_, challenge) = pkce();
+    let r = moved.get(&authorize_url(&shop, &challenge, &[])).await;
+    let r = follow(&mut moved, r).await;
+    let location = target(&r).unwrap();
+    assert_eq!(
+        query_param(&location, "error").as_deref(),
+        Some("access_denied")
+    );
+    assert!(query_param(&location, "code").is_none());
+    let row = newest(&server, "ada@example.com").await;
+    assert_eq!(
+        (row.method.as_str(), row.failure_reason.as_deref()),
+        ("sso", Some("blocked_by_policy"))
+    );
+}
+
+#[tokio::test]
+async fn report_only_changes_nothing_and_is_logged_with_what_it_would_have_done() {
+    let server = TestServer::start().await;
+    let mut p = policy("try-block", Grant::Block);
+    p.state = PolicyState::ReportOnly;
+    save(&server, &p).await;
+    server.signed_up("Ada", "ada@example.com", PASSWORD).await;
+    let mut b = server.browser();
+    let r = b.sign_in_with_password("ada@example.com", PASSWORD).await;
+    assert_eq!(r.location(), Some("/account"));
+    let row = newest(&server, "ada@example.com").await;
+    assert_eq!(row.result, "success");
+    let r = results(&row);
+    assert_eq!(r[0].state, PolicyState::ReportOnly);
+    assert!(r[0].applied);
+    assert_eq!(r[0].grant, Some(Grant::Block), "what it would have done");
+}
+
+#[tokio::test]
+async fn a_policy_saved_on_one_instance_applies_on_another_within_the_cache_time() {
+    let url = gatehouse_core::store::testing::fresh_sqlite_url();
+    let one = TestServer::start_with(url.clone()).await;
+    let two = TestServer::start_with(url).await;
+    one.signed_up("Ada", "ada@example.com", PASSWORD).await;
+    let mut b = two.browser();
+    let r = b.sign_in_with_password("ada@example.com", PASSWORD).await;
+    assert_eq!(r.location(), Some("/account"), "no policy yet");
+    save(
+        &one,
+        &sparing_an_admin(policy("block-all", Grant::Block), &one).await,
+    )
+    .await;
+    let mut c = two.browser();
+    let r = c.sign_in_with_password("ada@example.com", PASSWORD).await;
+    assert_eq!(
+        r.location(),
+        Some("/account"),
+        "the other instance still holds what it read"
+    );
+    two.clock.advance_ms(POLICY_CACHE_MS);
+    let mut d = two.browser();
+    let r = d.sign_in_with_password("ada@example.com", PASSWORD).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "the change has arrived");
+}
+
+/// `p`, sparing a new administrator of `server`, so that it may block everything.
+async fn sparing_an_admin(mut p: Policy, server: &TestServer) -> Policy {
+    let (admin, _) = server
+        .state
+        .identity
+        .create_admin("admin@example.com", "Admin", server.state.now())
+        .await
+        .unwrap();
+    p.assignments.exclude_users = vec![admin.id];
+    p
+}
+
+#[tokio::test]
+async fn a_policy_that_would_lock_everyone_out_is_refused_unless_it_spares_an_admin() {
+    let server = TestServer::start().await;
+    let identity = &server.state.identity;
+    let everything = policy("block-all", Grant::Block);
+    let err = identity
+        .save_policy(&everything, None, server.state.now())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AccessError::Invalid(p) if p.0.contains("administrator")),
+        "{err}"
+    );
+    assert!(identity.list_policies().await.unwrap().is_empty());
+    // Report-only, conditional or sparing an admin, it may be saved.
+    let mut report = everything.clone();
+    report.state = PolicyState::ReportOnly;
+    identity
+        .save_policy(&report, None, server.state.now())
+        .await
+        .unwrap();
+    let sparing = sparing_an_admin(everything, &server).await;
+    let version = identity
+        .save_policy(&sparing, None, server.state.now())
+        .await
+        .unwrap();
+    assert_eq!(version, 2, "the second version of the same policy");
+    // A policy naming a location that does not exist is refused with its name.
+    let mut nowhere = policy("nowhere", Grant::Block);
+    nowhere.conditions.locations = Some(LocationCondition {
+        include: LocationScope::Selected(vec!["atlantis".into()]),
+        ..LocationCondition::default()
+    });
+    let err = identity
+        .save_policy(&nowhere, None, server.state.now())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("atlantis"), "{err}");
+}
+
+#[tokio::test]
+async fn group_assignments_and_exclusions_follow_membership() {
+    let server = TestServer::start().await;
+    server.signed_up("Ada", "ada@example.com", PASSWORD).await;
+    server.signed_up("Bob", "bob@example.com", PASSWORD).await;
+    let identity = &server.state.identity;
+    let now = server.state.now();
+    let group = identity.create_group("Contractors", "", now).await.unwrap();
+    assert_eq!(group, "contractors");
+    assert!(matches!(
+        identity.create_group("contractors", "", now).await,
+        Err(AccessError::Exists)
+    ));
+    identity
+        .add_group_member(&group, "Bob@Example.com", now)
+        .await
+        .unwrap();
+    let mut p = policy("block-contractors", Grant::Block);
+    p.assignments = Assignments {
+        groups: vec![group.clone()],
+        ..Assignments::default()
+    };
+    save(&server, &p).await;
+    let mut ada = server.browser();
+    let r = ada.sign_in_with_password("ada@example.com", PASSWORD).await;
+    assert_eq!(r.location(), Some("/account"), "not a member");
+    let mut bob = server.browser();
+    let r = bob.sign_in_with_password("bob@example.com", PASSWORD).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "a member");
+    let r = results(&newest(&server, "bob@example.com").await);
+    assert!(r[0].reason.contains("in the group contractors"), "{r:?}");
+    identity
+        .remove_group_member(&group, "bob@example.com", server.state.now())
+        .await
+        .unwrap();
+    let mut bob = server.browser();
+    let r = bob.sign_in_with_password("bob@example.com", PASSWORD).await;
+    assert_eq!(r.location(), Some("/account"), "no longer a member");
+}
+
+fn gatehouse(data_dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(args)
+        .env_clear()
+        .env("GATEHOUSE_DATA_DIR", data_dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn the_command_line_manages_policies_groups_and_locations() {
+    let dir = std::env::temp_dir().join(format!(
+        "gatehouse-ca-cli-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let out = gatehouse(
+        &dir,
+        &[
+            "locations",
+            "add",
+            "office",
+            "--name",
+            "Office",
+            "--range",
+            "203.0.113.0/24",
+            "--range",
+            "2001:db8::/32",
+            "--trusted",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("office"));
+    let bad = gatehouse(
+        &dir,
+        &[
+            "locations",
+            "add",
+            "x",
+            "--name",
+            "X",
+            "--range",
+            "10.0.0.1/99",
+        ],
+    );
+    assert!(!bad.status.success());
+    let out = gatehouse(&dir, &["groups", "add", "Sales Team"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("group sales-team created"));
+    let doc = dir.join("policies.json");
+    std::fs::write(
+        &doc,
+        r#"{"policies": [{"id": "mfa-outside", "name": "MFA outside the office", "state": "on",
+            "assignments": {"all_users": true, "exclude_groups": ["sales-team"]},
+            "targets": {"all_applications": true},
+            "conditions": {"locations": {"include": {"kind": "any"}, "exclude": ["office"]}},
+            "grant": {"kind": "require", "controls": [{"kind": "mfa"}]}}]}"#,
+    )
+    .unwrap();
+    let out = gatehouse(&dir, &["policies", "import", doc.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("mfa-outside"));
+    let out = gatehouse(&dir, &["policies", "report-only", "mfa-outside"]);
+    assert!(text(&out).contains("report-only"), "{}", text(&out));
+    let out = gatehouse(&dir, &["policies", "history", "mfa-outside"]);
+    assert!(text(&out).contains("version 2"), "{}", text(&out));
+    let out = gatehouse(&dir, &["policies", "export"]);
+    let exported: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(exported["policies"][0]["state"], "report-only");
+    assert_eq!(exported["locations"][0]["id"], "office");
+    let busy = gatehouse(&dir, &["locations", "remove", "office"]);
+    assert!(!busy.status.success());
+    assert!(
+        text(&busy).contains("uses this location"),
+        "{}",
+        text(&busy)
+    );
+    std::fs::write(&doc, r#"{"policies": [{"id": "broken"}]}"#).unwrap();
+    let refused = gatehouse(&dir, &["policies", "import", doc.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("not a policy document"),
+        "{}",
+        text(&refused)
+    );
+    let out = gatehouse(&dir, &["policies", "remove", "mfa-outside"]);
+    assert!(
+        text(&out).contains("no Conditional Access policies"),
+        "{}",
+        text(&out)
+    );
+}
