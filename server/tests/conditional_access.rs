@@ -8,7 +8,10 @@
 
 mod common;
 
-use common::oidc::{authorize_url, code_for, follow, pkce, query_param, register, target, web_app};
+use common::oidc::{
+    authorize_url, code_for, exchange, follow, pkce, query_param, refresh, register, target,
+    userinfo, web_app,
+};
 use common::{Browser, TestServer, PASSWORD};
 use gatehouse_core::conditional_access::{
     Assignments, Conditions, Control, Grant, LocationCondition, LocationScope, NamedLocation,
@@ -245,6 +248,65 @@ async fn a_location_policy_blocks_an_address_range_behind_the_trusted_proxy() {
         (row.method.as_str(), row.failure_reason.as_deref()),
         ("sso", Some("blocked_by_policy"))
     );
+}
+
+#[tokio::test]
+async fn a_block_reaches_refresh_tokens_and_revokes_their_family() {
+    let server = TestServer::start().await;
+    let shop = register(&server, web_app("Shop")).await;
+    let mut b = server.signed_up("Ada", "ada@example.com", PASSWORD).await;
+    let (code, verifier) = code_for(&mut b, &shop, &[]).await;
+    let (_, t1) = exchange(&server, &shop, &code, &verifier).await;
+    let (status, t2) = refresh(&server, &shop, t1["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "no policy yet");
+    // The application's servers refresh from the loopback here; the policy blocks them.
+    server
+        .state
+        .identity
+        .save_location(
+            &NamedLocation {
+                id: "app-servers".into(),
+                name: "Application servers".into(),
+                trusted: false,
+                ranges: vec!["127.0.0.0/8".parse().unwrap()],
+            },
+            server.state.now(),
+        )
+        .await
+        .unwrap();
+    let mut p = policy("block-servers", Grant::Block);
+    p.targets = Targets {
+        applications: vec![shop.id.clone()],
+        ..Targets::default()
+    };
+    p.conditions.locations = Some(LocationCondition {
+        include: LocationScope::Selected(vec!["app-servers".into()]),
+        ..LocationCondition::default()
+    });
+    save(&server, &p).await;
+    let (status, body) = refresh(&server, &shop, t2["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    assert_eq!(
+        userinfo(&server, t2["access_token"].as_str().unwrap())
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED,
+        "the grant's tokens are revoked"
+    );
+    let row = newest(&server, "ada@example.com").await;
+    assert_eq!(
+        (
+            row.method.as_str(),
+            row.result.as_str(),
+            row.failure_reason.as_deref()
+        ),
+        ("refresh", "blocked", Some("blocked_by_policy"))
+    );
+    assert_eq!(row.application, shop.id);
+    assert!(results(&row)[0].applied);
 }
 
 #[tokio::test]

@@ -127,6 +127,7 @@ methods! {
     SignUpFederated => Role::FirstFactor(&[Factor::ProviderSignUp]),
     EmailChange => Role::AfterFirstFactor,
     SingleSignOn => Role::AfterFirstFactor,
+    TokenRefresh => Role::AfterFirstFactor,
 }
 
 /// A way to reach an application, in the order a row takes them: the portal signs in the

@@ -525,8 +525,10 @@ fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, String)>,
     Ok(pairs)
 }
 
-pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let cors = cors(&state, &headers).await;
+pub async fn token(State(state): State<AppState>, incoming: Incoming, body: Bytes) -> Response {
+    let headers = &incoming.headers;
+    let client_ip = incoming.client_ip(&state).to_string();
+    let cors = cors(&state, headers).await;
     let result = async {
         let pairs = parse_form(&headers, &body)?;
         let auth = client_auth(&headers, &pairs)?;
@@ -539,6 +541,7 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
             code_verifier: owned("code_verifier"),
             refresh_token: owned("refresh_token"),
             scope: owned("scope"),
+            client_ip,
         };
         state.identity.token(&client, &request, state.now()).await
     }

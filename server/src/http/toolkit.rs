@@ -367,6 +367,17 @@ pub struct Incoming {
     extensions: axum::http::Extensions,
 }
 
+impl Incoming {
+    /// The client's address (the peer, or what a trusted proxy says it forwarded).
+    pub(super) fn client_ip(&self, state: &AppState) -> std::net::IpAddr {
+        client_ip(
+            peer_ip(&self.extensions),
+            &self.headers,
+            &state.config.trusted_proxies,
+        )
+    }
+}
+
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Incoming {
     type Rejection = std::convert::Infallible;
 

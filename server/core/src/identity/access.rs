@@ -7,12 +7,14 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{AuthError, Identity, RequestContext};
+use super::oidc::Client;
+use super::{AuthError, Identity, Method, RequestContext};
 use crate::conditional_access::{
     evaluate, AccessDecision, AccessSignals, ClientType, Grant, NamedLocation, Policy,
     PolicyProblem, PolicySet, PolicyState, Resource, RiskLevel,
 };
-use crate::store::{GroupRecord, PolicyVersion, StoreError, User};
+use crate::store::{GrantRecord, GroupRecord, PolicyVersion, SignInLogEntry, StoreError, User};
+use crate::tokens::random_id;
 
 /// How long an instance trusts its cached policies before it checks the database's change
 /// counter again: a change made on another instance applies here within this time.
@@ -121,10 +123,10 @@ impl Identity {
         })
     }
 
-    /// The signals Conditional Access sees for `user` reaching `application`.
+    /// The signals Conditional Access sees for `user` reaching `application` from `client_ip`.
     pub(super) async fn access_signals(
         &self,
-        ctx: &RequestContext,
+        client_ip: &str,
         user: &User,
         application: &str,
     ) -> Result<AccessSignals, AuthError> {
@@ -136,7 +138,7 @@ impl Identity {
             user_id: user.id.clone(),
             groups: self.store.groups_of_user(&user.id).await?,
             resource: Resource::of_application(application),
-            client_ip: ctx.client_ip.parse().ok(),
+            client_ip: client_ip.parse().ok(),
             client_type,
             sign_in_risk: RiskLevel::None,
             user_risk: RiskLevel::None,
@@ -151,9 +153,53 @@ impl Identity {
         application: &str,
         now: i64,
     ) -> Result<AccessDecision, AuthError> {
-        let signals = self.access_signals(ctx, user, application).await?;
+        let signals = self
+            .access_signals(&ctx.client_ip, user, application)
+            .await?;
         let set = self.policy_set(now).await?;
         Ok(evaluate(&signals, &set.policies, &set.locations))
+    }
+
+    /// Conditional Access when an application refreshes its tokens: a block that applies to
+    /// the grant's account, the application and the address the refresh comes from revokes the
+    /// grant (every token of its family) and is written to the sign-in log.
+    pub(super) async fn refresh_blocked(
+        &self,
+        client: &Client,
+        grant: &GrantRecord,
+        client_ip: &str,
+        now: i64,
+    ) -> Result<bool, AuthError> {
+        let Some(user_id) = &grant.user_id else {
+            return Ok(false);
+        };
+        let Some(user) = self.store.find_user(user_id).await? else {
+            return Ok(false);
+        };
+        let signals = self.access_signals(client_ip, &user, &client.id).await?;
+        let set = self.policy_set(now).await?;
+        let decision = evaluate(&signals, &set.policies, &set.locations);
+        if decision.blocked_by.is_none() {
+            return Ok(false);
+        }
+        self.store.revoke_grant(&grant.id, now).await?;
+        self.store
+            .record_sign_in(&SignInLogEntry {
+                id: random_id(),
+                occurred_at: now,
+                user_id: Some(user.id.clone()),
+                email: user.email.clone(),
+                application: client.id.clone(),
+                client_ip: client_ip.chars().take(64).collect(),
+                user_agent: String::new(),
+                method: Method::TokenRefresh.as_str().into(),
+                result: "blocked".into(),
+                failure_reason: Some(AuthError::BlockedByPolicy.reason_code().into()),
+                session_id: grant.session_id.clone(),
+                policies: Some(decision.log_json()),
+            })
+            .await?;
+        Ok(true)
     }
 
     /// Whether an enforced policy that requires a second factor is assigned to this account

@@ -169,6 +169,8 @@ pub enum Method {
     /// An application's authorization request answered from an existing session (single
     /// sign-on): every code an application receives has a row.
     SingleSignOn,
+    /// An application's refresh of its tokens, refused by a Conditional Access block.
+    TokenRefresh,
 }
 
 impl Method {
@@ -187,6 +189,7 @@ impl Method {
             Method::SignUpFederated => "sign_up_federated",
             Method::EmailChange => "email_change",
             Method::SingleSignOn => "sso",
+            Method::TokenRefresh => "refresh",
         }
     }
 

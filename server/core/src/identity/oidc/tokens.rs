@@ -164,6 +164,14 @@ impl Identity {
         if !self.grant_session_live(&grant, now).await? {
             return Err(TokenError::InvalidGrant("the session has ended"));
         }
+        if self
+            .refresh_blocked(client, &grant, &req.client_ip, now)
+            .await?
+        {
+            return Err(TokenError::InvalidGrant(
+                "a Conditional Access policy blocks this access; the tokens are revoked",
+            ));
+        }
         self.issue_tokens(client, &grant, None, true, now).await
     }
 
