@@ -530,8 +530,8 @@ pub async fn token(State(state): State<AppState>, incoming: Incoming, body: Byte
     let client_ip = incoming.client_ip(&state).to_string();
     let cors = cors(&state, headers).await;
     let result = async {
-        let pairs = parse_form(&headers, &body)?;
-        let auth = client_auth(&headers, &pairs)?;
+        let pairs = parse_form(headers, &body)?;
+        let auth = client_auth(headers, &pairs)?;
         let client = state.identity.authenticate_client(&auth).await?;
         let owned = |name: &str| param(&pairs, name).map(str::to_string);
         let request = TokenRequest {
