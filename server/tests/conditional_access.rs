@@ -310,6 +310,37 @@ async fn a_block_reaches_refresh_tokens_and_revokes_their_family() {
 }
 
 #[tokio::test]
+async fn a_platform_policy_reads_the_user_agent() {
+    let server = TestServer::start().await;
+    let mut p = policy("no-android", Grant::Block);
+    p.conditions.platforms = vec![gatehouse_core::conditional_access::Platform::Android];
+    save(&server, &p).await;
+    server.signed_up("Ada", "ada@example.com", PASSWORD).await;
+    let mut phone = server.browser();
+    phone.client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(
+            "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) \
+             Chrome/126.0 Mobile Safari/537.36",
+        )
+        .build()
+        .unwrap();
+    let r = phone
+        .sign_in_with_password("ada@example.com", PASSWORD)
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = results(&newest(&server, "ada@example.com").await);
+    assert!(r[0].applied, "{r:?}");
+    let mut desktop = server.browser();
+    let r = desktop
+        .sign_in_with_password("ada@example.com", PASSWORD)
+        .await;
+    assert_eq!(r.location(), Some("/account"));
+    let r = results(&newest(&server, "ada@example.com").await);
+    assert_eq!(r[0].reason, "the platform is linux");
+}
+
+#[tokio::test]
 async fn report_only_changes_nothing_and_is_logged_with_what_it_would_have_done() {
     let server = TestServer::start().await;
     let mut p = policy("try-block", Grant::Block);

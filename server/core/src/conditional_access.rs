@@ -108,6 +108,47 @@ pub struct Targets {
     pub exclude_applications: Vec<String>,
 }
 
+/// The device platform a user agent names. It is what the browser says, unverified: useful to
+/// block, weak to grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    Android,
+    Ios,
+    Windows,
+    Macos,
+    Linux,
+    Other,
+}
+
+impl Platform {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Android => "android",
+            Platform::Ios => "ios",
+            Platform::Windows => "windows",
+            Platform::Macos => "macos",
+            Platform::Linux => "linux",
+            Platform::Other => "other",
+        }
+    }
+
+    /// The platform of a user agent, read with the Woothee parser.
+    pub fn of_user_agent(user_agent: &str) -> Self {
+        let Some(parsed) = woothee::parser::Parser::new().parse(user_agent) else {
+            return Platform::Other;
+        };
+        match parsed.os {
+            "Android" => Platform::Android,
+            "iPhone" | "iPad" | "iPod" | "iOS" => Platform::Ios,
+            "Mac OSX" | "Mac OS Classic" => Platform::Macos,
+            "Linux" | "ChromeOS" => Platform::Linux,
+            os if os.starts_with("Windows") => Platform::Windows,
+            _ => Platform::Other,
+        }
+    }
+}
+
 /// How the request reaches us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -153,6 +194,10 @@ pub struct Conditions {
     pub locations: Option<LocationCondition>,
     /// Client types that match (empty: any).
     pub client_types: Vec<ClientType>,
+    /// Device platforms that match (empty: any).
+    pub platforms: Vec<Platform>,
+    /// Device platforms left out.
+    pub exclude_platforms: Vec<Platform>,
 }
 
 /// An authentication strength, from the weakest; a stronger one satisfies a weaker one.
@@ -357,6 +402,8 @@ pub struct AccessSignals {
     /// The client address (none when unknown: no location matches it).
     pub client_ip: Option<IpAddr>,
     pub client_type: ClientType,
+    /// The device platform the user agent names.
+    pub platform: Platform,
     pub sign_in_risk: RiskLevel,
     pub user_risk: RiskLevel,
 }
@@ -527,6 +574,12 @@ fn applies(
     if !c.client_types.is_empty() && !c.client_types.contains(&s.client_type) {
         return Err("the client type does not match".into());
     }
+    if c.exclude_platforms.contains(&s.platform) {
+        return Err(format!("the platform {} is excluded", s.platform.as_str()));
+    }
+    if !c.platforms.is_empty() && !c.platforms.contains(&s.platform) {
+        return Err(format!("the platform is {}", s.platform.as_str()));
+    }
     let mut place = String::new();
     if let Some(l) = &c.locations {
         place = location_matches(l, s.client_ip, locations)?;
@@ -591,6 +644,7 @@ mod tests {
             resource: Resource::Application("shop".into()),
             client_ip: Some("203.0.113.9".parse().unwrap()),
             client_type: ClientType::Browser,
+            platform: Platform::Linux,
             sign_in_risk: RiskLevel::None,
             user_risk: RiskLevel::None,
         }
@@ -768,6 +822,40 @@ mod tests {
             ..both
         };
         assert!(evaluate(&native, &[p], &[]).blocked_by.is_some());
+    }
+
+    #[test]
+    fn platforms_come_from_the_user_agent_parser() {
+        let cases = [
+            ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Mobile Safari/537.36", Platform::Android),
+            ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1", Platform::Ios),
+            ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36", Platform::Windows),
+            ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15", Platform::Macos),
+            ("Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0", Platform::Linux),
+            ("curl/8.5.0", Platform::Other),
+            ("", Platform::Other),
+        ];
+        for (ua, platform) in cases {
+            assert_eq!(Platform::of_user_agent(ua), platform, "{ua}");
+        }
+    }
+
+    #[test]
+    fn platform_conditions_include_and_exclude() {
+        let mut p = policy("a", Grant::Block);
+        p.conditions.platforms = vec![Platform::Android, Platform::Ios];
+        assert_eq!(evaluate(&signals(), &[p.clone()], &[]).blocked_by, None);
+        let phone = AccessSignals {
+            platform: Platform::Ios,
+            ..signals()
+        };
+        assert!(evaluate(&phone, &[p.clone()], &[]).blocked_by.is_some());
+        p.conditions.platforms.clear();
+        p.conditions.exclude_platforms = vec![Platform::Ios];
+        let d = evaluate(&phone, &[p.clone()], &[]);
+        assert_eq!(d.blocked_by, None);
+        assert_eq!(d.results[0].reason, "the platform ios is excluded");
+        assert!(evaluate(&signals(), &[p], &[]).blocked_by.is_some());
     }
 
     #[test]

@@ -542,6 +542,13 @@ pub async fn token(State(state): State<AppState>, incoming: Incoming, body: Byte
             refresh_token: owned("refresh_token"),
             scope: owned("scope"),
             client_ip,
+            user_agent: headers
+                .get(axum::http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .chars()
+                .take(512)
+                .collect(),
         };
         state.identity.token(&client, &request, state.now()).await
     }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::oidc::Client;
 use super::{AuthError, Identity, Method, RequestContext};
 use crate::conditional_access::{
-    evaluate, AccessDecision, AccessSignals, ClientType, Grant, NamedLocation, Policy,
+    evaluate, AccessDecision, AccessSignals, ClientType, Grant, NamedLocation, Platform, Policy,
     PolicyProblem, PolicySet, PolicyState, Resource, RiskLevel,
 };
 use crate::store::{GrantRecord, GroupRecord, PolicyVersion, SignInLogEntry, StoreError, User};
@@ -123,10 +123,12 @@ impl Identity {
         })
     }
 
-    /// The signals Conditional Access sees for `user` reaching `application` from `client_ip`.
+    /// The signals Conditional Access sees for `user` reaching `application` from
+    /// `client_ip` with `user_agent`.
     pub(super) async fn access_signals(
         &self,
         client_ip: &str,
+        user_agent: &str,
         user: &User,
         application: &str,
     ) -> Result<AccessSignals, AuthError> {
@@ -140,6 +142,7 @@ impl Identity {
             resource: Resource::of_application(application),
             client_ip: client_ip.parse().ok(),
             client_type,
+            platform: Platform::of_user_agent(user_agent),
             sign_in_risk: RiskLevel::None,
             user_risk: RiskLevel::None,
         })
@@ -154,7 +157,7 @@ impl Identity {
         now: i64,
     ) -> Result<AccessDecision, AuthError> {
         let signals = self
-            .access_signals(&ctx.client_ip, user, application)
+            .access_signals(&ctx.client_ip, &ctx.user_agent, user, application)
             .await?;
         let set = self.policy_set(now).await?;
         Ok(evaluate(&signals, &set.policies, &set.locations))
@@ -168,6 +171,7 @@ impl Identity {
         client: &Client,
         grant: &GrantRecord,
         client_ip: &str,
+        user_agent: &str,
         now: i64,
     ) -> Result<bool, AuthError> {
         let Some(user_id) = &grant.user_id else {
@@ -176,7 +180,9 @@ impl Identity {
         let Some(user) = self.store.find_user(user_id).await? else {
             return Ok(false);
         };
-        let signals = self.access_signals(client_ip, &user, &client.id).await?;
+        let signals = self
+            .access_signals(client_ip, user_agent, &user, &client.id)
+            .await?;
         let set = self.policy_set(now).await?;
         let decision = evaluate(&signals, &set.policies, &set.locations);
         if decision.blocked_by.is_none() {
@@ -191,7 +197,7 @@ impl Identity {
                 email: user.email.clone(),
                 application: client.id.clone(),
                 client_ip: client_ip.chars().take(64).collect(),
-                user_agent: String::new(),
+                user_agent: user_agent.chars().take(512).collect(),
                 method: Method::TokenRefresh.as_str().into(),
                 result: "blocked".into(),
                 failure_reason: Some(AuthError::BlockedByPolicy.reason_code().into()),

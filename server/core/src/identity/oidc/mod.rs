@@ -540,8 +540,9 @@ pub struct TokenRequest {
     pub code_verifier: Option<String>,
     pub refresh_token: Option<String>,
     pub scope: Option<String>,
-    /// The address the request came from (Conditional Access location conditions at refresh).
+    /// The address and user agent the request came from (Conditional Access at refresh).
     pub client_ip: String,
+    pub user_agent: String,
 }
 
 /// Errors of the token, revocation and introspection endpoints (RFC 6749 §5.2).

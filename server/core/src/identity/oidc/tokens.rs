@@ -165,7 +165,7 @@ impl Identity {
             return Err(TokenError::InvalidGrant("the session has ended"));
         }
         if self
-            .refresh_blocked(client, &grant, &req.client_ip, now)
+            .refresh_blocked(client, &grant, &req.client_ip, &req.user_agent, now)
             .await?
         {
             return Err(TokenError::InvalidGrant(
