@@ -278,6 +278,27 @@ enum PoliciesAction {
     Remove { id: String },
     /// Print every saved version of a policy.
     History { id: String },
+    /// What the policies decide for a sign-in, and why each applies or not.
+    WhatIf {
+        #[arg(long)]
+        email: String,
+        /// An application's client id, or `account` for the account portal.
+        #[arg(long, default_value = "account")]
+        app: String,
+        #[arg(long)]
+        ip: String,
+        /// android, ios, windows, macos, linux or other.
+        #[arg(long, default_value = "other")]
+        platform: gatehouse_core::conditional_access::Platform,
+        /// A public native application rather than a browser.
+        #[arg(long)]
+        native: bool,
+        /// none, low, medium or high.
+        #[arg(long, default_value = "none")]
+        sign_in_risk: gatehouse_core::conditional_access::RiskLevel,
+        #[arg(long, default_value = "none")]
+        user_risk: gatehouse_core::conditional_access::RiskLevel,
+    },
 }
 
 #[derive(Subcommand)]
@@ -1034,6 +1055,57 @@ async fn policies(action: PoliciesAction, config: Config) -> ExitCode {
             .await
             .map(drop),
         PoliciesAction::Remove { id } => identity.delete_policy(&id, None, now).await,
+        PoliciesAction::WhatIf {
+            email,
+            app,
+            ip,
+            platform,
+            native,
+            sign_in_risk,
+            user_risk,
+        } => {
+            use gatehouse_core::conditional_access::ClientType;
+            let question = gatehouse_core::identity::WhatIf {
+                email,
+                application: app,
+                client_ip: ip,
+                platform,
+                client_type: if native {
+                    ClientType::Native
+                } else {
+                    ClientType::Browser
+                },
+                sign_in_risk,
+                user_risk,
+            };
+            return match identity.what_if(&question, now).await {
+                Ok(d) => {
+                    match &d.blocked_by {
+                        Some(p) => println!("decision: blocked by {p}"),
+                        None if d.required.is_empty() => println!("decision: allowed"),
+                        None => {
+                            let needs: Vec<String> = d
+                                .required
+                                .iter()
+                                .map(|r| format!("{} ({})", r.strength().as_str(), r.policy))
+                                .collect();
+                            println!("decision: allowed with {}", needs.join(", "));
+                        }
+                    }
+                    for r in d.results {
+                        println!(
+                            "{:<24} {:<11} {:<11} {}",
+                            r.id,
+                            r.state.as_str(),
+                            if r.applied { "applies" } else { "not applied" },
+                            r.reason
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            };
+        }
         PoliciesAction::History { id } => {
             return match identity.policy_history(&id).await {
                 Ok(versions) if versions.is_empty() => {

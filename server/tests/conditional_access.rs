@@ -341,6 +341,77 @@ async fn a_platform_policy_reads_the_user_agent() {
 }
 
 #[tokio::test]
+async fn what_if_answers_what_the_real_sign_in_meets() {
+    use gatehouse_core::conditional_access::{ClientType, Platform, RiskLevel};
+    use gatehouse_core::identity::WhatIf;
+    let server = TestServer::start().await;
+    let now = server.state.now();
+    server
+        .state
+        .identity
+        .save_location(
+            &NamedLocation {
+                id: "blocked-net".into(),
+                name: "Blocked network".into(),
+                trusted: false,
+                ranges: vec!["198.51.100.0/24".parse().unwrap()],
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let mut block = policy("block-net", Grant::Block);
+    block.conditions.locations = Some(LocationCondition {
+        include: LocationScope::Selected(vec!["blocked-net".into()]),
+        ..LocationCondition::default()
+    });
+    save(&server, &block).await;
+    let mut watch = policy("watch", require_mfa());
+    watch.state = PolicyState::ReportOnly;
+    save(&server, &watch).await;
+    server.signed_up("Ada", "ada@example.com", PASSWORD).await;
+    for ip in ["198.51.100.4", "203.0.113.10"] {
+        let question = WhatIf {
+            email: "ada@example.com".into(),
+            application: gatehouse_core::identity::ACCOUNT_PORTAL.into(),
+            client_ip: ip.into(),
+            platform: Platform::Linux,
+            client_type: ClientType::Browser,
+            sign_in_risk: RiskLevel::None,
+            user_risk: RiskLevel::None,
+        };
+        let answer = server
+            .state
+            .identity
+            .what_if(&question, server.state.now())
+            .await
+            .unwrap();
+        let mut b = Browser::new(&server.base, ip);
+        b.sign_in_with_password("ada@example.com", PASSWORD).await;
+        let real = results(&newest(&server, "ada@example.com").await);
+        assert_eq!(answer.results, real, "{ip}: What-If and the sign-in agree");
+        assert_eq!(
+            answer.blocked_by.is_some(),
+            ip.starts_with("198.51.100."),
+            "{ip}"
+        );
+    }
+    let unknown = WhatIf {
+        email: "nobody@example.com".into(),
+        application: "account".into(),
+        client_ip: "203.0.113.1".into(),
+        platform: Platform::Other,
+        client_type: ClientType::Browser,
+        sign_in_risk: RiskLevel::None,
+        user_risk: RiskLevel::None,
+    };
+    assert!(matches!(
+        server.state.identity.what_if(&unknown, now).await,
+        Err(AccessError::NotFound("account"))
+    ));
+}
+
+#[tokio::test]
 async fn report_only_changes_nothing_and_is_logged_with_what_it_would_have_done() {
     let server = TestServer::start().await;
     let mut p = policy("try-block", Grant::Block);
@@ -550,6 +621,34 @@ fn the_command_line_manages_policies_groups_and_locations() {
     assert!(text(&out).contains("mfa-outside"));
     let out = gatehouse(&dir, &["policies", "report-only", "mfa-outside"]);
     assert!(text(&out).contains("report-only"), "{}", text(&out));
+    let out = gatehouse(
+        &dir,
+        &[
+            "policies",
+            "what-if",
+            "--email",
+            "nobody@example.com",
+            "--ip",
+            "203.0.113.9",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(text(&out).contains("no such account"), "{}", text(&out));
+    let out = gatehouse(
+        &dir,
+        &[
+            "policies",
+            "what-if",
+            "--email",
+            "x@example.com",
+            "--ip",
+            "1.2.3.4",
+            "--platform",
+            "beos",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(text(&out).contains("not a platform"), "{}", text(&out));
     let out = gatehouse(&dir, &["policies", "history", "mfa-outside"]);
     assert!(text(&out).contains("version 2"), "{}", text(&out));
     let out = gatehouse(&dir, &["policies", "export"]);

@@ -51,6 +51,26 @@ pub enum RiskLevel {
     High,
 }
 
+impl std::str::FromStr for RiskLevel {
+    type Err = PolicyProblem;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            RiskLevel::None,
+            RiskLevel::Low,
+            RiskLevel::Medium,
+            RiskLevel::High,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+        .ok_or_else(|| {
+            PolicyProblem(format!(
+                "{s:?} is not a risk level (none, low, medium, high)"
+            ))
+        })
+    }
+}
+
 impl RiskLevel {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -119,6 +139,28 @@ pub enum Platform {
     Macos,
     Linux,
     Other,
+}
+
+impl std::str::FromStr for Platform {
+    type Err = PolicyProblem;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            Platform::Android,
+            Platform::Ios,
+            Platform::Windows,
+            Platform::Macos,
+            Platform::Linux,
+            Platform::Other,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == s)
+        .ok_or_else(|| {
+            PolicyProblem(format!(
+                "{s:?} is not a platform (android, ios, windows, macos, linux, other)"
+            ))
+        })
+    }
 }
 
 impl Platform {

@@ -43,6 +43,19 @@ pub struct PolicyDocument {
     pub policies: Vec<Policy>,
 }
 
+/// The inputs of a What-If question: who, where to, from where and with what.
+#[derive(Debug, Clone)]
+pub struct WhatIf {
+    pub email: String,
+    /// An OIDC client id, or the account portal's name.
+    pub application: String,
+    pub client_ip: String,
+    pub platform: Platform,
+    pub client_type: ClientType,
+    pub sign_in_risk: RiskLevel,
+    pub user_risk: RiskLevel,
+}
+
 /// A policy as the console and the command line list it.
 #[derive(Debug, Clone)]
 pub struct PolicyEntry {
@@ -232,6 +245,26 @@ impl Identity {
     }
 
     // ------------------------------------------------------------ administration
+
+    /// What the policies in force decide for these inputs: the same evaluation as a real
+    /// sign-in, over the same policies, groups and locations.
+    pub async fn what_if(&self, q: &WhatIf, now: i64) -> Result<AccessDecision, AccessError> {
+        let user = self.account_by_email(&q.email).await?;
+        let set = self.policy_set(now).await?;
+        let signals = AccessSignals {
+            user_id: user.id.clone(),
+            groups: self.store.groups_of_user(&user.id).await?,
+            resource: Resource::of_application(&q.application),
+            client_ip: Some(q.client_ip.trim().parse().map_err(|_| {
+                AccessError::Invalid(PolicyProblem("the IP address is not valid".into()))
+            })?),
+            client_type: q.client_type,
+            platform: q.platform,
+            sign_in_risk: q.sign_in_risk,
+            user_risk: q.user_risk,
+        };
+        Ok(evaluate(&signals, &set.policies, &set.locations))
+    }
 
     /// Every policy with its version, in the order they were created.
     pub async fn list_policies(&self) -> Result<Vec<PolicyEntry>, AuthError> {
