@@ -7,12 +7,13 @@ use leptos::prelude::*;
 use crate::components::{FormError, Notice};
 
 /// The console's sections, in the order of its navigation.
-pub const SECTIONS: [(&str, &str); 8] = [
+pub const SECTIONS: [(&str, &str); 9] = [
     ("overview", "Overview"),
     ("users", "Users"),
     ("apps", "Applications"),
     ("sign-ins", "Sign-in logs"),
     ("audit", "Audit log"),
+    ("access", "Conditional Access"),
     ("providers", "Identity providers"),
     ("branding", "Branding"),
     ("outbox", "Outbox"),
@@ -596,6 +597,104 @@ pub fn AdminOutboxPage(data: OutboxData) -> impl IntoView {
         <Console current="outbox" title="Development outbox".into() frame=data.frame>
             <p class="gh-lead">"No email or SMS gateway is configured, so messages are kept here instead of being sent."</p>
             <DataTable caption="Messages".into() headers=vec!["Time", "Channel", "To", "Subject", "Body"] rows=data.rows/>
+        </Console>
+    }
+}
+
+// ---------------------------------------------------------------- conditional access
+
+/// A choice of a select: its value and label.
+#[derive(Debug, Clone, Default)]
+pub struct Choice {
+    pub value: String,
+    pub label: String,
+}
+
+/// The What-If form's values.
+#[derive(Debug, Clone, Default)]
+pub struct WhatIfForm {
+    pub email: String,
+    pub app: String,
+    pub ip: String,
+    pub platform: String,
+    pub sign_in_risk: String,
+    pub user_risk: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AccessData {
+    pub frame: Frame,
+    pub policies: Vec<Vec<Cell>>,
+    pub groups: Vec<Vec<Cell>>,
+    pub locations: Vec<Vec<Cell>>,
+    pub applications: Vec<Choice>,
+    pub form: WhatIfForm,
+    /// The What-If answer: the decision in words, and a row a policy.
+    pub decision: Option<String>,
+    pub results: Vec<Vec<Cell>>,
+}
+
+#[component]
+fn ChoiceSelect(
+    id: &'static str,
+    label: &'static str,
+    choices: Vec<Choice>,
+    selected: String,
+) -> impl IntoView {
+    view! {
+        <div class="gh-field">
+            <label for=id>{label}</label>
+            <select id=id name=id>
+                {choices
+                    .into_iter()
+                    .map(|c| {
+                        let chosen = c.value == selected;
+                        view! { <option value=c.value selected=chosen>{c.label}</option> }
+                    })
+                    .collect_view()}
+            </select>
+        </div>
+    }
+}
+
+fn choices(values: &[&str]) -> Vec<Choice> {
+    values
+        .iter()
+        .map(|v| Choice {
+            value: v.to_string(),
+            label: v.to_string(),
+        })
+        .collect()
+}
+
+#[component]
+pub fn AdminAccessPage(data: AccessData) -> impl IntoView {
+    let f = data.form;
+    let platforms = choices(&["other", "android", "ios", "windows", "macos", "linux"]);
+    let risks = choices(&["none", "low", "medium", "high"]);
+    view! {
+        <Console current="access" title="Conditional Access".into() frame=data.frame>
+            <p class="gh-lead">"Policies apply after the first factor of every sign-in and to every application's request. They are managed with gatehouse policies, groups and locations on the command line."</p>
+            <DataTable caption="Policies".into() headers=vec!["Policy", "State", "Version", "Last change"] rows=data.policies/>
+            <DataTable caption="Groups".into() headers=vec!["Group", "Id", "Members"] rows=data.groups/>
+            <DataTable caption="Named locations".into() headers=vec!["Location", "Id", "Trusted", "Ranges"] rows=data.locations/>
+            <h2>"What If"</h2>
+            <form method="get" action="/admin/access" class="gh-form gh-filters" aria-label="What If">
+                <Input id="email" label="User (email)" value=f.email kind="email"/>
+                <ChoiceSelect id="app" label="Application" choices=data.applications selected=f.app/>
+                <Input id="ip" label="IP address" value=f.ip/>
+                <ChoiceSelect id="platform" label="Device platform" choices=platforms selected=f.platform/>
+                <ChoiceSelect id="sign_in_risk" label="Sign-in risk" choices=risks.clone() selected=f.sign_in_risk/>
+                <ChoiceSelect id="user_risk" label="User risk" choices=risks selected=f.user_risk/>
+                <button type="submit" class="gh-button">"Evaluate"</button>
+            </form>
+            {data.decision.map(|d| view! {
+                <section aria-labelledby="what-if-answer">
+                    <h3 id="what-if-answer">"The decision"</h3>
+                    <p role="status">{d}</p>
+                    <DataTable caption="Policies evaluated".into() headers=vec!["Policy", "State", "Applies", "Why"] rows=data.results.clone()/>
+                </section>
+            })}
         </Console>
     }
 }

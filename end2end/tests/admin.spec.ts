@@ -86,3 +86,26 @@ test('an admin registers an application and sees its secret once; customers are 
   expect(response?.status()).toBe(403);
   await expect(page.getByRole('heading', { name: 'Admins only' })).toBeVisible();
 });
+
+test('the Conditional Access page lists what is in force and answers What If', async ({ page, browser }) => {
+  const email = uniqueEmail('what-if');
+  await signUp(page, 'What If Customer', email);
+  const context = await newContext(browser);
+  const admin = await context.newPage();
+  await signInAsAdmin(admin);
+  await admin.goto('/admin');
+  await admin.getByRole('navigation', { name: 'Admin console' }).getByRole('link', { name: 'Conditional Access' }).click();
+  await expect(admin.getByRole('heading', { name: 'Conditional Access', level: 1 })).toBeVisible();
+  await expect(admin.getByRole('table', { name: 'Policies' })).toBeVisible();
+  await expect(admin.getByRole('table', { name: 'Named locations' })).toBeVisible();
+  await expectAccessible(admin);
+  const form = admin.getByRole('form', { name: 'What If' });
+  await form.getByLabel('User (email)').fill(email);
+  await form.getByLabel('IP address').fill('203.0.113.50');
+  await form.getByLabel('Device platform').selectOption('windows');
+  await form.getByRole('button', { name: 'Evaluate' }).click();
+  await expect(admin.getByRole('status')).toContainText('Allowed: no enforced policy asks anything.');
+  await expect(admin.getByLabel('Device platform')).toHaveValue('windows');
+  await expectAccessible(admin);
+  await context.close();
+});

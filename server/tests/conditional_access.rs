@@ -228,6 +228,27 @@ async fn a_location_policy_blocks_an_address_range_behind_the_trusted_proxy() {
             |c: &Vec<(String, i64)>| c.iter().find(|(t, _)| t == "sessions").map(|(_, n)| *n);
         assert_eq!(sessions(&before), sessions(&after), "{ip}: no session");
     }
+    // The console lists the policy and the location, and What-If gives the same answer.
+    let page = console.get("/admin/access").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Policy block-net") && page.body.contains("198.51.100.0/24"));
+    let page = console
+        .get("/admin/access?email=ada%40example.com&app=account&ip=198.51.100.7&platform=linux&sign_in_risk=none&user_risk=none")
+        .await;
+    assert!(
+        page.body.contains("Blocked by the policy block-net."),
+        "What-If answers"
+    );
+    let page = console
+        .get("/admin/access?email=ada%40example.com&app=account&ip=203.0.113.10")
+        .await;
+    assert!(page
+        .body
+        .contains("Allowed: no enforced policy asks anything."));
+    let page = console
+        .get("/admin/access?email=ada%40example.com&ip=not-an-address")
+        .await;
+    assert!(page.body.contains("the IP address is not valid"));
     // From elsewhere the account signs in, and its session reaches the application.
     let (code, _) = code_for(&mut home, &shop, &[]).await;
     assert!(!code.is_empty());

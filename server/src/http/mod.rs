@@ -312,6 +312,7 @@ fn route_specs() -> Vec<RouteSpec> {
         route("/admin/sign-ins", Some(get(admin::sign_ins)), None),
         route("/admin/sign-ins/{id}", Some(get(admin::sign_in)), None),
         route("/admin/audit", Some(get(admin::audit)), None),
+        route("/admin/access", Some(get(admin::access)), None),
         route("/admin/outbox", Some(get(admin::outbox)), None),
         route(
             "/admin/providers",

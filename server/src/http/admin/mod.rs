@@ -16,12 +16,14 @@ use gatehouse_core::store::User;
 use crate::http::toolkit::{current_session, internal_error_page, redirect, Page};
 use crate::AppState;
 
+mod access;
 mod apps;
 mod branding;
 mod logs;
 mod providers;
 mod users;
 
+pub use access::access;
 pub use apps::{app, apps, delete_app, register_app, rotate_app_secret, update_app};
 pub use branding::{branding, save_branding};
 pub use logs::{audit, outbox, sign_in, sign_ins};
