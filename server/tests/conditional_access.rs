@@ -37,6 +37,7 @@ fn policy(id: &str, grant: Grant) -> Policy {
         },
         conditions: Conditions::default(),
         grant,
+        session: Default::default(),
     }
 }
 
@@ -430,6 +431,68 @@ async fn what_if_answers_what_the_real_sign_in_meets() {
         server.state.identity.what_if(&unknown, now).await,
         Err(AccessError::NotFound("account"))
     ));
+}
+
+#[tokio::test]
+async fn sign_in_frequency_asks_again_once_its_time_has_passed() {
+    use gatehouse_core::conditional_access::SignInFrequency;
+    let server = TestServer::start().await;
+    let shop = register(&server, web_app("Shop")).await;
+    let blog = register(&server, web_app("Blog")).await;
+    // Access granted with a session control only: a sign-in within the hour.
+    let mut p = policy(
+        "hourly-shop",
+        Grant::Require {
+            controls: vec![],
+            require_all: false,
+        },
+    );
+    p.targets = Targets {
+        applications: vec![shop.id.clone()],
+        ..Targets::default()
+    };
+    p.session.sign_in_frequency = Some(SignInFrequency::Hours { hours: 1 });
+    save(&server, &p).await;
+    let mut b = server.signed_up("Ada", "ada@example.com", PASSWORD).await;
+    let silently = |app| {
+        let (_, challenge) = pkce();
+        authorize_url(app, &challenge, &[("prompt", Some("none"))])
+    };
+    let r = b.get(&silently(&shop)).await;
+    assert!(
+        query_param(&target(&r).unwrap(), "code").is_some(),
+        "within the hour"
+    );
+    // The session stays alive (activity within the idle time), but its sign-in gets old.
+    server.clock.advance_ms(40 * 60 * 1000);
+    assert_eq!(b.get("/account").await.status, StatusCode::OK);
+    server.clock.advance_ms(25 * 60 * 1000);
+    let r = b.get(&silently(&shop)).await;
+    let location = target(&r).unwrap();
+    assert_eq!(
+        query_param(&location, "error").as_deref(),
+        Some("login_required"),
+        "{location}"
+    );
+    let row = newest(&server, "ada@example.com").await;
+    assert_eq!(
+        (row.method.as_str(), row.failure_reason.as_deref()),
+        ("sso", Some("login_required"))
+    );
+    let r = b.get(&silently(&blog)).await;
+    assert!(
+        query_param(&target(&r).unwrap(), "code").is_some(),
+        "another application is not targeted"
+    );
+    let (_, challenge) = pkce();
+    let r = b.get(&authorize_url(&shop, &challenge, &[])).await;
+    assert_eq!(r.location(), Some("/sign-in"), "asked to sign in again");
+    let r = b.sign_in_with_password("ada@example.com", PASSWORD).await;
+    let r = follow(&mut b, r).await;
+    assert!(
+        query_param(&target(&r).unwrap(), "code").is_some(),
+        "a new sign-in meets it"
+    );
 }
 
 #[tokio::test]

@@ -314,6 +314,49 @@ pub enum Grant {
     },
 }
 
+/// How often a person must sign in again to reach the targeted resources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum SignInFrequency {
+    /// A sign-in made for this very request (as `prompt=login`).
+    EveryTime,
+    /// A sign-in within this many hours.
+    Hours { hours: u32 },
+}
+
+impl SignInFrequency {
+    /// The longest allowed, in hours (a year).
+    pub const MAX_HOURS: u32 = 8760;
+
+    /// Whether a session authenticated at `auth_time` meets it for a request made at
+    /// `requested_at`, at `now` (milliseconds).
+    pub fn met(self, auth_time: i64, requested_at: i64, now: i64) -> bool {
+        match self {
+            SignInFrequency::EveryTime => auth_time >= requested_at,
+            SignInFrequency::Hours { hours } => now - auth_time <= i64::from(hours) * 3_600_000,
+        }
+    }
+
+    /// The stricter of two frequencies.
+    pub fn stricter(self, other: Self) -> Self {
+        match (self, other) {
+            (SignInFrequency::EveryTime, _) | (_, SignInFrequency::EveryTime) => {
+                SignInFrequency::EveryTime
+            }
+            (SignInFrequency::Hours { hours: a }, SignInFrequency::Hours { hours: b }) => {
+                SignInFrequency::Hours { hours: a.min(b) }
+            }
+        }
+    }
+}
+
+/// What a policy asks of the session once access is granted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionControls {
+    pub sign_in_frequency: Option<SignInFrequency>,
+}
+
 /// A Conditional Access policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -328,6 +371,8 @@ pub struct Policy {
     #[serde(default)]
     pub conditions: Conditions,
     pub grant: Grant,
+    #[serde(default)]
+    pub session: SessionControls,
 }
 
 /// A named location: address ranges, possibly trusted.
@@ -381,8 +426,15 @@ impl Policy {
             );
         }
         if let Grant::Require { controls, .. } = &self.grant {
-            if controls.is_empty() {
-                return problem("a grant must require at least one control, or block");
+            if controls.is_empty() && self.session == SessionControls::default() {
+                return problem(
+                    "a grant must require at least one control, block, or set a session control",
+                );
+            }
+        }
+        if let Some(SignInFrequency::Hours { hours }) = self.session.sign_in_frequency {
+            if hours == 0 || hours > SignInFrequency::MAX_HOURS {
+                return problem("the sign-in frequency must be 1 to 8760 hours, or every time");
             }
         }
         if let Some(l) = &self.conditions.locations {
@@ -471,6 +523,8 @@ pub struct AccessDecision {
     pub blocked_by: Option<String>,
     /// The grants of every enforced policy that applies; each must be met.
     pub required: Vec<Requirement>,
+    /// The strictest sign-in frequency of the enforced policies that apply.
+    pub sign_in_frequency: Option<SignInFrequency>,
     /// Every policy that is not off, in order, with its result.
     pub results: Vec<PolicyResult>,
 }
@@ -538,6 +592,7 @@ pub fn evaluate(
     let mut decision = AccessDecision {
         blocked_by: None,
         required: Vec::new(),
+        sign_in_frequency: None,
         results: Vec::new(),
     };
     for policy in policies.iter().filter(|p| p.state != PolicyState::Off) {
@@ -554,10 +609,18 @@ pub fn evaluate(
         if !applied || policy.state != PolicyState::On {
             continue;
         }
+        if let Some(f) = policy.session.sign_in_frequency {
+            decision.sign_in_frequency = Some(match decision.sign_in_frequency {
+                Some(held) => held.stricter(f),
+                None => f,
+            });
+        }
         match &policy.grant {
             Grant::Block => {
                 decision.blocked_by.get_or_insert_with(|| policy.id.clone());
             }
+            // Access granted with session controls only.
+            Grant::Require { controls, .. } if controls.is_empty() => {}
             Grant::Require {
                 controls,
                 require_all,
@@ -707,6 +770,7 @@ mod tests {
             },
             conditions: Conditions::default(),
             grant,
+            session: SessionControls::default(),
         }
     }
 
@@ -952,6 +1016,38 @@ mod tests {
         assert!(evaluate(&at("203.0.113.5"), &[p], &locations)
             .blocked_by
             .is_some());
+    }
+
+    #[test]
+    fn the_strictest_sign_in_frequency_of_the_enforced_policies_holds() {
+        let mut eight = policy("a", mfa());
+        eight.session.sign_in_frequency = Some(SignInFrequency::Hours { hours: 8 });
+        let mut two = policy("b", mfa());
+        two.session.sign_in_frequency = Some(SignInFrequency::Hours { hours: 2 });
+        let d = evaluate(&signals(), &[eight.clone(), two.clone()], &[]);
+        assert_eq!(
+            d.sign_in_frequency,
+            Some(SignInFrequency::Hours { hours: 2 })
+        );
+        two.state = PolicyState::ReportOnly;
+        let d = evaluate(&signals(), &[eight.clone(), two], &[]);
+        assert_eq!(
+            d.sign_in_frequency,
+            Some(SignInFrequency::Hours { hours: 8 })
+        );
+        let mut every = policy("c", mfa());
+        every.session.sign_in_frequency = Some(SignInFrequency::EveryTime);
+        let d = evaluate(&signals(), &[eight, every], &[]);
+        assert_eq!(d.sign_in_frequency, Some(SignInFrequency::EveryTime));
+        let hour = 3_600_000;
+        let f = SignInFrequency::Hours { hours: 8 };
+        assert!(f.met(0, 10, 8 * hour));
+        assert!(!f.met(0, 10, 8 * hour + 1));
+        assert!(SignInFrequency::EveryTime.met(10, 10, 11));
+        assert!(!SignInFrequency::EveryTime.met(9, 10, 11));
+        let mut never = policy("d", mfa());
+        never.session.sign_in_frequency = Some(SignInFrequency::Hours { hours: 0 });
+        assert!(never.validate(&[]).is_err());
     }
 
     #[test]

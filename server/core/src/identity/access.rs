@@ -588,6 +588,7 @@ fn unreadable(id: &str, name: &str) -> Policy {
         },
         conditions: Default::default(),
         grant: Grant::Block,
+        session: Default::default(),
     }
 }
 

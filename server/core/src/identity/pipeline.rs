@@ -665,6 +665,7 @@ mod tests {
                     require_all: false,
                 }]
             },
+            sign_in_frequency: None,
             results: vec![],
         }
     }

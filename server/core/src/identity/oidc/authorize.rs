@@ -318,7 +318,10 @@ impl Identity {
         };
         let signals = ApplicationSignals {
             application: client.id.clone(),
-            fresh: Self::fresh_enough(&req, requested_at, session),
+            fresh: Self::fresh_enough(&req, requested_at, session)
+                && access
+                    .sign_in_frequency
+                    .is_none_or(|f| f.met(session.auth_time, requested_at, now)),
             strength: Strength::parse(&session.amr),
             needs_enrollment: self.needs_enrollment(user).await?,
             requires_multifactor: req.requires_multifactor,
