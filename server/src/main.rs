@@ -278,6 +278,18 @@ enum PoliciesAction {
     Remove { id: String },
     /// Print every saved version of a policy.
     History { id: String },
+    /// What a policy (a saved one, or a draft in a JSON file) would have done to the sign-ins
+    /// of the last days, as if it were enforced.
+    Impact {
+        /// The id of a saved policy.
+        #[arg(required_unless_present = "file")]
+        id: Option<String>,
+        /// A JSON file with one policy (a draft).
+        #[arg(long, conflicts_with = "id")]
+        file: Option<PathBuf>,
+        #[arg(long, default_value_t = 30)]
+        days: i64,
+    },
     /// What the policies decide for a sign-in, and why each applies or not.
     WhatIf {
         #[arg(long)]
@@ -1099,6 +1111,47 @@ async fn policies(action: PoliciesAction, config: Config) -> ExitCode {
                             r.state.as_str(),
                             if r.applied { "applies" } else { "not applied" },
                             r.reason
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            };
+        }
+        PoliciesAction::Impact { id, file, days } => {
+            let policy = match (id, file) {
+                (_, Some(file)) => {
+                    let text = match std::fs::read_to_string(&file) {
+                        Ok(t) => t,
+                        Err(e) => return fail(format!("cannot read {}: {e}", file.display())),
+                    };
+                    match serde_json::from_str(&text) {
+                        Ok(p) => p,
+                        Err(e) => return fail(format!("{} is not a policy: {e}", file.display())),
+                    }
+                }
+                (Some(id), None) => match identity.list_policies().await {
+                    Ok(list) => match list.into_iter().find(|e| e.policy.id == id) {
+                        Some(e) => e.policy,
+                        None => return fail(format!("no policy with the id {id:?}")),
+                    },
+                    Err(e) => return fail(e),
+                },
+                (None, None) => return fail("give a policy id or --file FILE"),
+            };
+            return match identity.policy_impact(&policy, days, now).await {
+                Ok(r) => {
+                    println!(
+                        "over the last {} days, of {} successful sign-ins: {} blocked ({} users), {} asked for more ({} users)",
+                        r.days, r.sign_ins, r.blocked, r.users_blocked, r.challenged, r.users_challenged
+                    );
+                    for (app, blocked, challenged) in &r.by_application {
+                        println!("  {app:<24} {blocked:>6} blocked {challenged:>6} asked for more");
+                    }
+                    for (row, outcome) in &r.sample {
+                        println!(
+                            "  e.g. {} {} at {} from {} to {}: {outcome}",
+                            row.email, row.method, row.occurred_at, row.client_ip, row.application
                         );
                     }
                     ExitCode::SUCCESS

@@ -496,6 +496,88 @@ async fn sign_in_frequency_asks_again_once_its_time_has_passed() {
 }
 
 #[tokio::test]
+async fn impact_replays_a_draft_over_the_sign_in_log() {
+    let server = TestServer::start().await;
+    let shop = register(&server, web_app("Shop")).await;
+    let now = server.state.now();
+    server
+        .state
+        .identity
+        .save_location(
+            &NamedLocation {
+                id: "blocked-net".into(),
+                name: "Blocked network".into(),
+                trusted: false,
+                ranges: vec!["198.51.100.0/24".parse().unwrap()],
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    server.signed_up("Ada", "ada@example.com", PASSWORD).await;
+    server.signed_up("Bob", "bob@example.com", PASSWORD).await;
+    let mut last = server.browser();
+    for (email, ip) in [
+        ("ada@example.com", "198.51.100.1"),
+        ("ada@example.com", "198.51.100.2"),
+        ("bob@example.com", "198.51.100.3"),
+        ("bob@example.com", "203.0.113.4"),
+    ] {
+        last = Browser::new(&server.base, ip);
+        let r = last.sign_in_with_password(email, PASSWORD).await;
+        assert_eq!(r.location(), Some("/account"));
+    }
+    code_for(&mut last, &shop, &[]).await;
+    let mut draft = policy("draft-block", Grant::Block);
+    draft.state = PolicyState::Off;
+    draft.conditions.locations = Some(LocationCondition {
+        include: LocationScope::Selected(vec!["blocked-net".into()]),
+        ..LocationCondition::default()
+    });
+    let identity = &server.state.identity;
+    let report = identity
+        .policy_impact(&draft, 30, server.state.now())
+        .await
+        .unwrap();
+    // Two sign-ups, four password sign-ins and one single sign-on to the shop were logged.
+    assert_eq!(report.sign_ins, 7);
+    assert_eq!((report.blocked, report.users_blocked), (3, 2));
+    assert_eq!(report.challenged, 0);
+    assert_eq!(report.by_application, [("account".to_string(), 3, 0)]);
+    assert!(report
+        .sample
+        .iter()
+        .all(|(row, outcome)| row.client_ip.starts_with("198.51.100.") && *outcome == "blocked"));
+    // Asking for MFA of the shop challenges its one sign-on.
+    let mut mfa_shop = policy("draft-mfa", require_mfa());
+    mfa_shop.targets = Targets {
+        applications: vec![shop.id.clone()],
+        ..Targets::default()
+    };
+    let report = identity
+        .policy_impact(&mfa_shop, 30, server.state.now())
+        .await
+        .unwrap();
+    assert_eq!((report.blocked, report.challenged), (0, 1));
+    assert_eq!(report.by_application, [(shop.id.clone(), 0, 1)]);
+    // The replay reaches back only the days asked.
+    server.clock.advance_ms(2 * 86_400_000);
+    let report = identity
+        .policy_impact(&draft, 1, server.state.now())
+        .await
+        .unwrap();
+    assert_eq!(report.sign_ins, 0);
+    assert!(identity
+        .policy_impact(&draft, 0, server.state.now())
+        .await
+        .is_err());
+    assert!(
+        identity.list_policies().await.unwrap().is_empty(),
+        "a replay saves nothing"
+    );
+}
+
+#[tokio::test]
 async fn report_only_changes_nothing_and_is_logged_with_what_it_would_have_done() {
     let server = TestServer::start().await;
     let mut p = policy("try-block", Grant::Block);

@@ -97,3 +97,30 @@ impl Store {
         rows.iter().map(SignInLogEntry::from_row).collect()
     }
 }
+
+impl Store {
+    /// One page of the successful sign-ins of known accounts since `since`, oldest first,
+    /// after the row `after` (its time and id): for replaying the log in batches that never
+    /// hold the table.
+    pub async fn successful_sign_ins_after(
+        &self,
+        since: i64,
+        after: Option<(i64, &str)>,
+        limit: i64,
+    ) -> StoreResult<Vec<SignInLogEntry>> {
+        let (at, id) = after.unwrap_or((i64::MIN, ""));
+        let rows = sqlx::query(&format!(
+            "SELECT {SIGN_IN_COLUMNS} FROM sign_in_log WHERE occurred_at >= $1 \
+             AND result = 'success' AND user_id IS NOT NULL \
+             AND (occurred_at > $2 OR (occurred_at = $2 AND id > $3)) \
+             ORDER BY occurred_at, id LIMIT $4"
+        ))
+        .bind(since)
+        .bind(at)
+        .bind(id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(SignInLogEntry::from_row).collect()
+    }
+}

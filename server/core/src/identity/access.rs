@@ -56,6 +56,26 @@ pub struct WhatIf {
     pub user_risk: RiskLevel,
 }
 
+/// What a policy would have done to the sign-ins of the last days.
+#[derive(Debug, Clone, Default)]
+pub struct ImpactReport {
+    pub days: i64,
+    /// Successful sign-ins replayed.
+    pub sign_ins: i64,
+    pub blocked: i64,
+    /// Sign-ins that would have been asked for more than they proved.
+    pub challenged: i64,
+    pub users_blocked: i64,
+    pub users_challenged: i64,
+    /// Per application: (application, blocked, challenged), most affected first.
+    pub by_application: Vec<(String, i64, i64)>,
+    /// Up to ten of the affected sign-ins, with what would have happened.
+    pub sample: Vec<(SignInLogEntry, &'static str)>,
+}
+
+/// The most days an impact replay reaches back (the sign-in log's retention).
+pub const MAX_IMPACT_DAYS: i64 = 90;
+
 /// A policy as the console and the command line list it.
 #[derive(Debug, Clone)]
 pub struct PolicyEntry {
@@ -245,6 +265,106 @@ impl Identity {
     }
 
     // ------------------------------------------------------------ administration
+
+    /// Replays `policy` (whatever its state, as if enforced) over the successful sign-ins of
+    /// the last `days` days, in batches, and counts what it would have blocked or asked more
+    /// of. Groups are today's; what a sign-in proved is read from its method (a second
+    /// factor or a passkey is multifactor, a passkey phishing-resistant).
+    pub async fn policy_impact(
+        &self,
+        policy: &Policy,
+        days: i64,
+        now: i64,
+    ) -> Result<ImpactReport, AccessError> {
+        if !(1..=MAX_IMPACT_DAYS).contains(&days) {
+            return Err(AccessError::Invalid(PolicyProblem(format!(
+                "the replay covers 1 to {MAX_IMPACT_DAYS} days"
+            ))));
+        }
+        let locations = self.current_policy_set().await?.locations;
+        policy.validate(&locations).map_err(AccessError::Invalid)?;
+        let enforced = [Policy {
+            state: PolicyState::On,
+            ..policy.clone()
+        }];
+        let mut report = ImpactReport {
+            days,
+            ..ImpactReport::default()
+        };
+        let mut groups: std::collections::HashMap<String, Vec<String>> = Default::default();
+        let mut native: std::collections::HashMap<String, bool> = Default::default();
+        let (mut blocked_users, mut challenged_users) = (
+            std::collections::HashSet::new(),
+            std::collections::HashSet::new(),
+        );
+        let mut apps: std::collections::HashMap<String, (i64, i64)> = Default::default();
+        let mut after: Option<(i64, String)> = None;
+        loop {
+            let rows = self
+                .store
+                .successful_sign_ins_after(
+                    now - days * 86_400_000,
+                    after.as_ref().map(|(t, id)| (*t, id.as_str())),
+                    2_000,
+                )
+                .await?;
+            let Some(last) = rows.last() else { break };
+            after = Some((last.occurred_at, last.id.clone()));
+            for row in rows {
+                let Some(user_id) = row.user_id.clone() else {
+                    continue;
+                };
+                if !groups.contains_key(&user_id) {
+                    let of_user = self.store.groups_of_user(&user_id).await?;
+                    groups.insert(user_id.clone(), of_user);
+                }
+                if !native.contains_key(&row.application) {
+                    let is_native = matches!(self.client(&row.application).await?,
+                        Some(c) if !c.confidential && c.allowed_origins.is_empty());
+                    native.insert(row.application.clone(), is_native);
+                }
+                let signals = AccessSignals {
+                    user_id: user_id.clone(),
+                    groups: groups.get(&user_id).cloned().unwrap_or_default(),
+                    resource: Resource::of_application(&row.application),
+                    client_ip: row.client_ip.parse().ok(),
+                    client_type: if native.get(&row.application).copied().unwrap_or(false) {
+                        ClientType::Native
+                    } else {
+                        ClientType::Browser
+                    },
+                    platform: Platform::of_user_agent(&row.user_agent),
+                    sign_in_risk: RiskLevel::None,
+                    user_risk: RiskLevel::None,
+                };
+                report.sign_ins += 1;
+                let decision = evaluate(&signals, &enforced, &locations);
+                let outcome = if decision.blocked_by.is_some() {
+                    report.blocked += 1;
+                    blocked_users.insert(user_id);
+                    apps.entry(row.application.clone()).or_default().0 += 1;
+                    "blocked"
+                } else if !decision.unmet(&proven_by_method(&row.method)).is_empty() {
+                    report.challenged += 1;
+                    challenged_users.insert(user_id);
+                    apps.entry(row.application.clone()).or_default().1 += 1;
+                    "challenged"
+                } else {
+                    continue;
+                };
+                if report.sample.len() < 10 {
+                    report.sample.push((row, outcome));
+                }
+            }
+        }
+        report.users_blocked = blocked_users.len() as i64;
+        report.users_challenged = challenged_users.len() as i64;
+        let mut by_app: Vec<(String, i64, i64)> =
+            apps.into_iter().map(|(a, (b, c))| (a, b, c)).collect();
+        by_app.sort_by(|x, y| (y.1 + y.2).cmp(&(x.1 + x.2)).then(x.0.cmp(&y.0)));
+        report.by_application = by_app;
+        Ok(report)
+    }
 
     /// What the policies in force decide for these inputs: the same evaluation as a real
     /// sign-in, over the same policies, groups and locations.
@@ -589,6 +709,17 @@ fn unreadable(id: &str, name: &str) -> Policy {
         conditions: Default::default(),
         grant: Grant::Block,
         session: Default::default(),
+    }
+}
+
+/// What a logged sign-in proved, read from its method: a second factor or a passkey made it
+/// multifactor (a passkey also phishing-resistant); anything else was one factor.
+fn proven_by_method(method: &str) -> crate::identity::Strength {
+    use crate::identity::Strength;
+    match method {
+        "passkey" => Strength::parse("hwk mfa"),
+        "totp" | "sms" | "recovery_code" => Strength::parse("pwd otp mfa"),
+        _ => Strength::parse("pwd"),
     }
 }
 

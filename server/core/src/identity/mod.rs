@@ -30,7 +30,10 @@ mod records;
 mod sessions;
 mod sms;
 mod strength;
-pub use access::{AccessError, PolicyDocument, PolicyEntry, WhatIf, POLICY_CACHE_MS};
+pub use access::{
+    AccessError, ImpactReport, PolicyDocument, PolicyEntry, WhatIf, MAX_IMPACT_DAYS,
+    POLICY_CACHE_MS,
+};
 pub use account::{AccountExport, PendingUndo, EMAIL_CHANGE_UNDO_TTL_MS, EMAIL_UNDO_PATH};
 pub use federation::{
     acceptable_provider_url, AppleSigning, AuthorizationSecrets, ClaimMapping, Endpoints,
