@@ -715,13 +715,7 @@ async fn group_assignments_and_exclusions_follow_membership() {
 }
 
 fn gatehouse(data_dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(args)
-        .env_clear()
-        .env("GATEHOUSE_DATA_DIR", data_dir)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
+    common::gatehouse_cli(data_dir, args)
 }
 
 fn text(out: &std::process::Output) -> String {

@@ -2465,13 +2465,7 @@ async fn re_authenticating_with_a_password_records_only_the_password() {
 
 /// Runs the `gatehouse` binary with a fresh data folder.
 fn gatehouse(data_dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(args)
-        .env_clear()
-        .env("GATEHOUSE_DATA_DIR", data_dir)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
+    common::gatehouse_cli(data_dir, args)
 }
 
 #[test]

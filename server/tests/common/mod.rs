@@ -344,3 +344,14 @@ impl Browser {
 }
 
 pub const PASSWORD: &str = "violet-harbor-lantern-42";
+
+/// Runs the `gatehouse` binary with only this data folder set (and a quiet log).
+pub fn gatehouse_cli(data_dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(args)
+        .env_clear()
+        .env("GATEHOUSE_DATA_DIR", data_dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
