@@ -402,6 +402,7 @@ on_both_backends!(
     the_tenants_mfa_rule_sends_a_single_factor_session_to_enrollment,
     a_reauthentication_with_one_factor_drops_the_old_mfa,
     ending_sessions_tells_the_applications_that_used_them,
+    the_last_method_stays_while_a_policy_asks_for_a_second_factor,
 );
 
 async fn a_password_without_second_factor_signs_in_with_one_factor(d: Deployment) {
@@ -908,4 +909,54 @@ async fn ending_sessions_tells_the_applications_that_used_them(d: Deployment) {
         .await
         .unwrap()
         .is_empty());
+}
+
+async fn the_last_method_stays_while_a_policy_asks_for_a_second_factor(d: Deployment) {
+    use gatehouse_core::conditional_access::{
+        Assignments, Conditions, Control, Grant, Policy, PolicyState, Targets,
+    };
+    let email = "kim@example.com";
+    let signed = d.signed_up(email).await;
+    let (authenticator_id, _) = d.enroll_authenticator(&signed).await;
+    let mut policy = Policy {
+        id: "mfa-apps".into(),
+        name: "MFA for the applications".into(),
+        state: PolicyState::On,
+        assignments: Assignments {
+            all_users: true,
+            ..Assignments::default()
+        },
+        targets: Targets {
+            all_applications: true,
+            ..Targets::default()
+        },
+        conditions: Conditions::default(),
+        grant: Grant::Require {
+            controls: vec![Control::Mfa],
+            require_all: false,
+        },
+        session: Default::default(),
+    };
+    d.identity
+        .save_policy(&policy, None, d.now())
+        .await
+        .unwrap();
+    let ctx = d.ctx();
+    let remove = || {
+        d.identity.remove_totp(
+            &ctx,
+            &signed.session,
+            &signed.user,
+            &authenticator_id,
+            d.now(),
+        )
+    };
+    assert_eq!(remove().await.unwrap_err(), AuthError::LastMethod);
+    // Report-only asks nothing of anyone: the method may go.
+    policy.state = PolicyState::ReportOnly;
+    d.identity
+        .save_policy(&policy, None, d.now())
+        .await
+        .unwrap();
+    assert!(remove().await.is_ok());
 }

@@ -242,11 +242,13 @@ impl Identity {
     }
 
     /// Whether an enforced policy that requires a second factor is assigned to this account
-    /// for the account portal (its conditions aside): an account without a method is then
-    /// sent to add one, as under the tenant's MFA rule.
-    pub(super) async fn portal_policy_requires_factor(
+    /// (for the account portal, or for anything), its conditions aside: an account without a
+    /// method is then sent to add one, and its last method stays, as under the tenant's MFA
+    /// rule.
+    pub(super) async fn policy_requires_factor(
         &self,
         user: &User,
+        portal_only: bool,
         now: i64,
     ) -> Result<bool, AuthError> {
         let set = self.policy_set(now).await?;
@@ -254,8 +256,8 @@ impl Identity {
         Ok(set.policies.iter().any(|p| {
             let a = &p.assignments;
             p.state == PolicyState::On
-                && matches!(p.grant, Grant::Require { .. })
-                && p.targets.account_portal
+                && matches!(&p.grant, Grant::Require { controls, .. } if !controls.is_empty())
+                && (p.targets.account_portal || !portal_only)
                 && !a.exclude_users.contains(&user.id)
                 && !a.exclude_groups.iter().any(|g| groups.contains(g))
                 && (a.all_users

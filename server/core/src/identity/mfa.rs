@@ -284,7 +284,7 @@ impl Identity {
             return Ok(false);
         }
         Ok(self.mfa_policy().await?.require_mfa
-            || self.portal_policy_requires_factor(user, now).await?)
+            || self.policy_requires_factor(user, true, now).await?)
     }
 
     /// Removes every second factor of the account with this email and ends its sessions, for
@@ -319,13 +319,16 @@ impl Identity {
     }
 
     /// Refuses to remove `method_id` when it is the account's only second factor and the
-    /// tenant requires one.
+    /// tenant requires one, or an enforced Conditional Access policy asks this account for one.
     pub(super) async fn ensure_not_last_method(
         &self,
         user: &User,
         method_id: &str,
+        now: i64,
     ) -> Result<(), AuthError> {
-        if !self.mfa_policy().await?.require_mfa {
+        if !self.mfa_policy().await?.require_mfa
+            && !self.policy_requires_factor(user, false, now).await?
+        {
             return Ok(());
         }
         let methods = self.second_factor_methods(&user.id).await?;
@@ -981,7 +984,7 @@ impl Identity {
         if !self.signed_in_recently(session, now) {
             return Err(AuthError::ReauthenticationRequired);
         }
-        self.ensure_not_last_method(user, id).await
+        self.ensure_not_last_method(user, id, now).await
     }
 
     /// The end of removing a method: every session completed with it ends and the audit log
