@@ -7,13 +7,14 @@ use leptos::prelude::*;
 use crate::components::{FormError, Notice};
 
 /// The console's sections, in the order of its navigation.
-pub const SECTIONS: [(&str, &str); 9] = [
+pub const SECTIONS: [(&str, &str); 10] = [
     ("overview", "Overview"),
     ("users", "Users"),
     ("apps", "Applications"),
     ("sign-ins", "Sign-in logs"),
     ("audit", "Audit log"),
     ("access", "Conditional Access"),
+    ("groups", "Groups"),
     ("providers", "Identity providers"),
     ("branding", "Branding"),
     ("outbox", "Outbox"),
@@ -695,6 +696,89 @@ pub fn AdminAccessPage(data: AccessData) -> impl IntoView {
                     <DataTable caption="Policies evaluated".into() headers=vec!["Policy", "State", "Applies", "Why"] rows=data.results.clone()/>
                 </section>
             })}
+        </Console>
+    }
+}
+
+// ---------------------------------------------------------------- groups
+
+#[derive(Debug, Clone, Default)]
+pub struct GroupsData {
+    pub frame: Frame,
+    pub rows: Vec<Vec<Cell>>,
+    pub name: String,
+    pub description: String,
+}
+
+#[component]
+pub fn AdminGroupsPage(data: GroupsData) -> impl IntoView {
+    view! {
+        <Console current="groups" title="Groups".into() frame=data.frame>
+            <p class="gh-lead">"Groups gather accounts for Conditional Access: policies include or exclude them."</p>
+            <DataTable caption="Groups".into() headers=vec!["Group", "Id", "Members", "Description"] rows=data.rows/>
+            <h2>"New group"</h2>
+            <form method="post" action="/admin/groups" class="gh-form" aria-label="New group">
+                <Input id="name" label="Name" value=data.name/>
+                <Input id="description" label="Description" value=data.description/>
+                <button type="submit" class="gh-button">"Create group"</button>
+            </form>
+        </Console>
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct GroupData {
+    pub frame: Frame,
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    /// The members' emails.
+    pub members: Vec<String>,
+    pub email: String,
+}
+
+#[component]
+pub fn AdminGroupPage(data: GroupData) -> impl IntoView {
+    let action = format!("/admin/groups/{}", data.id);
+    let remove_action = action.clone();
+    let empty = data.members.is_empty();
+    view! {
+        <Console current="groups" title=data.name frame=data.frame>
+            <p class="gh-lead">{data.description}</p>
+            <div class="gh-table-wrap">
+                <table class="gh-table">
+                    <caption>"Members"</caption>
+                    <thead><tr><th scope="col">"Email"</th><th scope="col">"Action"</th></tr></thead>
+                    <tbody>
+                        {data.members.into_iter().map(|m| {
+                            let label = format!("Remove {m}");
+                            view! {
+                                <tr>
+                                    <td>{m.clone()}</td>
+                                    <td>
+                                        <form method="post" action=remove_action.clone()>
+                                            <input type="hidden" name="action" value="remove-member"/>
+                                            <input type="hidden" name="email" value=m/>
+                                            <button type="submit" class="gh-button gh-button-secondary" aria-label=label>"Remove"</button>
+                                        </form>
+                                    </td>
+                                </tr>
+                            }
+                        }).collect_view()}
+                        {empty.then(|| view! { <tr><td colspan="2">"No members yet."</td></tr> })}
+                    </tbody>
+                </table>
+            </div>
+            <h2>"Add a member"</h2>
+            <form method="post" action=action.clone() class="gh-form" aria-label="Add a member">
+                <input type="hidden" name="action" value="add-member"/>
+                <Input id="email" label="Email" kind="email" value=data.email/>
+                <button type="submit" class="gh-button">"Add member"</button>
+            </form>
+            <form method="post" action=action>
+                <input type="hidden" name="action" value="delete"/>
+                <button type="submit" class="gh-button gh-button-danger">"Delete group"</button>
+            </form>
         </Console>
     }
 }

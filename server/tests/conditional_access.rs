@@ -578,6 +578,91 @@ async fn impact_replays_a_draft_over_the_sign_in_log() {
 }
 
 #[tokio::test]
+async fn admins_manage_groups_in_the_console_and_each_change_is_audited() {
+    let server = TestServer::start().await;
+    server.signed_up("Bob", "bob@example.com", PASSWORD).await;
+    let mut console = server
+        .signed_up("Admin", "admin@example.com", PASSWORD)
+        .await;
+    let admin = server.user("admin@example.com").await;
+    server
+        .store
+        .set_admin(&admin.id, true, server.state.now())
+        .await
+        .unwrap();
+    let r = console
+        .post(
+            "/admin/groups",
+            &[("name", "Field Staff"), ("description", "On the road")],
+        )
+        .await;
+    assert_eq!(
+        r.location(),
+        Some("/admin/groups/field-staff?notice=group_created")
+    );
+    let again = console
+        .post("/admin/groups", &[("name", "field staff")])
+        .await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST);
+    assert!(again.body.contains("already exists"));
+    let r = console
+        .post(
+            "/admin/groups/field-staff",
+            &[("action", "add-member"), ("email", "Bob@Example.com")],
+        )
+        .await;
+    assert_eq!(
+        r.location(),
+        Some("/admin/groups/field-staff?notice=member_added")
+    );
+    let page = console.get("/admin/groups/field-staff").await;
+    assert!(page.body.contains("bob@example.com") && page.body.contains("Remove bob@example.com"));
+    let unknown = console
+        .post(
+            "/admin/groups/field-staff",
+            &[("action", "add-member"), ("email", "nobody@example.com")],
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    assert!(unknown.body.contains("no such account"));
+    let list = console.get("/admin/groups").await;
+    assert!(list.body.contains("Field Staff") && list.body.contains("On the road"));
+    let r = console
+        .post(
+            "/admin/groups/field-staff",
+            &[("action", "remove-member"), ("email", "bob@example.com")],
+        )
+        .await;
+    assert_eq!(
+        r.location(),
+        Some("/admin/groups/field-staff?notice=member_removed")
+    );
+    let r = console
+        .post("/admin/groups/field-staff", &[("action", "delete")])
+        .await;
+    assert_eq!(r.location(), Some("/admin/groups?notice=group_deleted"));
+    assert_eq!(
+        console.get("/admin/groups/field-staff").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let actions = server
+        .store
+        .filter_audit(&Default::default(), 0, 50)
+        .await
+        .unwrap()
+        .0;
+    let actions: Vec<&str> = actions.iter().map(|a| a.action.as_str()).collect();
+    for done in [
+        "admin.group.created",
+        "admin.group.member_added",
+        "admin.group.member_removed",
+        "admin.group.deleted",
+    ] {
+        assert!(actions.contains(&done), "{done} in {actions:?}");
+    }
+}
+
+#[tokio::test]
 async fn report_only_changes_nothing_and_is_logged_with_what_it_would_have_done() {
     let server = TestServer::start().await;
     let mut p = policy("try-block", Grant::Block);

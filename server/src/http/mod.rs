@@ -313,6 +313,16 @@ fn route_specs() -> Vec<RouteSpec> {
         route("/admin/sign-ins/{id}", Some(get(admin::sign_in)), None),
         route("/admin/audit", Some(get(admin::audit)), None),
         route("/admin/access", Some(get(admin::access)), None),
+        route(
+            "/admin/groups",
+            Some(get(admin::groups)),
+            Some(post(admin::create_group)),
+        ),
+        route(
+            "/admin/groups/{id}",
+            Some(get(admin::group)),
+            Some(post(admin::group_action)),
+        ),
         route("/admin/outbox", Some(get(admin::outbox)), None),
         route(
             "/admin/providers",

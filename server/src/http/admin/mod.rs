@@ -19,6 +19,7 @@ use crate::AppState;
 mod access;
 mod apps;
 mod branding;
+mod groups;
 mod logs;
 mod providers;
 mod users;
@@ -26,6 +27,7 @@ mod users;
 pub use access::access;
 pub use apps::{app, apps, delete_app, register_app, rotate_app_secret, update_app};
 pub use branding::{branding, save_branding};
+pub use groups::{create_group, group, group_action, groups};
 pub use logs::{audit, outbox, sign_in, sign_ins};
 pub use providers::{provider_action, providers, save_provider};
 pub use users::{user, user_action, users};
@@ -123,6 +125,10 @@ pub(super) fn notice_text(code: &str) -> &'static str {
         "provider_disable" => "The provider is disabled: its button is hidden.",
         "provider_remove" => "The provider was removed.",
         "branding_saved" => "The branding was saved.",
+        "group_created" => "The group was created.",
+        "group_deleted" => "The group was deleted.",
+        "member_added" => "The account is a member of the group.",
+        "member_removed" => "The account is no longer a member of the group.",
         _ => "Done.",
     }
 }
