@@ -7,7 +7,7 @@ use leptos::prelude::*;
 use crate::components::{FormError, Notice};
 
 /// The console's sections, in the order of its navigation.
-pub const SECTIONS: [(&str, &str); 10] = [
+pub const SECTIONS: [(&str, &str); 11] = [
     ("overview", "Overview"),
     ("users", "Users"),
     ("apps", "Applications"),
@@ -15,6 +15,7 @@ pub const SECTIONS: [(&str, &str); 10] = [
     ("audit", "Audit log"),
     ("access", "Conditional Access"),
     ("groups", "Groups"),
+    ("locations", "Named locations"),
     ("providers", "Identity providers"),
     ("branding", "Branding"),
     ("outbox", "Outbox"),
@@ -778,6 +779,72 @@ pub fn AdminGroupPage(data: GroupData) -> impl IntoView {
             <form method="post" action=action>
                 <input type="hidden" name="action" value="delete"/>
                 <button type="submit" class="gh-button gh-button-danger">"Delete group"</button>
+            </form>
+        </Console>
+    }
+}
+
+// ---------------------------------------------------------------- named locations
+
+#[derive(Debug, Clone, Default)]
+pub struct LocationsData {
+    pub frame: Frame,
+    /// (id, name, trusted, ranges)
+    pub locations: Vec<(String, String, bool, String)>,
+    pub id: String,
+    pub name: String,
+    pub ranges: String,
+    pub trusted: bool,
+}
+
+#[component]
+pub fn AdminLocationsPage(data: LocationsData) -> impl IntoView {
+    let empty = data.locations.is_empty();
+    view! {
+        <Console current="locations" title="Named locations".into() frame=data.frame>
+            <p class="gh-lead">"Address ranges that Conditional Access conditions name; a trusted location can be left out of a policy."</p>
+            <div class="gh-table-wrap">
+                <table class="gh-table">
+                    <caption>"Named locations"</caption>
+                    <thead><tr>
+                        <th scope="col">"Location"</th><th scope="col">"Id"</th>
+                        <th scope="col">"Trusted"</th><th scope="col">"Ranges"</th><th scope="col">"Action"</th>
+                    </tr></thead>
+                    <tbody>
+                        {data.locations.into_iter().map(|(id, name, trusted, ranges)| {
+                            let label = format!("Delete {name}");
+                            view! {
+                                <tr>
+                                    <td>{name}</td>
+                                    <td>{id.clone()}</td>
+                                    <td>{if trusted { "yes" } else { "no" }}</td>
+                                    <td>{ranges}</td>
+                                    <td>
+                                        <form method="post" action=format!("/admin/locations/{id}/delete")>
+                                            <button type="submit" class="gh-button gh-button-danger" aria-label=label>"Delete"</button>
+                                        </form>
+                                    </td>
+                                </tr>
+                            }
+                        }).collect_view()}
+                        {empty.then(|| view! { <tr><td colspan="5">"No named locations yet."</td></tr> })}
+                    </tbody>
+                </table>
+            </div>
+            <h2>"Add or replace a location"</h2>
+            <form method="post" action="/admin/locations" class="gh-form" aria-label="Add or replace a location">
+                <Input id="id" label="Id" value=data.id hint="Letters, digits, - and _; the same id replaces a location"/>
+                <Input id="name" label="Name" value=data.name/>
+                <div class="gh-field">
+                    <label for="ranges">"Address ranges"</label>
+                    <textarea id="ranges" name="ranges" rows="4" aria-describedby="ranges-hint">{data.ranges}</textarea>
+                    <p class="gh-hint" id="ranges-hint">"IPv4 or IPv6 ranges in CIDR notation, one a line, for example 203.0.113.0/24"</p>
+                </div>
+                <div class="gh-check">
+                    <input type="checkbox" id="trusted" name="trusted" value="yes" checked=data.trusted/>
+                    <label for="trusted">"Trusted location"</label>
+                </div>
+                <button type="submit" class="gh-button">"Save location"</button>
             </form>
         </Console>
     }

@@ -107,5 +107,28 @@ test('the Conditional Access page lists what is in force and answers What If', a
   await expect(admin.getByRole('status')).toContainText('Allowed: no enforced policy asks anything.');
   await expect(admin.getByLabel('Device platform')).toHaveValue('windows');
   await expectAccessible(admin);
+
+  // Groups and named locations are managed on their own pages.
+  await admin.getByRole('navigation', { name: 'Admin console' }).getByRole('link', { name: 'Groups' }).click();
+  const newGroup = admin.getByRole('form', { name: 'New group' });
+  await newGroup.getByLabel('Name').fill(`E2E ${email}`);
+  await newGroup.getByRole('button', { name: 'Create group' }).click();
+  await expect(admin.getByRole('status')).toContainText('The group was created.');
+  const addMember = admin.getByRole('form', { name: 'Add a member' });
+  await addMember.getByLabel('Email').fill(email);
+  await addMember.getByRole('button', { name: 'Add member' }).click();
+  await expect(admin.getByRole('table', { name: 'Members' })).toContainText(email);
+  await expectAccessible(admin);
+  await admin.getByRole('navigation', { name: 'Admin console' }).getByRole('link', { name: 'Named locations' }).click();
+  const place = admin.getByRole('form', { name: 'Add or replace a location' });
+  await place.getByLabel('Id').fill('e2e-office');
+  await place.getByLabel('Name').fill('E2E office');
+  await place.getByLabel('Address ranges').fill('203.0.113.0/24');
+  await place.getByLabel('Trusted location').check();
+  await place.getByRole('button', { name: 'Save location' }).click();
+  await expect(admin.getByRole('table', { name: 'Named locations' })).toContainText('203.0.113.0/24');
+  await expectAccessible(admin);
+  await admin.getByRole('button', { name: 'Delete E2E office' }).click();
+  await expect(admin.getByRole('status')).toContainText('The location was deleted.');
   await context.close();
 });

@@ -663,6 +663,87 @@ async fn admins_manage_groups_in_the_console_and_each_change_is_audited() {
 }
 
 #[tokio::test]
+async fn admins_manage_named_locations_in_the_console() {
+    let server = TestServer::start().await;
+    let mut console = server
+        .signed_up("Admin", "admin@example.com", PASSWORD)
+        .await;
+    let admin = server.user("admin@example.com").await;
+    server
+        .store
+        .set_admin(&admin.id, true, server.state.now())
+        .await
+        .unwrap();
+    let bad = console
+        .post(
+            "/admin/locations",
+            &[
+                ("id", "office"),
+                ("name", "Office"),
+                ("ranges", "203.0.113.0/24\n10.0.0.0/99"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(
+        bad.body.contains("10.0.0.0/99"),
+        "the refusal names the line"
+    );
+    assert!(server
+        .state
+        .identity
+        .named_locations()
+        .await
+        .unwrap()
+        .is_empty());
+    let r = console
+        .post(
+            "/admin/locations",
+            &[
+                ("id", "office"),
+                ("name", "Office"),
+                ("ranges", "203.0.113.0/24\n2001:db8::/32"),
+                ("trusted", "yes"),
+            ],
+        )
+        .await;
+    assert_eq!(r.location(), Some("/admin/locations?notice=location_saved"));
+    let saved = server.state.identity.named_locations().await.unwrap();
+    assert_eq!(saved.len(), 1);
+    assert!(saved[0].trusted && saved[0].ranges.len() == 2);
+    let page = console.get("/admin/locations").await;
+    assert!(page.body.contains("203.0.113.0/24, 2001:db8::/32"));
+    // A location a policy uses stays until the policy changes.
+    let mut p = policy("block-office", Grant::Block);
+    p.conditions.locations = Some(LocationCondition {
+        include: LocationScope::Selected(vec!["office".into()]),
+        ..LocationCondition::default()
+    });
+    save(&server, &p).await;
+    let busy = console.post("/admin/locations/office/delete", &[]).await;
+    assert_eq!(busy.status, StatusCode::BAD_REQUEST);
+    assert!(busy.body.contains("uses this location"));
+    server
+        .state
+        .identity
+        .delete_policy("block-office", None, server.state.now())
+        .await
+        .unwrap();
+    let r = console.post("/admin/locations/office/delete", &[]).await;
+    assert_eq!(
+        r.location(),
+        Some("/admin/locations?notice=location_deleted")
+    );
+    assert_eq!(
+        console
+            .post("/admin/locations/office/delete", &[])
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
 async fn report_only_changes_nothing_and_is_logged_with_what_it_would_have_done() {
     let server = TestServer::start().await;
     let mut p = policy("try-block", Grant::Block);

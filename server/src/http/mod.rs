@@ -319,6 +319,16 @@ fn route_specs() -> Vec<RouteSpec> {
             Some(post(admin::create_group)),
         ),
         route(
+            "/admin/locations",
+            Some(get(admin::locations)),
+            Some(post(admin::save_location)),
+        ),
+        route(
+            "/admin/locations/{id}/delete",
+            None,
+            Some(post(admin::delete_location)),
+        ),
+        route(
             "/admin/groups/{id}",
             Some(get(admin::group)),
             Some(post(admin::group_action)),

@@ -20,6 +20,7 @@ mod access;
 mod apps;
 mod branding;
 mod groups;
+mod locations;
 mod logs;
 mod providers;
 mod users;
@@ -28,6 +29,7 @@ pub use access::access;
 pub use apps::{app, apps, delete_app, register_app, rotate_app_secret, update_app};
 pub use branding::{branding, save_branding};
 pub use groups::{create_group, group, group_action, groups};
+pub use locations::{delete_location, locations, save_location};
 pub use logs::{audit, outbox, sign_in, sign_ins};
 pub use providers::{provider_action, providers, save_provider};
 pub use users::{user, user_action, users};
@@ -126,6 +128,8 @@ pub(super) fn notice_text(code: &str) -> &'static str {
         "provider_remove" => "The provider was removed.",
         "branding_saved" => "The branding was saved.",
         "group_created" => "The group was created.",
+        "location_saved" => "The location was saved.",
+        "location_deleted" => "The location was deleted.",
         "group_deleted" => "The group was deleted.",
         "member_added" => "The account is a member of the group.",
         "member_removed" => "The account is no longer a member of the group.",
