@@ -1,7 +1,8 @@
 //! Every first factor through every way to reach an application, over HTTP: the account portal,
 //! `/authorize` signing in during the request, `/authorize` with an existing session,
 //! `prompt=none`, `max_age`, and `acr_values` asking for multifactor; then each way again while
-//! the tenant requires MFA of everyone, and once the account is disabled.
+//! the tenant requires MFA of everyone, once the account is disabled, and while a Conditional
+//! Access policy blocks the address the browsers come from.
 //!
 //! Each cell checks that the sign-in went through the pipeline's decision step: the sign-in log
 //! has the first factor's row (under the application it was for) and, for every answer to an
@@ -165,12 +166,16 @@ enum Condition {
     MfaForEveryone,
     /// An administrator disabled the account after it signed in.
     AccountDisabled,
+    /// A Conditional Access policy blocks the address the browsers come from, saved after the
+    /// account signed in.
+    BlockedByPolicy,
 }
 
-const CONDITIONS: [Condition; 3] = [
+const CONDITIONS: [Condition; 4] = [
     Condition::Normally,
     Condition::MfaForEveryone,
     Condition::AccountDisabled,
+    Condition::BlockedByPolicy,
 ];
 
 impl Factor {
@@ -304,6 +309,7 @@ impl fmt::Display for Cell {
             Condition::Normally => Ok(()),
             Condition::MfaForEveryone => write!(f, " (MFA for everyone)"),
             Condition::AccountDisabled => write!(f, " (account disabled)"),
+            Condition::BlockedByPolicy => write!(f, " (blocked by a policy)"),
         }
     }
 }
@@ -341,6 +347,7 @@ async fn run_row(factor: Factor) {
             Condition::Normally => row.every_way().await,
             Condition::MfaForEveryone => row.every_way_with_mfa_for_everyone().await,
             Condition::AccountDisabled => row.every_way_once_disabled().await,
+            Condition::BlockedByPolicy => row.every_way_blocked_by_policy().await,
         }
     }
 }
@@ -1281,10 +1288,143 @@ impl Row {
         }
     }
 
+    async fn every_way_blocked_by_policy(&self) {
+        use gatehouse_core::conditional_access::{
+            Assignments, Grant, LocationCondition, LocationScope, NamedLocation, Policy,
+            PolicyState, Targets,
+        };
+        let condition = Condition::BlockedByPolicy;
+        let mut person = self.person().await;
+        let mut b = self.server.browser();
+        self.portal(
+            self.cell(Way::AccountPortal, condition),
+            &mut b,
+            &mut person,
+        )
+        .await;
+        let identity = &self.server.state.identity;
+        let now = self.server.state.now();
+        identity
+            .save_location(
+                &NamedLocation {
+                    id: "test-browsers".into(),
+                    name: "The test browsers".into(),
+                    trusted: false,
+                    ranges: vec!["203.0.113.0/24".parse().unwrap()],
+                },
+                now,
+            )
+            .await
+            .unwrap();
+        let policy = Policy {
+            id: "block-test-browsers".into(),
+            name: "Block the test browsers".into(),
+            state: PolicyState::On,
+            assignments: Assignments {
+                all_users: true,
+                ..Assignments::default()
+            },
+            targets: Targets {
+                all_applications: true,
+                account_portal: true,
+                ..Targets::default()
+            },
+            conditions: gatehouse_core::conditional_access::Conditions {
+                locations: Some(LocationCondition {
+                    include: LocationScope::Selected(vec!["test-browsers".into()]),
+                    ..LocationCondition::default()
+                }),
+                ..Default::default()
+            },
+            grant: Grant::Block,
+            session: Default::default(),
+        };
+        identity.save_policy(&policy, None, now).await.unwrap();
+        let session = self
+            .live_session(self.cell(Way::AccountPortal, condition), &b)
+            .await;
+        for way in WAYS {
+            let cell = self.cell(way, condition);
+            let since = self.mark();
+            match way {
+                Way::AccountPortal => {
+                    if self.factor.signs_in_again() {
+                        self.refused_because(cell, &mut person, "blocked", "blocked_by_policy")
+                            .await;
+                    }
+                }
+                Way::AuthorizeSigningIn => {
+                    if self.factor.signs_in_again() {
+                        self.refused_because(cell, &mut person, "blocked", "blocked_by_policy")
+                            .await;
+                    }
+                }
+                Way::AuthorizeWithSession | Way::PromptNone | Way::AcrMultifactor => {
+                    let mut params: Vec<(&str, &str)> = match way {
+                        Way::AcrMultifactor => vec![("acr_values", ACR_MULTIFACTOR)],
+                        _ => vec![],
+                    };
+                    if way == Way::PromptNone {
+                        params.push(("prompt", "none"));
+                    }
+                    let (_, journey) = self.authorize(&mut b, &params).await;
+                    assert_eq!(
+                        journey.error().as_deref(),
+                        Some("access_denied"),
+                        "{cell}: {journey}"
+                    );
+                    self.assert_no_code(cell, &journey);
+                    self.assert_sso_logged(
+                        cell,
+                        &person.email,
+                        since,
+                        &session,
+                        "blocked",
+                        Some("blocked_by_policy"),
+                    )
+                    .await;
+                }
+                // A session older than the request signs in again first, and that sign-in is
+                // what the policy then refuses.
+                Way::MaxAge => {
+                    self.server.clock.advance_ms(2_000);
+                    let (_, journey) = self
+                        .authorize(&mut b, &[("max_age", "1"), ("prompt", "none")])
+                        .await;
+                    assert_eq!(
+                        journey.error().as_deref(),
+                        Some("login_required"),
+                        "{cell}: {journey}"
+                    );
+                }
+            }
+        }
+        identity
+            .delete_policy("block-test-browsers", None, self.server.state.now())
+            .await
+            .unwrap();
+        identity
+            .delete_location("test-browsers", self.server.state.now())
+            .await
+            .unwrap();
+    }
+
     /// The first factor again, in a new browser, for the portal or (when the cell's way is
     /// signing in during `/authorize`) the application: proven, then refused by the decision
     /// step, with no session and no code.
     async fn refused(&self, cell: Cell, person: &mut Person) {
+        self.refused_because(cell, person, "failure", "account_disabled")
+            .await
+    }
+
+    /// [`Self::refused`], with the result and the reason the log must show.
+    async fn refused_because(
+        &self,
+        cell: Cell,
+        person: &mut Person,
+        result: &'static str,
+        reason: &'static str,
+    ) {
         if self.factor.makes_an_account() {
             // A sign-up makes a new account, never a disabled one.
             return;
@@ -1313,8 +1453,8 @@ impl Row {
         let expected = Logged {
             method: self.factor.logged_as().as_str(),
             application,
-            result: "failure",
-            reason: Some("account_disabled"),
+            result,
+            reason: Some(reason),
             session: None,
         };
         self.assert_logged(cell, &person.email, since, expected)
