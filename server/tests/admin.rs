@@ -11,16 +11,7 @@ use gatehouse_server::http;
 use reqwest::StatusCode;
 
 async fn admin(server: &TestServer) -> Browser {
-    let b = server
-        .signed_up("Ada Admin", "admin@example.com", PASSWORD)
-        .await;
-    let user = server.user("admin@example.com").await;
-    server
-        .store
-        .set_admin(&user.id, true, server.state.now())
-        .await
-        .unwrap();
-    b
+    server.admin_browser("Ada Admin", "admin@example.com").await
 }
 
 fn admin_routes() -> Vec<(String, bool, bool)> {

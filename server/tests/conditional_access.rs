@@ -186,15 +186,7 @@ async fn a_location_policy_blocks_an_address_range_behind_the_trusted_proxy() {
     });
     save(&server, &p).await;
     let mut home = server.signed_up("Ada", "ada@example.com", PASSWORD).await;
-    let mut console = server
-        .signed_up("Admin", "admin@example.com", PASSWORD)
-        .await;
-    let admin = server.user("admin@example.com").await;
-    server
-        .store
-        .set_admin(&admin.id, true, server.state.now())
-        .await
-        .unwrap();
+    let mut console = server.admin_browser("Admin", "admin@example.com").await;
     for ip in ["198.51.100.7", "2001:db8:bad::1"] {
         let mut away = Browser::new(&server.base, ip);
         let before = server.counts().await;
@@ -581,15 +573,7 @@ async fn impact_replays_a_draft_over_the_sign_in_log() {
 async fn admins_manage_groups_in_the_console_and_each_change_is_audited() {
     let server = TestServer::start().await;
     server.signed_up("Bob", "bob@example.com", PASSWORD).await;
-    let mut console = server
-        .signed_up("Admin", "admin@example.com", PASSWORD)
-        .await;
-    let admin = server.user("admin@example.com").await;
-    server
-        .store
-        .set_admin(&admin.id, true, server.state.now())
-        .await
-        .unwrap();
+    let mut console = server.admin_browser("Admin", "admin@example.com").await;
     let r = console
         .post(
             "/admin/groups",
@@ -665,15 +649,7 @@ async fn admins_manage_groups_in_the_console_and_each_change_is_audited() {
 #[tokio::test]
 async fn admins_manage_named_locations_in_the_console() {
     let server = TestServer::start().await;
-    let mut console = server
-        .signed_up("Admin", "admin@example.com", PASSWORD)
-        .await;
-    let admin = server.user("admin@example.com").await;
-    server
-        .store
-        .set_admin(&admin.id, true, server.state.now())
-        .await
-        .unwrap();
+    let mut console = server.admin_browser("Admin", "admin@example.com").await;
     let bad = console
         .post(
             "/admin/locations",

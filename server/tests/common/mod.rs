@@ -168,6 +168,18 @@ impl TestServer {
         self.store.table_counts().await.unwrap()
     }
 
+    /// Signs up `email` with a password, gives the account the admin role, and returns its
+    /// signed-in browser.
+    pub async fn admin_browser(&self, name: &str, email: &str) -> Browser {
+        let b = self.signed_up(name, email, PASSWORD).await;
+        let user = self.user(email).await;
+        self.store
+            .set_admin(&user.id, true, self.state.now())
+            .await
+            .unwrap();
+        b
+    }
+
     /// Signs up `email` with a password through the pages and returns the signed-in browser.
     pub async fn signed_up(&self, name: &str, email: &str, password: &str) -> Browser {
         let mut b = self.browser();

@@ -165,10 +165,7 @@ impl Identity {
         user: &User,
         application: &str,
     ) -> Result<AccessSignals, AuthError> {
-        let client_type = match self.client(application).await? {
-            Some(c) if !c.confidential && c.allowed_origins.is_empty() => ClientType::Native,
-            _ => ClientType::Browser,
-        };
+        let client_type = self.client_type_of(application).await?;
         Ok(AccessSignals {
             user_id: user.id.clone(),
             groups: self.store.groups_of_user(&user.id).await?,
@@ -181,6 +178,23 @@ impl Identity {
         })
     }
 
+    /// How `application`'s sign-ins reach us: a public client without browser origins is a
+    /// native application; everything else, the portal included, is a browser.
+    async fn client_type_of(&self, application: &str) -> Result<ClientType, AuthError> {
+        if application == crate::identity::ACCOUNT_PORTAL {
+            return Ok(ClientType::Browser);
+        }
+        Ok(match self.client(application).await? {
+            Some(c) if !c.confidential && c.allowed_origins.is_empty() => ClientType::Native,
+            _ => ClientType::Browser,
+        })
+    }
+
+    /// Whether any policy is evaluated at all: without one, no signal needs gathering.
+    fn nothing_in_force(set: &PolicySet) -> bool {
+        set.policies.iter().all(|p| p.state == PolicyState::Off)
+    }
+
     /// What the policies decide for `user` reaching `application` in this request.
     pub(super) async fn access_decision(
         &self,
@@ -189,10 +203,13 @@ impl Identity {
         application: &str,
         now: i64,
     ) -> Result<AccessDecision, AuthError> {
+        let set = self.policy_set(now).await?;
+        if Self::nothing_in_force(&set) {
+            return Ok(AccessDecision::default());
+        }
         let signals = self
             .access_signals(&ctx.client_ip, &ctx.user_agent, user, application)
             .await?;
-        let set = self.policy_set(now).await?;
         Ok(evaluate(&signals, &set.policies, &set.locations))
     }
 
@@ -207,6 +224,10 @@ impl Identity {
         user_agent: &str,
         now: i64,
     ) -> Result<bool, AuthError> {
+        let set = self.policy_set(now).await?;
+        if Self::nothing_in_force(&set) {
+            return Ok(false);
+        }
         let Some(user_id) = &grant.user_id else {
             return Ok(false);
         };
@@ -216,7 +237,6 @@ impl Identity {
         let signals = self
             .access_signals(client_ip, user_agent, &user, &client.id)
             .await?;
-        let set = self.policy_set(now).await?;
         let decision = evaluate(&signals, &set.policies, &set.locations);
         if decision.blocked_by.is_none() {
             return Ok(false);
@@ -252,13 +272,22 @@ impl Identity {
         now: i64,
     ) -> Result<bool, AuthError> {
         let set = self.policy_set(now).await?;
+        let asking: Vec<&Policy> = set
+            .policies
+            .iter()
+            .filter(|p| {
+                p.state == PolicyState::On
+                    && matches!(&p.grant, Grant::Require { controls, .. } if !controls.is_empty())
+                    && (p.targets.account_portal || !portal_only)
+            })
+            .collect();
+        if asking.is_empty() {
+            return Ok(false);
+        }
         let groups = self.store.groups_of_user(&user.id).await?;
-        Ok(set.policies.iter().any(|p| {
+        Ok(asking.iter().any(|p| {
             let a = &p.assignments;
-            p.state == PolicyState::On
-                && matches!(&p.grant, Grant::Require { controls, .. } if !controls.is_empty())
-                && (p.targets.account_portal || !portal_only)
-                && !a.exclude_users.contains(&user.id)
+            !a.exclude_users.contains(&user.id)
                 && !a.exclude_groups.iter().any(|g| groups.contains(g))
                 && (a.all_users
                     || a.users.contains(&user.id)
@@ -294,7 +323,7 @@ impl Identity {
             ..ImpactReport::default()
         };
         let mut groups: std::collections::HashMap<String, Vec<String>> = Default::default();
-        let mut native: std::collections::HashMap<String, bool> = Default::default();
+        let mut client_types: std::collections::HashMap<String, ClientType> = Default::default();
         let (mut blocked_users, mut challenged_users) = (
             std::collections::HashSet::new(),
             std::collections::HashSet::new(),
@@ -320,21 +349,19 @@ impl Identity {
                     let of_user = self.store.groups_of_user(&user_id).await?;
                     groups.insert(user_id.clone(), of_user);
                 }
-                if !native.contains_key(&row.application) {
-                    let is_native = matches!(self.client(&row.application).await?,
-                        Some(c) if !c.confidential && c.allowed_origins.is_empty());
-                    native.insert(row.application.clone(), is_native);
+                if !client_types.contains_key(&row.application) {
+                    let kind = self.client_type_of(&row.application).await?;
+                    client_types.insert(row.application.clone(), kind);
                 }
                 let signals = AccessSignals {
                     user_id: user_id.clone(),
                     groups: groups.get(&user_id).cloned().unwrap_or_default(),
                     resource: Resource::of_application(&row.application),
                     client_ip: row.client_ip.parse().ok(),
-                    client_type: if native.get(&row.application).copied().unwrap_or(false) {
-                        ClientType::Native
-                    } else {
-                        ClientType::Browser
-                    },
+                    client_type: client_types
+                        .get(&row.application)
+                        .copied()
+                        .unwrap_or(ClientType::Browser),
                     platform: Platform::of_user_agent(&row.user_agent),
                     sign_in_risk: RiskLevel::None,
                     user_risk: RiskLevel::None,

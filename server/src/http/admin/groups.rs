@@ -3,14 +3,13 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::Response;
 use leptos::prelude::*;
 
 use gatehouse_app::admin::{AdminGroupPage, AdminGroupsPage, Cell, GroupData, GroupsData};
 use gatehouse_core::identity::AccessError;
 
-use super::{frame, not_found, AdminUser, NoticeQuery};
+use super::{frame_with_error, not_found, AdminUser, NoticeQuery};
 use crate::http::toolkit::{begin, internal_error_page, redirect, Incoming, Page};
 use crate::AppState;
 
@@ -32,13 +31,7 @@ async fn groups_page(
         Ok(g) => g,
         Err(e) => return internal_error_page(page, &e),
     };
-    let mut f = frame(state, notice).await;
-    let status = if error.is_some() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
-    f.error = error;
+    let (f, status) = frame_with_error(state, notice, error).await;
     let data = GroupsData {
         frame: f,
         rows: groups
@@ -120,13 +113,7 @@ async fn group_page(
     let Some(group) = groups.into_iter().find(|g| g.id == id) else {
         return not_found().await;
     };
-    let mut f = frame(state, notice).await;
-    let status = if error.is_some() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
-    f.error = error;
+    let (f, status) = frame_with_error(state, notice, error).await;
     let data = GroupData {
         frame: f,
         id: group.id,

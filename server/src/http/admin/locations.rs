@@ -3,7 +3,6 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::Response;
 use leptos::prelude::*;
 
@@ -11,7 +10,7 @@ use gatehouse_app::admin::{AdminLocationsPage, LocationsData};
 use gatehouse_core::conditional_access::NamedLocation;
 use gatehouse_core::identity::AccessError;
 
-use super::{frame, not_found, AdminUser, NoticeQuery};
+use super::{frame_with_error, not_found, AdminUser, NoticeQuery};
 use crate::http::toolkit::{begin, internal_error_page, redirect, Incoming, Page};
 use crate::AppState;
 
@@ -35,13 +34,7 @@ async fn locations_page(
         Ok(l) => l,
         Err(e) => return internal_error_page(page, &e),
     };
-    let mut f = frame(state, notice).await;
-    let status = if error.is_some() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
-    f.error = error;
+    let (f, status) = frame_with_error(state, notice, error).await;
     let data = LocationsData {
         frame: f,
         locations: locations

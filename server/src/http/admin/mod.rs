@@ -107,6 +107,23 @@ pub(super) async fn frame(state: &AppState, notice: Option<&str>) -> Frame {
     }
 }
 
+/// The frame of a page shown again after a refused form: its error, and the status 400 (200
+/// without one).
+pub(super) async fn frame_with_error(
+    state: &AppState,
+    notice: Option<&str>,
+    error: Option<String>,
+) -> (Frame, StatusCode) {
+    let mut f = frame(state, notice).await;
+    let status = if error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    f.error = error;
+    (f, status)
+}
+
 pub(super) fn notice_text(code: &str) -> &'static str {
     match code {
         "disable" => "The account is disabled; its sessions and tokens ended.",
