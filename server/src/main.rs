@@ -343,8 +343,12 @@ enum LocationsAction {
         #[arg(long)]
         name: String,
         /// An IPv4 or IPv6 range in CIDR notation (repeatable).
-        #[arg(long = "range", required = true)]
+        #[arg(long = "range", required_unless_present = "countries")]
         ranges: Vec<ipnet::IpNet>,
+        /// A country, as its ISO 3166-1 two-letter code (repeatable); matched with the GeoIP
+        /// database.
+        #[arg(long = "country")]
+        countries: Vec<String>,
         /// Mark the location trusted.
         #[arg(long)]
         trusted: bool,
@@ -679,6 +683,15 @@ async fn mfa(action: MfaAction, config: Config) -> ExitCode {
                     "required for every account"
                 } else {
                     "optional (each user decides)"
+                }
+            );
+            println!(
+                "(the Conditional Access policy {} is {})",
+                gatehouse_core::identity::MFA_FOR_ALL_POLICY,
+                if policy.require_mfa {
+                    "on"
+                } else {
+                    "off or absent"
                 }
             );
             ExitCode::SUCCESS
@@ -1276,6 +1289,7 @@ async fn locations(action: LocationsAction, config: Config) -> ExitCode {
             id,
             name,
             ranges,
+            countries,
             trusted,
         } => {
             let location = NamedLocation {
@@ -1283,6 +1297,10 @@ async fn locations(action: LocationsAction, config: Config) -> ExitCode {
                 name,
                 trusted,
                 ranges,
+                countries: countries
+                    .iter()
+                    .map(|c| c.trim().to_ascii_uppercase())
+                    .collect(),
             };
             identity.save_location(&location, now).await
         }
@@ -1295,7 +1313,8 @@ async fn locations(action: LocationsAction, config: Config) -> ExitCode {
         Ok(list) if list.is_empty() => println!("no named locations"),
         Ok(list) => {
             for l in list {
-                let ranges: Vec<String> = l.ranges.iter().map(ToString::to_string).collect();
+                let mut ranges: Vec<String> = l.ranges.iter().map(ToString::to_string).collect();
+                ranges.extend(l.countries);
                 println!(
                     "{:<24} {:<8} {}  {}",
                     l.id,

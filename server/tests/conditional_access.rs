@@ -174,6 +174,7 @@ async fn a_location_policy_blocks_an_address_range_behind_the_trusted_proxy() {
                     "198.51.100.0/24".parse().unwrap(),
                     "2001:db8:bad::/48".parse().unwrap(),
                 ],
+                countries: vec![],
             },
             now,
         )
@@ -264,6 +265,160 @@ async fn a_location_policy_blocks_an_address_range_behind_the_trusted_proxy() {
     );
 }
 
+/// The named location "nz" (the country NZ, no ranges) and a policy blocking sign-ins from it.
+async fn block_new_zealand(server: &TestServer) {
+    server
+        .state
+        .identity
+        .save_location(
+            &NamedLocation {
+                id: "nz".into(),
+                name: "New Zealand".into(),
+                trusted: false,
+                ranges: vec![],
+                countries: vec!["NZ".into()],
+            },
+            server.state.now(),
+        )
+        .await
+        .unwrap();
+    let mut p = policy("block-nz", Grant::Block);
+    p.conditions.locations = Some(LocationCondition {
+        include: LocationScope::Selected(vec!["nz".into()]),
+        ..LocationCondition::default()
+    });
+    save(server, &p).await;
+}
+
+#[tokio::test]
+async fn a_country_policy_blocks_with_a_geoip_database() {
+    use common::mmdb::{write_mmdb, Layout, MmdbRecord};
+    let dir = std::env::temp_dir().join(format!(
+        "gatehouse-ca-geoip-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("country.mmdb");
+    write_mmdb(
+        &file,
+        Layout::GeoIp2,
+        "GeoLite2-Country-Test",
+        &[
+            (
+                "198.51.100.0/24".parse().unwrap(),
+                MmdbRecord {
+                    country: "NZ",
+                    city: Some("Wellington"),
+                    latitude: -41.2865,
+                    longitude: 174.7762,
+                    accuracy_km: Some(50),
+                },
+            ),
+            (
+                "192.0.2.0/24".parse().unwrap(),
+                MmdbRecord {
+                    country: "FR",
+                    city: None,
+                    latitude: 46.0,
+                    longitude: 2.0,
+                    accuracy_km: None,
+                },
+            ),
+        ],
+    );
+    let server =
+        TestServer::start_with_settings(&[("GATEHOUSE_GEOIP_DB", file.display().to_string())])
+            .await;
+    block_new_zealand(&server).await;
+    server.signed_up("Ada", "ada@example.com", PASSWORD).await;
+    let mut console = server.admin_browser("Admin", "admin@example.com").await;
+
+    // From an address the database places in New Zealand: blocked, and logged as such.
+    let mut away = Browser::new(&server.base, "198.51.100.7");
+    let r = away
+        .sign_in_with_password("ada@example.com", PASSWORD)
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.body.contains("access policy"), "the page says why");
+    assert!(away.session_cookie().is_none());
+    let row = newest(&server, "ada@example.com").await;
+    assert_eq!(
+        (row.result.as_str(), row.failure_reason.as_deref()),
+        ("blocked", Some("blocked_by_policy"))
+    );
+    assert_eq!(row.client_ip, "198.51.100.7");
+    let r = results(&row);
+    assert!(
+        r[0].applied && r[0].reason.contains("from New Zealand"),
+        "{r:?}"
+    );
+    // From France: signed in.
+    let mut france = Browser::new(&server.base, "192.0.2.7");
+    let r = france
+        .sign_in_with_password("ada@example.com", PASSWORD)
+        .await;
+    assert_eq!(r.location(), Some("/account"), "{}", r.body);
+    let row = newest(&server, "ada@example.com").await;
+    assert_eq!(
+        (row.result.as_str(), row.client_ip.as_str()),
+        ("success", "192.0.2.7")
+    );
+    assert!(!results(&row)[0].applied);
+
+    // The console names the database, and What-If gives the address's country.
+    let page = console.get("/admin/locations").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let status = page
+        .body
+        .split("id=\"geoip-status\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</p>").next())
+        .expect("the page has the GeoIP status");
+    assert!(
+        status.contains("country.mmdb") && status.contains("GeoLite2-Country-Test"),
+        "{status}"
+    );
+    let page = console
+        .get("/admin/access?email=ada%40example.com&ip=198.51.100.7")
+        .await;
+    assert!(
+        page.body.contains("Country of the address: NZ."),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Blocked by the policy block-nz."));
+
+    // Without a database no address has a country: the same policy blocks nothing.
+    let bare = TestServer::start().await;
+    block_new_zealand(&bare).await;
+    bare.signed_up("Ada", "ada@example.com", PASSWORD).await;
+    let mut console = bare.admin_browser("Admin", "admin@example.com").await;
+    let page = console.get("/admin/locations").await;
+    assert!(
+        page.body.contains("No GeoIP database is configured"),
+        "{}",
+        page.body
+    );
+    let mut away = Browser::new(&bare.base, "198.51.100.7");
+    let r = away
+        .sign_in_with_password("ada@example.com", PASSWORD)
+        .await;
+    assert_eq!(r.location(), Some("/account"), "{}", r.body);
+    let row = newest(&bare, "ada@example.com").await;
+    assert_eq!(
+        (row.result.as_str(), row.client_ip.as_str()),
+        ("success", "198.51.100.7")
+    );
+    assert!(!results(&row)[0].applied);
+    let page = console
+        .get("/admin/access?email=ada%40example.com&ip=198.51.100.7")
+        .await;
+    assert!(page
+        .body
+        .contains("Country of the address: unknown, no GeoIP database is configured"));
+}
+
 #[tokio::test]
 async fn a_block_reaches_refresh_tokens_and_revokes_their_family() {
     let server = TestServer::start().await;
@@ -283,6 +438,7 @@ async fn a_block_reaches_refresh_tokens_and_revokes_their_family() {
                 name: "Application servers".into(),
                 trusted: false,
                 ranges: vec!["127.0.0.0/8".parse().unwrap()],
+                countries: vec![],
             },
             server.state.now(),
         )
@@ -369,6 +525,7 @@ async fn what_if_answers_what_the_real_sign_in_meets() {
                 name: "Blocked network".into(),
                 trusted: false,
                 ranges: vec!["198.51.100.0/24".parse().unwrap()],
+                countries: vec![],
             },
             now,
         )
@@ -501,6 +658,7 @@ async fn impact_replays_a_draft_over_the_sign_in_log() {
                 name: "Blocked network".into(),
                 trusted: false,
                 ranges: vec!["198.51.100.0/24".parse().unwrap()],
+                countries: vec![],
             },
             now,
         )
@@ -695,6 +853,9 @@ async fn admins_manage_named_locations_in_the_console() {
         include: LocationScope::Selected(vec!["office".into()]),
         ..LocationCondition::default()
     });
+    // Applications only: the console's own browser is in the office range, and a block of the
+    // portal would end its session at the next page.
+    p.targets.account_portal = false;
     save(&server, &p).await;
     let busy = console.post("/admin/locations/office/delete", &[]).await;
     assert_eq!(busy.status, StatusCode::BAD_REQUEST);
@@ -977,5 +1138,491 @@ fn the_command_line_manages_policies_groups_and_locations() {
         text(&out).contains("no Conditional Access policies"),
         "{}",
         text(&out)
+    );
+}
+
+// ---------------------------------------------------------------- terms of use
+
+/// The texts of a request made directly on the core, which sends no email.
+#[derive(Debug)]
+struct NoEmails;
+
+impl gatehouse_core::mail::EmailTexts for NoEmails {
+    fn compose(
+        &self,
+        _: gatehouse_core::mail::EmailKind,
+        _: Option<&str>,
+    ) -> gatehouse_core::mail::EmailText {
+        gatehouse_core::mail::EmailText {
+            subject: String::new(),
+            body: String::new(),
+        }
+    }
+}
+
+/// A request on the core from the test browser's address, for `application`.
+fn core_ctx(application: &str) -> gatehouse_core::identity::RequestContext {
+    gatehouse_core::identity::RequestContext {
+        application: application.into(),
+        client_ip: "203.0.113.10".into(),
+        user_agent: "test".into(),
+        product_name: "Gatehouse".into(),
+        emails: std::sync::Arc::new(NoEmails),
+        device: None,
+        policy_results: None,
+    }
+}
+
+async fn publish(server: &TestServer, title: &str, body: &str) -> i64 {
+    server
+        .state
+        .identity
+        .publish_terms(
+            &core_ctx(gatehouse_core::identity::ACCOUNT_PORTAL),
+            None,
+            title,
+            body,
+            server.state.now(),
+        )
+        .await
+        .unwrap()
+}
+
+fn require_terms() -> Grant {
+    Grant::Require {
+        controls: vec![Control::TermsOfUse],
+        require_all: true,
+    }
+}
+
+/// A policy asking every account for the terms in `app` and in the account portal.
+fn terms_policy(app: &str) -> Policy {
+    let mut p = policy("terms", require_terms());
+    p.targets = Targets {
+        applications: vec![app.into()],
+        account_portal: true,
+        ..Targets::default()
+    };
+    p
+}
+
+/// The versions the account with this email has accepted, newest first.
+async fn accepted(server: &TestServer, email: &str) -> Vec<i64> {
+    let user = server.user(email).await;
+    server
+        .state
+        .identity
+        .terms_accepted_by(&user)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.version)
+        .collect()
+}
+
+#[tokio::test]
+async fn terms_of_use_are_asked_once_per_version() {
+    let server = TestServer::start().await;
+    let shop = register(&server, web_app("Shop")).await;
+    let identity = &server.state.identity;
+    // Nothing to accept yet: a policy requiring the terms is refused until they exist, and
+    // they cannot be offered as "any one of" beside a factor.
+    let err = identity
+        .save_policy(&terms_policy(&shop.id), None, server.state.now())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("publish the terms of use first"),
+        "{err}"
+    );
+    assert!(identity.list_policies().await.unwrap().is_empty());
+    assert!(identity.terms_of_use().await.unwrap().is_none());
+    let v1 = publish(
+        &server,
+        "House rules v1",
+        "Be kind to the other guests.\n\nNo spam, ever.",
+    )
+    .await;
+    assert_eq!(v1, 1);
+    let mut either = terms_policy(&shop.id);
+    either.grant = Grant::Require {
+        controls: vec![Control::Mfa, Control::TermsOfUse],
+        require_all: false,
+    };
+    let err = identity
+        .save_policy(&either, None, server.state.now())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("require all"), "{err}");
+    save(&server, &terms_policy(&shop.id)).await;
+
+    server.signed_up("Ada", "ada@example.com", PASSWORD).await;
+    let user = server.user("ada@example.com").await;
+    server
+        .store
+        .set_admin(&user.id, true, server.state.now())
+        .await
+        .unwrap();
+    let mut b = server.browser();
+    let r = b.sign_in_with_password("ada@example.com", PASSWORD).await;
+    assert_eq!(r.location(), Some("/account"), "{}", r.body);
+    for page in ["/account", "/account/email", "/admin"] {
+        let r = b.get(page).await;
+        assert_eq!(
+            (r.status, r.location()),
+            (StatusCode::SEE_OTHER, Some("/terms")),
+            "{page} waits for the terms"
+        );
+    }
+    let page = b.get("/terms").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    for text in [
+        "<h1>Terms of use</h1>",
+        "House rules v1",
+        "<p>Be kind to the other guests.</p>",
+        "<p>No spam, ever.</p>",
+        "action=\"/terms\"",
+        "name=\"version\" value=\"1\"",
+        "Accept and continue",
+        "action=\"/sign-out\"",
+        "Decline and sign out",
+    ] {
+        assert!(page.body.contains(text), "{text} in {}", page.body);
+    }
+    assert!(accepted(&server, "ada@example.com").await.is_empty());
+    let r = b.post("/terms", &[("version", "1")]).await;
+    assert_eq!(r.location(), Some("/account"), "{}", r.body);
+    assert_eq!(b.get("/account").await.status, StatusCode::OK);
+    assert_eq!(b.get("/admin").await.status, StatusCode::OK);
+    assert_eq!(
+        b.get("/terms").await.location(),
+        Some("/account"),
+        "nothing is left to accept"
+    );
+    assert_eq!(accepted(&server, "ada@example.com").await, [1]);
+    assert!(server
+        .audit_actions("ada@example.com")
+        .await
+        .contains(&"terms.accepted".to_string()));
+
+    // Accepted once, the version is not asked again at the next sign-in.
+    b.post("/sign-out", &[]).await;
+    assert!(b.session_cookie().is_none());
+    let mut again = server.browser();
+    let r = again
+        .sign_in_with_password("ada@example.com", PASSWORD)
+        .await;
+    assert_eq!(r.location(), Some("/account"));
+    assert_eq!(again.get("/account").await.status, StatusCode::OK);
+
+    // A new version is asked for again; a page of the old one does not accept it.
+    let v2 = publish(&server, "House rules v2", "Be kind.\n\nNo pets.").await;
+    assert_eq!(v2, 2);
+    assert_eq!(again.get("/account").await.location(), Some("/terms"));
+    let page = again.get("/terms").await;
+    assert!(page.body.contains("House rules v2") && page.body.contains("<p>No pets.</p>"));
+    assert!(page.body.contains("name=\"version\" value=\"2\""));
+    let stale = again.post("/terms", &[("version", "1")]).await;
+    assert_eq!(stale.status, StatusCode::CONFLICT, "{}", stale.body);
+    assert!(stale.body.contains("The terms of use changed"));
+    assert!(stale.body.contains("House rules v2") && stale.body.contains("value=\"2\""));
+    assert_eq!(
+        accepted(&server, "ada@example.com").await,
+        [1],
+        "version 2 is not accepted by a page of version 1"
+    );
+    assert_eq!(again.get("/account").await.location(), Some("/terms"));
+    assert!(!identity
+        .accept_terms(&core_ctx("account"), &user, 7, server.state.now())
+        .await
+        .unwrap());
+    let r = again.post("/terms", &[("version", "2")]).await;
+    assert_eq!(r.location(), Some("/account"));
+    assert_eq!(again.get("/account").await.status, StatusCode::OK);
+    assert_eq!(accepted(&server, "ada@example.com").await, [2, 1]);
+    assert!(identity
+        .terms_to_accept(
+            &core_ctx("account"),
+            &user,
+            gatehouse_core::identity::ACCOUNT_PORTAL,
+            server.state.now()
+        )
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn an_application_request_waits_for_the_terms_of_use() {
+    let server = TestServer::start().await;
+    let shop = register(&server, web_app("Shop")).await;
+    let blog = register(&server, web_app("Blog")).await;
+    publish(&server, "Shop terms", "Pay for what you take.").await;
+    save(&server, &terms_policy(&shop.id)).await;
+    server.signed_up("Bob", "bob@example.com", PASSWORD).await;
+    let mut b = server.browser();
+    let r = b.sign_in_with_password("bob@example.com", PASSWORD).await;
+    assert_eq!(r.location(), Some("/account"));
+
+    // An application the policy does not target gets its code.
+    let (code, _) = code_for(&mut b, &blog, &[]).await;
+    assert!(!code.is_empty());
+    // Without interaction the shop is told an interaction is needed, and gets no code.
+    let (_, challenge) = pkce();
+    let r = b
+        .get(&authorize_url(
+            &shop,
+            &challenge,
+            &[("prompt", Some("none"))],
+        ))
+        .await;
+    let location = target(&r).unwrap();
+    assert!(location.starts_with(common::oidc::REDIRECT), "{location}");
+    assert_eq!(
+        query_param(&location, "error").as_deref(),
+        Some("interaction_required"),
+        "{location}"
+    );
+    assert!(query_param(&location, "code").is_none());
+    let row = newest(&server, "bob@example.com").await;
+    assert_eq!(
+        (row.method.as_str(), row.application.as_str()),
+        ("sso", shop.id.as_str())
+    );
+    assert_eq!(row.failure_reason.as_deref(), Some("interaction_required"));
+    assert!(accepted(&server, "bob@example.com").await.is_empty());
+
+    // Interactively the shop's request waits on the terms page.
+    let (verifier, challenge) = pkce();
+    let r = b.get(&authorize_url(&shop, &challenge, &[])).await;
+    assert_eq!(r.location(), Some("/terms"), "{}", r.body);
+    let row = newest(&server, "bob@example.com").await;
+    assert_eq!(
+        (
+            row.method.as_str(),
+            row.result.as_str(),
+            row.failure_reason.as_deref()
+        ),
+        ("sso", "interrupted", Some("terms_of_use_required"))
+    );
+    assert_eq!(row.application, shop.id);
+    assert!(results(&row)[0].applied);
+    let page = b.get("/terms").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Shop terms") && page.body.contains("Pay for what you take."));
+    let r = b.post("/terms", &[("version", "1")]).await;
+    assert_eq!(r.location(), Some("/authorize/continue"), "{}", r.body);
+    let r = follow(&mut b, r).await;
+    let location = target(&r).unwrap_or_else(|| panic!("{} {}", r.status, r.body));
+    assert!(location.starts_with(common::oidc::REDIRECT), "{location}");
+    assert_eq!(query_param(&location, "state").as_deref(), Some("st-123"));
+    let code = query_param(&location, "code").unwrap_or_else(|| panic!("{location}"));
+    let (status, tokens) = exchange(&server, &shop, &code, &verifier).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    assert_eq!(accepted(&server, "bob@example.com").await, [1]);
+    let user = server.user("bob@example.com").await;
+    let acceptance = &server
+        .state
+        .identity
+        .terms_accepted_by(&user)
+        .await
+        .unwrap()[0];
+    assert_eq!(acceptance.client_ip, "203.0.113.10");
+    assert!(server
+        .audit_actions("bob@example.com")
+        .await
+        .contains(&"terms.accepted".to_string()));
+    // Accepted, the shop's silent requests get codes, and the portal opens.
+    let (_, challenge) = pkce();
+    let r = b
+        .get(&authorize_url(
+            &shop,
+            &challenge,
+            &[("prompt", Some("none"))],
+        ))
+        .await;
+    assert!(query_param(&target(&r).unwrap(), "code").is_some());
+    assert_eq!(b.get("/account").await.status, StatusCode::OK);
+}
+
+// ---------------------------------------------------------------- persistent browser session
+
+/// The session cookie a reply sets (it must set one).
+fn session_set_cookie(r: &common::Reply) -> String {
+    r.set_cookies()
+        .into_iter()
+        .find(|c| {
+            let name = c.split('=').next().unwrap_or("");
+            name.ends_with("gh_session") && !c.contains("Max-Age=0")
+        })
+        .unwrap_or_else(|| panic!("no session cookie in {:?}", r.set_cookies()))
+}
+
+fn persistent(id: &str, p: gatehouse_core::conditional_access::PersistentBrowser) -> Policy {
+    let mut pol = policy(
+        id,
+        Grant::Require {
+            controls: vec![],
+            require_all: false,
+        },
+    );
+    pol.session.persistent_browser = Some(p);
+    pol
+}
+
+#[tokio::test]
+async fn a_persistent_browser_policy_keeps_the_session_cookie() {
+    use gatehouse_core::conditional_access::PersistentBrowser;
+    let server = TestServer::start().await;
+    server.signed_up("Ada", "ada@example.com", PASSWORD).await;
+    // Another account signs in with a passkey alone.
+    let mut passkey = {
+        let mut b = server.signed_up("Pat", "pat@example.com", PASSWORD).await;
+        common::passkey::add_passkey(&server, &mut b, "Laptop").await
+    };
+    let srv = &server;
+    let sign_in = || async move {
+        let mut b = srv.browser();
+        let r = b.sign_in_with_password("ada@example.com", PASSWORD).await;
+        assert_eq!(r.location(), Some("/account"), "{}", r.body);
+        session_set_cookie(&r)
+    };
+    let cookie = sign_in().await;
+    assert!(!cookie.contains("Max-Age"), "no policy: {cookie}");
+
+    save(&server, &persistent("keep", PersistentBrowser::Always)).await;
+    let cookie = sign_in().await;
+    assert!(cookie.contains("; Max-Age=86400"), "always: {cookie}");
+    let mut b = server.browser();
+    let r = common::passkey::sign_in_with_passkey(&server, &mut b, &mut passkey).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let cookie = session_set_cookie(&r);
+    assert!(
+        cookie.contains("; Max-Age=86400"),
+        "always, with a passkey: {cookie}"
+    );
+
+    // Report-only, the control changes nothing.
+    server
+        .state
+        .identity
+        .set_policy_state("keep", PolicyState::ReportOnly, None, server.state.now())
+        .await
+        .unwrap();
+    let cookie = sign_in().await;
+    assert!(!cookie.contains("Max-Age"), "report-only: {cookie}");
+    server
+        .state
+        .identity
+        .set_policy_state("keep", PolicyState::On, None, server.state.now())
+        .await
+        .unwrap();
+
+    // Never wins over always.
+    save(&server, &persistent("forget", PersistentBrowser::Never)).await;
+    let cookie = sign_in().await;
+    assert!(!cookie.contains("Max-Age"), "always and never: {cookie}");
+
+    // The lifetime is the session's absolute lifetime as configured.
+    let short =
+        TestServer::start_with_settings(&[("GATEHOUSE_SESSION_ABSOLUTE_HOURS", "8".into())]).await;
+    save(&short, &persistent("keep", PersistentBrowser::Always)).await;
+    short.signed_up("Ada", "ada@example.com", PASSWORD).await;
+    let mut b = short.browser();
+    let r = b.sign_in_with_password("ada@example.com", PASSWORD).await;
+    let cookie = session_set_cookie(&r);
+    assert!(cookie.contains("; Max-Age=28800"), "8 hours: {cookie}");
+}
+
+// ---------------------------------------------------------------- the MFA setting
+
+#[tokio::test]
+async fn the_old_mfa_setting_becomes_a_policy_at_start_up() {
+    use gatehouse_core::identity::{MfaPolicy, MFA_FOR_ALL_POLICY, MFA_POLICY_SETTING};
+    let url = gatehouse_core::store::testing::fresh_sqlite_url();
+    let one = TestServer::start_with(url.clone()).await;
+    // An earlier version required MFA through a setting.
+    one.store
+        .put_setting(
+            MFA_POLICY_SETTING,
+            r#"{"require_mfa":true}"#,
+            one.state.now(),
+        )
+        .await
+        .unwrap();
+    assert!(one
+        .state
+        .identity
+        .find_policy(MFA_FOR_ALL_POLICY)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(
+        !one.state.identity.mfa_policy().await.unwrap().require_mfa,
+        "the setting alone is no longer read"
+    );
+
+    let two = TestServer::start_with(url.clone()).await;
+    let entry = two
+        .state
+        .identity
+        .find_policy(MFA_FOR_ALL_POLICY)
+        .await
+        .unwrap()
+        .expect("the start-up made the policy");
+    assert_eq!(entry.policy.state, PolicyState::On);
+    assert_eq!(entry.version, 1);
+    assert_eq!(
+        entry.policy.grant,
+        Grant::Require {
+            controls: vec![Control::Mfa],
+            require_all: false
+        }
+    );
+    assert!(entry.policy.assignments.all_users);
+    assert!(entry.policy.targets.all_applications && entry.policy.targets.account_portal);
+    let setting: serde_json::Value = serde_json::from_str(
+        &two.store
+            .get_setting(MFA_POLICY_SETTING)
+            .await
+            .unwrap()
+            .expect("the setting stays, cleared"),
+    )
+    .unwrap();
+    assert_eq!(setting["require_mfa"], false);
+    assert!(two.state.identity.mfa_policy().await.unwrap().require_mfa);
+    // Another start-up finds nothing left to move.
+    let three = TestServer::start_with(url).await;
+    let entry = three
+        .state
+        .identity
+        .find_policy(MFA_FOR_ALL_POLICY)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((entry.policy.state, entry.version), (PolicyState::On, 1));
+
+    // Turning the rule off keeps the policy, off.
+    two.state
+        .identity
+        .set_mfa_policy(MfaPolicy { require_mfa: false }, two.state.now())
+        .await
+        .unwrap();
+    assert!(!two.state.identity.mfa_policy().await.unwrap().require_mfa);
+    let listed = two.state.identity.list_policies().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].policy.id, MFA_FOR_ALL_POLICY);
+    assert_eq!(listed[0].policy.state, PolicyState::Off);
+    assert_eq!(listed[0].policy.state.as_str(), "off");
+    assert_eq!(listed[0].version, 2);
+    two.state
+        .identity
+        .set_mfa_policy(MfaPolicy { require_mfa: true }, two.state.now())
+        .await
+        .unwrap();
+    let listed = two.state.identity.list_policies().await.unwrap();
+    assert_eq!(
+        (listed.len(), listed[0].policy.state, listed[0].version),
+        (1, PolicyState::On, 3)
     );
 }

@@ -162,7 +162,8 @@ const WAYS: [Way; 6] = [
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Condition {
     Normally,
-    /// The tenant requires a second factor of every account.
+    /// The Conditional Access policy "Require MFA for all users" (`gatehouse mfa require`) is
+    /// on: a policy requiring a second factor of every account, everywhere.
     MfaForEveryone,
     /// An administrator disabled the account after it signed in.
     AccountDisabled,
@@ -1311,6 +1312,7 @@ impl Row {
                     name: "The test browsers".into(),
                     trusted: false,
                     ranges: vec!["203.0.113.0/24".parse().unwrap()],
+                    countries: vec![],
                 },
                 now,
             )
@@ -1399,6 +1401,28 @@ impl Row {
                 }
             }
         }
+        // The live portal session meets the block at its next page: it ends there, logged.
+        let since = self.mark();
+        let r = b.get("/account").await;
+        let cell = self.cell(Way::AccountPortal, condition);
+        assert_eq!(
+            r.status,
+            StatusCode::FORBIDDEN,
+            "{cell}: the portal under a block"
+        );
+        assert!(
+            self.session_of(&b).await.is_none(),
+            "{cell}: the blocked session ended"
+        );
+        let expected = Logged {
+            method: Method::SingleSignOn.as_str(),
+            application: ACCOUNT_PORTAL,
+            result: "blocked",
+            reason: Some("blocked_by_policy"),
+            session: Some(&session.id),
+        };
+        self.assert_logged(cell, &person.email, since, expected)
+            .await;
         identity
             .delete_policy("block-test-browsers", None, self.server.state.now())
             .await

@@ -26,6 +26,7 @@ fn main() {
                     format!("2001:db8:{i:x}::/48").parse().expect("range"),
                 ))
                 .collect(),
+            countries: vec![],
         })
         .collect();
     let policies: Vec<Policy> = (0..100)
@@ -85,6 +86,7 @@ fn main() {
         groups: (0..50).map(|g| groups[g * 19 % 1000].clone()).collect(),
         resource: Resource::Application("app-7".into()),
         client_ip: Some("10.3.4.5".parse().expect("ip")),
+        country: Some("FR".into()),
         client_type: ClientType::Browser,
         platform: Platform::Windows,
         sign_in_risk: RiskLevel::Low,

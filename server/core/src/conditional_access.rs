@@ -102,6 +102,8 @@ pub struct Assignments {
 pub enum Resource {
     Application(String),
     AccountPortal,
+    /// The admin console (reached with a portal session).
+    AdminConsole,
 }
 
 impl Resource {
@@ -109,6 +111,7 @@ impl Resource {
     pub fn of_application(application: &str) -> Self {
         match application {
             crate::identity::ACCOUNT_PORTAL => Resource::AccountPortal,
+            crate::identity::ADMIN_CONSOLE => Resource::AdminConsole,
             id => Resource::Application(id.to_string()),
         }
     }
@@ -124,6 +127,8 @@ pub struct Targets {
     pub applications: Vec<String>,
     /// The account portal (and the console, which is reached with a portal session).
     pub account_portal: bool,
+    /// The admin console alone.
+    pub admin_console: bool,
     /// Applications left out, even when all are targeted.
     pub exclude_applications: Vec<String>,
 }
@@ -282,14 +287,18 @@ pub enum Control {
     /// Multifactor authentication (the same as the strength `mfa`).
     Mfa,
     Strength(StrengthLevel),
+    /// Acceptance of the tenant's terms of use, once per version of their text.
+    TermsOfUse,
 }
 
 impl Control {
-    /// The strength this control asks for.
-    pub fn strength(self) -> StrengthLevel {
+    /// The strength this control asks for; none for the terms of use, which are met by
+    /// accepting them, not by a factor.
+    pub fn strength(self) -> Option<StrengthLevel> {
         match self {
-            Control::Mfa => StrengthLevel::Mfa,
-            Control::Strength(level) => level,
+            Control::Mfa => Some(StrengthLevel::Mfa),
+            Control::Strength(level) => Some(level),
+            Control::TermsOfUse => None,
         }
     }
 
@@ -297,7 +306,28 @@ impl Control {
         match self {
             Control::Mfa => "multifactor authentication".into(),
             Control::Strength(level) => format!("the strength {}", level.as_str()),
+            Control::TermsOfUse => "acceptance of the terms of use".into(),
         }
+    }
+
+    /// The control's name in forms and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Control::Mfa => "mfa",
+            Control::Strength(level) => level.as_str(),
+            Control::TermsOfUse => "terms-of-use",
+        }
+    }
+
+    /// The control named `name` (see [`Control::as_str`]).
+    pub fn parse(name: &str) -> Option<Control> {
+        Some(match name {
+            "mfa" => Control::Mfa,
+            "passwordless-mfa" => Control::Strength(StrengthLevel::PasswordlessMfa),
+            "phishing-resistant" => Control::Strength(StrengthLevel::PhishingResistant),
+            "terms-of-use" => Control::TermsOfUse,
+            _ => return None,
+        })
     }
 }
 
@@ -350,11 +380,23 @@ impl SignInFrequency {
     }
 }
 
+/// Whether the browser keeps the session when it is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PersistentBrowser {
+    /// The session cookie lasts the session's whole lifetime, across browser restarts.
+    Always,
+    /// The session cookie ends when the browser closes.
+    Never,
+}
+
 /// What a policy asks of the session once access is granted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SessionControls {
     pub sign_in_frequency: Option<SignInFrequency>,
+    /// Unset: as usual (the cookie ends with the browser session).
+    pub persistent_browser: Option<PersistentBrowser>,
 }
 
 /// A Conditional Access policy.
@@ -375,7 +417,7 @@ pub struct Policy {
     pub session: SessionControls,
 }
 
-/// A named location: address ranges, possibly trusted.
+/// A named location: address ranges and countries, possibly trusted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NamedLocation {
@@ -384,15 +426,21 @@ pub struct NamedLocation {
     #[serde(default)]
     pub trusted: bool,
     /// IPv4 and IPv6 ranges in CIDR notation.
+    #[serde(default)]
     pub ranges: Vec<IpNet>,
+    /// Countries (ISO 3166-1 alpha-2), matched by the GeoIP database's country of the address.
+    #[serde(default)]
+    pub countries: Vec<String>,
 }
 
 impl NamedLocation {
-    /// Whether the address is in one of the ranges. An IPv4-mapped IPv6 address is its IPv4
+    /// Whether the address is in one of the ranges, or the address's country (when a GeoIP
+    /// database knows it) is one of the countries. An IPv4-mapped IPv6 address is its IPv4
     /// address.
-    pub fn contains(&self, ip: IpAddr) -> bool {
+    pub fn contains(&self, ip: IpAddr, country: Option<&str>) -> bool {
         let ip = ip.to_canonical();
         self.ranges.iter().any(|r| r.contains(&ip))
+            || country.is_some_and(|c| self.countries.iter().any(|own| own == c))
     }
 }
 
@@ -420,15 +468,25 @@ impl Policy {
             return problem("the policy applies to nobody: choose all users, users or groups");
         }
         let t = &self.targets;
-        if !t.all_applications && t.applications.is_empty() && !t.account_portal {
+        if !t.all_applications && t.applications.is_empty() && !t.account_portal && !t.admin_console
+        {
             return problem(
-                "the policy targets nothing: choose all applications, applications or the account portal",
+                "the policy targets nothing: choose all applications, applications, the account portal or the admin console",
             );
         }
-        if let Grant::Require { controls, .. } = &self.grant {
+        if let Grant::Require {
+            controls,
+            require_all,
+        } = &self.grant
+        {
             if controls.is_empty() && self.session == SessionControls::default() {
                 return problem(
                     "a grant must require at least one control, block, or set a session control",
+                );
+            }
+            if controls.contains(&Control::TermsOfUse) && controls.len() > 1 && !require_all {
+                return problem(
+                    "the terms of use are required together with the other controls: choose require all",
                 );
             }
         }
@@ -468,10 +526,19 @@ impl NamedLocation {
                 "the id must be 1 to 64 letters, digits, '-' or '_'".into(),
             ));
         }
-        if self.ranges.is_empty() {
+        if self.ranges.is_empty() && self.countries.is_empty() {
             return Err(PolicyProblem(
-                "a location needs at least one address range".into(),
+                "a location needs at least one address range or country".into(),
             ));
+        }
+        if let Some(bad) = self
+            .countries
+            .iter()
+            .find(|c| !crate::geo::valid_country(c))
+        {
+            return Err(PolicyProblem(format!(
+                "{bad:?} is not a country code: use two capital letters (ISO 3166-1 alpha-2, e.g. FR)"
+            )));
         }
         Ok(())
     }
@@ -495,6 +562,8 @@ pub struct AccessSignals {
     pub resource: Resource,
     /// The client address (none when unknown: no location matches it).
     pub client_ip: Option<IpAddr>,
+    /// The address's country from the GeoIP database (none without one: no country matches).
+    pub country: Option<String>,
     pub client_type: ClientType,
     /// The device platform the user agent names.
     pub platform: Platform,
@@ -525,6 +594,11 @@ pub struct AccessDecision {
     pub required: Vec<Requirement>,
     /// The strictest sign-in frequency of the enforced policies that apply.
     pub sign_in_frequency: Option<SignInFrequency>,
+    /// Whether the session cookie outlives the browser: `Never` when any enforced policy that
+    /// applies says so, `Always` when one says so and none says never.
+    pub persistent_browser: Option<PersistentBrowser>,
+    /// An enforced policy that applies requires the terms of use to be accepted.
+    pub terms_of_use: bool,
     /// Every policy that is not off, in order, with its result.
     pub results: Vec<PolicyResult>,
 }
@@ -538,20 +612,24 @@ pub struct Requirement {
 }
 
 impl Requirement {
-    /// Whether what the attempt proved meets this grant.
+    /// Whether what the attempt proved meets this grant's strengths (the terms of use are
+    /// accepted apart, see [`AccessDecision::terms_of_use`]).
     pub fn met_by(&self, proven: &Strength) -> bool {
-        let met = |c: &Control| c.strength().met_by(proven);
+        let mut levels = self.controls.iter().filter_map(|c| c.strength()).peekable();
+        if levels.peek().is_none() {
+            return true;
+        }
         if self.require_all {
-            self.controls.iter().all(met)
+            levels.all(|l| l.met_by(proven))
         } else {
-            self.controls.iter().any(met)
+            levels.any(|l| l.met_by(proven))
         }
     }
 
     /// The weakest strength that meets this grant: the strongest control when all are
     /// required, the weakest when any one is enough.
     pub fn strength(&self) -> StrengthLevel {
-        let levels = self.controls.iter().map(|c| c.strength());
+        let levels = self.controls.iter().filter_map(|c| c.strength());
         let level = if self.require_all {
             levels.max()
         } else {
@@ -564,7 +642,7 @@ impl Requirement {
 impl AccessDecision {
     /// No policy asks anything.
     pub fn allows_anything(&self) -> bool {
-        self.blocked_by.is_none() && self.required.is_empty()
+        self.blocked_by.is_none() && self.required.is_empty() && !self.terms_of_use
     }
 
     /// The grants that what the attempt proved does not meet yet.
@@ -589,12 +667,7 @@ pub fn evaluate(
     policies: &[Policy],
     locations: &[NamedLocation],
 ) -> AccessDecision {
-    let mut decision = AccessDecision {
-        blocked_by: None,
-        required: Vec::new(),
-        sign_in_frequency: None,
-        results: Vec::new(),
-    };
+    let mut decision = AccessDecision::default();
     for policy in policies.iter().filter(|p| p.state != PolicyState::Off) {
         let verdict = applies(policy, signals, locations);
         let applied = verdict.is_ok();
@@ -615,6 +688,14 @@ pub fn evaluate(
                 None => f,
             });
         }
+        if let Some(p) = policy.session.persistent_browser {
+            decision.persistent_browser = match (decision.persistent_browser, p) {
+                (Some(PersistentBrowser::Never), _) | (_, PersistentBrowser::Never) => {
+                    Some(PersistentBrowser::Never)
+                }
+                _ => Some(PersistentBrowser::Always),
+            };
+        }
         match &policy.grant {
             Grant::Block => {
                 decision.blocked_by.get_or_insert_with(|| policy.id.clone());
@@ -624,11 +705,21 @@ pub fn evaluate(
             Grant::Require {
                 controls,
                 require_all,
-            } => decision.required.push(Requirement {
-                policy: policy.id.clone(),
-                controls: controls.clone(),
-                require_all: *require_all,
-            }),
+            } => {
+                decision.terms_of_use |= controls.contains(&Control::TermsOfUse);
+                let strengths: Vec<Control> = controls
+                    .iter()
+                    .copied()
+                    .filter(|c| c.strength().is_some())
+                    .collect();
+                if !strengths.is_empty() {
+                    decision.required.push(Requirement {
+                        policy: policy.id.clone(),
+                        controls: strengths,
+                        require_all: *require_all,
+                    });
+                }
+            }
         }
     }
     decision
@@ -667,6 +758,9 @@ fn applies(
         Resource::Application(id) if t.applications.contains(id) => format!("the application {id}"),
         Resource::Application(_) if t.all_applications => "all applications".to_string(),
         Resource::AccountPortal if t.account_portal => "the account portal".to_string(),
+        Resource::AdminConsole if t.admin_console || t.account_portal => {
+            "the admin console".to_string()
+        }
         _ => return Err("the resource is not targeted".into()),
     };
     let c = &policy.conditions;
@@ -687,7 +781,7 @@ fn applies(
     }
     let mut place = String::new();
     if let Some(l) = &c.locations {
-        place = location_matches(l, s.client_ip, locations)?;
+        place = location_matches(l, s.client_ip, s.country.as_deref(), locations)?;
     }
     let mut why = format!("{who}, {what}");
     if !place.is_empty() {
@@ -700,10 +794,14 @@ fn applies(
 fn location_matches(
     l: &LocationCondition,
     ip: Option<IpAddr>,
+    country: Option<&str>,
     locations: &[NamedLocation],
 ) -> Result<String, String> {
     let here: Vec<&NamedLocation> = match ip {
-        Some(ip) => locations.iter().filter(|n| n.contains(ip)).collect(),
+        Some(ip) => locations
+            .iter()
+            .filter(|n| n.contains(ip, country))
+            .collect(),
         None => Vec::new(),
     };
     if let Some(n) = here.iter().find(|n| l.exclude.contains(&n.id)) {
@@ -730,6 +828,61 @@ fn location_matches(
     }
 }
 
+/// One field that differs between two versions of a policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The field's path, such as `conditions.platforms`.
+    pub field: String,
+    /// Its value before and after, as compact JSON (none: absent).
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+/// What changed from one policy document to the next, field by field (lists compare whole).
+/// Either side may be missing (created, deleted).
+pub fn diff(before: Option<&Policy>, after: Option<&Policy>) -> Vec<Change> {
+    fn leaves(
+        prefix: &str,
+        value: &serde_json::Value,
+        out: &mut std::collections::BTreeMap<String, String>,
+    ) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let path = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    leaves(&path, v, out);
+                }
+            }
+            v => {
+                out.insert(prefix.to_string(), v.to_string());
+            }
+        }
+    }
+    let flat = |p: Option<&Policy>| {
+        let mut out = std::collections::BTreeMap::new();
+        if let Some(v) = p.and_then(|p| serde_json::to_value(p).ok()) {
+            leaves("", &v, &mut out);
+        }
+        out.retain(|_, v| v != "null" && v != "[]" && v != "false");
+        out
+    };
+    let (a, b) = (flat(before), flat(after));
+    let fields: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    fields
+        .into_iter()
+        .filter(|f| a.get(*f) != b.get(*f))
+        .map(|f| Change {
+            field: f.clone(),
+            before: a.get(f).cloned(),
+            after: b.get(f).cloned(),
+        })
+        .collect()
+}
+
 /// The policies and locations in force, with the version they were read at.
 #[derive(Debug, Clone, Default)]
 pub struct PolicySet {
@@ -748,6 +901,7 @@ mod tests {
             groups: vec!["staff".into()],
             resource: Resource::Application("shop".into()),
             client_ip: Some("203.0.113.9".parse().unwrap()),
+            country: None,
             client_type: ClientType::Browser,
             platform: Platform::Linux,
             sign_in_risk: RiskLevel::None,
@@ -790,7 +944,228 @@ mod tests {
                 "203.0.113.0/24".parse().unwrap(),
                 "2001:db8::/32".parse().unwrap(),
             ],
+            countries: vec![],
         }
+    }
+
+    #[test]
+    fn terms_of_use_are_required_apart_from_strengths() {
+        let terms_only = policy(
+            "terms",
+            Grant::Require {
+                controls: vec![Control::TermsOfUse],
+                require_all: true,
+            },
+        );
+        let d = evaluate(&signals(), std::slice::from_ref(&terms_only), &[]);
+        assert!(d.terms_of_use);
+        assert!(d.required.is_empty(), "no strength is asked");
+        assert!(!d.allows_anything());
+        let both = policy(
+            "both",
+            Grant::Require {
+                controls: vec![Control::Mfa, Control::TermsOfUse],
+                require_all: true,
+            },
+        );
+        let d = evaluate(&signals(), std::slice::from_ref(&both), &[]);
+        assert!(d.terms_of_use);
+        assert_eq!(d.required[0].controls, vec![Control::Mfa]);
+        // "Any one of" cannot mix the terms with a factor.
+        let any = policy(
+            "any",
+            Grant::Require {
+                controls: vec![Control::Mfa, Control::TermsOfUse],
+                require_all: false,
+            },
+        );
+        assert!(any.validate(&[]).unwrap_err().0.contains("require all"));
+        // Report-only terms are recorded, never asked.
+        let report = Policy {
+            state: PolicyState::ReportOnly,
+            ..terms_only
+        };
+        assert!(!evaluate(&signals(), &[report], &[]).terms_of_use);
+        for c in [
+            Control::Mfa,
+            Control::TermsOfUse,
+            Control::Strength(StrengthLevel::PhishingResistant),
+        ] {
+            assert_eq!(Control::parse(c.as_str()), Some(c));
+        }
+    }
+
+    #[test]
+    fn the_console_is_targeted_alone_or_with_the_portal() {
+        let at_console = AccessSignals {
+            resource: Resource::AdminConsole,
+            ..signals()
+        };
+        let with_targets = |t: Targets| Policy {
+            targets: t,
+            ..policy("c", Grant::Block)
+        };
+        let console_only = with_targets(Targets {
+            admin_console: true,
+            ..Targets::default()
+        });
+        let portal = with_targets(Targets {
+            account_portal: true,
+            ..Targets::default()
+        });
+        let apps = with_targets(Targets {
+            all_applications: true,
+            ..Targets::default()
+        });
+        assert!(
+            evaluate(&at_console, std::slice::from_ref(&console_only), &[])
+                .blocked_by
+                .is_some()
+        );
+        assert!(evaluate(&at_console, &[portal], &[]).blocked_by.is_some());
+        assert!(evaluate(&at_console, &[apps], &[]).blocked_by.is_none());
+        let at_portal = AccessSignals {
+            resource: Resource::AccountPortal,
+            ..signals()
+        };
+        assert!(
+            evaluate(&at_portal, std::slice::from_ref(&console_only), &[])
+                .blocked_by
+                .is_none()
+        );
+        assert!(console_only.validate(&[]).is_ok());
+        assert_eq!(
+            Resource::of_application(crate::identity::ADMIN_CONSOLE),
+            Resource::AdminConsole
+        );
+    }
+
+    #[test]
+    fn never_persistent_wins_over_always() {
+        let with = |id: &str, p: PersistentBrowser| Policy {
+            session: SessionControls {
+                persistent_browser: Some(p),
+                ..SessionControls::default()
+            },
+            ..policy(
+                id,
+                Grant::Require {
+                    controls: vec![],
+                    require_all: false,
+                },
+            )
+        };
+        let always = with("a", PersistentBrowser::Always);
+        let never = with("n", PersistentBrowser::Never);
+        assert!(
+            always.validate(&[]).is_ok(),
+            "a session control alone is a grant"
+        );
+        let d = evaluate(&signals(), std::slice::from_ref(&always), &[]);
+        assert_eq!(d.persistent_browser, Some(PersistentBrowser::Always));
+        assert!(d.allows_anything());
+        let d = evaluate(&signals(), &[always, never], &[]);
+        assert_eq!(d.persistent_browser, Some(PersistentBrowser::Never));
+        assert_eq!(evaluate(&signals(), &[], &[]).persistent_browser, None);
+    }
+
+    #[test]
+    fn a_diff_names_each_changed_field() {
+        let before = policy("a", mfa());
+        let mut after = before.clone();
+        after.name = "Renamed".into();
+        after.conditions.platforms = vec![Platform::Ios];
+        after.state = PolicyState::ReportOnly;
+        let changes = diff(Some(&before), Some(&after));
+        let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(fields, vec!["conditions.platforms", "name", "state"]);
+        let platforms = &changes[0];
+        assert_eq!(platforms.before, None);
+        assert_eq!(platforms.after.as_deref(), Some("[\"ios\"]"));
+        assert!(diff(Some(&before), Some(&before)).is_empty());
+        let created = diff(None, Some(&before));
+        assert!(created
+            .iter()
+            .any(|c| c.field == "name" && c.before.is_none()));
+        let deleted = diff(Some(&before), None);
+        assert!(deleted.iter().all(|c| c.after.is_none()));
+    }
+
+    #[test]
+    fn countries_match_by_the_geoip_country_and_never_without_one() {
+        let mut p = policy("a", Grant::Block);
+        p.conditions.locations = Some(LocationCondition {
+            include: LocationScope::Selected(vec!["nz".into()]),
+            ..LocationCondition::default()
+        });
+        let nz = NamedLocation {
+            id: "nz".into(),
+            name: "New Zealand".into(),
+            trusted: false,
+            ranges: vec![],
+            countries: vec!["NZ".into()],
+        };
+        let from = |country: Option<&str>| AccessSignals {
+            country: country.map(str::to_string),
+            ..signals()
+        };
+        let d = evaluate(
+            &from(Some("NZ")),
+            std::slice::from_ref(&p),
+            std::slice::from_ref(&nz),
+        );
+        assert_eq!(d.blocked_by.as_deref(), Some("a"));
+        assert!(d.results[0].reason.contains("from New Zealand"));
+        assert_eq!(
+            evaluate(
+                &from(Some("AU")),
+                std::slice::from_ref(&p),
+                std::slice::from_ref(&nz)
+            )
+            .blocked_by,
+            None
+        );
+        // Without a GeoIP database no address has a country: the condition never matches.
+        let none = evaluate(
+            &from(None),
+            std::slice::from_ref(&p),
+            std::slice::from_ref(&nz),
+        );
+        assert_eq!(none.blocked_by, None);
+        assert!(none.results[0].reason.contains("none of the locations"));
+        // Excluding a country leaves it out of "anywhere".
+        p.conditions.locations = Some(LocationCondition {
+            include: LocationScope::Any,
+            exclude: vec!["nz".into()],
+            ..LocationCondition::default()
+        });
+        assert_eq!(
+            evaluate(
+                &from(Some("NZ")),
+                std::slice::from_ref(&p),
+                std::slice::from_ref(&nz)
+            )
+            .blocked_by,
+            None
+        );
+        assert!(evaluate(&from(Some("FR")), &[p], std::slice::from_ref(&nz))
+            .blocked_by
+            .is_some());
+        // Codes are checked when saved.
+        let lower = NamedLocation {
+            countries: vec!["nz".into()],
+            ..nz.clone()
+        };
+        assert!(lower
+            .validate()
+            .unwrap_err()
+            .0
+            .contains("not a country code"));
+        let empty = NamedLocation {
+            countries: vec![],
+            ..nz
+        };
+        assert!(empty.validate().unwrap_err().0.contains("range or country"));
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod codes;
 pub mod conditional_access;
 pub mod email;
+pub mod geo;
 pub mod hashing;
 pub mod identity;
 pub mod jws;

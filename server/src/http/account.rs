@@ -455,6 +455,7 @@ async fn account_response(
 pub async fn account_page(
     State(state): State<AppState>,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     Query(q): Query<AccountQuery>,
 ) -> Response {
     // An application waits for this sign-in: it continues there.
@@ -469,7 +470,7 @@ pub async fn account_page(
             return redirect("/sign-in/link", vec![]);
         }
     }
-    let (session, user) = match require_enrolled_session(&state, &headers).await {
+    let (session, user) = match require_enrolled_session(&state, &headers, &extensions).await {
         Ok(found) => found,
         Err(response) => return response,
     };

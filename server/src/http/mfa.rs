@@ -403,7 +403,11 @@ pub async fn reauthenticate(
             };
             redirect(
                 next,
-                vec![cookies.set(SESSION, renewed.token.expose(), None)],
+                vec![cookies.set(
+                    SESSION,
+                    renewed.token.expose(),
+                    super::toolkit::session_cookie_max_age(&state, &renewed),
+                )],
             )
         }
         Err(err) => security_response(&state, page, &session, &user, err).await,

@@ -9,6 +9,7 @@ pub mod oidc;
 pub mod pages;
 pub mod passkeys;
 pub mod security;
+pub mod terms;
 pub mod toolkit;
 
 use std::net::SocketAddr;
@@ -96,6 +97,7 @@ fn route_specs() -> Vec<RouteSpec> {
             Some(post(new_password)),
         ),
         route("/sign-out", None, Some(post(sign_out))),
+        route("/terms", Some(get(terms::terms)), Some(post(terms::accept))),
         route("/account", Some(get(account::account_page)), None),
         route(
             "/account/profile",
@@ -313,6 +315,46 @@ fn route_specs() -> Vec<RouteSpec> {
         route("/admin/sign-ins/{id}", Some(get(admin::sign_in)), None),
         route("/admin/audit", Some(get(admin::audit)), None),
         route("/admin/access", Some(get(admin::access)), None),
+        route(
+            "/admin/access/new-policy",
+            Some(get(admin::policy_new)),
+            None,
+        ),
+        route(
+            "/admin/access/policies",
+            None,
+            Some(post(admin::policy_save)),
+        ),
+        route(
+            "/admin/access/policies/{id}",
+            Some(get(admin::policy_edit)),
+            None,
+        ),
+        route(
+            "/admin/access/policies/{id}/restore",
+            None,
+            Some(post(admin::policy_restore)),
+        ),
+        route(
+            "/admin/access/policies/{id}/delete",
+            None,
+            Some(post(admin::policy_delete)),
+        ),
+        route(
+            "/admin/access/export",
+            Some(get(admin::export_policies)),
+            None,
+        ),
+        route(
+            "/admin/access/import",
+            None,
+            Some(post(admin::import_policies)),
+        ),
+        route(
+            "/admin/terms",
+            Some(get(admin::terms)),
+            Some(post(admin::publish_terms)),
+        ),
         route(
             "/admin/groups",
             Some(get(admin::groups)),

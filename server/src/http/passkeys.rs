@@ -78,11 +78,12 @@ async fn ceremony_response(
 
 fn signed_in_json(state: &AppState, signed: SignedIn) -> Response {
     let cookies = cookie_policy(state);
+    let max_age = super::toolkit::session_cookie_max_age(state, &signed);
     json_response(
         StatusCode::OK,
         json!({ "redirect": "/account" }),
         vec![
-            cookies.set(SESSION, signed.token.expose(), None),
+            cookies.set(SESSION, signed.token.expose(), max_age),
             cookies.clear(FLOW),
             cookies.clear(PENDING_SIGN_IN),
         ],

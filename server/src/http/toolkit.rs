@@ -18,7 +18,7 @@ use gatehouse_app::pages::{FormState, MessagePage};
 use gatehouse_app::shell::{render_document, PageContext, ProviderLink};
 use gatehouse_core::email::EmailProblem;
 use gatehouse_core::identity::{
-    AuthError, InputProblem, RequestContext, SignInOutcome, SignedIn, ACCOUNT_PORTAL,
+    AuthError, InputProblem, PortalAccess, RequestContext, SignInOutcome, SignedIn, ACCOUNT_PORTAL,
 };
 use gatehouse_core::mail::{EmailKind, EmailText, EmailTexts};
 use gatehouse_core::store::{Session, User};
@@ -183,6 +183,7 @@ pub(super) fn describe_error(t: &Texts, err: &AuthError) -> ErrorView {
         }
         AuthError::SecondFactorRequired
         | AuthError::EnrollmentRequired
+        | AuthError::TermsOfUseRequired
         | AuthError::InteractionRequired
         | AuthError::LoginRequired => view(StatusCode::UNAUTHORIZED, "second_factor.lead", None),
         AuthError::SecondFactorWrong => {
@@ -405,12 +406,21 @@ pub(super) async fn current_session(
 /// How long the pending-sign-in cookie lives (as long as the pending sign-in).
 pub(super) const PENDING_COOKIE_MAX_AGE_S: i64 = 10 * 60;
 
+/// The session cookie's lifetime: the browser session, unless a Conditional Access session
+/// control makes it persistent (then the session's absolute lifetime).
+pub(super) fn session_cookie_max_age(state: &AppState, signed: &SignedIn) -> Option<i64> {
+    signed
+        .persistent
+        .then_some(state.config.session_absolute_hours * 3600)
+}
+
 pub(super) fn signed_in_response(state: &AppState, signed: SignedIn) -> Response {
     let cookies = cookie_policy(state);
+    let max_age = session_cookie_max_age(state, &signed);
     redirect(
         "/account",
         vec![
-            cookies.set(SESSION, signed.token.expose(), None),
+            cookies.set(SESSION, signed.token.expose(), max_age),
             cookies.clear(FLOW),
             cookies.clear(PENDING_SIGN_IN),
         ],
@@ -476,7 +486,8 @@ impl axum::extract::FromRequestParts<AppState> for EnrolledUser {
         parts: &mut axum::http::request::Parts,
         state: &AppState,
     ) -> Result<Self, Response> {
-        let (session, user) = require_enrolled_session(state, &parts.headers).await?;
+        let (session, user) =
+            require_enrolled_session(state, &parts.headers, &parts.extensions).await?;
         Ok(EnrolledUser { session, user })
     }
 }
@@ -501,16 +512,71 @@ pub(super) async fn require_session(
 pub(super) async fn require_enrolled_session(
     state: &AppState,
     headers: &HeaderMap,
+    extensions: &axum::http::Extensions,
 ) -> Result<(Session, User), Response> {
     let (session, user) = require_session(state, headers).await?;
+    portal_gate(state, headers, extensions, &session, &user, false).await?;
+    Ok((session, user))
+}
+
+/// What an account must do before it uses the portal (and the console): add the second
+/// factor the tenant requires (to the security-info page), then accept the terms of use a
+/// policy requires there (to the terms page). A policy that blocks the session now ends it.
+pub(super) async fn portal_gate(
+    state: &AppState,
+    headers: &HeaderMap,
+    extensions: &axum::http::Extensions,
+    session: &Session,
+    user: &User,
+    console: bool,
+) -> Result<(), Response> {
+    let now = state.now();
+    match state.identity.needs_enrollment_in_portal(user, now).await {
+        Ok(false) => {}
+        Ok(true) => return Err(redirect("/account/security?notice=mfa_required", vec![])),
+        Err(err) => return Err(internal_error_page(Page::new(state).await, &err)),
+    }
+    let page = Page::new(state).await;
+    let ctx = request_context(state, headers, extensions, &page);
+    let message_page = |page: Page, key: &str, status: StatusCode, cookies: Vec<HeaderValue>| {
+        let title = page.t().get("sign_in.title");
+        let message = page.t().get(key);
+        let mut page = page.status(status);
+        for c in cookies {
+            page = page.header(SET_COOKIE, c);
+        }
+        page.render("sign_in.title", move || {
+            view! { <MessagePage title=title message=message/> }
+        })
+    };
     match state
         .identity
-        .needs_enrollment_in_portal(&user, state.now())
+        .portal_access(&ctx, user, session, console, now)
         .await
     {
-        Ok(false) => Ok((session, user)),
-        Ok(true) => Err(redirect("/account/security?notice=mfa_required", vec![])),
-        Err(err) => Err(internal_error_page(Page::new(state).await, &err)),
+        Ok(PortalAccess::Allowed) => Ok(()),
+        Ok(PortalAccess::AcceptTerms) => Err(redirect("/terms", vec![])),
+        Ok(PortalAccess::SecondFactor { pending_id }) => Err(redirect(
+            "/sign-in/verify",
+            vec![cookie_policy(state).set(
+                PENDING_SIGN_IN,
+                &pending_id,
+                Some(PENDING_COOKIE_MAX_AGE_S),
+            )],
+        )),
+        Ok(PortalAccess::StrengthRequired) => Err(message_page(
+            page,
+            "sign_in.strength_required",
+            StatusCode::FORBIDDEN,
+            vec![],
+        )),
+        Ok(PortalAccess::Blocked) => Err(message_page(
+            page,
+            "sign_in.blocked_by_policy",
+            StatusCode::FORBIDDEN,
+            vec![cookie_policy(state).clear(SESSION)],
+        )),
+        Err(err) => Err(internal_error_page(page, &err)),
     }
 }
 

@@ -24,6 +24,7 @@ mod outbox;
 mod policies;
 mod sessions;
 mod settings;
+mod terms;
 pub mod testing;
 mod throttle;
 mod users;
@@ -31,6 +32,7 @@ pub use admin::*;
 pub use model::*;
 pub use oauth::*;
 pub use policies::*;
+pub use terms::*;
 
 /// Errors the store reports. Driver messages stay inside: `Display` never includes SQL text.
 #[derive(Debug, thiserror::Error)]

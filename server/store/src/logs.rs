@@ -70,6 +70,35 @@ impl Store {
         Ok(())
     }
 
+    /// Writes many sign-in log rows in one transaction (imports and generated data; the
+    /// sign-in path writes one row at a time with [`Store::record_sign_in`]).
+    pub async fn record_sign_ins(&self, entries: &[SignInLogEntry]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for e in entries {
+            sqlx::query(
+                "INSERT INTO sign_in_log (id, occurred_at, user_id, email, application, client_ip, user_agent, \
+                 method, result, failure_reason, session_id, policies) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(&e.id)
+            .bind(e.occurred_at)
+            .bind(e.user_id.as_deref())
+            .bind(&e.email)
+            .bind(&e.application)
+            .bind(&e.client_ip)
+            .bind(&e.user_agent)
+            .bind(&e.method)
+            .bind(&e.result)
+            .bind(e.failure_reason.as_deref())
+            .bind(e.session_id.as_deref())
+            .bind(e.policies.as_deref())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The most recent sign-in attempts for an email (newest first).
     pub async fn sign_ins_for_email(
         &self,

@@ -124,6 +124,28 @@ impl Store {
         Ok(())
     }
 
+    /// Counts a second factor for a session that had proven one (the account's first factor
+    /// of a second kind, proven while it was added): the session's methods become `amr`, and
+    /// removing that factor later ends the session. A session already completed with a
+    /// second factor is left as it is.
+    pub async fn add_session_factor(
+        &self,
+        id: &str,
+        amr: &str,
+        second_factor_id: &str,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE sessions SET amr = $1, second_factor_id = $2 \
+             WHERE id = $3 AND second_factor_id IS NULL",
+        )
+        .bind(amr)
+        .bind(second_factor_id)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Moves a session onto a new credential epoch (the session that changed the password).
     pub async fn rebind_session(&self, id: &str, epoch: i64) -> StoreResult<()> {
         sqlx::query("UPDATE sessions SET credential_epoch = $1 WHERE id = $2")

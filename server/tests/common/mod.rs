@@ -4,6 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod idp;
+pub mod mmdb;
 pub mod oidc;
 pub mod passkey;
 

@@ -73,6 +73,23 @@ pub struct ImpactReport {
     pub sample: Vec<(SignInLogEntry, &'static str)>,
 }
 
+/// What a live session may do in the account portal and the console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortalAccess {
+    Allowed,
+    /// A policy blocks it now: the session has ended.
+    Blocked,
+    /// The console asks more than the session proved: its second factor again, completing
+    /// the pending sign-in `pending_id` (which replaces the session).
+    SecondFactor {
+        pending_id: String,
+    },
+    /// The console asks a strength no factor of the account reaches.
+    StrengthRequired,
+    /// The terms of use a policy requires come first.
+    AcceptTerms,
+}
+
 /// The most days an impact replay reaches back (the sign-in log's retention).
 pub const MAX_IMPACT_DAYS: i64 = 90;
 
@@ -171,6 +188,7 @@ impl Identity {
             groups: self.store.groups_of_user(&user.id).await?,
             resource: Resource::of_application(application),
             client_ip: client_ip.parse().ok(),
+            country: self.country_of(client_ip),
             client_type,
             platform: Platform::of_user_agent(user_agent),
             sign_in_risk: RiskLevel::None,
@@ -211,6 +229,64 @@ impl Identity {
             .access_signals(&ctx.client_ip, &ctx.user_agent, user, application)
             .await?;
         Ok(evaluate(&signals, &set.policies, &set.locations))
+    }
+
+    /// Conditional Access on every page of the account portal and the console, for the live
+    /// session: a block that began after the sign-in ends the session (logged, method `sso`,
+    /// under the portal or the console), in the console a strength the session has not
+    /// proven asks for the second factor again (a step-up), and terms of use a policy
+    /// requires there are asked for first.
+    pub async fn portal_access(
+        &self,
+        ctx: &RequestContext,
+        user: &User,
+        session: &crate::store::Session,
+        console: bool,
+        now: i64,
+    ) -> Result<PortalAccess, AuthError> {
+        let set = self.policy_set(now).await?;
+        if Self::nothing_in_force(&set) {
+            return Ok(PortalAccess::Allowed);
+        }
+        let portal = if console {
+            crate::identity::ADMIN_CONSOLE
+        } else {
+            crate::identity::ACCOUNT_PORTAL
+        };
+        let decision = self.access_decision(ctx, user, portal, now).await?;
+        if decision.blocked_by.is_some() {
+            let ctx = RequestContext {
+                application: portal.into(),
+                policy_results: Some(decision.log_json()),
+                ..ctx.clone()
+            };
+            self.end_sessions(&user.id, super::SessionsToEnd::One(&session.id), now)
+                .await?;
+            self.log_attempt(
+                &ctx,
+                &user.email,
+                Some(&user.id),
+                Method::SingleSignOn,
+                Err(&AuthError::BlockedByPolicy),
+                Some(&session.id),
+                now,
+            )
+            .await?;
+            return Ok(PortalAccess::Blocked);
+        }
+        if console {
+            let proven = crate::identity::Strength::parse(&session.amr);
+            if !decision.unmet(&proven).is_empty() {
+                return Ok(match self.begin_step_up(session, user, now).await? {
+                    Some(pending_id) => PortalAccess::SecondFactor { pending_id },
+                    None => PortalAccess::StrengthRequired,
+                });
+            }
+        }
+        if decision.terms_of_use && !self.accepted_current_terms(user).await? {
+            return Ok(PortalAccess::AcceptTerms);
+        }
+        Ok(PortalAccess::Allowed)
     }
 
     /// Conditional Access when an application refreshes its tokens: a block that applies to
@@ -277,7 +353,8 @@ impl Identity {
             .iter()
             .filter(|p| {
                 p.state == PolicyState::On
-                    && matches!(&p.grant, Grant::Require { controls, .. } if !controls.is_empty())
+                    && matches!(&p.grant, Grant::Require { controls, .. }
+                        if controls.iter().any(|c| c.strength().is_some()))
                     && (p.targets.account_portal || !portal_only)
             })
             .collect();
@@ -358,6 +435,7 @@ impl Identity {
                     groups: groups.get(&user_id).cloned().unwrap_or_default(),
                     resource: Resource::of_application(&row.application),
                     client_ip: row.client_ip.parse().ok(),
+                    country: self.country_of(&row.client_ip),
                     client_type: client_types
                         .get(&row.application)
                         .copied()
@@ -407,6 +485,7 @@ impl Identity {
             client_ip: Some(q.client_ip.trim().parse().map_err(|_| {
                 AccessError::Invalid(PolicyProblem("the IP address is not valid".into()))
             })?),
+            country: self.country_of(&q.client_ip),
             client_type: q.client_type,
             platform: q.platform,
             sign_in_risk: q.sign_in_risk,
@@ -439,11 +518,7 @@ impl Identity {
         actor: Option<&User>,
         now: i64,
     ) -> Result<i64, AccessError> {
-        let set = self.current_policy_set().await?;
-        policy
-            .validate(&set.locations)
-            .map_err(AccessError::Invalid)?;
-        self.refuse_lockout(policy).await?;
+        self.check_policy(policy).await?;
         let document = serde_json::to_string(policy).map_err(|e| super::internal(&e))?;
         let version = self
             .store
@@ -458,6 +533,24 @@ impl Identity {
             .await?;
         self.policies.forget().await;
         Ok(version)
+    }
+
+    /// Whether `policy` may be saved as it is: its own rules, the locations it names, the
+    /// lockout guard, and published terms of use when it requires them.
+    pub async fn check_policy(&self, policy: &Policy) -> Result<(), AccessError> {
+        let set = self.current_policy_set().await?;
+        policy
+            .validate(&set.locations)
+            .map_err(AccessError::Invalid)?;
+        self.refuse_lockout(policy).await?;
+        let asks_terms = matches!(&policy.grant, Grant::Require { controls, .. }
+            if controls.contains(&crate::conditional_access::Control::TermsOfUse));
+        if asks_terms && policy.state != PolicyState::Off && self.terms_of_use().await?.is_none() {
+            return Err(AccessError::Invalid(PolicyProblem(
+                "publish the terms of use first: the policy requires them".into(),
+            )));
+        }
+        Ok(())
     }
 
     /// Changes only a policy's state.
@@ -509,13 +602,11 @@ impl Identity {
     /// condition.
     async fn refuse_lockout(&self, policy: &Policy) -> Result<(), AccessError> {
         let unconditional = policy.conditions == Default::default();
-        let everything = policy.targets.all_applications
-            && policy.targets.account_portal
-            && policy.targets.exclude_applications.is_empty();
+        let console = policy.targets.account_portal || policy.targets.admin_console;
         if policy.state != PolicyState::On
             || policy.grant != Grant::Block
             || !policy.assignments.all_users
-            || !everything
+            || !console
             || !unconditional
         {
             return Ok(());
@@ -538,7 +629,7 @@ impl Identity {
             return Ok(());
         }
         Err(AccessError::Invalid(PolicyProblem(
-            "this policy would block every account, administrators included, from everything: exclude at least one administrator".into(),
+            "this policy would block every account, administrators included, from the admin console: exclude at least one administrator".into(),
         )))
     }
 
@@ -709,6 +800,87 @@ impl Identity {
         Ok(self.store.group_members(group_id).await?)
     }
 
+    /// The policy with this id, as the console edits it.
+    pub async fn find_policy(&self, id: &str) -> Result<Option<PolicyEntry>, AuthError> {
+        let Some(row) = self.store.find_policy(id).await? else {
+            return Ok(None);
+        };
+        let policy = serde_json::from_str::<Policy>(&row.document)
+            .unwrap_or_else(|_| unreadable(&row.id, &row.name));
+        Ok(Some(PolicyEntry {
+            policy,
+            version: row.version,
+            updated_at: row.updated_at,
+            updated_by: row.updated_by,
+        }))
+    }
+
+    /// Saves an earlier version of a policy again, as a new version (its state included).
+    pub async fn restore_policy(
+        &self,
+        id: &str,
+        version: i64,
+        actor: Option<&User>,
+        now: i64,
+    ) -> Result<i64, AccessError> {
+        let history = self.store.policy_history(id).await?;
+        let old = history
+            .iter()
+            .find(|v| v.version == version && !v.document.is_empty())
+            .ok_or(AccessError::NotFound("policy version"))?;
+        let policy = serde_json::from_str::<Policy>(&old.document).map_err(|e| {
+            AccessError::Invalid(PolicyProblem(format!(
+                "version {version} cannot be read any more: {e}"
+            )))
+        })?;
+        self.save_policy(&policy, actor, now).await
+    }
+
+    /// The account ids of these emails; an unknown email is named in the refusal.
+    pub async fn user_ids_by_email(&self, emails: &[String]) -> Result<Vec<String>, AccessError> {
+        let mut ids = Vec::new();
+        for email in emails {
+            match self.account_by_email(email).await {
+                Ok(user) => ids.push(user.id),
+                Err(AccessError::NotFound(_)) => {
+                    return Err(AccessError::Invalid(PolicyProblem(format!(
+                        "no account has the email {email}"
+                    ))))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(ids)
+    }
+
+    /// The emails of these account ids (an id whose account is gone stays as it is).
+    pub async fn emails_of(&self, ids: &[String]) -> Result<Vec<String>, AuthError> {
+        let mut emails = Vec::new();
+        for id in ids {
+            emails.push(match self.store.find_user(id).await? {
+                Some(u) => u.email,
+                None => id.clone(),
+            });
+        }
+        Ok(emails)
+    }
+
+    /// Whether `policy` is assigned to `user` (included and not excluded), whatever its
+    /// targets and conditions: the console warns an admin saving a policy that reaches them.
+    pub async fn policy_assigned_to(
+        &self,
+        policy: &Policy,
+        user: &User,
+    ) -> Result<bool, AuthError> {
+        let groups = self.store.groups_of_user(&user.id).await?;
+        let a = &policy.assignments;
+        Ok(!a.exclude_users.contains(&user.id)
+            && !a.exclude_groups.iter().any(|g| groups.contains(g))
+            && (a.all_users
+                || a.users.contains(&user.id)
+                || a.groups.iter().any(|g| groups.contains(g))))
+    }
+
     async fn account_by_email(&self, email: &str) -> Result<User, AccessError> {
         let normalized =
             crate::email::normalize_email(email).map_err(|_| AccessError::NotFound("account"))?;
@@ -753,7 +925,8 @@ fn proven_by_method(method: &str) -> crate::identity::Strength {
 }
 
 /// A lower-case slug of a name: letters and digits, other runs as one '-'.
-fn slug(name: &str) -> String {
+/// An id made from a name: lower-case letters and digits, words joined by `-`.
+pub fn slug(name: &str) -> String {
     let mut out = String::new();
     for c in name.chars().flat_map(char::to_lowercase) {
         if c.is_ascii_alphanumeric() {

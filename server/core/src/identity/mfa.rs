@@ -36,8 +36,39 @@ pub struct MfaPolicy {
     pub require_mfa: bool,
 }
 
-/// The name of the setting holding the [`MfaPolicy`].
+/// The name of the setting that held the [`MfaPolicy`] before it became a policy.
 pub const MFA_POLICY_SETTING: &str = "mfa_policy";
+
+/// The id of the Conditional Access policy `gatehouse mfa require` turns on.
+pub const MFA_FOR_ALL_POLICY: &str = "require-mfa-for-all-users";
+
+/// "Require MFA for all users": every account, every application and the account portal, a
+/// second factor.
+pub fn mfa_for_all_policy(
+    state: crate::conditional_access::PolicyState,
+) -> crate::conditional_access::Policy {
+    use crate::conditional_access::{Assignments, Control, Grant, Policy, Targets};
+    Policy {
+        id: MFA_FOR_ALL_POLICY.into(),
+        name: "Require MFA for all users".into(),
+        state,
+        assignments: Assignments {
+            all_users: true,
+            ..Assignments::default()
+        },
+        targets: Targets {
+            all_applications: true,
+            account_portal: true,
+            ..Targets::default()
+        },
+        conditions: Default::default(),
+        grant: Grant::Require {
+            controls: vec![Control::Mfa],
+            require_all: false,
+        },
+        session: Default::default(),
+    }
+}
 
 /// A second factor an account can use, strongest kinds first in every list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -257,14 +288,56 @@ impl Identity {
         Ok(reset.is_none_or(|at| now - at >= EMAIL_FACTOR_AFTER_RESET_MS))
     }
 
-    /// The tenant's multifactor policy.
+    /// The tenant's multifactor rule: whether the Conditional Access policy "Require MFA for
+    /// all users" ([`MFA_FOR_ALL_POLICY`]) is on.
     pub async fn mfa_policy(&self) -> Result<MfaPolicy, AuthError> {
-        self.setting(MFA_POLICY_SETTING).await
+        let on = self
+            .store
+            .find_policy(MFA_FOR_ALL_POLICY)
+            .await?
+            .is_some_and(|p| p.state == crate::conditional_access::PolicyState::On.as_str());
+        Ok(MfaPolicy { require_mfa: on })
     }
 
-    /// Stores the tenant's multifactor policy.
+    /// Turns the tenant's multifactor rule on or off: the policy "Require MFA for all users"
+    /// is created the first time, and afterwards only its state changes (edits made to it in
+    /// the console stay).
     pub async fn set_mfa_policy(&self, policy: MfaPolicy, now: i64) -> Result<(), AuthError> {
-        self.put_setting(MFA_POLICY_SETTING, &policy, now).await
+        use crate::conditional_access::PolicyState;
+        let state = if policy.require_mfa {
+            PolicyState::On
+        } else {
+            PolicyState::Off
+        };
+        let result = match self.store.find_policy(MFA_FOR_ALL_POLICY).await? {
+            Some(_) => self
+                .set_policy_state(MFA_FOR_ALL_POLICY, state, None, now)
+                .await
+                .map(|_| ()),
+            None if !policy.require_mfa => Ok(()),
+            None => self
+                .save_policy(&mfa_for_all_policy(state), None, now)
+                .await
+                .map(|_| ()),
+        };
+        result.map_err(|e| match e {
+            super::AccessError::Auth(e) => e,
+            other => AuthError::Internal(other.to_string()),
+        })
+    }
+
+    /// Moves the multifactor setting of earlier versions into its policy, once: a deployment
+    /// that required MFA keeps requiring it.
+    pub async fn migrate_mfa_setting(&self, now: i64) -> Result<(), AuthError> {
+        let old: MfaPolicy = self.setting(MFA_POLICY_SETTING).await?;
+        if old.require_mfa {
+            if self.store.find_policy(MFA_FOR_ALL_POLICY).await?.is_none() {
+                self.set_mfa_policy(old, now).await?;
+            }
+            self.put_setting(MFA_POLICY_SETTING, &MfaPolicy::default(), now)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Whether the tenant requires a second factor this account does not have yet: such an
@@ -897,6 +970,39 @@ impl Identity {
         }))
     }
 
+    /// The account's first second factor, just proven while it was added in this session,
+    /// counts for the session when a policy required it: a sign-in that was let in only to
+    /// add one (the tenant's rule or a Conditional Access policy) is then multifactor, as if
+    /// the factor had been asked at sign-in. A factor added of the person's own accord leaves
+    /// the session as it was.
+    pub(super) async fn count_new_factor(
+        &self,
+        session: &Session,
+        user: &User,
+        had_factor: bool,
+        method: super::strength::AuthMethod,
+        factor_id: &str,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        let proven = Strength::parse(&session.amr);
+        if had_factor || proven.is_multifactor() {
+            return Ok(());
+        }
+        let required = self.mfa_policy().await?.require_mfa
+            || self.policy_requires_factor(user, false, now).await?;
+        if !required {
+            return Ok(());
+        }
+        let amr = proven.with(method).stored();
+        if !Strength::parse(&amr).is_multifactor() {
+            return Ok(());
+        }
+        self.store
+            .add_session_factor(&session.id, &amr, factor_id)
+            .await?;
+        Ok(())
+    }
+
     /// Completes an enrollment with the first correct code from the app.
     pub async fn confirm_totp_enrollment(
         &self,
@@ -920,6 +1026,7 @@ impl Identity {
         };
         let ip = self.ip_gate(ctx, now).await?;
         let secret = self.open_totp_secret(&pending)?;
+        let had_factor = self.store.has_second_factor(&user.id).await?;
         match totp::verify(&secret, &code, now.div_euclid(1000), -1) {
             Some(step)
                 if self
@@ -927,6 +1034,15 @@ impl Identity {
                     .confirm_totp(&pending.id, &user.id, step, ENROLLMENT_TTL_MS, now)
                     .await? =>
             {
+                self.count_new_factor(
+                    session,
+                    user,
+                    had_factor,
+                    AuthMethod::AuthenticatorApp,
+                    &pending.id,
+                    now,
+                )
+                .await?;
                 self.audit(
                     ctx,
                     &user.id,

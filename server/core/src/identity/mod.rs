@@ -30,9 +30,10 @@ mod records;
 mod sessions;
 mod sms;
 mod strength;
+mod terms;
 pub use access::{
-    AccessError, ImpactReport, PolicyDocument, PolicyEntry, WhatIf, MAX_IMPACT_DAYS,
-    POLICY_CACHE_MS,
+    slug, AccessError, ImpactReport, PolicyDocument, PolicyEntry, PortalAccess, WhatIf,
+    MAX_IMPACT_DAYS, POLICY_CACHE_MS,
 };
 pub use account::{AccountExport, PendingUndo, EMAIL_CHANGE_UNDO_TTL_MS, EMAIL_UNDO_PATH};
 pub use federation::{
@@ -43,8 +44,8 @@ pub use federation::{
     MICROSOFT_PERSONAL_ACCOUNTS_TENANT,
 };
 pub use mfa::{
-    MfaPolicy, SecondFactorMethod, SecondFactorOptions, TotpEnrollment,
-    EMAIL_FACTOR_AFTER_RESET_MS, MFA_POLICY_SETTING,
+    mfa_for_all_policy, MfaPolicy, SecondFactorMethod, SecondFactorOptions, TotpEnrollment,
+    EMAIL_FACTOR_AFTER_RESET_MS, MFA_FOR_ALL_POLICY, MFA_POLICY_SETTING,
 };
 pub use passkeys::{
     relying_party, validate_passkey_name, PasskeyCeremony, PasskeyInfo, CEREMONY_TTL_MS,
@@ -105,6 +106,9 @@ pub const CODE_POLICY: ThrottlePolicy = ThrottlePolicy {
 
 /// The account portal, as an application in the sign-in log.
 pub const ACCOUNT_PORTAL: &str = "account";
+
+/// The admin console, as an application in the sign-in log and in Conditional Access.
+pub const ADMIN_CONSOLE: &str = "admin-console";
 
 #[derive(Debug, Clone)]
 pub struct IdentityConfig {
@@ -276,6 +280,8 @@ pub enum AuthError {
     SecondFactorRequired,
     #[error("the account must add a second factor first")]
     EnrollmentRequired,
+    #[error("the terms of use must be accepted first")]
+    TermsOfUseRequired,
     #[error("the application needs an interaction that was not allowed (prompt=none)")]
     InteractionRequired,
     #[error("the application needs a new sign-in that was not allowed (prompt=none)")]
@@ -327,6 +333,7 @@ impl AuthError {
             AuthError::StrengthRequired => "strength_required",
             AuthError::SecondFactorRequired => "second_factor_required",
             AuthError::EnrollmentRequired => "enrollment_required",
+            AuthError::TermsOfUseRequired => "terms_of_use_required",
             AuthError::InteractionRequired => "interaction_required",
             AuthError::LoginRequired => "login_required",
             AuthError::SecondFactorWrong => "second_factor_invalid",
@@ -396,6 +403,9 @@ pub struct SignedIn {
     pub token: SecretString,
     pub session: Session,
     pub user: User,
+    /// A Conditional Access session control keeps the session across browser restarts: its
+    /// cookie lasts the session's lifetime instead of the browser session.
+    pub persistent: bool,
 }
 
 /// Where a successful first factor leads.
@@ -438,6 +448,8 @@ pub struct Identity {
     logout: Arc<dyn LogoutDelivery>,
     /// The Conditional Access policies this instance holds.
     policies: access::PolicyCache,
+    /// The GeoIP databases, when configured: countries for location conditions.
+    geo: Option<Arc<crate::geo::GeoIp>>,
 }
 
 impl std::fmt::Debug for Identity {
@@ -500,7 +512,26 @@ impl Identity {
             signing_keys: Default::default(),
             policies: Default::default(),
             logout: Arc::new(sessions::NoLogoutDelivery),
+            geo: None,
         })
+    }
+
+    /// Looks countries up in `geo` (without it, no address has a country and country
+    /// conditions never match).
+    pub fn with_geoip(mut self, geo: Option<Arc<crate::geo::GeoIp>>) -> Self {
+        self.geo = geo;
+        self
+    }
+
+    /// The GeoIP databases in use, if any.
+    pub fn geoip(&self) -> Option<&crate::geo::GeoIp> {
+        self.geo.as_deref()
+    }
+
+    /// The country of a client address, when a GeoIP database is configured and knows it.
+    pub fn country_of(&self, client_ip: &str) -> Option<String> {
+        let ip = client_ip.trim().parse().ok()?;
+        self.geo.as_ref()?.country(ip)
     }
 
     /// Delivers the logout tokens of ending sessions through `delivery` (the server sends them

@@ -287,6 +287,7 @@ impl Identity {
             created_at: now,
             last_used_at: None,
         };
+        let had_factor = self.store.has_second_factor(&user.id).await?;
         if !self.store.create_passkey(&stored).await? {
             tracing::info!(user.id = %user.id, "passkey registration refused: credential already registered");
             return Err(AuthError::PasskeyFailed);
@@ -296,6 +297,15 @@ impl Identity {
             &user.id,
             "mfa.passkey.added",
             &format!("passkey {:?}", stored.name),
+            now,
+        )
+        .await?;
+        self.count_new_factor(
+            session,
+            user,
+            had_factor,
+            passkey_method(stored_flag(&stored, "backup_eligible")),
+            &stored.id,
             now,
         )
         .await?;

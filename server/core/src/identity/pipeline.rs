@@ -10,7 +10,7 @@
 //! [`decide_after_first_factor`].
 
 use super::{AuthError, Identity, Method, RequestContext, SignInOutcome, SignedIn, Strength};
-use crate::conditional_access::{AccessDecision, RiskLevel};
+use crate::conditional_access::{AccessDecision, PersistentBrowser, RiskLevel};
 use crate::secret::SecretString;
 use crate::store::{NewSession, Session, StoreError, User};
 use crate::tokens::{random_id, secret_token, token_hash};
@@ -143,6 +143,9 @@ pub struct ApplicationSignals {
     pub requires_multifactor: bool,
     /// What the tenant's Conditional Access policies decided for this request.
     pub access: AccessDecision,
+    /// The account has accepted the current version of the terms of use (or none is
+    /// published).
+    pub terms_accepted: bool,
 }
 
 /// What an application's request needs before it gets a code.
@@ -156,6 +159,8 @@ pub enum ApplicationDecision {
     Enroll,
     /// Prove a second factor now (the application asked for multifactor).
     SecondFactor,
+    /// Accept the current terms of use (a policy requires them).
+    AcceptTerms,
     /// Nothing more: consent (when the application needs it) and the code.
     Proceed,
 }
@@ -171,9 +176,13 @@ impl ApplicationDecision {
             (ApplicationDecision::SignInAgain, false) => AuthError::LoginRequired,
             (ApplicationDecision::Enroll, true) => AuthError::EnrollmentRequired,
             (ApplicationDecision::SecondFactor, true) => AuthError::SecondFactorRequired,
-            (ApplicationDecision::Enroll | ApplicationDecision::SecondFactor, false) => {
-                AuthError::InteractionRequired
-            }
+            (ApplicationDecision::AcceptTerms, true) => AuthError::TermsOfUseRequired,
+            (
+                ApplicationDecision::Enroll
+                | ApplicationDecision::SecondFactor
+                | ApplicationDecision::AcceptTerms,
+                false,
+            ) => AuthError::InteractionRequired,
         })
     }
 
@@ -196,14 +205,18 @@ impl ApplicationDecision {
                 "interaction_required",
                 "the application requires a second factor",
             )),
+            ApplicationDecision::AcceptTerms => Some((
+                "interaction_required",
+                "the terms of use must be accepted first",
+            )),
         }
     }
 }
 
 /// The decision for an application's request from an existing session: a pure function of
 /// the signals, checked in order (a fresh sign-in, a Conditional Access block, the tenant's
-/// enrollment rule, then a second factor when the application or a policy asks for more than
-/// the session proved).
+/// enrollment rule, a second factor when the application or a policy asks for more than the
+/// session proved, then the terms of use a policy requires).
 pub fn decide_for_application(s: &ApplicationSignals) -> ApplicationDecision {
     if !s.fresh {
         return ApplicationDecision::SignInAgain;
@@ -217,6 +230,9 @@ pub fn decide_for_application(s: &ApplicationSignals) -> ApplicationDecision {
     let asked = s.requires_multifactor && !s.strength.is_multifactor();
     if asked || !s.access.unmet(&s.strength).is_empty() {
         return ApplicationDecision::SecondFactor;
+    }
+    if s.access.terms_of_use && !s.terms_accepted {
+        return ApplicationDecision::AcceptTerms;
     }
     ApplicationDecision::Proceed
 }
@@ -335,7 +351,9 @@ impl Identity {
                     }
                     None => first.user,
                 };
-                let signed = self
+                let persistent =
+                    signals.access.persistent_browser == Some(PersistentBrowser::Always);
+                let mut signed = self
                     .start_session(
                         ctx,
                         first.email,
@@ -346,6 +364,7 @@ impl Identity {
                         now,
                     )
                     .await?;
+                signed.persistent = persistent;
                 if let Some(old) = first.reauthenticates {
                     self.end_sessions(&user_id, super::SessionsToEnd::One(&old.id), now)
                         .await?;
@@ -392,7 +411,7 @@ impl Identity {
                 .await?);
         }
         let email = user.email.clone();
-        let signed = self
+        let mut signed = self
             .start_session(
                 ctx,
                 &email,
@@ -407,6 +426,7 @@ impl Identity {
             self.end_sessions(&signed.user.id, super::SessionsToEnd::One(old), now)
                 .await?;
         }
+        signed.persistent = access.persistent_browser == Some(PersistentBrowser::Always);
         Ok(signed)
     }
 
@@ -492,6 +512,7 @@ impl Identity {
             token: SecretString::new(token),
             session,
             user,
+            persistent: false,
         })
     }
 }
@@ -574,7 +595,53 @@ mod tests {
             needs_enrollment: false,
             requires_multifactor: false,
             access: AccessDecision::default(),
+            terms_accepted: true,
         }
+    }
+
+    #[test]
+    fn the_terms_of_use_come_after_the_factors_and_only_when_not_accepted() {
+        let terms = AccessDecision {
+            terms_of_use: true,
+            ..AccessDecision::default()
+        };
+        let pending = ApplicationSignals {
+            access: terms.clone(),
+            terms_accepted: false,
+            ..app_signals()
+        };
+        assert_eq!(
+            decide_for_application(&pending),
+            ApplicationDecision::AcceptTerms
+        );
+        let accepted = ApplicationSignals {
+            access: terms.clone(),
+            ..app_signals()
+        };
+        assert_eq!(
+            decide_for_application(&accepted),
+            ApplicationDecision::Proceed
+        );
+        let enroll_first = ApplicationSignals {
+            needs_enrollment: true,
+            ..pending.clone()
+        };
+        assert_eq!(
+            decide_for_application(&enroll_first),
+            ApplicationDecision::Enroll
+        );
+        assert_eq!(
+            ApplicationDecision::AcceptTerms.logged_error(false),
+            Some(AuthError::InteractionRequired)
+        );
+        assert_eq!(
+            ApplicationDecision::AcceptTerms.logged_error(true),
+            Some(AuthError::TermsOfUseRequired)
+        );
+        assert_eq!(
+            ApplicationDecision::AcceptTerms.oauth_error().map(|e| e.0),
+            Some("interaction_required")
+        );
     }
 
     #[test]
@@ -665,8 +732,7 @@ mod tests {
                     require_all: false,
                 }]
             },
-            sign_in_frequency: None,
-            results: vec![],
+            ..AccessDecision::default()
         }
     }
 

@@ -239,6 +239,7 @@ impl Identity {
             Err(
                 e @ (AuthError::SecondFactorRequired
                 | AuthError::EnrollmentRequired
+                | AuthError::TermsOfUseRequired
                 | AuthError::ReauthenticationRequired
                 | AuthError::LinkRequired),
             ) => ("interrupted", Some(e.reason_code())),

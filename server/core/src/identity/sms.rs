@@ -199,9 +199,19 @@ impl Identity {
             return Err(AuthError::CodeDead);
         }
         self.check_code(ctx, &flow, input, now).await?;
+        let had_factor = self.store.has_second_factor(&user.id).await?;
         if !self.store.verify_phone(&user.id, id, now).await? {
             return Err(AuthError::CodeDead);
         }
+        self.count_new_factor(
+            session,
+            user,
+            had_factor,
+            super::strength::AuthMethod::TextMessage,
+            id,
+            now,
+        )
+        .await?;
         self.audit(
             ctx,
             &user.id,

@@ -8,14 +8,15 @@ use serde::Deserialize;
 use gatehouse_app::admin::{AccessData, AdminAccessPage, Cell, Choice, WhatIfForm};
 use gatehouse_app::pages::format_time;
 use gatehouse_core::conditional_access::{AccessDecision, ClientType, Grant, Platform, RiskLevel};
-use gatehouse_core::identity::{WhatIf, ACCOUNT_PORTAL};
+use gatehouse_core::identity::{WhatIf, ACCOUNT_PORTAL, ADMIN_CONSOLE};
 
-use super::{frame, trimmed, AdminUser};
+use super::{trimmed, AdminUser};
 use crate::http::toolkit::{internal_error_page, Page};
 use crate::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct WhatIfQuery {
+    notice: Option<String>,
     email: Option<String>,
     app: Option<String>,
     ip: Option<String>,
@@ -29,7 +30,18 @@ pub async fn access(
     _admin: AdminUser,
     Query(q): Query<WhatIfQuery>,
 ) -> Response {
-    let page = Page::new(&state).await;
+    let notice = q.notice.clone();
+    access_page(&state, q, notice.as_deref(), None).await
+}
+
+/// The Conditional Access page, with a notice or the error of a refused change.
+pub(super) async fn access_page(
+    state: &AppState,
+    q: WhatIfQuery,
+    notice: Option<&str>,
+    error: Option<String>,
+) -> Response {
+    let page = Page::new(state).await;
     let identity = &state.identity;
     let (policies, groups, locations, clients) = match (
         identity.list_policies().await,
@@ -50,8 +62,8 @@ pub async fn access(
         sign_in_risk: trimmed(&q.sign_in_risk),
         user_risk: trimmed(&q.user_risk),
     };
-    let mut f = frame(&state, None).await;
-    let (mut decision, mut results) = (None, Vec::new());
+    let (mut f, status) = super::frame_with_error(state, notice, error).await;
+    let (mut decision, mut results, mut country) = (None, Vec::new(), String::new());
     if !form.email.is_empty() {
         let question = WhatIf {
             email: form.email.clone(),
@@ -69,6 +81,11 @@ pub async fn access(
         match identity.what_if(&question, state.now()).await {
             Ok(d) => {
                 decision = Some(describe(&d));
+                country = match (identity.geoip(), identity.country_of(&form.ip)) {
+                    (None, _) => "Country of the address: unknown, no GeoIP database is configured (country locations never match).".into(),
+                    (Some(_), None) => "Country of the address: not in the GeoIP database.".into(),
+                    (Some(_), Some(c)) => format!("Country of the address: {c}."),
+                };
                 results = d
                     .results
                     .iter()
@@ -85,10 +102,16 @@ pub async fn access(
             Err(e) => f.error = Some(format!("What If could not answer: {e}.")),
         }
     }
-    let mut applications = vec![Choice {
-        value: ACCOUNT_PORTAL.into(),
-        label: "The account portal".into(),
-    }];
+    let mut applications = vec![
+        Choice {
+            value: ACCOUNT_PORTAL.into(),
+            label: "The account portal".into(),
+        },
+        Choice {
+            value: ADMIN_CONSOLE.into(),
+            label: "The admin console".into(),
+        },
+    ];
     applications.extend(clients.into_iter().map(|c| Choice {
         label: c.name,
         value: c.id,
@@ -99,7 +122,10 @@ pub async fn access(
             .into_iter()
             .map(|e| {
                 vec![
-                    Cell::text(e.policy.name),
+                    Cell::link(
+                        e.policy.name,
+                        format!("/admin/access/policies/{}", e.policy.id),
+                    ),
                     Cell::text(e.policy.state.as_str()),
                     Cell::text(e.version.to_string()),
                     Cell::text(format_time(e.updated_at)),
@@ -119,21 +145,23 @@ pub async fn access(
         locations: locations
             .into_iter()
             .map(|l| {
-                let ranges: Vec<String> = l.ranges.iter().map(ToString::to_string).collect();
+                let mut places: Vec<String> = l.ranges.iter().map(ToString::to_string).collect();
+                places.extend(l.countries);
                 vec![
                     Cell::text(l.name),
                     Cell::text(l.id),
                     Cell::text(if l.trusted { "yes" } else { "no" }),
-                    Cell::text(ranges.join(", ")),
+                    Cell::text(places.join(", ")),
                 ]
             })
             .collect(),
         applications,
         form,
         decision,
+        country,
         results,
     };
-    page.render(
+    page.status(status).render(
         "admin.title",
         move || view! { <AdminAccessPage data=data/> },
     )

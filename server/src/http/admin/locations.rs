@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use leptos::prelude::*;
 
-use gatehouse_app::admin::{AdminLocationsPage, LocationsData};
+use gatehouse_app::admin::{AdminLocationsPage, LocationRow, LocationsData};
 use gatehouse_core::conditional_access::NamedLocation;
 use gatehouse_core::identity::AccessError;
 
@@ -20,7 +20,21 @@ struct Typed {
     id: String,
     name: String,
     ranges: String,
+    countries: String,
     trusted: bool,
+}
+
+/// The GeoIP databases in use, in words, or none.
+pub(super) fn geoip_sources(state: &AppState) -> Option<String> {
+    let sources = state.identity.geoip()?.sources();
+    let named: Vec<String> = sources
+        .iter()
+        .map(|s| {
+            let built = gatehouse_app::pages::format_time(s.build_epoch as i64 * 1000);
+            format!("{} ({}, built {built})", s.file, s.database_type)
+        })
+        .collect();
+    Some(named.join(" and "))
 }
 
 async fn locations_page(
@@ -41,13 +55,21 @@ async fn locations_page(
             .into_iter()
             .map(|l| {
                 let ranges: Vec<String> = l.ranges.iter().map(ToString::to_string).collect();
-                (l.id, l.name, l.trusted, ranges.join(", "))
+                LocationRow {
+                    ranges: ranges.join(", "),
+                    countries: l.countries.join(", "),
+                    id: l.id,
+                    name: l.name,
+                    trusted: l.trusted,
+                }
             })
             .collect(),
         id: typed.id,
         name: typed.name,
         ranges: typed.ranges,
+        countries: typed.countries,
         trusted: typed.trusted,
+        geoip: geoip_sources(state),
     };
     page.status(status).render(
         "admin.title",
@@ -79,6 +101,7 @@ pub async fn save_location(
         id: get("id"),
         name: get("name"),
         ranges: get("ranges"),
+        countries: get("countries"),
         trusted: get("trusted") == "yes",
     };
     let mut ranges = Vec::new();
@@ -103,6 +126,12 @@ pub async fn save_location(
         name: typed.name.clone(),
         trusted: typed.trusted,
         ranges,
+        countries: typed
+            .countries
+            .split([',', ' ', '\n'])
+            .map(|c| c.trim().to_ascii_uppercase())
+            .filter(|c| !c.is_empty())
+            .collect(),
     };
     let now = state.now();
     match state.identity.save_location(&location, now).await {

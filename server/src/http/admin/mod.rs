@@ -13,7 +13,7 @@ use gatehouse_app::pages::MessagePage;
 use gatehouse_core::identity::admin::AdminError;
 use gatehouse_core::store::User;
 
-use crate::http::toolkit::{current_session, internal_error_page, redirect, Page};
+use crate::http::toolkit::{current_session, internal_error_page, Page};
 use crate::AppState;
 
 mod access;
@@ -22,6 +22,7 @@ mod branding;
 mod groups;
 mod locations;
 mod logs;
+mod policies;
 mod providers;
 mod users;
 
@@ -31,6 +32,10 @@ pub use branding::{branding, save_branding};
 pub use groups::{create_group, group, group_action, groups};
 pub use locations::{delete_location, locations, save_location};
 pub use logs::{audit, outbox, sign_in, sign_ins};
+pub use policies::{
+    export as export_policies, import as import_policies, policy_delete, policy_edit, policy_new,
+    policy_restore, policy_save, publish_terms, terms,
+};
 pub use providers::{provider_action, providers, save_provider};
 pub use users::{user, user_action, users};
 
@@ -52,21 +57,25 @@ impl axum::extract::FromRequestParts<AppState> for AdminUser {
         parts: &mut axum::http::request::Parts,
         state: &AppState,
     ) -> Result<Self, Response> {
-        require_admin(state, &parts.headers).await.map(AdminUser)
+        require_admin(state, &parts.headers, &parts.extensions)
+            .await
+            .map(AdminUser)
     }
 }
 
 /// The signed-in admin, or the refusal: 401 without a session, 403 without the admin role.
-pub(super) async fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<User, Response> {
+pub(super) async fn require_admin(
+    state: &AppState,
+    headers: &HeaderMap,
+    extensions: &axum::http::Extensions,
+) -> Result<User, Response> {
     match current_session(state, headers).await {
-        Ok(Some((_, user))) if user.is_admin && !user.disabled => {
-            // The tenant's multifactor rule holds for admins too: no console page before the
-            // account has a second factor.
-            match state.identity.needs_enrollment_in_portal(&user, state.now()).await {
-                Ok(false) => Ok(user),
-                Ok(true) => Err(redirect("/account/security?notice=mfa_required", vec![])),
-                Err(e) => Err(internal_error_page(Page::new(state).await, &e)),
-            }
+        Ok(Some((session, user))) if user.is_admin && !user.disabled => {
+            // The tenant's multifactor rule and the portal's terms of use hold for admins too:
+            // no console page before the account has a second factor and accepted them.
+            crate::http::toolkit::portal_gate(state, headers, extensions, &session, &user, true)
+                .await?;
+            Ok(user)
         }
         Ok(Some(_)) => Err(refusal(
             state,
@@ -150,6 +159,11 @@ pub(super) fn notice_text(code: &str) -> &'static str {
         "group_deleted" => "The group was deleted.",
         "member_added" => "The account is a member of the group.",
         "member_removed" => "The account is no longer a member of the group.",
+        "policy_deleted" => "The policy was deleted.",
+        "policies_imported" => "The policies and locations of the document were saved.",
+        "terms_published" => {
+            "The new version of the terms of use is published: it is asked for at the next sign-in."
+        }
         _ => "Done.",
     }
 }

@@ -325,6 +325,7 @@ impl Identity {
             strength: Strength::parse(&session.amr),
             needs_enrollment: self.needs_enrollment(user).await?,
             requires_multifactor: req.requires_multifactor,
+            terms_accepted: !access.terms_of_use || self.accepted_current_terms(user).await?,
             access,
         };
         let decision = decide_for_application(&signals);
@@ -356,6 +357,7 @@ impl Identity {
                     request_id,
                     by_tenant: true,
                 },
+                ApplicationDecision::AcceptTerms => AuthorizeNext::AcceptTerms { request_id },
                 ApplicationDecision::SecondFactor => {
                     match self.begin_step_up(session, user, now).await? {
                         Some(pending_id) => AuthorizeNext::SecondFactor {

@@ -487,6 +487,9 @@ pub enum AuthorizeNext {
         /// The tenant's rule asks for it (else the application does).
         by_tenant: bool,
     },
+    /// A policy requires the terms of use and the account has not accepted their current
+    /// version: once it does, the request goes on.
+    AcceptTerms { request_id: String },
 }
 
 /// An application with access to an account.
