@@ -406,6 +406,10 @@ impl Identity {
             std::collections::HashSet::new(),
         );
         let mut apps: std::collections::HashMap<String, (i64, i64)> = Default::default();
+        // Parsing a user agent and looking an address up cost more than the evaluation:
+        // each distinct one is done once per replay.
+        let mut platforms: std::collections::HashMap<String, Platform> = Default::default();
+        let mut countries: std::collections::HashMap<String, Option<String>> = Default::default();
         let mut after: Option<(i64, String)> = None;
         loop {
             let rows = self
@@ -430,17 +434,24 @@ impl Identity {
                     let kind = self.client_type_of(&row.application).await?;
                     client_types.insert(row.application.clone(), kind);
                 }
+                let platform = *platforms
+                    .entry(row.user_agent.clone())
+                    .or_insert_with(|| Platform::of_user_agent(&row.user_agent));
+                let country = countries
+                    .entry(row.client_ip.clone())
+                    .or_insert_with(|| self.country_of(&row.client_ip))
+                    .clone();
                 let signals = AccessSignals {
                     user_id: user_id.clone(),
                     groups: groups.get(&user_id).cloned().unwrap_or_default(),
                     resource: Resource::of_application(&row.application),
                     client_ip: row.client_ip.parse().ok(),
-                    country: self.country_of(&row.client_ip),
+                    country,
                     client_type: client_types
                         .get(&row.application)
                         .copied()
                         .unwrap_or(ClientType::Browser),
-                    platform: Platform::of_user_agent(&row.user_agent),
+                    platform,
                     sign_in_risk: RiskLevel::None,
                     user_risk: RiskLevel::None,
                 };
