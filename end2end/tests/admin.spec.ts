@@ -1,11 +1,18 @@
 // The admin console in Chromium: the first admin (created with `gatehouse create-admin` before
 // the server starts) signs in with an email code, finds a customer, ends their sessions,
 // registers an application (its secret shown once), and reads the sign-in and audit logs.
-// Every console page passes the axe checks; a customer is refused.
+// Every console page passes the axe checks; a customer is refused. A Conditional Access policy
+// written in the editor asks one customer to accept the terms of use at one application.
+import fs from 'node:fs';
+import path from 'node:path';
 import AxeBuilder from '@axe-core/playwright';
-import { test, expect, signUp, uniqueEmail, codeFor, codeCount, newContext, AccountPage, type Page } from './support';
+import {
+  test, expect, signUp, uniqueEmail, codeFor, codeCount, newContext, AccountPage, SignInPage, PASSWORD, type Page,
+} from './support';
 
 const ADMIN = 'admin.e2e@example.com';
+// The customer's application (end2end/rp-app.mjs), registered as "Example Shop".
+const app = `http://localhost:${Number(process.env.GATEHOUSE_E2E_RP_PORT || 2628)}`;
 
 async function expectAccessible(page: Page) {
   const results = await new AxeBuilder({ page }).withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']).analyze();
@@ -131,4 +138,78 @@ test('the Conditional Access page lists what is in force and answers What If', a
   await admin.getByRole('button', { name: 'Delete E2E office' }).click();
   await expect(admin.getByRole('status')).toContainText('The location was deleted.');
   await context.close();
+});
+
+test('a policy written in the editor asks one customer to accept the terms of use once, at one application', async ({ page, browser }) => {
+  const suffix = `${Date.now()}-${Math.floor(Math.random() * 1e6)}`;
+  const title = `Example Shop terms ${suffix}`;
+  const policyName = `E2E terms ${suffix}`;
+  const email = uniqueEmail('terms');
+  // The customer exists before the policy names them; they then sign out.
+  await signUp(page, 'Terms Reader', email);
+  await new AccountPage(page).signOut();
+  const log = fs.readFileSync(path.join(__dirname, '..', '.run', 'apps-shop.log'), 'utf8');
+  const clientId = /client id: (\S+)/.exec(log)![1];
+
+  const context = await newContext(browser);
+  const admin = await context.newPage();
+  await signInAsAdmin(admin);
+  await admin.goto('/admin/access');
+  await admin.getByRole('link', { name: 'Terms of use', exact: true }).click();
+  await expect(admin.getByRole('heading', { name: 'Terms of use', level: 1 })).toBeVisible();
+  const publish = admin.getByRole('form', { name: 'Publish terms of use' });
+  await publish.getByLabel('Title').fill(title);
+  await publish.getByLabel('Text').fill('Be kind to the other customers.\n\nReturns are accepted within 30 days.');
+  await publish.getByRole('button', { name: 'Publish' }).click();
+  await expect(admin.getByRole('status')).toContainText('The new version of the terms of use is published');
+  await expect(admin.getByRole('table', { name: 'Published versions' })).toContainText(title);
+
+  // Only this customer, only the Example Shop, only the terms (the new form asks MFA of everyone
+  // at every application in report-only: each of those is changed).
+  await admin.goto('/admin/access');
+  await admin.getByRole('link', { name: 'New policy' }).click();
+  await expect(admin.getByRole('heading', { name: 'New policy', level: 1 })).toBeVisible();
+  const policy = admin.getByRole('form', { name: 'Policy' });
+  await policy.getByLabel('Id', { exact: true }).fill(`e2e-terms-${suffix}`);
+  await policy.getByLabel('Name', { exact: true }).fill(policyName);
+  await policy.getByRole('group', { name: 'State', exact: true }).getByRole('radio', { name: 'On: enforced' }).check();
+  await policy.getByRole('group', { name: 'Include', exact: true })
+    .getByRole('radio', { name: 'Selected users and groups' }).check();
+  await policy.getByLabel('Included users', { exact: true }).fill(email);
+  await policy.getByRole('checkbox', { name: 'All applications', exact: true }).uncheck();
+  await policy.getByRole('group', { name: 'Applications', exact: true })
+    .getByRole('checkbox', { name: `Example Shop (${clientId})`, exact: true }).check();
+  await expect(policy.getByRole('checkbox', { name: 'The account portal and the admin console' })).not.toBeChecked();
+  await policy.getByRole('group', { name: 'Access', exact: true })
+    .getByRole('radio', { name: 'Grant access, requiring the controls below' }).check();
+  const controls = policy.getByRole('group', { name: 'Controls', exact: true });
+  await controls.getByRole('checkbox', { name: 'Multifactor authentication', exact: true }).uncheck();
+  await controls.getByRole('checkbox', { name: 'Accept the terms of use', exact: true }).check();
+  await expectAccessible(admin);
+  await policy.getByRole('button', { name: 'Save policy' }).click();
+  await expect(admin.getByRole('status')).toContainText('The policy was saved');
+  await expect(admin.getByRole('heading', { name: `Policy: ${policyName}`, level: 1 })).toBeVisible();
+  await context.close();
+
+  // At the application: the password, then the terms, then back in the application.
+  await page.goto(`${app}/login`);
+  await new SignInPage(page).submit(email, PASSWORD);
+  await expect(page.getByRole('heading', { name: 'Terms of use', level: 1 })).toBeVisible();
+  const terms = page.getByRole('region', { name: title });
+  await expect(terms.getByRole('heading', { name: title, level: 2 })).toBeVisible();
+  await expect(terms).toContainText('Returns are accepted within 30 days.');
+  await expectAccessible(page);
+  await page.getByRole('button', { name: 'Accept and continue' }).click();
+  await expect(page.getByRole('heading', { name: 'Example Shop' })).toBeVisible();
+  await expect(page.getByText(`Signed in as ${email} (Terms Reader)`)).toBeVisible();
+
+  // Accepted once: signed out and in again, the application is reached without the terms.
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await expect(page.getByRole('heading', { name: 'Signed out of Example Shop' })).toBeVisible();
+  const termsVisits: string[] = [];
+  page.on('request', (r) => { if (new URL(r.url()).pathname === '/terms') termsVisits.push(r.url()); });
+  await page.goto(`${app}/login`);
+  await new SignInPage(page).submit(email, PASSWORD);
+  await expect(page.getByText(`Signed in as ${email} (Terms Reader)`)).toBeVisible();
+  expect(termsVisits).toEqual([]);
 });
