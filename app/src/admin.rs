@@ -254,6 +254,9 @@ pub struct UserData {
     pub sessions: Vec<Vec<Cell>>,
     pub applications: Vec<Vec<Cell>>,
     pub sign_ins: Vec<Vec<Cell>>,
+    /// Identity Protection: the account's user risk and its detections.
+    pub user_risk: String,
+    pub detections: Vec<Vec<Cell>>,
 }
 
 #[component]
@@ -296,6 +299,16 @@ pub fn AdminUserPage(data: UserData) -> impl IntoView {
                     <ActionButton user=id.clone() action="reset-mfa" label="Reset multifactor methods"/>
                     <ActionButton user=id.clone() action="require-password-reset" label="Require password reset"/>
                 </div>
+            </section>
+            <section class="gh-section" aria-labelledby="risk-heading">
+                <h2 id="risk-heading">"Identity Protection"</h2>
+                <p id="user-risk">{format!("User risk: {}", data.user_risk)}</p>
+                <div class="gh-actions">
+                    <ActionButton user=id.clone() action="confirm-compromised" label="Confirm compromised" danger=true/>
+                    <ActionButton user=id.clone() action="confirm-safe" label="Confirm safe"/>
+                    <ActionButton user=id.clone() action="dismiss-risk" label="Dismiss risk"/>
+                </div>
+                <DataTable caption="Risk detections".into() headers=vec!["Detected", "Detection", "Level", "State", "Evidence"] rows=data.detections/>
                 {(!data.own_account).then(|| view! {
                     <form method="post" action=format!("/admin/users/{id}/delete") class="gh-form">
                         <div class="gh-check">
@@ -1301,6 +1314,7 @@ pub fn AdminPolicyEditorPage(data: PolicyEditorData) -> impl IntoView {
                     ("passwordless-mfa", "Authentication strength: passwordless MFA"),
                     ("phishing-resistant", "Authentication strength: phishing-resistant (passkey)"),
                     ("terms-of-use", "Accept the terms of use"),
+                    ("password-change", "Require a password change (with MFA, for user risk)"),
                 ])/>
                 <Radios legend="With several controls" name="require_all" selected=(if f.require_all { "all" } else { "one" }).to_string() choices=labelled(&[
                     ("one", "Require one of the controls"),

@@ -204,6 +204,24 @@ pub fn NewPasswordPage(state: FormState) -> impl IntoView {
     }
 }
 
+/// The new password a Conditional Access policy requires of an account at risk, after
+/// multifactor authentication. No old password: it may be what leaked.
+#[component]
+pub fn PasswordRequiredPage(state: FormState) -> impl IntoView {
+    let t = texts();
+    view! {
+        <h1>{t.get("risk_password.title")}</h1>
+        <p class="gh-lead">{t.get("risk_password.lead")}</p>
+        <FormError message=state.error.clone()/>
+        <form method="post" action="/account/password/required" class="gh-form">
+            <input type="email" name="username" autocomplete="username" value=state.email.clone() hidden=true readonly=true/>
+            {password_field("password", t.get("new_password.label"), "new-password",
+                Some(t.get("sign_up.password_hint")), state.is_invalid("password"))}
+            <button type="submit" class="gh-button">{t.get("risk_password.submit")}</button>
+        </form>
+    }
+}
+
 /// One row of the session list.
 #[derive(Debug, Clone)]
 pub struct SessionRow {

@@ -15,7 +15,7 @@ use common::oidc::{
 use common::{Browser, TestServer, PASSWORD};
 use gatehouse_core::conditional_access::{
     Assignments, Conditions, Control, Grant, LocationCondition, LocationScope, NamedLocation,
-    Policy, PolicyResult, PolicyState, Targets,
+    Policy, PolicyResult, PolicyState, RiskLevel, Targets,
 };
 use gatehouse_core::identity::{AccessError, POLICY_CACHE_MS};
 use gatehouse_core::store::SignInLogEntry;
@@ -1625,4 +1625,168 @@ async fn the_old_mfa_setting_becomes_a_policy_at_start_up() {
         (listed.len(), listed[0].policy.state, listed[0].version),
         (1, PolicyState::On, 3)
     );
+}
+
+/// The account's browser after it adds an authenticator app through the pages, and the app's
+/// secret.
+async fn with_authenticator(
+    server: &TestServer,
+    name: &str,
+    email: &str,
+) -> (Browser, gatehouse_core::totp::TotpSecret) {
+    let mut b = server.signed_up(name, email, PASSWORD).await;
+    let r = b.post("/account/security/authenticator", &[]).await;
+    let location = r.location().expect("the enrollment page").to_string();
+    let page = b.get(&location).await;
+    let start = page.body.find("id=\"totp-secret\">").unwrap() + "id=\"totp-secret\">".len();
+    let end = start + page.body[start..].find('<').unwrap();
+    let secret = gatehouse_core::totp::TotpSecret::from_bytes(
+        gatehouse_core::totp::base32_decode(&page.body[start..end].replace(' ', "")).unwrap(),
+    );
+    let r = b
+        .post(
+            &format!("{location}/confirm"),
+            &[("code", &totp_code(server, &secret))],
+        )
+        .await;
+    assert_eq!(r.location(), Some("/account/security?notice=added"));
+    (b, secret)
+}
+
+fn totp_code(server: &TestServer, secret: &gatehouse_core::totp::TotpSecret) -> String {
+    let step = gatehouse_core::totp::step_at(server.state.now() / 1000);
+    gatehouse_core::totp::code_for_step(secret, step)
+}
+
+#[tokio::test]
+async fn an_account_confirmed_compromised_changes_its_password_after_mfa_and_is_remediated() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin_browser("Ada Admin", "ada@example.com").await;
+    let email = "risky@example.com";
+    let (mut own, secret) = with_authenticator(&server, "Risky", email).await;
+    let user = server.user(email).await;
+    let identity = &server.state.identity;
+
+    // A password change needs MFA beside it and a user-risk condition.
+    let mut p = policy(
+        "risky-users",
+        Grant::Require {
+            controls: vec![Control::Mfa, Control::PasswordChange],
+            require_all: true,
+        },
+    );
+    let refused = identity
+        .save_policy(&p, None, server.state.now())
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("user risk"), "{refused}");
+    p.conditions.user_risk = vec![RiskLevel::High];
+    save(&server, &p).await;
+    assert_eq!(identity.user_risk(&user.id).await.unwrap(), RiskLevel::None);
+    assert_eq!(
+        own.get("/account").await.status,
+        StatusCode::OK,
+        "not at risk: nothing asked"
+    );
+
+    // The admin confirms the account compromised: high user risk, its session ends.
+    let r = admin
+        .post(
+            &format!("/admin/users/{}/confirm-compromised", user.id),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        r.location()
+            .map(|l| l.ends_with("notice=confirm-compromised")),
+        Some(true),
+        "{:?}",
+        r.location()
+    );
+    assert_eq!(identity.user_risk(&user.id).await.unwrap(), RiskLevel::High);
+    assert_eq!(own.get("/account").await.location(), Some("/sign-in"));
+    let page = admin.get(&format!("/admin/users/{}", user.id)).await;
+    assert!(page.body.contains("User risk: high"), "{}", page.body);
+    assert!(page.body.contains("Admin confirmed user compromised"));
+
+    // Signing in asks the second factor, then a new password before anything else.
+    server.clock.advance_ms(30_000);
+    let mut b = server.browser();
+    let r = b
+        .sign_in_with_second_factor(email, PASSWORD, &totp_code(&server, &secret))
+        .await;
+    assert_eq!(r.location(), Some("/account"), "{}", r.body);
+    assert_eq!(
+        b.get("/account").await.location(),
+        Some("/account/password/required")
+    );
+    let page = b.get("/account/password/required").await;
+    assert!(page.body.contains("Choose a new password to continue"));
+    let weak = b
+        .post("/account/password/required", &[("password", "short")])
+        .await;
+    assert_eq!(weak.status, StatusCode::BAD_REQUEST);
+    assert_eq!(identity.user_risk(&user.id).await.unwrap(), RiskLevel::High);
+    let new_password = "copper-meadow-signal-77";
+    let r = b
+        .post("/account/password/required", &[("password", new_password)])
+        .await;
+    assert_eq!(r.location(), Some("/account"), "{}", r.body);
+    assert_eq!(b.get("/account").await.status, StatusCode::OK);
+
+    // Remediated: the risk is gone, with its history, and the old password no longer works.
+    assert_eq!(identity.user_risk(&user.id).await.unwrap(), RiskLevel::None);
+    let detections = identity.risk_detections(&user).await.unwrap();
+    assert_eq!(detections.len(), 1);
+    assert_eq!(detections[0].state, "remediated");
+    let history = identity.risk_history(&user).await.unwrap();
+    let states: Vec<&str> = history.iter().map(|h| h.state.as_str()).collect();
+    assert_eq!(states, vec!["remediated", "confirmed-compromised"]);
+    assert_eq!(
+        history[1].changed_by.as_deref(),
+        Some(server.user("ada@example.com").await.id.as_str())
+    );
+    let mut old = server.browser();
+    assert_ne!(
+        old.sign_in_with_password(email, PASSWORD).await.location(),
+        Some("/sign-in/verify"),
+        "the old password is refused"
+    );
+    server.clock.advance_ms(30_000);
+    let mut again = server.browser();
+    let r = again
+        .sign_in_with_second_factor(email, new_password, &totp_code(&server, &secret))
+        .await;
+    assert_eq!(r.location(), Some("/account"));
+    assert_eq!(
+        again.get("/account").await.status,
+        StatusCode::OK,
+        "nothing more is asked"
+    );
+
+    // An account at risk without a second factor cannot add one to remediate: blocked.
+    let bare = "bare@example.com";
+    server.signed_up("Bare", bare, PASSWORD).await;
+    let bare_user = server.user(bare).await;
+    admin
+        .post(
+            &format!("/admin/users/{}/confirm-compromised", bare_user.id),
+            &[],
+        )
+        .await;
+    let mut b = server.browser();
+    let r = b.sign_in_with_password(bare, PASSWORD).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let row = newest(&server, bare).await;
+    assert_eq!(row.failure_reason.as_deref(), Some("blocked_by_policy"));
+    // Confirmed safe by the admin, it signs in again (and is sent to add a factor).
+    admin
+        .post(&format!("/admin/users/{}/confirm-safe", bare_user.id), &[])
+        .await;
+    assert_eq!(
+        identity.user_risk(&bare_user.id).await.unwrap(),
+        RiskLevel::None
+    );
+    let r = server.browser().sign_in_with_password(bare, PASSWORD).await;
+    assert_eq!(r.location(), Some("/account"));
 }

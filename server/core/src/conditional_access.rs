@@ -289,6 +289,9 @@ pub enum Control {
     Strength(StrengthLevel),
     /// Acceptance of the tenant's terms of use, once per version of their text.
     TermsOfUse,
+    /// A new password, chosen after the other controls (multifactor) are met; it remediates
+    /// the account's user risk.
+    PasswordChange,
 }
 
 impl Control {
@@ -298,7 +301,7 @@ impl Control {
         match self {
             Control::Mfa => Some(StrengthLevel::Mfa),
             Control::Strength(level) => Some(level),
-            Control::TermsOfUse => None,
+            Control::TermsOfUse | Control::PasswordChange => None,
         }
     }
 
@@ -307,6 +310,7 @@ impl Control {
             Control::Mfa => "multifactor authentication".into(),
             Control::Strength(level) => format!("the strength {}", level.as_str()),
             Control::TermsOfUse => "acceptance of the terms of use".into(),
+            Control::PasswordChange => "a password change".into(),
         }
     }
 
@@ -316,6 +320,7 @@ impl Control {
             Control::Mfa => "mfa",
             Control::Strength(level) => level.as_str(),
             Control::TermsOfUse => "terms-of-use",
+            Control::PasswordChange => "password-change",
         }
     }
 
@@ -326,6 +331,7 @@ impl Control {
             "passwordless-mfa" => Control::Strength(StrengthLevel::PasswordlessMfa),
             "phishing-resistant" => Control::Strength(StrengthLevel::PhishingResistant),
             "terms-of-use" => Control::TermsOfUse,
+            "password-change" => Control::PasswordChange,
             _ => return None,
         })
     }
@@ -489,6 +495,20 @@ impl Policy {
                     "the terms of use are required together with the other controls: choose require all",
                 );
             }
+            if controls.contains(&Control::PasswordChange) {
+                let with_factor = controls.iter().any(|c| c.strength().is_some());
+                if !with_factor || !require_all {
+                    return problem(
+                        "a password change is required together with multifactor authentication: add MFA and choose require all",
+                    );
+                }
+                let risky = &self.conditions.user_risk;
+                if risky.is_empty() || risky.contains(&RiskLevel::None) {
+                    return problem(
+                        "a password change is asked only of risky accounts: choose user risk levels (low, medium or high) as a condition",
+                    );
+                }
+            }
         }
         if let Some(SignInFrequency::Hours { hours }) = self.session.sign_in_frequency {
             if hours == 0 || hours > SignInFrequency::MAX_HOURS {
@@ -599,6 +619,8 @@ pub struct AccessDecision {
     pub persistent_browser: Option<PersistentBrowser>,
     /// An enforced policy that applies requires the terms of use to be accepted.
     pub terms_of_use: bool,
+    /// An enforced policy that applies requires a new password (the account is at risk).
+    pub password_change: bool,
     /// Every policy that is not off, in order, with its result.
     pub results: Vec<PolicyResult>,
 }
@@ -642,7 +664,10 @@ impl Requirement {
 impl AccessDecision {
     /// No policy asks anything.
     pub fn allows_anything(&self) -> bool {
-        self.blocked_by.is_none() && self.required.is_empty() && !self.terms_of_use
+        self.blocked_by.is_none()
+            && self.required.is_empty()
+            && !self.terms_of_use
+            && !self.password_change
     }
 
     /// The grants that what the attempt proved does not meet yet.
@@ -707,6 +732,7 @@ pub fn evaluate(
                 require_all,
             } => {
                 decision.terms_of_use |= controls.contains(&Control::TermsOfUse);
+                decision.password_change |= controls.contains(&Control::PasswordChange);
                 let strengths: Vec<Control> = controls
                     .iter()
                     .copied()
@@ -1037,6 +1063,53 @@ mod tests {
         assert_eq!(
             Resource::of_application(crate::identity::ADMIN_CONSOLE),
             Resource::AdminConsole
+        );
+    }
+
+    #[test]
+    fn a_password_change_goes_with_mfa_and_user_risk() {
+        let mut p = policy(
+            "pw",
+            Grant::Require {
+                controls: vec![Control::Mfa, Control::PasswordChange],
+                require_all: true,
+            },
+        );
+        assert!(p.validate(&[]).unwrap_err().0.contains("user risk"));
+        p.conditions.user_risk = vec![RiskLevel::None, RiskLevel::High];
+        assert!(p.validate(&[]).unwrap_err().0.contains("user risk"));
+        p.conditions.user_risk = vec![RiskLevel::High];
+        assert!(p.validate(&[]).is_ok());
+        let alone = Policy {
+            grant: Grant::Require {
+                controls: vec![Control::PasswordChange],
+                require_all: true,
+            },
+            ..p.clone()
+        };
+        assert!(alone.validate(&[]).unwrap_err().0.contains("multifactor"));
+        let any = Policy {
+            grant: Grant::Require {
+                controls: vec![Control::Mfa, Control::PasswordChange],
+                require_all: false,
+            },
+            ..p.clone()
+        };
+        assert!(any.validate(&[]).unwrap_err().0.contains("require all"));
+        let risky = AccessSignals {
+            user_risk: RiskLevel::High,
+            ..signals()
+        };
+        let d = evaluate(&risky, std::slice::from_ref(&p), &[]);
+        assert!(d.password_change);
+        assert_eq!(d.required[0].controls, vec![Control::Mfa]);
+        assert!(
+            !evaluate(&signals(), &[p], &[]).password_change,
+            "not at risk"
+        );
+        assert_eq!(
+            Control::parse("password-change"),
+            Some(Control::PasswordChange)
         );
     }
 

@@ -17,6 +17,7 @@ pub mod jws;
 pub mod mail;
 pub mod password;
 pub mod phone;
+pub mod risk;
 pub mod seal;
 pub mod secret;
 pub mod throttle;

@@ -8,6 +8,7 @@ pub mod mfa;
 pub mod oidc;
 pub mod pages;
 pub mod passkeys;
+pub mod risk;
 pub mod security;
 pub mod terms;
 pub mod toolkit;
@@ -98,6 +99,11 @@ fn route_specs() -> Vec<RouteSpec> {
         ),
         route("/sign-out", None, Some(post(sign_out))),
         route("/terms", Some(get(terms::terms)), Some(post(terms::accept))),
+        route(
+            "/account/password/required",
+            Some(get(risk::page)),
+            Some(post(risk::change)),
+        ),
         route("/account", Some(get(account::account_page)), None),
         route(
             "/account/profile",

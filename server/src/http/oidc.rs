@@ -349,6 +349,10 @@ fn answer(
             },
             vec![cookies.set(AUTHORIZE, &request_id, Some(AUTHORIZE_COOKIE_MAX_AGE_S))],
         ),
+        AuthorizeNext::ChangePassword { request_id } => redirect(
+            "/account/password/required",
+            vec![cookies.set(AUTHORIZE, &request_id, Some(AUTHORIZE_COOKIE_MAX_AGE_S))],
+        ),
         AuthorizeNext::AcceptTerms { request_id } => redirect(
             "/terms",
             vec![cookies.set(AUTHORIZE, &request_id, Some(AUTHORIZE_COOKIE_MAX_AGE_S))],

@@ -184,6 +184,7 @@ pub(super) fn describe_error(t: &Texts, err: &AuthError) -> ErrorView {
         AuthError::SecondFactorRequired
         | AuthError::EnrollmentRequired
         | AuthError::TermsOfUseRequired
+        | AuthError::PasswordChangeRequired
         | AuthError::InteractionRequired
         | AuthError::LoginRequired => view(StatusCode::UNAUTHORIZED, "second_factor.lead", None),
         AuthError::SecondFactorWrong => {
@@ -556,6 +557,7 @@ pub(super) async fn portal_gate(
     {
         Ok(PortalAccess::Allowed) => Ok(()),
         Ok(PortalAccess::AcceptTerms) => Err(redirect("/terms", vec![])),
+        Ok(PortalAccess::ChangePassword) => Err(redirect("/account/password/required", vec![])),
         Ok(PortalAccess::SecondFactor { pending_id }) => Err(redirect(
             "/sign-in/verify",
             vec![cookie_policy(state).set(

@@ -22,6 +22,7 @@ mod model;
 mod oauth;
 mod outbox;
 mod policies;
+mod risk;
 mod sessions;
 mod settings;
 mod terms;
@@ -32,6 +33,7 @@ pub use admin::*;
 pub use model::*;
 pub use oauth::*;
 pub use policies::*;
+pub use risk::*;
 pub use terms::*;
 
 /// Errors the store reports. Driver messages stay inside: `Display` never includes SQL text.

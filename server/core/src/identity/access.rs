@@ -86,6 +86,8 @@ pub enum PortalAccess {
     },
     /// The console asks a strength no factor of the account reaches.
     StrengthRequired,
+    /// The account is at risk and a policy requires a new password first.
+    ChangePassword,
     /// The terms of use a policy requires come first.
     AcceptTerms,
 }
@@ -192,7 +194,7 @@ impl Identity {
             client_type,
             platform: Platform::of_user_agent(user_agent),
             sign_in_risk: RiskLevel::None,
-            user_risk: RiskLevel::None,
+            user_risk: self.user_risk(&user.id).await?,
         })
     }
 
@@ -274,14 +276,19 @@ impl Identity {
             .await?;
             return Ok(PortalAccess::Blocked);
         }
-        if console {
-            let proven = crate::identity::Strength::parse(&session.amr);
-            if !decision.unmet(&proven).is_empty() {
-                return Ok(match self.begin_step_up(session, user, now).await? {
-                    Some(pending_id) => PortalAccess::SecondFactor { pending_id },
-                    None => PortalAccess::StrengthRequired,
-                });
-            }
+        let proven = crate::identity::Strength::parse(&session.amr);
+        // The console asks the strength it requires of the live session; the portal only
+        // when a new password is required, which a multifactor session chooses.
+        let unmet = !decision.unmet(&proven).is_empty()
+            || (decision.password_change && !proven.is_multifactor());
+        if unmet && (console || decision.password_change) {
+            return Ok(match self.begin_step_up(session, user, now).await? {
+                Some(pending_id) => PortalAccess::SecondFactor { pending_id },
+                None => PortalAccess::StrengthRequired,
+            });
+        }
+        if decision.password_change {
+            return Ok(PortalAccess::ChangePassword);
         }
         if decision.terms_of_use && !self.accepted_current_terms(user).await? {
             return Ok(PortalAccess::AcceptTerms);
@@ -338,7 +345,8 @@ impl Identity {
     }
 
     /// Whether an enforced policy that requires a second factor is assigned to this account
-    /// (for the account portal, or for anything), its conditions aside: an account without a
+    /// (for the account portal, or for anything), its conditions aside but for the account's
+    /// user risk: an account without a
     /// method is then sent to add one, and its last method stays, as under the tenant's MFA
     /// rule.
     pub(super) async fn policy_requires_factor(
@@ -361,6 +369,17 @@ impl Identity {
         if asking.is_empty() {
             return Ok(false);
         }
+        // The account's user risk is a property of the account, not of one attempt: a policy
+        // for risky accounts asks nothing of the others.
+        let risk = if asking.iter().any(|p| !p.conditions.user_risk.is_empty()) {
+            self.user_risk(&user.id).await?
+        } else {
+            RiskLevel::None
+        };
+        let asking: Vec<&&Policy> = asking
+            .iter()
+            .filter(|p| p.conditions.user_risk.is_empty() || p.conditions.user_risk.contains(&risk))
+            .collect();
         let groups = self.store.groups_of_user(&user.id).await?;
         Ok(asking.iter().any(|p| {
             let a = &p.assignments;

@@ -33,6 +33,9 @@ impl From<crate::store::StoreError> for AdminError {
 #[derive(Debug)]
 pub struct UserOverview {
     pub user: User,
+    pub user_risk: crate::conditional_access::RiskLevel,
+    /// Identity Protection's detections of the account, newest first.
+    pub detections: Vec<crate::store::DetectionRecord>,
     pub sessions: Vec<Session>,
     pub methods: Vec<SecondFactorMethod>,
     pub linked: Vec<LinkedIdentity>,
@@ -52,6 +55,13 @@ pub enum AccountAction {
     ResetMfa,
     /// Remove the password; the person is emailed a reset code.
     RequirePasswordReset,
+    /// Identity Protection: the account is compromised (high user risk; sessions and tokens
+    /// end).
+    ConfirmCompromised,
+    /// Identity Protection: the account's open detections were the owner (closed as safe).
+    ConfirmSafe,
+    /// Identity Protection: the account's open detections are dismissed.
+    DismissRisk,
 }
 
 impl AccountAction {
@@ -63,6 +73,9 @@ impl AccountAction {
             "revoke-sessions" => AccountAction::RevokeSessions,
             "reset-mfa" => AccountAction::ResetMfa,
             "require-password-reset" => AccountAction::RequirePasswordReset,
+            "confirm-compromised" => AccountAction::ConfirmCompromised,
+            "confirm-safe" => AccountAction::ConfirmSafe,
+            "dismiss-risk" => AccountAction::DismissRisk,
             _ => return None,
         })
     }
@@ -75,6 +88,9 @@ impl AccountAction {
             AccountAction::RevokeSessions => "admin.user.sessions_revoked",
             AccountAction::ResetMfa => "admin.user.mfa_reset",
             AccountAction::RequirePasswordReset => "admin.user.password_reset_required",
+            AccountAction::ConfirmCompromised => "admin.user.confirmed_compromised",
+            AccountAction::ConfirmSafe => "admin.user.confirmed_safe",
+            AccountAction::DismissRisk => "admin.user.risk_dismissed",
         }
     }
 }
@@ -127,6 +143,8 @@ impl Identity {
             )
             .await?;
         Ok(Some(UserOverview {
+            user_risk: self.user_risk(&user.id).await?,
+            detections: self.store.detections_of(&user.id).await?,
             sessions: self.list_sessions(&user.id, now).await?,
             methods: self.second_factor_methods(&user.id).await?,
             linked: self.linked_identities(&user.id).await?,
@@ -194,6 +212,32 @@ impl Identity {
                 self.store.revoke_user_grants(&user.id, now).await?;
                 self.start_password_reset(ctx, &user.email, now).await?;
                 format!("password removed and a reset code sent to {}", user.email)
+            }
+            AccountAction::ConfirmCompromised => {
+                let ended = self
+                    .end_sessions(&user.id, super::SessionsToEnd::All, now)
+                    .await?;
+                let revoked = self.store.revoke_user_grants(&user.id, now).await?;
+                self.confirm_compromised(admin, &user, now).await?;
+                format!("confirmed compromised: user risk high; {ended} sessions ended, {revoked} application grants revoked")
+            }
+            AccountAction::ConfirmSafe | AccountAction::DismissRisk => {
+                let (state, words) = match action {
+                    AccountAction::ConfirmSafe => {
+                        (crate::risk::RiskState::ConfirmedSafe, "confirmed safe")
+                    }
+                    _ => (crate::risk::RiskState::Dismissed, "dismissed"),
+                };
+                let closed = self
+                    .close_risk(
+                        &user,
+                        state,
+                        Some(admin),
+                        &format!("{words} by an administrator"),
+                        now,
+                    )
+                    .await?;
+                format!("{closed} open detections {words}")
             }
         };
         self.admin_audit(

@@ -27,6 +27,7 @@ pub mod oidc;
 mod passkeys;
 mod pipeline;
 mod records;
+mod risk;
 mod sessions;
 mod sms;
 mod strength;
@@ -282,6 +283,8 @@ pub enum AuthError {
     EnrollmentRequired,
     #[error("the terms of use must be accepted first")]
     TermsOfUseRequired,
+    #[error("the account is at risk and must choose a new password first")]
+    PasswordChangeRequired,
     #[error("the application needs an interaction that was not allowed (prompt=none)")]
     InteractionRequired,
     #[error("the application needs a new sign-in that was not allowed (prompt=none)")]
@@ -334,6 +337,7 @@ impl AuthError {
             AuthError::SecondFactorRequired => "second_factor_required",
             AuthError::EnrollmentRequired => "enrollment_required",
             AuthError::TermsOfUseRequired => "terms_of_use_required",
+            AuthError::PasswordChangeRequired => "password_change_required",
             AuthError::InteractionRequired => "interaction_required",
             AuthError::LoginRequired => "login_required",
             AuthError::SecondFactorWrong => "second_factor_invalid",

@@ -96,7 +96,8 @@ pub enum FirstFactorDecision {
 ///   person signs in again with a passkey);
 /// - an account without a second factor that a policy asks for one gets a session only to add
 ///   one (the portal and the application's request send it to enrollment), unless the attempt
-///   is risky: a risky sign-in never adds a factor, it is blocked;
+///   is risky or the account at risk is asked for a new password: a risky sign-in never adds
+///   a factor, it is blocked;
 /// - otherwise a session.
 pub fn decide_after_first_factor(s: &SignInSignals) -> FirstFactorDecision {
     if s.disabled {
@@ -119,7 +120,9 @@ pub fn decide_after_first_factor(s: &SignInSignals) -> FirstFactorDecision {
         if s.strength.is_multifactor() {
             return FirstFactorDecision::Refuse(AuthError::StrengthRequired);
         }
-        if s.sign_in_risk >= RiskLevel::Medium {
+        // A risky sign-in, or an account at risk that a policy asks for a new password,
+        // never adds a factor: whoever holds only the password could remediate with it.
+        if s.sign_in_risk >= RiskLevel::Medium || s.access.password_change {
             return FirstFactorDecision::Refuse(AuthError::BlockedByPolicy);
         }
     }
@@ -159,6 +162,8 @@ pub enum ApplicationDecision {
     Enroll,
     /// Prove a second factor now (the application asked for multifactor).
     SecondFactor,
+    /// Choose a new password (a policy requires it of an account at risk).
+    ChangePassword,
     /// Accept the current terms of use (a policy requires them).
     AcceptTerms,
     /// Nothing more: consent (when the application needs it) and the code.
@@ -177,9 +182,11 @@ impl ApplicationDecision {
             (ApplicationDecision::Enroll, true) => AuthError::EnrollmentRequired,
             (ApplicationDecision::SecondFactor, true) => AuthError::SecondFactorRequired,
             (ApplicationDecision::AcceptTerms, true) => AuthError::TermsOfUseRequired,
+            (ApplicationDecision::ChangePassword, true) => AuthError::PasswordChangeRequired,
             (
                 ApplicationDecision::Enroll
                 | ApplicationDecision::SecondFactor
+                | ApplicationDecision::ChangePassword
                 | ApplicationDecision::AcceptTerms,
                 false,
             ) => AuthError::InteractionRequired,
@@ -205,6 +212,10 @@ impl ApplicationDecision {
                 "interaction_required",
                 "the application requires a second factor",
             )),
+            ApplicationDecision::ChangePassword => Some((
+                "interaction_required",
+                "the account must choose a new password first",
+            )),
             ApplicationDecision::AcceptTerms => Some((
                 "interaction_required",
                 "the terms of use must be accepted first",
@@ -216,7 +227,8 @@ impl ApplicationDecision {
 /// The decision for an application's request from an existing session: a pure function of
 /// the signals, checked in order (a fresh sign-in, a Conditional Access block, the tenant's
 /// enrollment rule, a second factor when the application or a policy asks for more than the
-/// session proved, then the terms of use a policy requires).
+/// session proved, a new password a policy requires of an account at risk, then the terms of
+/// use a policy requires).
 pub fn decide_for_application(s: &ApplicationSignals) -> ApplicationDecision {
     if !s.fresh {
         return ApplicationDecision::SignInAgain;
@@ -230,6 +242,9 @@ pub fn decide_for_application(s: &ApplicationSignals) -> ApplicationDecision {
     let asked = s.requires_multifactor && !s.strength.is_multifactor();
     if asked || !s.access.unmet(&s.strength).is_empty() {
         return ApplicationDecision::SecondFactor;
+    }
+    if s.access.password_change {
+        return ApplicationDecision::ChangePassword;
     }
     if s.access.terms_of_use && !s.terms_accepted {
         return ApplicationDecision::AcceptTerms;
@@ -597,6 +612,68 @@ mod tests {
             access: AccessDecision::default(),
             terms_accepted: true,
         }
+    }
+
+    #[test]
+    fn an_account_at_risk_without_a_factor_is_blocked_not_enrolled() {
+        let at_risk = SignInSignals {
+            has_second_factor: false,
+            access: AccessDecision {
+                password_change: true,
+                ..access(false, &[crate::conditional_access::Control::Mfa])
+            },
+            ..signals()
+        };
+        assert_eq!(
+            decide_after_first_factor(&at_risk),
+            FirstFactorDecision::Refuse(AuthError::BlockedByPolicy)
+        );
+        let with_factor = SignInSignals {
+            has_second_factor: true,
+            ..at_risk
+        };
+        assert_eq!(
+            decide_after_first_factor(&with_factor),
+            FirstFactorDecision::SecondFactor
+        );
+    }
+
+    #[test]
+    fn a_password_change_comes_after_the_factors_and_before_the_terms() {
+        let both = AccessDecision {
+            password_change: true,
+            terms_of_use: true,
+            ..AccessDecision::default()
+        };
+        let s = ApplicationSignals {
+            access: both,
+            terms_accepted: false,
+            ..app_signals()
+        };
+        assert_eq!(
+            decide_for_application(&s),
+            ApplicationDecision::ChangePassword
+        );
+        let stepping_up = ApplicationSignals {
+            access: AccessDecision {
+                password_change: true,
+                ..access(false, &[crate::conditional_access::Control::Mfa])
+            },
+            ..app_signals()
+        };
+        assert_eq!(
+            decide_for_application(&stepping_up),
+            ApplicationDecision::SecondFactor,
+            "multifactor first"
+        );
+        assert_eq!(
+            ApplicationDecision::ChangePassword.logged_error(true),
+            Some(AuthError::PasswordChangeRequired)
+        );
+        assert_eq!(
+            ApplicationDecision::ChangePassword.logged_error(false),
+            Some(AuthError::InteractionRequired)
+        );
     }
 
     #[test]

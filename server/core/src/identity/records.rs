@@ -240,6 +240,7 @@ impl Identity {
                 e @ (AuthError::SecondFactorRequired
                 | AuthError::EnrollmentRequired
                 | AuthError::TermsOfUseRequired
+                | AuthError::PasswordChangeRequired
                 | AuthError::ReauthenticationRequired
                 | AuthError::LinkRequired),
             ) => ("interrupted", Some(e.reason_code())),

@@ -142,6 +142,11 @@ pub(super) fn notice_text(code: &str) -> &'static str {
             "Every session of the account ended and its application tokens were revoked."
         }
         "reset-mfa" => "The account's multifactor methods were removed.",
+        "confirm-compromised" => {
+            "The account is confirmed compromised: its user risk is high, its sessions and tokens ended."
+        }
+        "confirm-safe" => "The account's open risk detections were confirmed safe.",
+        "dismiss-risk" => "The account's open risk detections were dismissed.",
         "require-password-reset" => {
             "The password was removed and a reset code emailed to the person."
         }

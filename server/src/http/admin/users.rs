@@ -110,6 +110,23 @@ pub async fn user(
         ],
         disabled: u.disabled,
         own_account: u.id == admin.id,
+        user_risk: overview.user_risk.as_str().to_string(),
+        detections: overview
+            .detections
+            .iter()
+            .map(|d| {
+                let kind = gatehouse_core::risk::DetectionKind::parse(&d.kind)
+                    .map(|k| k.label().to_string())
+                    .unwrap_or_else(|| d.kind.clone());
+                vec![
+                    Cell::text(format_time(d.detected_at)),
+                    Cell::text(kind),
+                    Cell::text(d.level.clone()),
+                    Cell::text(d.state.clone()),
+                    Cell::text(d.summary.clone()),
+                ]
+            })
+            .collect(),
         methods: overview
             .methods
             .iter()

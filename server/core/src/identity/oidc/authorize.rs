@@ -358,6 +358,7 @@ impl Identity {
                     by_tenant: true,
                 },
                 ApplicationDecision::AcceptTerms => AuthorizeNext::AcceptTerms { request_id },
+                ApplicationDecision::ChangePassword => AuthorizeNext::ChangePassword { request_id },
                 ApplicationDecision::SecondFactor => {
                     match self.begin_step_up(session, user, now).await? {
                         Some(pending_id) => AuthorizeNext::SecondFactor {

@@ -490,6 +490,9 @@ pub enum AuthorizeNext {
     /// A policy requires the terms of use and the account has not accepted their current
     /// version: once it does, the request goes on.
     AcceptTerms { request_id: String },
+    /// A policy requires the account, at risk, to choose a new password: once it does, the
+    /// request goes on.
+    ChangePassword { request_id: String },
 }
 
 /// An application with access to an account.

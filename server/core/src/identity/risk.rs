@@ -1,0 +1,137 @@
+//! Identity Protection in the pipeline: an account's user risk from its open detections, the
+//! administrators' verdicts, and remediation by a new password chosen after multifactor
+//! authentication (the "require password change" grant of Conditional Access).
+
+use super::{check_password_rules, AuthError, Identity, RequestContext, SessionsToEnd, Strength};
+use crate::conditional_access::RiskLevel;
+use crate::mail::EmailKind;
+use crate::risk::{user_risk, DetectionKind, RiskState};
+use crate::secret::SecretString;
+use crate::store::{DetectionRecord, RiskStateChange, Session, User};
+use crate::tokens::random_id;
+
+impl Identity {
+    /// The account's user risk: the highest level of its detections still open.
+    pub async fn user_risk(&self, user_id: &str) -> Result<RiskLevel, AuthError> {
+        let levels = self.store.open_risk_levels(user_id).await?;
+        Ok(user_risk(levels.iter().map(String::as_str)))
+    }
+
+    /// Every detection of the account, newest first.
+    pub async fn risk_detections(&self, user: &User) -> Result<Vec<DetectionRecord>, AuthError> {
+        Ok(self.store.detections_of(&user.id).await?)
+    }
+
+    /// Every change of the account's risk states, newest first.
+    pub async fn risk_history(&self, user: &User) -> Result<Vec<RiskStateChange>, AuthError> {
+        Ok(self.store.risk_history(&user.id).await?)
+    }
+
+    /// An administrator confirms the account compromised: a high user-risk detection, open
+    /// until the person changes the password after multifactor authentication or an
+    /// administrator closes it.
+    pub(super) async fn confirm_compromised(
+        &self,
+        admin: &User,
+        user: &User,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        let kind = DetectionKind::AdminConfirmedCompromised;
+        let evidence = serde_json::json!({ "admin": admin.id, "admin_email": admin.email });
+        self.store
+            .record_detection(
+                &DetectionRecord {
+                    id: random_id(),
+                    user_id: user.id.clone(),
+                    sign_in_id: None,
+                    kind: kind.as_str().into(),
+                    level: RiskLevel::High.as_str().into(),
+                    timing: "offline".into(),
+                    detected_at: now,
+                    state: RiskState::ConfirmedCompromised.as_str().into(),
+                    evidence: evidence.to_string(),
+                    summary: format!("{} confirmed the account compromised.", admin.email),
+                    updated_at: now,
+                },
+                &random_id(),
+                Some(&admin.id),
+                "confirmed compromised by an administrator",
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Closes every open detection of the account in `state` (an administrator's verdict, or
+    /// the person's remediation). Returns how many were open.
+    pub(super) async fn close_risk(
+        &self,
+        user: &User,
+        state: RiskState,
+        by: Option<&User>,
+        reason: &str,
+        now: i64,
+    ) -> Result<u64, AuthError> {
+        Ok(self
+            .store
+            .close_open_risk(
+                &user.id,
+                state.as_str(),
+                by.map(|u| u.id.as_str()),
+                reason,
+                now,
+                &mut random_id,
+            )
+            .await?)
+    }
+
+    /// The person at risk chooses a new password, in a session that proved multifactor
+    /// authentication (a policy asked for both): the password changes without the old one
+    /// (which may be the attacker's), every other session ends, and the account's open
+    /// detections are remediated.
+    pub async fn change_password_for_risk(
+        &self,
+        ctx: &RequestContext,
+        session: &Session,
+        user: &User,
+        new: &SecretString,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        if !Strength::parse(&session.amr).is_multifactor() {
+            return Err(AuthError::SecondFactorRequired);
+        }
+        check_password_rules(ctx, new, &user.email)?;
+        let hash = self.hasher.hash(new).await?;
+        let epoch = self
+            .store
+            .set_password(&user.id, &hash, session.credential_epoch, now)
+            .await?
+            .ok_or(AuthError::InvalidCredentials)?;
+        self.store.rebind_session(&session.id, epoch).await?;
+        self.end_sessions(&user.id, SessionsToEnd::AllBut(&session.id), now)
+            .await?;
+        let remediated = self
+            .close_risk(
+                user,
+                RiskState::Remediated,
+                None,
+                "password changed after multifactor authentication",
+                now,
+            )
+            .await?;
+        self.audit_silently(
+            ctx,
+            &user.id,
+            "risk.remediated",
+            &format!("{remediated} detections remediated by a password change"),
+            now,
+        )
+        .await?;
+        self.send(
+            &user.email,
+            ctx.emails.compose(EmailKind::PasswordChanged, None),
+            now,
+        )
+        .await?;
+        Ok(())
+    }
+}

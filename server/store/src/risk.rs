@@ -1,0 +1,204 @@
+//! Identity Protection storage: risk detections and every change of their state.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::{Store, StoreResult};
+
+/// One stored risk detection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DetectionRecord {
+    pub id: String,
+    pub user_id: String,
+    /// The sign-in log row it came from, if any.
+    pub sign_in_id: Option<String>,
+    pub kind: String,
+    pub level: String,
+    /// `real-time` or `offline`.
+    pub timing: String,
+    pub detected_at: i64,
+    pub state: String,
+    /// Structured evidence (JSON).
+    pub evidence: String,
+    /// The evidence in one sentence.
+    pub summary: String,
+    pub updated_at: i64,
+}
+
+impl DetectionRecord {
+    fn from_row(row: &AnyRow) -> StoreResult<Self> {
+        Ok(DetectionRecord {
+            id: row.try_get("id")?,
+            user_id: row.try_get("user_id")?,
+            sign_in_id: row.try_get("sign_in_id")?,
+            kind: row.try_get("kind")?,
+            level: row.try_get("level")?,
+            timing: row.try_get("timing")?,
+            detected_at: row.try_get("detected_at")?,
+            state: row.try_get("state")?,
+            evidence: row.try_get("evidence")?,
+            summary: row.try_get("summary")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+}
+
+/// One change of a detection's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RiskStateChange {
+    pub id: String,
+    pub user_id: String,
+    pub detection_id: String,
+    pub state: String,
+    /// The admin who made it; none for the person themselves or the system.
+    pub changed_by: Option<String>,
+    pub changed_at: i64,
+    pub reason: String,
+}
+
+const DETECTION_COLUMNS: &str = "id, user_id, sign_in_id, kind, level, timing, detected_at, \
+     state, evidence, summary, updated_at";
+
+/// The states in which a detection still counts toward the account's risk.
+pub const OPEN_RISK_STATES: [&str; 2] = ["at-risk", "confirmed-compromised"];
+
+impl Store {
+    /// Stores a new detection and its first state in one transaction.
+    pub async fn record_detection(
+        &self,
+        d: &DetectionRecord,
+        change_id: &str,
+        changed_by: Option<&str>,
+        reason: &str,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(&format!(
+            "INSERT INTO risk_detections ({DETECTION_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        ))
+        .bind(&d.id)
+        .bind(&d.user_id)
+        .bind(d.sign_in_id.as_deref())
+        .bind(&d.kind)
+        .bind(&d.level)
+        .bind(&d.timing)
+        .bind(d.detected_at)
+        .bind(&d.state)
+        .bind(&d.evidence)
+        .bind(&d.summary)
+        .bind(d.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO risk_state_changes (id, user_id, detection_id, state, changed_by, \
+             changed_at, reason) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(change_id)
+        .bind(&d.user_id)
+        .bind(&d.id)
+        .bind(&d.state)
+        .bind(changed_by)
+        .bind(d.detected_at)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The levels of the account's detections still open.
+    pub async fn open_risk_levels(&self, user_id: &str) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT level FROM risk_detections WHERE user_id = $1 \
+             AND state IN ('at-risk', 'confirmed-compromised')",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    /// Every detection of the account, newest first.
+    pub async fn detections_of(&self, user_id: &str) -> StoreResult<Vec<DetectionRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DETECTION_COLUMNS} FROM risk_detections WHERE user_id = $1 \
+             ORDER BY detected_at DESC, id DESC"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(DetectionRecord::from_row).collect()
+    }
+
+    /// Moves every open detection of the account to `state`, recording one change each (with
+    /// ids from `next_id`). Returns how many changed.
+    pub async fn close_open_risk(
+        &self,
+        user_id: &str,
+        state: &str,
+        changed_by: Option<&str>,
+        reason: &str,
+        now: i64,
+        next_id: &mut (dyn FnMut() -> String + Send),
+    ) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "SELECT id FROM risk_detections WHERE user_id = $1 \
+             AND state IN ('at-risk', 'confirmed-compromised')",
+        )
+        .bind(user_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let ids: Vec<String> = rows
+            .iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()?;
+        for id in &ids {
+            sqlx::query("UPDATE risk_detections SET state = $1, updated_at = $2 WHERE id = $3")
+                .bind(state)
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO risk_state_changes (id, user_id, detection_id, state, changed_by, \
+                 changed_at, reason) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(next_id())
+            .bind(user_id)
+            .bind(id)
+            .bind(state)
+            .bind(changed_by)
+            .bind(now)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(ids.len() as u64)
+    }
+
+    /// The account's changes of risk state, newest first.
+    pub async fn risk_history(&self, user_id: &str) -> StoreResult<Vec<RiskStateChange>> {
+        let rows = sqlx::query(
+            "SELECT id, user_id, detection_id, state, changed_by, changed_at, reason \
+             FROM risk_state_changes WHERE user_id = $1 ORDER BY changed_at DESC, id DESC",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RiskStateChange {
+                    id: r.try_get("id")?,
+                    user_id: r.try_get("user_id")?,
+                    detection_id: r.try_get("detection_id")?,
+                    state: r.try_get("state")?,
+                    changed_by: r.try_get("changed_by")?,
+                    changed_at: r.try_get("changed_at")?,
+                    reason: r.try_get("reason")?,
+                })
+            })
+            .collect()
+    }
+}
