@@ -204,7 +204,17 @@ impl Store {
         Ok(row.try_get::<i64, _>(0)?.to_string())
     }
 
+    /// Closes the pool. On SQLite the WAL is checkpointed into the database first, so a clean
+    /// shutdown leaves no write-ahead log behind, whichever connection happens to close last.
     pub async fn close(&self) {
+        if self.backend == Backend::Sqlite {
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.pool)
+                .await
+            {
+                tracing::warn!(error = %e, "the WAL checkpoint at close failed");
+            }
+        }
         self.pool.close().await;
     }
 
