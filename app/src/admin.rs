@@ -773,6 +773,7 @@ pub fn AdminGroupPage(data: GroupData) -> impl IntoView {
     let action = format!("/admin/groups/{}", data.id);
     let remove_action = action.clone();
     let empty = data.members.is_empty();
+    let (name, description) = (data.name.clone(), data.description.clone());
     view! {
         <Console current="groups" title=data.name frame=data.frame>
             <p class="gh-lead">{data.description}</p>
@@ -805,6 +806,13 @@ pub fn AdminGroupPage(data: GroupData) -> impl IntoView {
                 <input type="hidden" name="action" value="add-member"/>
                 <Input id="email" label="Email" kind="email" value=data.email/>
                 <button type="submit" class="gh-button">"Add member"</button>
+            </form>
+            <h2>"Edit the group"</h2>
+            <form method="post" action=action.clone() class="gh-form" aria-label="Edit the group">
+                <input type="hidden" name="action" value="edit"/>
+                <Input id="name" label="Name" value=name/>
+                <Input id="description" label="Description" value=description/>
+                <button type="submit" class="gh-button gh-button-secondary">"Save group"</button>
             </form>
             <form method="post" action=action>
                 <input type="hidden" name="action" value="delete"/>

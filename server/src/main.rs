@@ -323,6 +323,14 @@ enum GroupsAction {
         #[arg(long, default_value = "")]
         description: String,
     },
+    /// Rename a group and change its description (its id, which policies name, stays).
+    Edit {
+        id: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
     /// Delete a group and its memberships.
     Remove { id: String },
     /// List a group's members.
@@ -1231,6 +1239,11 @@ async fn groups(action: GroupsAction, config: Config) -> ExitCode {
             .create_group(&name, &description, now)
             .await
             .map(|id| println!("group {id} created")),
+        GroupsAction::Edit {
+            id,
+            name,
+            description,
+        } => identity.update_group(&id, &name, &description, now).await,
         GroupsAction::Remove { id } => identity.delete_group(&id, now).await,
         GroupsAction::Members { id } => {
             return match identity.group_members(&id).await {

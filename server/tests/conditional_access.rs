@@ -779,6 +779,35 @@ async fn admins_manage_groups_in_the_console_and_each_change_is_audited() {
         r.location(),
         Some("/admin/groups/field-staff?notice=member_removed")
     );
+    // Renamed, the group keeps its id (policies name it by id); an empty name is refused.
+    let r = console
+        .post(
+            "/admin/groups/field-staff",
+            &[
+                ("action", "edit"),
+                ("name", "Field team"),
+                ("description", "On the road"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        r.location(),
+        Some("/admin/groups/field-staff?notice=group_edited")
+    );
+    let groups = server.state.identity.groups().await.unwrap();
+    let g = groups.iter().find(|g| g.id == "field-staff").unwrap();
+    assert_eq!(
+        (g.name.as_str(), g.description.as_str()),
+        ("Field team", "On the road")
+    );
+    let bad = console
+        .post(
+            "/admin/groups/field-staff",
+            &[("action", "edit"), ("name", "  "), ("description", "")],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("1 to 100 characters"), "{}", bad.body);
     let r = console
         .post("/admin/groups/field-staff", &[("action", "delete")])
         .await;
@@ -798,6 +827,7 @@ async fn admins_manage_groups_in_the_console_and_each_change_is_audited() {
         "admin.group.created",
         "admin.group.member_added",
         "admin.group.member_removed",
+        "admin.group.edited",
         "admin.group.deleted",
     ] {
         assert!(actions.contains(&done), "{done} in {actions:?}");

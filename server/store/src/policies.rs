@@ -309,6 +309,35 @@ impl Store {
         Ok(())
     }
 
+    /// Renames a group and changes its description (its id, and so every policy naming it,
+    /// stays). Returns false when there is no such group; another group's name is a conflict.
+    pub async fn update_group(
+        &self,
+        id: &str,
+        name: &str,
+        description: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("UPDATE user_groups SET name = $1, description = $2 WHERE id = $3")
+            .bind(name)
+            .bind(description)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if done != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query(BUMP_VERSION)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     pub async fn list_groups(&self) -> StoreResult<Vec<GroupRecord>> {
         let rows = sqlx::query(
             "SELECT g.id, g.name, g.description, g.created_at, \

@@ -761,18 +761,33 @@ impl Identity {
     }
 
     /// Creates a group; its id is a slug of its name.
+    /// Renames a group and changes its description; its id, which policies name, stays.
+    pub async fn update_group(
+        &self,
+        id: &str,
+        name: &str,
+        description: &str,
+        now: i64,
+    ) -> Result<(), AccessError> {
+        let name = group_name(name)?;
+        let description: String = description.trim().chars().take(500).collect();
+        match self.store.update_group(id, name, &description, now).await {
+            Ok(true) => {}
+            Ok(false) => return Err(AccessError::NotFound("group")),
+            Err(StoreError::Conflict) => return Err(AccessError::Exists),
+            Err(e) => return Err(e.into()),
+        }
+        self.policies.forget().await;
+        Ok(())
+    }
+
     pub async fn create_group(
         &self,
         name: &str,
         description: &str,
         now: i64,
     ) -> Result<String, AccessError> {
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > crate::conditional_access::MAX_NAME {
-            return Err(AccessError::Invalid(PolicyProblem(
-                "the name must have 1 to 100 characters".into(),
-            )));
-        }
+        let name = group_name(name)?;
         let id = slug(name);
         if !crate::conditional_access::valid_id(&id) {
             return Err(AccessError::Invalid(PolicyProblem(
@@ -955,6 +970,17 @@ fn proven_by_method(method: &str) -> crate::identity::Strength {
 }
 
 /// A lower-case slug of a name: letters and digits, other runs as one '-'.
+/// A group's name, trimmed, or why it cannot be one.
+fn group_name(name: &str) -> Result<&str, AccessError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > crate::conditional_access::MAX_NAME {
+        return Err(AccessError::Invalid(PolicyProblem(
+            "the name must have 1 to 100 characters".into(),
+        )));
+    }
+    Ok(name)
+}
+
 /// An id made from a name: lower-case letters and digits, words joined by `-`.
 pub fn slug(name: &str) -> String {
     let mut out = String::new();

@@ -164,6 +164,18 @@ pub async fn group_action(
             "admin.group.deleted",
             "group_deleted",
         ),
+        "edit" => (
+            identity
+                .update_group(
+                    &id,
+                    &field(&body, "name"),
+                    &field(&body, "description"),
+                    now,
+                )
+                .await,
+            "admin.group.edited",
+            "group_edited",
+        ),
         _ => return not_found().await,
     };
     match done {

@@ -162,6 +162,7 @@ pub(super) fn notice_text(code: &str) -> &'static str {
         "location_saved" => "The location was saved.",
         "location_deleted" => "The location was deleted.",
         "group_deleted" => "The group was deleted.",
+        "group_edited" => "The group was saved. Its id, which policies name, stays the same.",
         "member_added" => "The account is a member of the group.",
         "member_removed" => "The account is no longer a member of the group.",
         "policy_deleted" => "The policy was deleted.",
