@@ -93,6 +93,11 @@ enum Command {
         #[command(subcommand)]
         action: PoliciesAction,
     },
+    /// Identity Protection: the address lists sign-ins are checked against.
+    Risk {
+        #[command(subcommand)]
+        action: RiskAction,
+    },
     /// Groups of accounts, for Conditional Access assignments.
     Groups {
         #[command(subcommand)]
@@ -342,6 +347,28 @@ enum GroupsAction {
 }
 
 #[derive(Subcommand)]
+enum RiskAction {
+    /// The address lists: Tor exit addresses, anonymizing VPN and hosting ranges, known-bad
+    /// addresses.
+    Lists {
+        #[command(subcommand)]
+        action: RiskListsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum RiskListsAction {
+    /// How many entries each list holds.
+    Show,
+    /// Replace a list with a file: `tor` (the Tor Project's exit list format, or an address a
+    /// line), `vpn` or `bad` (an address or CIDR range a line; `#` comments).
+    Import {
+        kind: String,
+        file: std::path::PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum LocationsAction {
     /// List the named locations.
     List,
@@ -520,6 +547,7 @@ async fn run(command: Command, config: Config) -> ExitCode {
         } => rotate_keys(config).await,
         Command::Policies { action } => policies(action, config).await,
         Command::Groups { action } => groups(action, config).await,
+        Command::Risk { action } => risk(action, config).await,
         Command::Locations { action } => locations(action, config).await,
         Command::Completions { .. } => ExitCode::SUCCESS,
     }
@@ -1224,6 +1252,38 @@ async fn policies(action: PoliciesAction, config: Config) -> ExitCode {
         Err(e) => return fail(e),
     }
     ExitCode::SUCCESS
+}
+
+async fn risk(action: RiskAction, config: Config) -> ExitCode {
+    use gatehouse_core::risk::ListKind;
+    let RiskAction::Lists { action } = action;
+    let state = match build_state(config, system_clock()).await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let identity = &state.identity;
+    if let RiskListsAction::Import { kind, file } = action {
+        let Some(kind) = ListKind::parse(&kind) else {
+            return fail(format!("{kind:?} is not a list: use tor, vpn or bad"));
+        };
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) => return fail(format!("cannot read {}: {e}", file.display())),
+        };
+        match identity.import_risk_list(kind, &text, state.now()).await {
+            Ok(n) => println!("the {} list now holds {n} entries", kind.as_str()),
+            Err(e) => return fail(e),
+        }
+    }
+    match identity.risk_list_sizes().await {
+        Ok(sizes) => {
+            for (kind, n) in sizes {
+                println!("{:<4} {n} entries", kind.as_str());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
 }
 
 async fn groups(action: GroupsAction, config: Config) -> ExitCode {

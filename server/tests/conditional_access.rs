@@ -1820,3 +1820,102 @@ async fn an_account_confirmed_compromised_changes_its_password_after_mfa_and_is_
     let r = server.browser().sign_in_with_password(bare, PASSWORD).await;
     assert_eq!(r.location(), Some("/account"));
 }
+
+#[tokio::test]
+async fn a_sign_in_from_a_listed_address_is_risky_and_the_mfa_a_policy_asks_remediates_it() {
+    use gatehouse_core::risk::ListKind;
+    let server = TestServer::start().await;
+    let identity = &server.state.identity;
+    let now = server.state.now();
+    let email = "traveller@example.com";
+    let (_own, secret) = with_authenticator(&server, "Traveller", email).await;
+    let user = server.user(email).await;
+    let tor = "ExitNode 0011BD2485AD45D984EC4159C88FC066E5E3300E\nPublished 2026-12-01 09:00:00\n\
+               ExitAddress 198.51.100.7 2026-12-01 10:00:00\n";
+    assert_eq!(
+        identity
+            .import_risk_list(ListKind::Tor, tor, now)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        identity
+            .import_risk_list(ListKind::Vpn, "# hosting\n100.64.0.0/10\n", now)
+            .await
+            .unwrap(),
+        1
+    );
+    let refused = identity
+        .import_risk_list(ListKind::Bad, "192.0.2.1\nnonsense\n", now)
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("line 2"), "{refused}");
+    let mut p = policy("risky-sign-ins", require_mfa());
+    p.conditions.sign_in_risk = vec![RiskLevel::Medium, RiskLevel::High];
+    save(&server, &p).await;
+
+    // From a Tor exit, behind the trusted proxy: high sign-in risk, the policy applies, the
+    // detection is stored, and the second factor remediates it.
+    server.clock.advance_ms(30_000);
+    let mut b = Browser::new(&server.base, "198.51.100.7");
+    let r = b
+        .sign_in_with_second_factor(email, PASSWORD, &totp_code(&server, &secret))
+        .await;
+    assert_eq!(r.location(), Some("/account"), "{}", r.body);
+    let rows = server.store.sign_ins_for_email(email, 2).await.unwrap();
+    let first = rows.iter().find(|r| r.result == "interrupted").unwrap();
+    let applied = results(first);
+    assert!(applied[0].applied, "{applied:?}");
+    let detections = identity.risk_detections(&user).await.unwrap();
+    assert_eq!(detections.len(), 1);
+    assert_eq!(
+        (detections[0].kind.as_str(), detections[0].level.as_str()),
+        ("anonymous-ip", "high")
+    );
+    assert!(detections[0].summary.contains("Tor exit node"));
+    assert_eq!(
+        detections[0].state, "remediated",
+        "the MFA the policy asked remediates it"
+    );
+    assert_eq!(identity.user_risk(&user.id).await.unwrap(), RiskLevel::None);
+
+    // From an ordinary address the policy does not apply and nothing is detected.
+    server.clock.advance_ms(30_000);
+    let mut home = Browser::new(&server.base, "192.0.2.10");
+    home.sign_in_with_second_factor(email, PASSWORD, &totp_code(&server, &secret))
+        .await;
+    let row = server
+        .store
+        .sign_ins_for_email(email, 2)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.result == "interrupted")
+        .unwrap();
+    let r = results(&row);
+    assert!(!r[0].applied);
+    assert!(
+        r[0].reason.contains("sign-in risk is none"),
+        "{}",
+        r[0].reason
+    );
+    assert_eq!(identity.risk_detections(&user).await.unwrap().len(), 1);
+
+    // An account without a second factor from a VPN range: medium risk, which never adds a
+    // factor: blocked, and the detection stays open, raising the user risk.
+    let bare = "bare@example.com";
+    server.signed_up("Bare", bare, PASSWORD).await;
+    let bare_user = server.user(bare).await;
+    let mut vpn = Browser::new(&server.base, "100.64.1.9");
+    let r = vpn.sign_in_with_password(bare, PASSWORD).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_eq!(
+        newest(&server, bare).await.failure_reason.as_deref(),
+        Some("blocked_by_policy")
+    );
+    assert_eq!(
+        identity.user_risk(&bare_user.id).await.unwrap(),
+        RiskLevel::Medium
+    );
+}

@@ -915,6 +915,8 @@ pub struct PolicySet {
     pub version: i64,
     pub policies: Vec<Policy>,
     pub locations: Vec<NamedLocation>,
+    /// Identity Protection's address lists (they change with the same counter).
+    pub risk_lists: crate::risk::RiskLists,
 }
 
 #[cfg(test)]

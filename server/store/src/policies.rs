@@ -11,7 +11,7 @@ use crate::{Store, StoreError, StoreResult, User, USER_COLUMNS_U};
 /// The settings row counting every change to policies, locations and groups.
 pub const CA_VERSION_SETTING: &str = "ca.version";
 
-const BUMP_VERSION: &str =
+pub(crate) const BUMP_VERSION: &str =
     "INSERT INTO settings (name, value, updated_at) VALUES ('ca.version', '1', $1) \
      ON CONFLICT (name) DO UPDATE SET value = CAST(CAST(settings.value AS BIGINT) + 1 AS TEXT), \
      updated_at = $1";

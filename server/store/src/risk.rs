@@ -202,3 +202,96 @@ impl Store {
             .collect()
     }
 }
+
+impl Store {
+    /// Replaces the list `kind` with `entries` (one transaction; every instance reloads it with
+    /// the Conditional Access change counter). Returns how many entries it holds.
+    pub async fn replace_risk_list(
+        &self,
+        kind: &str,
+        entries: &[String],
+        now: i64,
+    ) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM risk_lists WHERE kind = $1")
+            .bind(kind)
+            .execute(&mut *tx)
+            .await?;
+        let mut n = 0;
+        for entry in entries {
+            n += sqlx::query(
+                "INSERT INTO risk_lists (kind, entry, imported_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (kind, entry) DO NOTHING",
+            )
+            .bind(kind)
+            .bind(entry)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        sqlx::query(crate::policies::BUMP_VERSION)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Every list entry, as (kind, entry).
+    pub async fn risk_list_entries(&self) -> StoreResult<Vec<(String, String)>> {
+        let rows = sqlx::query("SELECT kind, entry FROM risk_lists ORDER BY kind, entry")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    /// Closes the account's open real-time (sign-in) detections made since `since`.
+    pub async fn close_recent_sign_in_risk(
+        &self,
+        user_id: &str,
+        since: i64,
+        state: &str,
+        reason: &str,
+        now: i64,
+        next_id: &mut (dyn FnMut() -> String + Send),
+    ) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "SELECT id FROM risk_detections WHERE user_id = $1 AND timing = 'real-time' \
+             AND detected_at >= $2 AND state IN ('at-risk', 'confirmed-compromised')",
+        )
+        .bind(user_id)
+        .bind(since)
+        .fetch_all(&mut *tx)
+        .await?;
+        let ids: Vec<String> = rows
+            .iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()?;
+        for id in &ids {
+            sqlx::query("UPDATE risk_detections SET state = $1, updated_at = $2 WHERE id = $3")
+                .bind(state)
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO risk_state_changes (id, user_id, detection_id, state, changed_by, \
+                 changed_at, reason) VALUES ($1, $2, $3, $4, NULL, $5, $6)",
+            )
+            .bind(next_id())
+            .bind(user_id)
+            .bind(id)
+            .bind(state)
+            .bind(now)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(ids.len() as u64)
+    }
+}

@@ -168,11 +168,31 @@ impl Identity {
                 }
             }
         }
+        let entries = self.store.risk_list_entries().await?;
+        let risk_lists = crate::risk::RiskLists::from_entries(
+            entries.iter().map(|(k, e)| (k.as_str(), e.as_str())),
+        );
         Ok(PolicySet {
             version,
             policies,
             locations,
+            risk_lists,
         })
+    }
+
+    /// Drops this instance's cached policies and lists (after a change made here).
+    pub(super) async fn policies_changed(&self) {
+        self.policies.forget().await;
+    }
+
+    /// The real-time detections of an attempt from `client_ip` (the address lists).
+    pub(super) async fn assess_attempt(
+        &self,
+        client_ip: &str,
+        now: i64,
+    ) -> Result<Vec<crate::risk::Finding>, AuthError> {
+        let set = self.policy_set(now).await?;
+        Ok(crate::risk::assess_address_str(client_ip, &set.risk_lists))
     }
 
     /// The signals Conditional Access sees for `user` reaching `application` from
@@ -230,6 +250,13 @@ impl Identity {
         let signals = self
             .access_signals(&ctx.client_ip, &ctx.user_agent, user, application)
             .await?;
+        let signals = AccessSignals {
+            sign_in_risk: crate::risk::sign_in_risk(&crate::risk::assess_address_str(
+                &ctx.client_ip,
+                &set.risk_lists,
+            )),
+            ..signals
+        };
         Ok(evaluate(&signals, &set.policies, &set.locations))
     }
 
@@ -320,6 +347,13 @@ impl Identity {
         let signals = self
             .access_signals(client_ip, user_agent, &user, &client.id)
             .await?;
+        let signals = AccessSignals {
+            sign_in_risk: crate::risk::sign_in_risk(&crate::risk::assess_address_str(
+                client_ip,
+                &set.risk_lists,
+            )),
+            ..signals
+        };
         let decision = evaluate(&signals, &set.policies, &set.locations);
         if decision.blocked_by.is_none() {
             return Ok(false);

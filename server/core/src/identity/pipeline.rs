@@ -258,6 +258,7 @@ impl Identity {
         &self,
         ctx: &RequestContext,
         first: &FirstFactor<'_>,
+        findings: &[crate::risk::Finding],
         now: i64,
     ) -> Result<SignInSignals, AuthError> {
         let access = self
@@ -275,7 +276,7 @@ impl Identity {
             has_second_factor: self.store.has_second_factor(&first.user.id).await?,
             reauthentication: first.reauthenticates.is_some(),
             access,
-            sign_in_risk: RiskLevel::None,
+            sign_in_risk: crate::risk::sign_in_risk(findings),
         })
     }
 
@@ -321,7 +322,11 @@ impl Identity {
         first: FirstFactor<'_>,
         now: i64,
     ) -> Result<SignInOutcome, AuthError> {
-        let signals = self.signals(ctx, &first, now).await?;
+        // The real-time detections come first: recorded whatever the decision, and the
+        // sign-in risk the decision (and the policies) see.
+        let findings = self.assess_attempt(&ctx.client_ip, now).await?;
+        self.record_findings(&first.user, &findings, now).await?;
+        let signals = self.signals(ctx, &first, &findings, now).await?;
         let ctx = &RequestContext {
             policy_results: Some(signals.access.log_json()),
             ..ctx.clone()
@@ -439,6 +444,12 @@ impl Identity {
             .await?;
         if let Some(old) = replaces {
             self.end_sessions(&signed.user.id, super::SessionsToEnd::One(old), now)
+                .await?;
+        }
+        // Multifactor authentication that a policy asked for remediates the risk this sign-in
+        // was detected with (its pending sign-in lives at most this long).
+        if !access.required.is_empty() {
+            self.remediate_sign_in_risk(&signed.user, now - 15 * 60 * 1000, now)
                 .await?;
         }
         signed.persistent = access.persistent_browser == Some(PersistentBrowser::Always);

@@ -27,6 +27,98 @@ impl Identity {
         Ok(self.store.risk_history(&user.id).await?)
     }
 
+    /// Stores an attempt's real-time detections against the account (at risk).
+    pub(super) async fn record_findings(
+        &self,
+        user: &User,
+        findings: &[crate::risk::Finding],
+        now: i64,
+    ) -> Result<(), AuthError> {
+        for f in findings {
+            self.store
+                .record_detection(
+                    &DetectionRecord {
+                        id: random_id(),
+                        user_id: user.id.clone(),
+                        sign_in_id: None,
+                        kind: f.kind.as_str().into(),
+                        level: f.level.as_str().into(),
+                        timing: "real-time".into(),
+                        detected_at: now,
+                        state: RiskState::AtRisk.as_str().into(),
+                        evidence: f.evidence.to_string(),
+                        summary: f.summary.clone(),
+                        updated_at: now,
+                    },
+                    &random_id(),
+                    None,
+                    "detected at sign-in",
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The sign-in risk detected since `since` is remediated: the person completed the
+    /// multifactor authentication a policy asked for.
+    pub(super) async fn remediate_sign_in_risk(
+        &self,
+        user: &User,
+        since: i64,
+        now: i64,
+    ) -> Result<u64, AuthError> {
+        Ok(self
+            .store
+            .close_recent_sign_in_risk(
+                &user.id,
+                since,
+                RiskState::Remediated.as_str(),
+                "multifactor authentication completed the sign-in",
+                now,
+                &mut random_id,
+            )
+            .await?)
+    }
+
+    /// Replaces the address list `kind` with the ranges read from `text` (the Tor Project's
+    /// exit list, or an address or CIDR range a line). Every instance uses it within
+    /// the Conditional Access cache time. Returns how many entries it holds.
+    pub async fn import_risk_list(
+        &self,
+        kind: crate::risk::ListKind,
+        text: &str,
+        now: i64,
+    ) -> Result<u64, super::AccessError> {
+        let nets = crate::risk::parse_list(kind, text).map_err(|e| {
+            super::AccessError::Invalid(crate::conditional_access::PolicyProblem(e))
+        })?;
+        let entries: Vec<String> = nets.iter().map(ToString::to_string).collect();
+        let n = self
+            .store
+            .replace_risk_list(kind.as_str(), &entries, now)
+            .await
+            .map_err(AuthError::from)?;
+        self.policies_changed().await;
+        Ok(n)
+    }
+
+    /// How many entries each address list holds.
+    pub async fn risk_list_sizes(&self) -> Result<Vec<(crate::risk::ListKind, usize)>, AuthError> {
+        let entries = self.store.risk_list_entries().await?;
+        Ok(crate::risk::ListKind::ALL
+            .into_iter()
+            .map(|k| {
+                (
+                    k,
+                    entries
+                        .iter()
+                        .filter(|(kind, _)| kind == k.as_str())
+                        .count(),
+                )
+            })
+            .collect())
+    }
+
     /// An administrator confirms the account compromised: a high user-risk detection, open
     /// until the person changes the password after multifactor authentication or an
     /// administrator closes it.
