@@ -12,23 +12,9 @@ use gatehouse_core::conditional_access::RiskLevel;
 use gatehouse_core::identity::AuthError;
 use gatehouse_core::secret::SecretString;
 
-use super::cookies::AUTHORIZE;
-use super::toolkit::{
-    begin, cookie_policy, error_page, internal_error_page, redirect, require_session, Incoming,
-};
+use super::terms::onward;
+use super::toolkit::{begin, error_page, internal_error_page, redirect, require_session, Incoming};
 use crate::AppState;
-
-/// Where the person goes once the password is changed (or nothing is asked).
-fn onward(state: &AppState, incoming: &Incoming) -> Response {
-    if cookie_policy(state)
-        .read(&incoming.headers, AUTHORIZE)
-        .is_some()
-    {
-        redirect("/authorize/continue", vec![])
-    } else {
-        redirect("/account", vec![])
-    }
-}
 
 pub async fn page(State(state): State<AppState>, incoming: Incoming) -> Response {
     let (_, user) = match require_session(&state, &incoming.headers).await {

@@ -42,7 +42,7 @@ fn terms_page(page: Page, terms: TermsRecord, newer: bool) -> Response {
 
 /// Where the person goes once nothing is left to accept: the waiting application's request,
 /// or the account page.
-fn onward(state: &AppState, incoming: &Incoming) -> Response {
+pub(super) fn onward(state: &AppState, incoming: &Incoming) -> Response {
     if cookie_policy(state)
         .read(&incoming.headers, AUTHORIZE)
         .is_some()

@@ -48,25 +48,7 @@ impl Store {
     }
 
     pub async fn record_sign_in(&self, e: &SignInLogEntry) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO sign_in_log (id, occurred_at, user_id, email, application, client_ip, user_agent, \
-             method, result, failure_reason, session_id, policies) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(&e.id)
-        .bind(e.occurred_at)
-        .bind(e.user_id.as_deref())
-        .bind(&e.email)
-        .bind(&e.application)
-        .bind(&e.client_ip)
-        .bind(&e.user_agent)
-        .bind(&e.method)
-        .bind(&e.result)
-        .bind(e.failure_reason.as_deref())
-        .bind(e.session_id.as_deref())
-        .bind(e.policies.as_deref())
-        .execute(&self.pool)
-        .await?;
+        insert_sign_in(e).execute(&self.pool).await?;
         Ok(())
     }
 
@@ -75,25 +57,7 @@ impl Store {
     pub async fn record_sign_ins(&self, entries: &[SignInLogEntry]) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         for e in entries {
-            sqlx::query(
-                "INSERT INTO sign_in_log (id, occurred_at, user_id, email, application, client_ip, user_agent, \
-                 method, result, failure_reason, session_id, policies) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            )
-            .bind(&e.id)
-            .bind(e.occurred_at)
-            .bind(e.user_id.as_deref())
-            .bind(&e.email)
-            .bind(&e.application)
-            .bind(&e.client_ip)
-            .bind(&e.user_agent)
-            .bind(&e.method)
-            .bind(&e.result)
-            .bind(e.failure_reason.as_deref())
-            .bind(e.session_id.as_deref())
-            .bind(e.policies.as_deref())
-            .execute(&mut *tx)
-            .await?;
+            insert_sign_in(e).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -152,4 +116,27 @@ impl Store {
         .await?;
         rows.iter().map(SignInLogEntry::from_row).collect()
     }
+}
+
+/// The statement that writes one sign-in log row.
+fn insert_sign_in(
+    e: &SignInLogEntry,
+) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+    sqlx::query(
+        "INSERT INTO sign_in_log (id, occurred_at, user_id, email, application, client_ip, user_agent, \
+         method, result, failure_reason, session_id, policies) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(&e.id)
+    .bind(e.occurred_at)
+    .bind(e.user_id.as_deref())
+    .bind(&e.email)
+    .bind(&e.application)
+    .bind(&e.client_ip)
+    .bind(&e.user_agent)
+    .bind(&e.method)
+    .bind(&e.result)
+    .bind(e.failure_reason.as_deref())
+    .bind(e.session_id.as_deref())
+    .bind(e.policies.as_deref())
 }

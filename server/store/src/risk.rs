@@ -141,41 +141,13 @@ impl Store {
         now: i64,
         next_id: &mut (dyn FnMut() -> String + Send),
     ) -> StoreResult<u64> {
-        let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query(
+        let open = sqlx::query(
             "SELECT id FROM risk_detections WHERE user_id = $1 \
              AND state IN ('at-risk', 'confirmed-compromised')",
         )
-        .bind(user_id)
-        .fetch_all(&mut *tx)
-        .await?;
-        let ids: Vec<String> = rows
-            .iter()
-            .map(|r| r.try_get::<String, _>(0))
-            .collect::<Result<_, _>>()?;
-        for id in &ids {
-            sqlx::query("UPDATE risk_detections SET state = $1, updated_at = $2 WHERE id = $3")
-                .bind(state)
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
-                "INSERT INTO risk_state_changes (id, user_id, detection_id, state, changed_by, \
-                 changed_at, reason) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(next_id())
-            .bind(user_id)
-            .bind(id)
-            .bind(state)
-            .bind(changed_by)
-            .bind(now)
-            .bind(reason)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(ids.len() as u64)
+        .bind(user_id);
+        self.move_detections(open, user_id, state, changed_by, reason, now, next_id)
+            .await
     }
 
     /// The account's changes of risk state, newest first.
@@ -258,16 +230,33 @@ impl Store {
         now: i64,
         next_id: &mut (dyn FnMut() -> String + Send),
     ) -> StoreResult<u64> {
-        let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query(
+        let recent = sqlx::query(
             "SELECT id FROM risk_detections WHERE user_id = $1 AND timing = 'real-time' \
              AND detected_at >= $2 AND state IN ('at-risk', 'confirmed-compromised')",
         )
         .bind(user_id)
-        .bind(since)
-        .fetch_all(&mut *tx)
-        .await?;
-        let ids: Vec<String> = rows
+        .bind(since);
+        self.move_detections(recent, user_id, state, None, reason, now, next_id)
+            .await
+    }
+
+    /// Moves the detections `select` names (their ids) to `state` in one transaction, with
+    /// one history row each. Returns how many moved.
+    #[allow(clippy::too_many_arguments)]
+    async fn move_detections<'q>(
+        &self,
+        select: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+        user_id: &str,
+        state: &str,
+        changed_by: Option<&str>,
+        reason: &str,
+        now: i64,
+        next_id: &mut (dyn FnMut() -> String + Send),
+    ) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<String> = select
+            .fetch_all(&mut *tx)
+            .await?
             .iter()
             .map(|r| r.try_get::<String, _>(0))
             .collect::<Result<_, _>>()?;
@@ -280,12 +269,13 @@ impl Store {
                 .await?;
             sqlx::query(
                 "INSERT INTO risk_state_changes (id, user_id, detection_id, state, changed_by, \
-                 changed_at, reason) VALUES ($1, $2, $3, $4, NULL, $5, $6)",
+                 changed_at, reason) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(next_id())
             .bind(user_id)
             .bind(id)
             .bind(state)
+            .bind(changed_by)
             .bind(now)
             .bind(reason)
             .execute(&mut *tx)
