@@ -1718,6 +1718,23 @@ async fn an_account_confirmed_compromised_changes_its_password_after_mfa_and_is_
         StatusCode::OK,
         "not at risk: nothing asked"
     );
+    // Not at risk, the page changes nothing: the usual change needs the current password.
+    let r = own
+        .post(
+            "/account/password/required",
+            &[("password", "copper-meadow-signal-77")],
+        )
+        .await;
+    assert_eq!(r.location(), Some("/account"));
+    assert_eq!(
+        server
+            .browser()
+            .sign_in_with_password(email, PASSWORD)
+            .await
+            .location(),
+        Some("/sign-in/verify"),
+        "the password is unchanged"
+    );
 
     // The admin confirms the account compromised: high user risk, its session ends.
     let r = admin

@@ -60,8 +60,10 @@ pub async fn change(
         .await
     {
         Ok(()) => onward(&state, &incoming),
-        // The portal asks the second factor first.
-        Err(AuthError::SecondFactorRequired) => redirect("/account", vec![]),
+        // The portal asks the second factor first; an account not at risk has nothing here.
+        Err(AuthError::SecondFactorRequired | AuthError::ReauthenticationRequired) => {
+            redirect("/account", vec![])
+        }
         Err(e @ AuthError::Internal(_)) => internal_error_page(page, &e),
         Err(e) => {
             let form = FormState {

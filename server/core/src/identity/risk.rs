@@ -179,7 +179,8 @@ impl Identity {
     /// The person at risk chooses a new password, in a session that proved multifactor
     /// authentication (a policy asked for both): the password changes without the old one
     /// (which may be the attacker's), every other session ends, and the account's open
-    /// detections are remediated.
+    /// detections are remediated. An account not at risk changes its password the usual way,
+    /// with the current one: this is refused.
     pub async fn change_password_for_risk(
         &self,
         ctx: &RequestContext,
@@ -188,6 +189,9 @@ impl Identity {
         new: &SecretString,
         now: i64,
     ) -> Result<(), AuthError> {
+        if self.user_risk(&user.id).await? == RiskLevel::None {
+            return Err(AuthError::ReauthenticationRequired);
+        }
         if !Strength::parse(&session.amr).is_multifactor() {
             return Err(AuthError::SecondFactorRequired);
         }
