@@ -588,6 +588,20 @@ impl Identity {
     ) -> Result<(), AuthError> {
         check_password_rules(ctx, new, &user.email)?;
         self.verify_current_password(user, current, now).await?;
+        self.replace_password(ctx, session, user, new, now).await
+    }
+
+    /// Sets a new password from a live session: refused if the password changed since the
+    /// session's credential was checked; the session moves onto the new credential, every
+    /// other session ends, and the owner is emailed.
+    pub(super) async fn replace_password(
+        &self,
+        ctx: &RequestContext,
+        session: &Session,
+        user: &User,
+        new: &SecretString,
+        now: i64,
+    ) -> Result<(), AuthError> {
         let hash = self.hasher.hash(new).await?;
         // Refused if the password changed since this session's credential was checked (a reset
         // in the meantime wins).

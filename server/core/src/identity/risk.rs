@@ -2,9 +2,8 @@
 //! administrators' verdicts, and remediation by a new password chosen after multifactor
 //! authentication (the "require password change" grant of Conditional Access).
 
-use super::{check_password_rules, AuthError, Identity, RequestContext, SessionsToEnd, Strength};
+use super::{check_password_rules, AuthError, Identity, RequestContext, Strength};
 use crate::conditional_access::RiskLevel;
-use crate::mail::EmailKind;
 use crate::risk::{user_risk, DetectionKind, RiskState};
 use crate::secret::SecretString;
 use crate::store::{DetectionRecord, RiskStateChange, Session, User};
@@ -196,15 +195,7 @@ impl Identity {
             return Err(AuthError::SecondFactorRequired);
         }
         check_password_rules(ctx, new, &user.email)?;
-        let hash = self.hasher.hash(new).await?;
-        let epoch = self
-            .store
-            .set_password(&user.id, &hash, session.credential_epoch, now)
-            .await?
-            .ok_or(AuthError::InvalidCredentials)?;
-        self.store.rebind_session(&session.id, epoch).await?;
-        self.end_sessions(&user.id, SessionsToEnd::AllBut(&session.id), now)
-            .await?;
+        self.replace_password(ctx, session, user, new, now).await?;
         let remediated = self
             .close_risk(
                 user,
@@ -221,13 +212,6 @@ impl Identity {
             &format!("{remediated} detections remediated by a password change"),
             now,
         )
-        .await?;
-        self.send(
-            &user.email,
-            ctx.emails.compose(EmailKind::PasswordChanged, None),
-            now,
-        )
-        .await?;
-        Ok(())
+        .await
     }
 }

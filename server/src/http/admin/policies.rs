@@ -663,25 +663,16 @@ pub async fn policy_save(
     }
     match state.identity.save_policy(&policy, Some(&admin), now).await {
         Ok(version) => {
-            let (page, ctx) = begin(&state, &incoming).await;
-            if let Err(e) = state
-                .identity
-                .admin_audit(
-                    &ctx,
-                    &admin,
-                    None,
-                    "admin.policy.saved",
-                    &format!("{} version {version}", policy.id),
-                    now,
-                )
-                .await
-            {
-                return internal_error_page(page, &e);
-            }
-            redirect(
+            audited(
+                &state,
+                &incoming,
+                &admin,
+                "admin.policy.saved",
+                &format!("{} version {version}", policy.id),
+                now,
                 &format!("/admin/access/policies/{}?notice=policy_saved", policy.id),
-                vec![],
             )
+            .await
         }
         Err(AccessError::Auth(e)) => internal_error_page(Page::new(&state).await, &e),
         Err(e) => refused(format!("The policy was not saved: {e}."), form).await,
@@ -704,25 +695,16 @@ pub async fn policy_restore(
         .await
     {
         Ok(saved) => {
-            let (page, ctx) = begin(&state, &incoming).await;
-            if let Err(e) = state
-                .identity
-                .admin_audit(
-                    &ctx,
-                    &admin,
-                    None,
-                    "admin.policy.restored",
-                    &format!("{id} version {version} as version {saved}"),
-                    now,
-                )
-                .await
-            {
-                return internal_error_page(page, &e);
-            }
-            redirect(
+            audited(
+                &state,
+                &incoming,
+                &admin,
+                "admin.policy.restored",
+                &format!("{id} version {version} as version {saved}"),
+                now,
                 &format!("/admin/access/policies/{id}?notice=policy_restored"),
-                vec![],
             )
+            .await
         }
         Err(AccessError::NotFound(_)) => not_found().await,
         Err(AccessError::Auth(e)) => internal_error_page(Page::new(&state).await, &e),
@@ -759,15 +741,16 @@ pub async fn policy_delete(
     let now = state.now();
     match state.identity.delete_policy(&id, Some(&admin), now).await {
         Ok(()) => {
-            let (page, ctx) = begin(&state, &incoming).await;
-            if let Err(e) = state
-                .identity
-                .admin_audit(&ctx, &admin, None, "admin.policy.deleted", &id, now)
-                .await
-            {
-                return internal_error_page(page, &e);
-            }
-            redirect("/admin/access?notice=policy_deleted", vec![])
+            audited(
+                &state,
+                &incoming,
+                &admin,
+                "admin.policy.deleted",
+                &id,
+                now,
+                "/admin/access?notice=policy_deleted",
+            )
+            .await
         }
         Err(AccessError::NotFound(_)) => not_found().await,
         Err(AccessError::Auth(e)) => internal_error_page(Page::new(&state).await, &e),
@@ -780,6 +763,27 @@ pub async fn policy_delete(
             )
             .await
         }
+    }
+}
+
+/// Writes the admin's change to the audit log, then sends the browser to `to`.
+async fn audited(
+    state: &AppState,
+    incoming: &Incoming,
+    admin: &User,
+    action: &str,
+    detail: &str,
+    now: i64,
+    to: &str,
+) -> Response {
+    let (page, ctx) = begin(state, incoming).await;
+    match state
+        .identity
+        .admin_audit(&ctx, admin, None, action, detail, now)
+        .await
+    {
+        Ok(()) => redirect(to, vec![]),
+        Err(e) => internal_error_page(page, &e),
     }
 }
 
@@ -833,22 +837,16 @@ pub async fn import(
         .await
     {
         Ok(n) => {
-            let (page, ctx) = begin(&state, &incoming).await;
-            if let Err(e) = state
-                .identity
-                .admin_audit(
-                    &ctx,
-                    &admin,
-                    None,
-                    "admin.policies.imported",
-                    &format!("{n} policies, {} locations", doc.locations.len()),
-                    now,
-                )
-                .await
-            {
-                return internal_error_page(page, &e);
-            }
-            redirect("/admin/access?notice=policies_imported", vec![])
+            audited(
+                &state,
+                &incoming,
+                &admin,
+                "admin.policies.imported",
+                &format!("{n} policies, {} locations", doc.locations.len()),
+                now,
+                "/admin/access?notice=policies_imported",
+            )
+            .await
         }
         Err(AccessError::Auth(e)) => internal_error_page(Page::new(&state).await, &e),
         Err(e) => back_with(format!("The document was not imported: {e}.")).await,
