@@ -38,6 +38,48 @@ pub struct SignInFilter {
     pub from: Option<i64>,
     /// Milliseconds, exclusive.
     pub to: Option<i64>,
+    /// One sign-in risk level (`low`, `medium`, `high`).
+    pub risk_level: Option<String>,
+    /// Only attempts with some sign-in risk (risky sign-ins).
+    pub risky: bool,
+}
+
+/// Filters of the risk detections; empty fields match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DetectionFilter {
+    /// Part of the account's email.
+    pub email: Option<String>,
+    pub user_id: Option<String>,
+    pub kind: Option<String>,
+    pub level: Option<String>,
+    pub state: Option<String>,
+    /// The application of the sign-in it came from.
+    pub application: Option<String>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+/// Filters of the risky users; empty fields match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RiskyUserFilter {
+    pub email: Option<String>,
+    /// The user risk level (`low`, `medium`, `high`).
+    pub level: Option<String>,
+    /// `at-risk` or `confirmed-compromised`.
+    pub state: Option<String>,
+}
+
+/// An account with open detections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RiskyUser {
+    pub user_id: String,
+    pub email: String,
+    /// The highest open level.
+    pub level: String,
+    /// `confirmed-compromised` when an administrator said so, else `at-risk`.
+    pub state: String,
+    pub open_detections: i64,
+    pub last_detected_at: i64,
 }
 
 /// Filters of the audit log; empty fields match everything.
@@ -72,6 +114,13 @@ impl Conditions {
             self.texts.push(v.clone());
             self.sql
                 .push(template.replace('?', &format!("$T{}", self.texts.len())));
+        }
+    }
+
+    /// A condition without parameters (its text is the caller's constant).
+    fn raw(&mut self, sql: &'static str, on: bool) {
+        if on {
+            self.sql.push(sql.to_string());
         }
     }
 
@@ -212,9 +261,12 @@ impl Store {
         c.text("client_ip = ?", filter.client_ip.as_ref());
         c.number("occurred_at >= ?", filter.from);
         c.number("occurred_at < ?", filter.to);
+        c.text("risk_level = ?", filter.risk_level.as_ref());
+        c.raw("risk_level IN ('low', 'medium', 'high')", filter.risky);
         self.filtered_page(
             "sign_in_log",
             SIGN_IN_COLUMNS,
+            "occurred_at",
             &c,
             offset,
             limit,
@@ -224,10 +276,12 @@ impl Store {
     }
 
     /// A page of the rows of a log `table` matching `c`, newest first, and how many match.
+    #[allow(clippy::too_many_arguments)]
     async fn filtered_page<T>(
         &self,
         table: &str,
         columns: &str,
+        time_column: &str,
         c: &Conditions,
         offset: i64,
         limit: i64,
@@ -241,7 +295,7 @@ impl Store {
             .await?
             .try_get(0)?;
         let sql = format!(
-            "SELECT {columns} FROM {table} {clause} ORDER BY occurred_at DESC, id \
+            "SELECT {columns} FROM {table} {clause} ORDER BY {time_column} DESC, id \
              LIMIT ${} OFFSET ${}",
             n + 1,
             n + 2
@@ -254,6 +308,176 @@ impl Store {
             .await?;
         let items = rows.iter().map(from_row).collect::<StoreResult<_>>()?;
         Ok((items, total))
+    }
+
+    /// Risk detections matching `filter`, newest first, and how many match.
+    pub async fn filter_detections(
+        &self,
+        filter: &DetectionFilter,
+        offset: i64,
+        limit: i64,
+    ) -> StoreResult<(Vec<crate::DetectionRecord>, i64)> {
+        let mut c = Conditions::new();
+        let email = filter.email.as_deref().map(contains_pattern);
+        c.text(
+            "user_id IN (SELECT id FROM users WHERE LOWER(email) LIKE ? ESCAPE '\\')",
+            email.as_ref(),
+        );
+        c.text("user_id = ?", filter.user_id.as_ref());
+        c.text("kind = ?", filter.kind.as_ref());
+        c.text("level = ?", filter.level.as_ref());
+        c.text("state = ?", filter.state.as_ref());
+        c.text(
+            "sign_in_id IN (SELECT id FROM sign_in_log WHERE application = ?)",
+            filter.application.as_ref(),
+        );
+        c.number("detected_at >= ?", filter.from);
+        c.number("detected_at < ?", filter.to);
+        self.filtered_page(
+            "risk_detections",
+            crate::risk::DETECTION_COLUMNS,
+            "detected_at",
+            &c,
+            offset,
+            limit,
+            crate::DetectionRecord::from_row,
+        )
+        .await
+    }
+
+    /// The accounts with open detections matching `filter`, most recently detected first,
+    /// and how many match.
+    pub async fn risky_users(
+        &self,
+        filter: &RiskyUserFilter,
+        offset: i64,
+        limit: i64,
+    ) -> StoreResult<(Vec<RiskyUser>, i64)> {
+        let mut c = Conditions::new();
+        c.raw("d.state IN ('at-risk', 'confirmed-compromised')", true);
+        let email = filter.email.as_deref().map(contains_pattern);
+        c.text("LOWER(u.email) LIKE ? ESCAPE '\\'", email.as_ref());
+        let (clause, n) = c.finish();
+        // An unreadable level ranks as high, as in the account's user risk.
+        let rank =
+            "MAX(CAST(CASE d.level WHEN 'low' THEN 1 WHEN 'medium' THEN 2 ELSE 3 END AS BIGINT))";
+        let compromised =
+            "MAX(CAST(CASE d.state WHEN 'confirmed-compromised' THEN 1 ELSE 0 END AS BIGINT))";
+        let mut having = Vec::new();
+        let level = match filter.level.as_deref() {
+            Some("low") => Some(1),
+            Some("medium") => Some(2),
+            Some("high") => Some(3),
+            Some(_) => Some(0),
+            None => None,
+        };
+        if let Some(level) = level {
+            having.push(format!("{rank} = {level}"));
+        }
+        match filter.state.as_deref() {
+            Some("confirmed-compromised") => having.push(format!("{compromised} = 1")),
+            Some("at-risk") => having.push(format!("{compromised} = 0")),
+            Some(_) => having.push("1 = 0".into()),
+            None => {}
+        }
+        let having = if having.is_empty() {
+            String::new()
+        } else {
+            format!("HAVING {}", having.join(" AND "))
+        };
+        let grouped = format!(
+            "SELECT d.user_id AS user_id, u.email AS email, {rank} AS level_rank, \
+             {compromised} AS compromised, COUNT(*) AS open_detections, \
+             MAX(d.detected_at) AS last_detected_at \
+             FROM risk_detections d JOIN users u ON u.id = d.user_id {clause} \
+             GROUP BY d.user_id, u.email {having}"
+        );
+        let count = format!("SELECT COUNT(*) FROM ({grouped}) risky");
+        let total: i64 = c
+            .bind(sqlx::query(&count))
+            .fetch_one(self.pool())
+            .await?
+            .try_get(0)?;
+        let sql = format!(
+            "{grouped} ORDER BY last_detected_at DESC, user_id LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        let rows = c
+            .bind(sqlx::query(&sql))
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(self.pool())
+            .await?;
+        let users = rows
+            .iter()
+            .map(|r| {
+                let rank: i64 = r.try_get("level_rank")?;
+                let compromised: i64 = r.try_get("compromised")?;
+                Ok(RiskyUser {
+                    user_id: r.try_get("user_id")?,
+                    email: r.try_get("email")?,
+                    level: match rank {
+                        1 => "low",
+                        2 => "medium",
+                        _ => "high",
+                    }
+                    .into(),
+                    state: if compromised == 1 {
+                        "confirmed-compromised"
+                    } else {
+                        "at-risk"
+                    }
+                    .into(),
+                    open_detections: r.try_get("open_detections")?,
+                    last_detected_at: r.try_get("last_detected_at")?,
+                })
+            })
+            .collect::<StoreResult<_>>()?;
+        Ok((users, total))
+    }
+
+    /// One risk detection by its id.
+    pub async fn find_detection(&self, id: &str) -> StoreResult<Option<crate::DetectionRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {} FROM risk_detections WHERE id = $1",
+            crate::risk::DETECTION_COLUMNS
+        ))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| crate::DetectionRecord::from_row(&r))
+            .transpose()
+    }
+
+    /// The detections made at one sign-in.
+    pub async fn detections_of_sign_in(
+        &self,
+        sign_in_id: &str,
+    ) -> StoreResult<Vec<crate::DetectionRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM risk_detections WHERE sign_in_id = $1 ORDER BY detected_at, id",
+            crate::risk::DETECTION_COLUMNS
+        ))
+        .bind(sign_in_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(crate::DetectionRecord::from_row).collect()
+    }
+
+    /// The state changes of one detection, oldest first.
+    pub async fn detection_history(
+        &self,
+        detection_id: &str,
+    ) -> StoreResult<Vec<crate::RiskStateChange>> {
+        let rows = sqlx::query(
+            "SELECT id, user_id, detection_id, state, changed_by, changed_at, reason \
+             FROM risk_state_changes WHERE detection_id = $1 ORDER BY changed_at, id",
+        )
+        .bind(detection_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(crate::RiskStateChange::from_row).collect()
     }
 
     pub async fn find_sign_in(&self, id: &str) -> StoreResult<Option<SignInLogEntry>> {
@@ -287,6 +511,7 @@ impl Store {
         self.filtered_page(
             "audit_log",
             AUDIT_COLUMNS,
+            "occurred_at",
             &c,
             offset,
             limit,

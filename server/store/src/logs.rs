@@ -92,6 +92,38 @@ impl Store {
 }
 
 impl Store {
+    /// The account's newest successful sign-ins (at most `limit`, newest first) and when its
+    /// first successful sign-in was: the history the risk detections compare with. Both read
+    /// the log's (user, time) index from one end, however long the history.
+    pub async fn sign_in_history(
+        &self,
+        user_id: &str,
+        limit: i64,
+    ) -> StoreResult<(Vec<SignInLogEntry>, Option<i64>)> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SIGN_IN_COLUMNS} FROM sign_in_log WHERE user_id = $1 AND result = 'success' \
+             ORDER BY occurred_at DESC, id DESC LIMIT $2"
+        ))
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let recent = rows
+            .iter()
+            .map(SignInLogEntry::from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        let first = sqlx::query(
+            "SELECT occurred_at FROM sign_in_log WHERE user_id = $1 AND result = 'success' \
+             ORDER BY occurred_at LIMIT 1",
+        )
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|row| row.try_get::<i64, _>(0))
+        .transpose()?;
+        Ok((recent, first))
+    }
+
     /// One page of the successful sign-ins of known accounts since `since`, oldest first,
     /// after the row `after` (its time and id): for replaying the log in batches that never
     /// hold the table.
@@ -124,8 +156,10 @@ fn insert_sign_in(
 ) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
     sqlx::query(
         "INSERT INTO sign_in_log (id, occurred_at, user_id, email, application, client_ip, user_agent, \
-         method, result, failure_reason, session_id, policies) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         method, result, failure_reason, session_id, policies, country, city, latitude_e6, \
+         longitude_e6, accuracy_km, asn, browser, os, device, risk_level) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+         $18, $19, $20, $21, $22)",
     )
     .bind(&e.id)
     .bind(e.occurred_at)
@@ -139,4 +173,14 @@ fn insert_sign_in(
     .bind(e.failure_reason.as_deref())
     .bind(e.session_id.as_deref())
     .bind(e.policies.as_deref())
+    .bind(e.country.as_deref())
+    .bind(e.city.as_deref())
+    .bind(e.latitude_e6)
+    .bind(e.longitude_e6)
+    .bind(e.accuracy_km)
+    .bind(e.asn)
+    .bind(e.browser.as_deref())
+    .bind(e.os.as_deref())
+    .bind(e.device.as_deref())
+    .bind(e.risk_level.as_deref())
 }

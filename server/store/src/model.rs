@@ -32,7 +32,8 @@ pub(crate) const AUDIT_COLUMNS: &str =
     "id, occurred_at, actor_user_id, subject_user_id, action, detail, client_ip";
 pub(crate) const SIGN_IN_COLUMNS: &str =
     "id, occurred_at, user_id, email, application, client_ip, \
-     user_agent, method, result, failure_reason, session_id, policies";
+     user_agent, method, result, failure_reason, session_id, policies, country, city, \
+     latitude_e6, longitude_e6, accuracy_km, asn, browser, os, device, risk_level";
 
 #[derive(Clone)]
 pub struct User {
@@ -306,7 +307,7 @@ impl Session {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SignInLogEntry {
     pub id: String,
     pub occurred_at: i64,
@@ -321,6 +322,22 @@ pub struct SignInLogEntry {
     pub session_id: Option<String>,
     /// What Conditional Access decided: every policy evaluated and its result (JSON).
     pub policies: Option<String>,
+    /// Where the address is (ISO country, city, coordinates in millionths of a degree, the
+    /// accuracy radius in km) when a GeoIP database is installed.
+    pub country: Option<String>,
+    pub city: Option<String>,
+    pub latitude_e6: Option<i64>,
+    pub longitude_e6: Option<i64>,
+    pub accuracy_km: Option<i64>,
+    /// The address's autonomous system, when an ASN database is installed.
+    pub asn: Option<i64>,
+    /// The browser family and operating system the user agent names.
+    pub browser: Option<String>,
+    pub os: Option<String>,
+    /// The device cookie's hash.
+    pub device: Option<String>,
+    /// The attempt's sign-in risk (none, low, medium, high), when it was assessed.
+    pub risk_level: Option<String>,
 }
 
 impl SignInLogEntry {
@@ -338,6 +355,16 @@ impl SignInLogEntry {
             failure_reason: row.try_get("failure_reason")?,
             session_id: row.try_get("session_id")?,
             policies: row.try_get("policies")?,
+            country: row.try_get("country")?,
+            city: row.try_get("city")?,
+            latitude_e6: row.try_get("latitude_e6")?,
+            longitude_e6: row.try_get("longitude_e6")?,
+            accuracy_km: row.try_get("accuracy_km")?,
+            asn: row.try_get("asn")?,
+            browser: row.try_get("browser")?,
+            os: row.try_get("os")?,
+            device: row.try_get("device")?,
+            risk_level: row.try_get("risk_level")?,
         })
     }
 }

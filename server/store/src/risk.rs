@@ -26,7 +26,7 @@ pub struct DetectionRecord {
 }
 
 impl DetectionRecord {
-    fn from_row(row: &AnyRow) -> StoreResult<Self> {
+    pub(crate) fn from_row(row: &AnyRow) -> StoreResult<Self> {
         Ok(DetectionRecord {
             id: row.try_get("id")?,
             user_id: row.try_get("user_id")?,
@@ -56,11 +56,35 @@ pub struct RiskStateChange {
     pub reason: String,
 }
 
-const DETECTION_COLUMNS: &str = "id, user_id, sign_in_id, kind, level, timing, detected_at, \
+impl RiskStateChange {
+    pub(crate) fn from_row(r: &AnyRow) -> StoreResult<Self> {
+        Ok(RiskStateChange {
+            id: r.try_get("id")?,
+            user_id: r.try_get("user_id")?,
+            detection_id: r.try_get("detection_id")?,
+            state: r.try_get("state")?,
+            changed_by: r.try_get("changed_by")?,
+            changed_at: r.try_get("changed_at")?,
+            reason: r.try_get("reason")?,
+        })
+    }
+}
+
+pub(crate) const DETECTION_COLUMNS: &str =
+    "id, user_id, sign_in_id, kind, level, timing, detected_at, \
      state, evidence, summary, updated_at";
 
 /// The states in which a detection still counts toward the account's risk.
 pub const OPEN_RISK_STATES: [&str; 2] = ["at-risk", "confirmed-compromised"];
+
+/// The kinds of detection that are about a sign-in (where and how it came), which completing
+/// multifactor authentication remediates; the others are about the account.
+pub const SIGN_IN_RISK_KINDS: [&str; 4] = [
+    "anonymous-ip",
+    "malicious-ip",
+    "atypical-travel",
+    "unfamiliar-features",
+];
 
 impl Store {
     /// Stores a new detection and its first state in one transaction.
@@ -118,6 +142,19 @@ impl Store {
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
+    /// Whether the account has an open detection of `kind`.
+    pub async fn has_open_detection(&self, user_id: &str, kind: &str) -> StoreResult<bool> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM risk_detections WHERE user_id = $1 AND kind = $2 \
+             AND state IN ('at-risk', 'confirmed-compromised')",
+        )
+        .bind(user_id)
+        .bind(kind)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<i64, _>(0)? > 0)
+    }
+
     /// Every detection of the account, newest first.
     pub async fn detections_of(&self, user_id: &str) -> StoreResult<Vec<DetectionRecord>> {
         let rows = sqlx::query(&format!(
@@ -150,6 +187,28 @@ impl Store {
             .await
     }
 
+    /// Closes the account's open detections of one `kind` in `state` (a leaked password is
+    /// remediated by any new password). Returns how many were open.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn close_open_risk_of_kind(
+        &self,
+        user_id: &str,
+        kind: &str,
+        state: &str,
+        reason: &str,
+        now: i64,
+        next_id: &mut (dyn FnMut() -> String + Send),
+    ) -> StoreResult<u64> {
+        let open = sqlx::query(
+            "SELECT id FROM risk_detections WHERE user_id = $1 AND kind = $2 \
+             AND state IN ('at-risk', 'confirmed-compromised')",
+        )
+        .bind(user_id)
+        .bind(kind);
+        self.move_detections(open, user_id, state, None, reason, now, next_id)
+            .await
+    }
+
     /// The account's changes of risk state, newest first.
     pub async fn risk_history(&self, user_id: &str) -> StoreResult<Vec<RiskStateChange>> {
         let rows = sqlx::query(
@@ -159,19 +218,7 @@ impl Store {
         .bind(user_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(RiskStateChange {
-                    id: r.try_get("id")?,
-                    user_id: r.try_get("user_id")?,
-                    detection_id: r.try_get("detection_id")?,
-                    state: r.try_get("state")?,
-                    changed_by: r.try_get("changed_by")?,
-                    changed_at: r.try_get("changed_at")?,
-                    reason: r.try_get("reason")?,
-                })
-            })
-            .collect()
+        rows.iter().map(RiskStateChange::from_row).collect()
     }
 }
 
@@ -230,12 +277,17 @@ impl Store {
         now: i64,
         next_id: &mut (dyn FnMut() -> String + Send),
     ) -> StoreResult<u64> {
-        let recent = sqlx::query(
+        let kinds = SIGN_IN_RISK_KINDS
+            .iter()
+            .map(|k| format!("'{k}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
             "SELECT id FROM risk_detections WHERE user_id = $1 AND timing = 'real-time' \
-             AND detected_at >= $2 AND state IN ('at-risk', 'confirmed-compromised')",
-        )
-        .bind(user_id)
-        .bind(since);
+             AND detected_at >= $2 AND state IN ('at-risk', 'confirmed-compromised') \
+             AND kind IN ({kinds})"
+        );
+        let recent = sqlx::query(&sql).bind(user_id).bind(since);
         self.move_detections(recent, user_id, state, None, reason, now, next_id)
             .await
     }

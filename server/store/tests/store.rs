@@ -443,6 +443,7 @@ async fn sign_in_log_and_outbox_round_trip() {
             failure_reason: Some("invalid_credentials".into()),
             session_id: None,
             policies: None,
+            ..Default::default()
         };
         store.record_sign_in(&entry).await.unwrap();
         assert_eq!(
@@ -1075,6 +1076,7 @@ async fn console_searches_and_log_filters_agree_on_both_backends() {
                     failure_reason: None,
                     session_id: None,
                     policies: None,
+                    ..Default::default()
                 })
                 .await
                 .unwrap();
@@ -1229,6 +1231,7 @@ async fn deleting_an_account_keeps_only_anonymous_log_rows() {
                     failure_reason: None,
                     session_id: None,
                     policies: None,
+                    ..Default::default()
                 })
                 .await
                 .unwrap();
