@@ -6,6 +6,7 @@
 //! decisions are plain functions over plain data with the time passed in, so they are tested
 //! with a fixed clock; the rest is tested against a real database.
 
+pub mod breach;
 pub mod clock;
 pub mod codes;
 pub mod conditional_access;
