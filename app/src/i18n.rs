@@ -330,6 +330,7 @@ const EN: &[(&str, &str)] = &[
     ("password.common", "This password is too common. Choose something harder to guess."),
     ("password.contains_email", "Your password must not contain your email address."),
     ("password.contains_product_name", "Your password must not contain the name of this service."),
+    ("password.breached", "This password appears in a known data breach, so others may try it. Choose a different one."),
 ];
 
 pub fn is_known_key(key: &str) -> bool {

@@ -57,6 +57,7 @@ fn rows(now: i64) -> Vec<SignInLogEntry> {
             failure_reason: None,
             session_id: None,
             policies: None,
+            ..Default::default()
         })
         .collect()
 }

@@ -21,6 +21,8 @@ pub enum PasswordProblem {
     Common,
     ContainsEmail,
     ContainsProductName,
+    /// In the breached-password corpus.
+    Breached,
 }
 
 impl PasswordProblem {
@@ -32,6 +34,7 @@ impl PasswordProblem {
             PasswordProblem::Common => "common",
             PasswordProblem::ContainsEmail => "contains_email",
             PasswordProblem::ContainsProductName => "contains_product_name",
+            PasswordProblem::Breached => "breached",
         }
     }
 }

@@ -16,6 +16,14 @@ pub enum DetectionKind {
     AnonymousIp,
     /// A sign-in from a known-bad address.
     MaliciousIp,
+    /// A sign-in farther from the previous one than a person can travel in the time between.
+    AtypicalTravel,
+    /// A sign-in whose network, country, browser, system or device the account never used.
+    UnfamiliarFeatures,
+    /// The password just proven appears in a corpus of breached passwords.
+    LeakedCredentials,
+    /// A correct password after many wrong ones for the account.
+    BruteForce,
 }
 
 impl DetectionKind {
@@ -24,17 +32,37 @@ impl DetectionKind {
             DetectionKind::AdminConfirmedCompromised => "admin-confirmed-compromised",
             DetectionKind::AnonymousIp => "anonymous-ip",
             DetectionKind::MaliciousIp => "malicious-ip",
+            DetectionKind::AtypicalTravel => "atypical-travel",
+            DetectionKind::UnfamiliarFeatures => "unfamiliar-features",
+            DetectionKind::LeakedCredentials => "leaked-credentials",
+            DetectionKind::BruteForce => "brute-force",
         }
+    }
+
+    pub const ALL: [DetectionKind; 7] = [
+        DetectionKind::AdminConfirmedCompromised,
+        DetectionKind::AnonymousIp,
+        DetectionKind::MaliciousIp,
+        DetectionKind::AtypicalTravel,
+        DetectionKind::UnfamiliarFeatures,
+        DetectionKind::LeakedCredentials,
+        DetectionKind::BruteForce,
+    ];
+
+    /// Whether it is about the sign-in (where and how it came) rather than the account.
+    pub fn is_sign_in_risk(self) -> bool {
+        matches!(
+            self,
+            DetectionKind::AnonymousIp
+                | DetectionKind::MaliciousIp
+                | DetectionKind::AtypicalTravel
+                | DetectionKind::UnfamiliarFeatures
+        )
     }
 
     /// The kind named `s` (see [`DetectionKind::as_str`]).
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "admin-confirmed-compromised" => DetectionKind::AdminConfirmedCompromised,
-            "anonymous-ip" => DetectionKind::AnonymousIp,
-            "malicious-ip" => DetectionKind::MaliciousIp,
-            _ => return None,
-        })
+        DetectionKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
     /// Its name in the console.
@@ -43,6 +71,10 @@ impl DetectionKind {
             DetectionKind::AdminConfirmedCompromised => "Admin confirmed user compromised",
             DetectionKind::AnonymousIp => "Anonymous IP address",
             DetectionKind::MaliciousIp => "Malicious IP address",
+            DetectionKind::AtypicalTravel => "Atypical travel",
+            DetectionKind::UnfamiliarFeatures => "Unfamiliar sign-in properties",
+            DetectionKind::LeakedCredentials => "Leaked credentials",
+            DetectionKind::BruteForce => "Password guessed after many failures",
         }
     }
 }
@@ -197,6 +229,328 @@ pub fn sign_in_risk(findings: &[Finding]) -> RiskLevel {
         .unwrap_or(RiskLevel::None)
 }
 
+/// What one sign-in showed of where and how it came, as kept with its sign-in log row.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SignInProperties {
+    /// When (milliseconds since the epoch).
+    pub at: i64,
+    pub client_ip: String,
+    /// ISO 3166-1 alpha-2, from the GeoIP database.
+    pub country: Option<String>,
+    pub city: Option<String>,
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+    /// How far off the coordinates may be (kilometres), when the database says.
+    pub accuracy_km: Option<u32>,
+    /// The autonomous system the address belongs to, from the ASN database.
+    pub asn: Option<u32>,
+    /// The browser's family ("Chrome", "Firefox") and the operating system, from the user agent.
+    pub browser: Option<String>,
+    pub os: Option<String>,
+    /// The device cookie's hash.
+    pub device: Option<String>,
+}
+
+impl SignInProperties {
+    /// "Paris, FR", "FR", or the address when nothing is known of where it is.
+    pub fn place(&self) -> String {
+        match (&self.city, &self.country) {
+            (Some(city), Some(country)) => format!("{city}, {country}"),
+            (None, Some(country)) => country.clone(),
+            _ => self.client_ip.clone(),
+        }
+    }
+
+    fn coordinates(&self) -> Option<(f64, f64)> {
+        match (self.latitude, self.longitude) {
+            (Some(lat), Some(lon)) if lat.is_finite() && lon.is_finite() => Some((lat, lon)),
+            _ => None,
+        }
+    }
+}
+
+/// The history-based detections stay quiet until an account has this many successful
+/// sign-ins...
+pub const LEARNING_SIGN_INS: usize = 10;
+/// ...or its first successful sign-in is this old (milliseconds), whichever comes first.
+pub const LEARNING_PERIOD_MS: i64 = 14 * 24 * 60 * 60 * 1000;
+/// Faster than this between two sign-ins (km/h, after the accuracy radii are taken off the
+/// distance) is atypical travel: above an airliner's cruising speed.
+pub const TRAVEL_SPEED_KMH: f64 = 900.0;
+/// A VPN range the account signed in from this many times before is the account's own.
+pub const FAMILIAR_RANGE_SIGN_INS: usize = 3;
+/// Wrong passwords for an account before a correct one that make it brute force (medium), and
+/// the count that makes it high.
+pub const BRUTE_FORCE_FAILURES: i64 = 10;
+pub const BRUTE_FORCE_FAILURES_HIGH: i64 = 50;
+
+/// The account's successful sign-ins seen so far: the newest (at most a few hundred, newest
+/// first) and when the first of all was.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SignInHistory {
+    pub recent: Vec<SignInProperties>,
+    pub first_at: Option<i64>,
+    pub total: u64,
+}
+
+impl SignInHistory {
+    /// Whether the learning period is over: enough sign-ins, or the first one long enough ago.
+    pub fn learned(&self, now: i64) -> bool {
+        self.total >= LEARNING_SIGN_INS as u64
+            || self
+                .first_at
+                .is_some_and(|first| now - first >= LEARNING_PERIOD_MS)
+    }
+}
+
+/// The great-circle distance between two points (degrees), in kilometres.
+pub fn great_circle_km(a: (f64, f64), b: (f64, f64)) -> f64 {
+    const EARTH_RADIUS_KM: f64 = 6_371.0;
+    let (lat1, lon1) = (a.0.to_radians(), a.1.to_radians());
+    let (lat2, lon2) = (b.0.to_radians(), b.1.to_radians());
+    let h = ((lat2 - lat1) / 2.0).sin().powi(2)
+        + lat1.cos() * lat2.cos() * ((lon2 - lon1) / 2.0).sin().powi(2);
+    2.0 * EARTH_RADIUS_KM * h.sqrt().clamp(0.0, 1.0).asin()
+}
+
+/// `12,345` for the evidence sentences.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// "2 h", "45 min", "3 d".
+fn elapsed_words(ms: i64) -> String {
+    let minutes = (ms / 60_000).max(0);
+    if minutes < 120 {
+        format!("{minutes} min")
+    } else if minutes < 48 * 60 {
+        format!("{} h", minutes / 60)
+    } else {
+        format!("{} d", minutes / (24 * 60))
+    }
+}
+
+fn on_anonymizing_list(ip: &str, lists: &RiskLists) -> bool {
+    let Ok(ip) = ip.trim().parse::<IpAddr>() else {
+        return false;
+    };
+    let ip = ip.to_canonical();
+    lists.tor.iter().chain(&lists.vpn).any(|n| n.contains(&ip))
+}
+
+/// Atypical travel: the previous successful sign-in with coordinates was farther away than
+/// [`TRAVEL_SPEED_KMH`] allows in the time since, once both accuracy radii are taken off the
+/// distance. Quiet during the learning period, for a place the account signed in from
+/// before (two homes, a regular trip), and when either address is an anonymizing one (its
+/// place is the exit's, not the person's; the anonymous-IP detection speaks for it).
+pub fn atypical_travel(
+    current: &SignInProperties,
+    history: &SignInHistory,
+    lists: &RiskLists,
+    now: i64,
+) -> Option<Finding> {
+    if !history.learned(now) {
+        return None;
+    }
+    let here = current.coordinates()?;
+    let previous = history
+        .recent
+        .iter()
+        .find(|p| p.coordinates().is_some() && p.at <= now)?;
+    let there = previous.coordinates()?;
+    let familiar = history
+        .recent
+        .iter()
+        .any(|p| p.country.is_some() && p.country == current.country && p.city == current.city);
+    if familiar
+        || on_anonymizing_list(&current.client_ip, lists)
+        || on_anonymizing_list(&previous.client_ip, lists)
+    {
+        return None;
+    }
+    let radii = f64::from(current.accuracy_km.unwrap_or(0) + previous.accuracy_km.unwrap_or(0));
+    let distance = (great_circle_km(there, here) - radii).max(0.0);
+    if distance <= 0.0 {
+        return None;
+    }
+    let elapsed_ms = (now - previous.at).max(1);
+    let hours = elapsed_ms as f64 / 3_600_000.0;
+    let speed = distance / hours;
+    if speed <= TRAVEL_SPEED_KMH {
+        return None;
+    }
+    let point = |p: &SignInProperties, (lat, lon): (f64, f64)| {
+        serde_json::json!({
+            "place": p.place(), "address": p.client_ip, "at": p.at,
+            "latitude": lat, "longitude": lon, "accuracy_km": p.accuracy_km,
+        })
+    };
+    Some(Finding {
+        kind: DetectionKind::AtypicalTravel,
+        level: RiskLevel::Medium,
+        summary: format!(
+            "{} {} after {}: {} km at {} km/h.",
+            current.place(),
+            elapsed_words(elapsed_ms),
+            previous.place(),
+            grouped(distance.round() as u64),
+            grouped(speed.round() as u64),
+        ),
+        evidence: serde_json::json!({
+            "from": point(previous, there),
+            "to": point(current, here),
+            "distance_km": distance.round(),
+            "hours": (hours * 100.0).round() / 100.0,
+            "speed_kmh": speed.round(),
+            "threshold_kmh": TRAVEL_SPEED_KMH,
+        }),
+    })
+}
+
+/// Unfamiliar sign-in properties: which of the network (ASN), country, browser family,
+/// operating system and device the account never signed in with before. A property the
+/// history never recorded (no ASN database then, say) is not compared. One new property is
+/// ordinary (a new phone); two are low risk, three medium, four or five high. Quiet during
+/// the learning period.
+pub fn unfamiliar_features(
+    current: &SignInProperties,
+    history: &SignInHistory,
+    now: i64,
+) -> Option<Finding> {
+    if !history.learned(now) {
+        return None;
+    }
+    fn new_value<T: PartialEq>(
+        current: &Option<T>,
+        history: &[SignInProperties],
+        get: impl Fn(&SignInProperties) -> &Option<T>,
+    ) -> bool {
+        match current {
+            Some(value) => {
+                let known: Vec<&T> = history.iter().filter_map(|p| get(p).as_ref()).collect();
+                !known.is_empty() && !known.contains(&value)
+            }
+            None => false,
+        }
+    }
+    let h = &history.recent;
+    let mut new: Vec<(&str, String)> = Vec::new();
+    if new_value(&current.asn, h, |p| &p.asn) {
+        new.push(("network", format!("AS{}", current.asn.unwrap_or_default())));
+    }
+    if new_value(&current.country, h, |p| &p.country) {
+        new.push(("country", current.country.clone().unwrap_or_default()));
+    }
+    if new_value(&current.browser, h, |p| &p.browser) {
+        new.push(("browser", current.browser.clone().unwrap_or_default()));
+    }
+    if new_value(&current.os, h, |p| &p.os) {
+        new.push(("operating system", current.os.clone().unwrap_or_default()));
+    }
+    if new_value(&current.device, h, |p| &p.device) {
+        new.push(("device", "a device never seen".to_string()));
+    }
+    let level = match new.len() {
+        0 | 1 => return None,
+        2 => RiskLevel::Low,
+        3 => RiskLevel::Medium,
+        _ => RiskLevel::High,
+    };
+    let words: Vec<String> = new.iter().map(|(what, v)| format!("{what} {v}")).collect();
+    Some(Finding {
+        kind: DetectionKind::UnfamiliarFeatures,
+        level,
+        summary: format!(
+            "New for this account, compared with its last {} sign-ins: {}.",
+            h.len(),
+            words.join(", ")
+        ),
+        evidence: serde_json::json!({
+            "new": new.iter().map(|(what, _)| *what).collect::<Vec<_>>(),
+            "asn": current.asn, "country": current.country, "browser": current.browser,
+            "os": current.os, "compared_with": h.len(),
+        }),
+    })
+}
+
+/// The real-time detections of a sign-in: the address lists, atypical travel and unfamiliar
+/// properties. A VPN range the account signed in from [`FAMILIAR_RANGE_SIGN_INS`] times
+/// before is its own (a person who always uses one VPN is not flagged at every sign-in).
+pub fn assess_sign_in(
+    current: &SignInProperties,
+    history: &SignInHistory,
+    lists: &RiskLists,
+    now: i64,
+) -> Vec<Finding> {
+    let mut found = assess_address_str(&current.client_ip, lists);
+    found.retain(|f| {
+        let vpn_range = (f.kind == DetectionKind::AnonymousIp && f.evidence["list"] == "vpn")
+            .then(|| {
+                f.evidence["entry"]
+                    .as_str()
+                    .and_then(|e| e.parse::<IpNet>().ok())
+            })
+            .flatten();
+        let Some(range) = vpn_range else {
+            return true;
+        };
+        let before = history
+            .recent
+            .iter()
+            .filter_map(|p| p.client_ip.parse::<IpAddr>().ok())
+            .filter(|ip| range.contains(&ip.to_canonical()))
+            .count();
+        !(history.learned(current.at) && before >= FAMILIAR_RANGE_SIGN_INS)
+    });
+    found.extend(atypical_travel(current, history, lists, now));
+    found.extend(unfamiliar_features(current, history, now));
+    found
+}
+
+/// Brute force followed by success: the password was right after `failures` wrong ones in a
+/// row for the account (medium from [`BRUTE_FORCE_FAILURES`], high from
+/// [`BRUTE_FORCE_FAILURES_HIGH`]).
+pub fn brute_force(failures: i64) -> Option<Finding> {
+    let level = if failures >= BRUTE_FORCE_FAILURES_HIGH {
+        RiskLevel::High
+    } else if failures >= BRUTE_FORCE_FAILURES {
+        RiskLevel::Medium
+    } else {
+        return None;
+    };
+    Some(Finding {
+        kind: DetectionKind::BruteForce,
+        level,
+        summary: format!(
+            "The right password came after {} wrong ones in a row.",
+            grouped(failures.max(0) as u64)
+        ),
+        evidence: serde_json::json!({ "failures": failures, "threshold": BRUTE_FORCE_FAILURES }),
+    })
+}
+
+/// Leaked credentials: the password just proven appears `times` times in the breach corpus
+/// (high: whoever holds the corpus can sign in as the person).
+pub fn leaked_credentials(times: u64, corpus: &str) -> Finding {
+    Finding {
+        kind: DetectionKind::LeakedCredentials,
+        level: RiskLevel::High,
+        summary: format!(
+            "The password used appears {} times in a corpus of breached passwords.",
+            grouped(times)
+        ),
+        evidence: serde_json::json!({ "times_seen": times, "corpus": corpus }),
+    }
+}
+
 /// Where a detection stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RiskState {
@@ -331,7 +685,282 @@ mod tests {
                 "the store's open states are the same"
             );
         }
-        let k = DetectionKind::AdminConfirmedCompromised;
-        assert_eq!(DetectionKind::parse(k.as_str()), Some(k));
+        for k in DetectionKind::ALL {
+            assert_eq!(DetectionKind::parse(k.as_str()), Some(k));
+            assert_eq!(
+                k.is_sign_in_risk(),
+                crate::store::SIGN_IN_RISK_KINDS.contains(&k.as_str()),
+                "the store remediates the same kinds at MFA"
+            );
+        }
+    }
+    const HOUR: i64 = 3_600_000;
+    const DAY: i64 = 24 * HOUR;
+
+    fn at_place(
+        at: i64,
+        ip: &str,
+        city: &str,
+        country: &str,
+        (lat, lon): (f64, f64),
+    ) -> SignInProperties {
+        SignInProperties {
+            at,
+            client_ip: ip.into(),
+            country: Some(country.into()),
+            city: Some(city.into()),
+            latitude: Some(lat),
+            longitude: Some(lon),
+            accuracy_km: Some(20),
+            asn: Some(3215),
+            browser: Some("Firefox".into()),
+            os: Some("Linux".into()),
+            device: Some("device-a".into()),
+        }
+    }
+
+    const PARIS: (f64, f64) = (48.8566, 2.3522);
+    const SYDNEY: (f64, f64) = (-33.8688, 151.2093);
+    const NEW_YORK: (f64, f64) = (40.7128, -74.0060);
+    const LYON: (f64, f64) = (45.764, 4.8357);
+
+    /// `n` sign-ins from Paris, one a day, the newest at `last`.
+    fn paris_history(n: usize, last: i64) -> SignInHistory {
+        let recent: Vec<_> = (0..n)
+            .map(|i| at_place(last - i as i64 * DAY, "192.0.2.10", "Paris", "FR", PARIS))
+            .collect();
+        SignInHistory {
+            first_at: recent.last().map(|p| p.at),
+            total: n as u64,
+            recent,
+        }
+    }
+
+    #[test]
+    fn distances_are_great_circles() {
+        let d = great_circle_km(PARIS, SYDNEY);
+        assert!((16_900.0..17_000.0).contains(&d), "{d}");
+        assert!(great_circle_km(PARIS, PARIS) < 1e-9);
+        assert_eq!(grouped(16_960), "16,960");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1_000_000), "1,000,000");
+    }
+
+    #[test]
+    fn the_learning_period_ends_after_ten_sign_ins_or_fourteen_days() {
+        let now = 100 * DAY;
+        assert!(!paris_history(9, now - HOUR).learned(now));
+        assert!(paris_history(10, now - HOUR).learned(now));
+        let mut old = paris_history(2, now - HOUR);
+        old.first_at = Some(now - 14 * DAY);
+        assert!(old.learned(now));
+        old.first_at = Some(now - 14 * DAY + 1);
+        assert!(!old.learned(now), "the clock has not yet moved far enough");
+        assert!(!SignInHistory::default().learned(now));
+    }
+
+    #[test]
+    fn paris_then_sydney_two_hours_later_is_atypical_travel_with_its_evidence() {
+        let now = 100 * DAY;
+        let history = paris_history(12, now - 2 * HOUR);
+        let sydney = at_place(now, "198.51.100.20", "Sydney", "AU", SYDNEY);
+        let f = atypical_travel(&sydney, &history, &RiskLists::default(), now)
+            .expect("impossible travel");
+        assert_eq!(f.kind, DetectionKind::AtypicalTravel);
+        assert_eq!(f.level, RiskLevel::Medium);
+        assert!(
+            f.summary
+                .starts_with("Sydney, AU 2 h after Paris, FR: 16,9"),
+            "{}",
+            f.summary
+        );
+        assert!(f.summary.contains(" km/h"), "{}", f.summary);
+        assert_eq!(f.evidence["from"]["place"], "Paris, FR");
+        assert_eq!(f.evidence["to"]["latitude"], SYDNEY.0);
+        let speed = f.evidence["speed_kmh"].as_f64().unwrap();
+        assert!((8_400.0..8_500.0).contains(&speed), "{speed}");
+    }
+
+    #[test]
+    fn travel_at_airliner_speed_or_slower_is_not_atypical() {
+        let now = 100 * DAY;
+        // Paris to New York, 5,837 km, in 7 h 30: about 770 km/h.
+        let history = paris_history(12, now - 7 * HOUR - 30 * 60_000);
+        let ny = at_place(now, "198.51.100.30", "New York", "US", NEW_YORK);
+        assert_eq!(
+            atypical_travel(&ny, &history, &RiskLists::default(), now),
+            None
+        );
+        // The same trip in 5 h is too fast.
+        let history = paris_history(12, now - 5 * HOUR);
+        assert!(atypical_travel(&ny, &history, &RiskLists::default(), now).is_some());
+    }
+
+    #[test]
+    fn the_accuracy_radii_are_taken_off_the_distance() {
+        let now = 100 * DAY;
+        // Paris to Lyon, 392 km, in 20 minutes is 1,176 km/h...
+        let mut history = paris_history(12, now - 20 * 60_000);
+        let lyon = at_place(now, "198.51.100.40", "Lyon", "FR", LYON);
+        assert!(atypical_travel(&lyon, &history, &RiskLists::default(), now).is_some());
+        // ...but not when each place may be 100 km off: 192 km in 20 minutes is 576 km/h.
+        history.recent[0].accuracy_km = Some(100);
+        let lyon = SignInProperties {
+            accuracy_km: Some(100),
+            ..lyon
+        };
+        assert_eq!(
+            atypical_travel(&lyon, &history, &RiskLists::default(), now),
+            None
+        );
+    }
+
+    #[test]
+    fn travel_is_quiet_while_learning_for_familiar_places_and_from_anonymizers() {
+        let now = 100 * DAY;
+        let sydney = at_place(now, "198.51.100.20", "Sydney", "AU", SYDNEY);
+        let lists = RiskLists::default();
+        // Learning: three sign-ins over three days.
+        assert_eq!(
+            atypical_travel(&sydney, &paris_history(3, now - 2 * HOUR), &lists, now),
+            None
+        );
+        // A person with two homes: Sydney is in the history.
+        let mut two_homes = paris_history(12, now - 2 * HOUR);
+        two_homes.recent[5] = at_place(now - 6 * DAY, "198.51.100.21", "Sydney", "AU", SYDNEY);
+        assert_eq!(atypical_travel(&sydney, &two_homes, &lists, now), None);
+        // The new address is a VPN exit: its place is not the person's.
+        let vpn = RiskLists::from_entries([("vpn", "198.51.100.0/24")]);
+        assert_eq!(
+            atypical_travel(&sydney, &paris_history(12, now - 2 * HOUR), &vpn, now),
+            None
+        );
+        // No coordinates, no travel.
+        let nowhere = SignInProperties {
+            latitude: None,
+            ..sydney.clone()
+        };
+        assert_eq!(
+            atypical_travel(&nowhere, &paris_history(12, now - 2 * HOUR), &lists, now),
+            None
+        );
+    }
+
+    #[test]
+    fn unfamiliar_properties_are_levelled_by_how_many_are_new() {
+        let now = 100 * DAY;
+        let history = paris_history(12, now - DAY);
+        let same = at_place(now, "192.0.2.10", "Paris", "FR", PARIS);
+        assert_eq!(unfamiliar_features(&same, &history, now), None);
+        // A second device alone is ordinary.
+        let second_device = SignInProperties {
+            device: Some("device-b".into()),
+            ..same.clone()
+        };
+        assert_eq!(unfamiliar_features(&second_device, &history, now), None);
+        // New browser and device: low.
+        let two = SignInProperties {
+            browser: Some("Chrome".into()),
+            ..second_device.clone()
+        };
+        assert_eq!(
+            unfamiliar_features(&two, &history, now).unwrap().level,
+            RiskLevel::Low
+        );
+        // And a new network: medium.
+        let three = SignInProperties {
+            asn: Some(64_500),
+            ..two.clone()
+        };
+        let f = unfamiliar_features(&three, &history, now).unwrap();
+        assert_eq!(f.level, RiskLevel::Medium);
+        assert!(f.summary.contains("network AS64500"), "{}", f.summary);
+        // Everything new: high.
+        let all = SignInProperties {
+            country: Some("BR".into()),
+            os: Some("Windows".into()),
+            ..three
+        };
+        assert_eq!(
+            unfamiliar_features(&all, &history, now).unwrap().level,
+            RiskLevel::High
+        );
+        // During the learning period nothing is unfamiliar.
+        assert_eq!(
+            unfamiliar_features(&all, &paris_history(4, now - DAY), now),
+            None
+        );
+    }
+
+    #[test]
+    fn a_property_the_history_never_recorded_is_not_compared() {
+        let now = 100 * DAY;
+        let mut history = paris_history(12, now - DAY);
+        for p in &mut history.recent {
+            p.asn = None;
+            p.device = None;
+        }
+        let current = SignInProperties {
+            asn: Some(64_500),
+            device: Some("device-z".into()),
+            browser: Some("Chrome".into()),
+            ..at_place(now, "192.0.2.10", "Paris", "FR", PARIS)
+        };
+        assert_eq!(
+            unfamiliar_features(&current, &history, now),
+            None,
+            "only the browser is comparable, and one new property is ordinary"
+        );
+    }
+
+    #[test]
+    fn a_vpn_the_person_always_uses_is_not_flagged_but_tor_always_is() {
+        let now = 100 * DAY;
+        let lists =
+            RiskLists::from_entries([("vpn", "203.0.113.0/24"), ("tor", "198.51.100.7/32")]);
+        let mut history = paris_history(12, now - DAY);
+        let via_vpn = at_place(now, "203.0.113.9", "Paris", "FR", PARIS);
+        assert_eq!(
+            sign_in_risk(&assess_sign_in(&via_vpn, &history, &lists, now)),
+            RiskLevel::Medium,
+            "a VPN never used before"
+        );
+        for p in history.recent.iter_mut().take(FAMILIAR_RANGE_SIGN_INS) {
+            p.client_ip = "203.0.113.40".into();
+        }
+        assert_eq!(
+            assess_sign_in(&via_vpn, &history, &lists, now),
+            vec![],
+            "the account's own VPN"
+        );
+        let mut tor_history = history.clone();
+        for p in &mut tor_history.recent {
+            p.client_ip = "198.51.100.7".into();
+        }
+        let via_tor = at_place(now, "198.51.100.7", "Paris", "FR", PARIS);
+        assert_eq!(
+            sign_in_risk(&assess_sign_in(&via_tor, &tor_history, &lists, now)),
+            RiskLevel::High
+        );
+    }
+
+    #[test]
+    fn brute_force_and_leaked_passwords_are_user_risk() {
+        assert_eq!(brute_force(0), None);
+        assert_eq!(brute_force(BRUTE_FORCE_FAILURES - 1), None);
+        assert_eq!(
+            brute_force(BRUTE_FORCE_FAILURES).unwrap().level,
+            RiskLevel::Medium
+        );
+        let f = brute_force(1_234).unwrap();
+        assert_eq!(f.level, RiskLevel::High);
+        assert!(f.summary.contains("1,234 wrong"), "{}", f.summary);
+        assert!(!f.kind.is_sign_in_risk());
+        let leaked = leaked_credentials(3_861_493, "sorted file");
+        assert_eq!(leaked.level, RiskLevel::High);
+        assert!(leaked.summary.contains("3,861,493 times"));
+        for k in DetectionKind::ALL {
+            assert_eq!(DetectionKind::parse(k.as_str()), Some(k));
+        }
     }
 }

@@ -141,6 +141,8 @@ impl Deployment {
             emails: Arc::new(PlainEmails),
             device: None,
             policy_results: None,
+            sign_in_id: None,
+            sign_in_risk: None,
         }
     }
 

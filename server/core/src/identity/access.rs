@@ -188,11 +188,22 @@ impl Identity {
     /// The real-time detections of an attempt from `client_ip` (the address lists).
     pub(super) async fn assess_attempt(
         &self,
-        client_ip: &str,
+        ctx: &RequestContext,
+        user: &User,
         now: i64,
     ) -> Result<Vec<crate::risk::Finding>, AuthError> {
         let set = self.policy_set(now).await?;
-        Ok(crate::risk::assess_address_str(client_ip, &set.risk_lists))
+        let current = crate::risk::SignInProperties {
+            at: now,
+            ..self.properties_of(ctx)
+        };
+        let history = self.sign_in_history(&user.id).await?;
+        Ok(crate::risk::assess_sign_in(
+            &current,
+            &history,
+            &set.risk_lists,
+            now,
+        ))
     }
 
     /// The signals Conditional Access sees for `user` reaching `application` from
@@ -250,11 +261,14 @@ impl Identity {
         let signals = self
             .access_signals(&ctx.client_ip, &ctx.user_agent, user, application)
             .await?;
+        // The attempt's own assessment (every detection, made at its first factor) when this
+        // request is part of a sign-in; the address lists in any case.
+        let by_address = crate::risk::sign_in_risk(&crate::risk::assess_address_str(
+            &ctx.client_ip,
+            &set.risk_lists,
+        ));
         let signals = AccessSignals {
-            sign_in_risk: crate::risk::sign_in_risk(&crate::risk::assess_address_str(
-                &ctx.client_ip,
-                &set.risk_lists,
-            )),
+            sign_in_risk: ctx.sign_in_risk.unwrap_or(RiskLevel::None).max(by_address),
             ..signals
         };
         Ok(evaluate(&signals, &set.policies, &set.locations))
@@ -373,6 +387,7 @@ impl Identity {
                 failure_reason: Some(AuthError::BlockedByPolicy.reason_code().into()),
                 session_id: grant.session_id.clone(),
                 policies: Some(decision.log_json()),
+                ..Default::default()
             })
             .await?;
         Ok(true)

@@ -46,7 +46,7 @@ impl Identity {
         // Counted before the expensive checks, so unlimited posts cannot burn CPU.
         self.ip_budget(ctx, "sign_up_ip", SIGN_UPS_PER_IP, SIGN_UP_WINDOW_MS, now)
             .await?;
-        check_password_rules(ctx, password, &email)?;
+        self.check_password_rules(ctx, password, &email)?;
         let password_hash = self.hasher.hash(password).await?;
         let pending = PendingSignUp {
             display_name,
@@ -582,7 +582,7 @@ impl Identity {
         let (grant, user) = self
             .live_flow_with_user(grant_id, CodePurpose::ResetGrant, now)
             .await?;
-        check_password_rules(ctx, new_password, &user.email)?;
+        self.check_password_rules(ctx, new_password, &user.email)?;
         let hash = self.hasher.hash(new_password).await?;
         if self
             .store
@@ -604,6 +604,7 @@ impl Identity {
             credential_id: None,
             reauthenticates: None,
             new_password: Some((&hash, epoch)),
+            findings: Vec::new(),
         };
         self.conclude_first_factor(ctx, first, now).await
     }
@@ -625,6 +626,7 @@ impl Identity {
             .await?
             .ok_or(AuthError::CodeDead)?;
         self.end_sessions(&user.id, SessionsToEnd::All, now).await?;
+        self.password_replaced(&user, now).await?;
         self.store.throttle_reset("password", &user.email).await?;
         self.send(
             &user.email,

@@ -29,13 +29,16 @@ impl Identity {
         });
         let result = self.password_first_factor(ctx, &email, password, now).await;
         match result {
-            Ok(user) => {
-                let first = FirstFactor::proven(
-                    &email,
-                    user,
-                    Method::Password,
-                    Strength::of(AuthMethod::Password),
-                );
+            Ok((user, findings)) => {
+                let first = FirstFactor {
+                    findings,
+                    ..FirstFactor::proven(
+                        &email,
+                        user,
+                        Method::Password,
+                        Strength::of(AuthMethod::Password),
+                    )
+                };
                 self.conclude_first_factor(ctx, first, now).await
             }
             Err((user_id, err)) => {
@@ -60,7 +63,7 @@ impl Identity {
         email: &str,
         password: &SecretString,
         now: i64,
-    ) -> Result<User, (Option<String>, AuthError)> {
+    ) -> Result<(User, Vec<crate::risk::Finding>), (Option<String>, AuthError)> {
         let fail = |user: Option<&User>, err: AuthError| (user.map(|u| u.id.clone()), err);
         let ip = self.ip_gate(ctx, now).await.map_err(|e| fail(None, e))?;
         // Per-account gate: the attempt is counted before the password is checked.
@@ -106,7 +109,16 @@ impl Identity {
                     .await
                     .map_err(|e| fail(Some(&user), e))?;
                 }
-                Ok(user)
+                // What the proof says of the account: the right password after many wrong
+                // ones, and a password anyone holding a breach corpus knows.
+                let mut findings: Vec<_> =
+                    crate::risk::brute_force(failures - 1).into_iter().collect();
+                if let (Some(times), Some(corpus)) =
+                    (self.times_breached(password), self.breach.as_ref())
+                {
+                    findings.push(crate::risk::leaked_credentials(times, &corpus.describe()));
+                }
+                Ok((user, findings))
             }
             user => {
                 self.ip_failure(&ip, now)

@@ -154,6 +154,10 @@ pub(super) struct PendingSecondFactor {
     /// session is replaced by the new one.
     #[serde(default)]
     pub(super) replaces_session: Option<String>,
+    /// The sign-in risk assessed at the first factor, which the decision after the second
+    /// factor sees again (and which the second factor remediates when a policy asked for it).
+    #[serde(default)]
+    pub(super) sign_in_risk: Option<String>,
 }
 
 impl PendingSecondFactor {
@@ -702,6 +706,10 @@ impl Identity {
             }
             _ => user,
         };
+        let ctx = &RequestContext {
+            sign_in_risk: first.sign_in_risk.as_deref().and_then(|r| r.parse().ok()),
+            ..ctx.clone()
+        };
         self.conclude_second_factor(
             ctx,
             user,
@@ -1152,6 +1160,7 @@ impl Identity {
             credential_id: session.second_factor_id.as_deref(),
             reauthenticates: Some(session),
             new_password: None,
+            findings: Vec::new(),
         };
         match self.conclude_first_factor(ctx, first, now).await? {
             super::SignInOutcome::SignedIn(renewed) => Ok(*renewed),

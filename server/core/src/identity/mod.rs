@@ -28,6 +28,7 @@ mod passkeys;
 mod pipeline;
 mod records;
 mod risk;
+pub use risk::DetectionView;
 mod sessions;
 mod sms;
 mod strength;
@@ -150,6 +151,11 @@ pub struct RequestContext {
     /// What Conditional Access decided for this attempt (JSON), written with its sign-in log
     /// row. The decision step sets it; the edge leaves it empty.
     pub policy_results: Option<String>,
+    /// The id the attempt's sign-in log row takes, so its detections can name it. The
+    /// decision step sets it; the edge leaves it empty.
+    pub sign_in_id: Option<String>,
+    /// The attempt's sign-in risk, written with its log row. The decision step sets it.
+    pub sign_in_risk: Option<crate::conditional_access::RiskLevel>,
 }
 
 /// How a sign-in attempt was made, as written to the sign-in log.
@@ -454,6 +460,11 @@ pub struct Identity {
     policies: access::PolicyCache,
     /// The GeoIP databases, when configured: countries for location conditions.
     geo: Option<Arc<crate::geo::GeoIp>>,
+    /// The ASN database, when configured: networks for the unfamiliar-properties detection.
+    asn: Option<Arc<crate::geo::AsnDb>>,
+    /// The breached-password corpus, when configured: leaked credentials at every password
+    /// sign-in, and breached passwords refused as new ones.
+    breach: Option<Arc<crate::breach::BreachCorpus>>,
 }
 
 impl std::fmt::Debug for Identity {
@@ -472,17 +483,6 @@ pub fn validate_display_name(input: &str) -> Result<String, AuthError> {
         return Err(AuthError::InvalidInput(InputProblem::DisplayName));
     }
     Ok(name.to_string())
-}
-
-/// The password rules for a new password of the account with this email, under the built-in and
-/// the branded product names.
-fn check_password_rules(
-    ctx: &RequestContext,
-    password: &SecretString,
-    email: &str,
-) -> Result<(), AuthError> {
-    check_new_password(password.expose(), email, &[PRODUCT_NAME, &ctx.product_name])
-        .map_err(|p| AuthError::InvalidInput(InputProblem::Password(p)))
 }
 
 fn email_or_invalid(input: &str) -> Result<String, AuthError> {
@@ -517,7 +517,85 @@ impl Identity {
             policies: Default::default(),
             logout: Arc::new(sessions::NoLogoutDelivery),
             geo: None,
+            asn: None,
+            breach: None,
         })
+    }
+
+    /// Looks networks up in `asn`.
+    pub fn with_asn(mut self, asn: Option<Arc<crate::geo::AsnDb>>) -> Self {
+        self.asn = asn;
+        self
+    }
+
+    /// The ASN database in use, if any.
+    pub fn asn_db(&self) -> Option<&crate::geo::AsnDb> {
+        self.asn.as_deref()
+    }
+
+    /// Checks passwords against `corpus` (the Pwned Passwords SHA-1 format).
+    pub fn with_breach_corpus(mut self, corpus: Option<Arc<crate::breach::BreachCorpus>>) -> Self {
+        self.breach = corpus;
+        self
+    }
+
+    /// The breached-password corpus in use, if any.
+    pub fn breach_corpus(&self) -> Option<&crate::breach::BreachCorpus> {
+        self.breach.as_deref()
+    }
+
+    /// How often `password` appears in the breach corpus (none without one).
+    fn times_breached(&self, password: &SecretString) -> Option<u64> {
+        let corpus = self.breach.as_ref()?;
+        corpus.times_seen(&crate::password::normalize_password(password.expose()))
+    }
+
+    /// The password rules for a new password of the account with this email, under the
+    /// built-in and the branded product names; with a breach corpus, a password it holds is
+    /// refused too.
+    fn check_password_rules(
+        &self,
+        ctx: &RequestContext,
+        password: &SecretString,
+        email: &str,
+    ) -> Result<(), AuthError> {
+        check_new_password(password.expose(), email, &[PRODUCT_NAME, &ctx.product_name])
+            .map_err(|p| AuthError::InvalidInput(InputProblem::Password(p)))?;
+        if self.times_breached(password).is_some() {
+            return Err(AuthError::InvalidInput(InputProblem::Password(
+                PasswordProblem::Breached,
+            )));
+        }
+        Ok(())
+    }
+
+    /// What a request shows of where and how it comes: place, network, browser, system and
+    /// device (the time is the caller's).
+    pub(super) fn properties_of(&self, ctx: &RequestContext) -> crate::risk::SignInProperties {
+        let ip: Option<std::net::IpAddr> = ctx.client_ip.trim().parse().ok();
+        let place = ip.and_then(|ip| self.geo.as_ref()?.lookup(ip));
+        let asn = ip.and_then(|ip| self.asn.as_ref()?.lookup(ip));
+        let agent = woothee::parser::Parser::new().parse(&ctx.user_agent);
+        let known = |v: &str| {
+            (!v.is_empty() && v != woothee::woothee::VALUE_UNKNOWN).then(|| v.to_string())
+        };
+        crate::risk::SignInProperties {
+            at: 0,
+            client_ip: ctx.client_ip.clone(),
+            country: place.as_ref().map(|p| p.country.clone()),
+            city: place.as_ref().and_then(|p| p.city.clone()),
+            latitude: place.as_ref().and_then(|p| p.latitude),
+            longitude: place.as_ref().and_then(|p| p.longitude),
+            accuracy_km: place.as_ref().and_then(|p| p.accuracy_km),
+            asn: asn.map(|a| a.number),
+            browser: agent.as_ref().and_then(|a| known(a.name)),
+            os: agent.as_ref().and_then(|a| known(a.os)),
+            device: ctx
+                .device
+                .as_deref()
+                .filter(|d| !d.is_empty() && d.len() <= 64)
+                .map(token_hash),
+        }
     }
 
     /// Looks countries up in `geo` (without it, no address has a country and country
@@ -586,7 +664,7 @@ impl Identity {
         new: &SecretString,
         now: i64,
     ) -> Result<(), AuthError> {
-        check_password_rules(ctx, new, &user.email)?;
+        self.check_password_rules(ctx, new, &user.email)?;
         self.verify_current_password(user, current, now).await?;
         self.replace_password(ctx, session, user, new, now).await
     }
@@ -613,6 +691,7 @@ impl Identity {
         self.store.rebind_session(&session.id, epoch).await?;
         self.end_sessions(&user.id, SessionsToEnd::AllBut(&session.id), now)
             .await?;
+        self.password_replaced(user, now).await?;
         self.send(
             &user.email,
             ctx.emails.compose(EmailKind::PasswordChanged, None),

@@ -31,6 +31,9 @@ pub(super) struct FirstFactor<'a> {
     /// A password reset: the new password's hash and the credential epoch it was chosen on,
     /// saved only once nothing more is required.
     pub(super) new_password: Option<(&'a str, i64)>,
+    /// What proving it revealed of the account's risk (a leaked password, a password found
+    /// after many wrong ones), recorded with the attempt's other detections.
+    pub(super) findings: Vec<crate::risk::Finding>,
 }
 
 impl<'a> FirstFactor<'a> {
@@ -44,6 +47,7 @@ impl<'a> FirstFactor<'a> {
             credential_id: None,
             reauthenticates: None,
             new_password: None,
+            findings: Vec::new(),
         }
     }
 }
@@ -258,7 +262,7 @@ impl Identity {
         &self,
         ctx: &RequestContext,
         first: &FirstFactor<'_>,
-        findings: &[crate::risk::Finding],
+        sign_in_risk: crate::conditional_access::RiskLevel,
         now: i64,
     ) -> Result<SignInSignals, AuthError> {
         let access = self
@@ -276,7 +280,7 @@ impl Identity {
             has_second_factor: self.store.has_second_factor(&first.user.id).await?,
             reauthentication: first.reauthenticates.is_some(),
             access,
-            sign_in_risk: crate::risk::sign_in_risk(findings),
+            sign_in_risk,
         })
     }
 
@@ -324,9 +328,18 @@ impl Identity {
     ) -> Result<SignInOutcome, AuthError> {
         // The real-time detections come first: recorded whatever the decision, and the
         // sign-in risk the decision (and the policies) see.
-        let findings = self.assess_attempt(&ctx.client_ip, now).await?;
-        self.record_findings(&first.user, &findings, now).await?;
-        let signals = self.signals(ctx, &first, &findings, now).await?;
+        let sign_in_id = random_id();
+        let mut findings = self.assess_attempt(ctx, &first.user, now).await?;
+        let sign_in_risk = crate::risk::sign_in_risk(&findings);
+        findings.extend(first.findings.iter().cloned());
+        self.record_findings(&first.user, &findings, Some(&sign_in_id), now)
+            .await?;
+        let ctx = &RequestContext {
+            sign_in_id: Some(sign_in_id),
+            sign_in_risk: Some(sign_in_risk),
+            ..ctx.clone()
+        };
+        let signals = self.signals(ctx, &first, sign_in_risk, now).await?;
         let ctx = &RequestContext {
             policy_results: Some(signals.access.log_json()),
             ..ctx.clone()
@@ -346,6 +359,7 @@ impl Identity {
                 let pending = super::mfa::PendingSecondFactor {
                     new_password_hash: first.new_password.map(|(hash, _)| hash.to_string()),
                     credential_epoch: first.new_password.map(|(_, epoch)| epoch),
+                    sign_in_risk: Some(sign_in_risk.as_str().into()),
                     ..super::mfa::PendingSecondFactor::new(first.method, &first.strength)
                 };
                 let pending_id = self.begin_second_factor(&first.user, &pending, now).await?;

@@ -254,9 +254,11 @@ impl Identity {
         };
         let email: String = email.chars().take(320).collect();
         let user_agent: String = ctx.user_agent.chars().take(512).collect();
+        let p = self.properties_of(ctx);
+        let e6 = |degrees: Option<f64>| degrees.map(|d| (d * 1e6).round() as i64);
         self.store
             .record_sign_in(&SignInLogEntry {
-                id: random_id(),
+                id: ctx.sign_in_id.clone().unwrap_or_else(random_id),
                 occurred_at: now,
                 user_id: user_id.map(str::to_string),
                 email,
@@ -268,6 +270,16 @@ impl Identity {
                 failure_reason: reason.map(str::to_string),
                 session_id: session_id.map(str::to_string),
                 policies: ctx.policy_results.clone(),
+                country: p.country,
+                city: p.city.map(|c| c.chars().take(100).collect()),
+                latitude_e6: e6(p.latitude),
+                longitude_e6: e6(p.longitude),
+                accuracy_km: p.accuracy_km.map(i64::from),
+                asn: p.asn.map(i64::from),
+                browser: p.browser.map(|b| b.chars().take(64).collect()),
+                os: p.os.map(|o| o.chars().take(64).collect()),
+                device: p.device,
+                risk_level: ctx.sign_in_risk.map(|r| r.as_str().to_string()),
             })
             .await?;
         Ok(())

@@ -2,12 +2,33 @@
 //! administrators' verdicts, and remediation by a new password chosen after multifactor
 //! authentication (the "require password change" grant of Conditional Access).
 
-use super::{check_password_rules, AuthError, Identity, RequestContext, Strength};
+use super::{AuthError, Identity, RequestContext, Strength};
 use crate::conditional_access::RiskLevel;
-use crate::risk::{user_risk, DetectionKind, RiskState};
+use crate::risk::{user_risk, DetectionKind, RiskState, SignInProperties};
 use crate::secret::SecretString;
 use crate::store::{DetectionRecord, RiskStateChange, Session, User};
 use crate::tokens::random_id;
+
+/// How many of an account's newest successful sign-ins the detections compare with.
+pub const HISTORY_COMPARED: usize = 200;
+
+/// A sign-in log row's properties, as the detections compare them.
+pub(super) fn properties_of_row(row: &crate::store::SignInLogEntry) -> SignInProperties {
+    let degrees = |e6: Option<i64>| e6.map(|v| v as f64 / 1e6);
+    SignInProperties {
+        at: row.occurred_at,
+        client_ip: row.client_ip.clone(),
+        country: row.country.clone(),
+        city: row.city.clone(),
+        latitude: degrees(row.latitude_e6),
+        longitude: degrees(row.longitude_e6),
+        accuracy_km: row.accuracy_km.and_then(|v| u32::try_from(v).ok()),
+        asn: row.asn.and_then(|v| u32::try_from(v).ok()),
+        browser: row.browser.clone(),
+        os: row.os.clone(),
+        device: row.device.clone(),
+    }
+}
 
 impl Identity {
     /// The account's user risk: the highest level of its detections still open.
@@ -26,20 +47,48 @@ impl Identity {
         Ok(self.store.risk_history(&user.id).await?)
     }
 
-    /// Stores an attempt's real-time detections against the account (at risk).
+    /// The account's successful sign-ins, as the history-based detections compare with.
+    pub(super) async fn sign_in_history(
+        &self,
+        user_id: &str,
+    ) -> Result<crate::risk::SignInHistory, AuthError> {
+        let (rows, first_at) = self
+            .store
+            .sign_in_history(user_id, HISTORY_COMPARED as i64)
+            .await?;
+        let recent: Vec<SignInProperties> = rows.iter().map(properties_of_row).collect();
+        Ok(crate::risk::SignInHistory {
+            total: recent.len() as u64,
+            recent,
+            first_at,
+        })
+    }
+
+    /// Stores an attempt's real-time detections against the account (at risk), naming the
+    /// attempt's sign-in log row.
     pub(super) async fn record_findings(
         &self,
         user: &User,
         findings: &[crate::risk::Finding],
+        sign_in_id: Option<&str>,
         now: i64,
     ) -> Result<(), AuthError> {
         for f in findings {
+            // A leaked password stays one detection until it is changed.
+            if f.kind == DetectionKind::LeakedCredentials
+                && self
+                    .store
+                    .has_open_detection(&user.id, f.kind.as_str())
+                    .await?
+            {
+                continue;
+            }
             self.store
                 .record_detection(
                     &DetectionRecord {
                         id: random_id(),
                         user_id: user.id.clone(),
-                        sign_in_id: None,
+                        sign_in_id: sign_in_id.map(str::to_string),
                         kind: f.kind.as_str().into(),
                         level: f.level.as_str().into(),
                         timing: "real-time".into(),
@@ -55,6 +104,22 @@ impl Identity {
                 )
                 .await?;
         }
+        Ok(())
+    }
+
+    /// A new password (changed or reset) remediates a leaked one: the leaked password no
+    /// longer opens the account.
+    pub(super) async fn password_replaced(&self, user: &User, now: i64) -> Result<(), AuthError> {
+        self.store
+            .close_open_risk_of_kind(
+                &user.id,
+                DetectionKind::LeakedCredentials.as_str(),
+                RiskState::Remediated.as_str(),
+                "the leaked password was replaced",
+                now,
+                &mut random_id,
+            )
+            .await?;
         Ok(())
     }
 
@@ -194,7 +259,7 @@ impl Identity {
         if !Strength::parse(&session.amr).is_multifactor() {
             return Err(AuthError::SecondFactorRequired);
         }
-        check_password_rules(ctx, new, &user.email)?;
+        self.check_password_rules(ctx, new, &user.email)?;
         self.replace_password(ctx, session, user, new, now).await?;
         let remediated = self
             .close_risk(
@@ -213,5 +278,73 @@ impl Identity {
             now,
         )
         .await
+    }
+}
+
+/// What the console shows of one detection.
+#[derive(Debug, Clone)]
+pub struct DetectionView {
+    pub detection: DetectionRecord,
+    /// The account it is about (gone if deleted since).
+    pub user: Option<User>,
+    /// The sign-in it came from, when it came from one.
+    pub sign_in: Option<crate::store::SignInLogEntry>,
+    /// Every change of its state, oldest first, with the admin's email when an admin made it.
+    pub history: Vec<(RiskStateChange, Option<String>)>,
+}
+
+impl Identity {
+    /// One page of the risk detections, filtered, and how many match in all.
+    pub async fn console_detections(
+        &self,
+        filter: &crate::store::DetectionFilter,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<DetectionRecord>, i64), AuthError> {
+        Ok(self.store.filter_detections(filter, offset, limit).await?)
+    }
+
+    /// One page of the accounts with open detections, and how many match in all.
+    pub async fn console_risky_users(
+        &self,
+        filter: &crate::store::RiskyUserFilter,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<crate::store::RiskyUser>, i64), AuthError> {
+        Ok(self.store.risky_users(filter, offset, limit).await?)
+    }
+
+    /// One detection with its account, sign-in and history.
+    pub async fn console_detection(&self, id: &str) -> Result<Option<DetectionView>, AuthError> {
+        let Some(detection) = self.store.find_detection(id).await? else {
+            return Ok(None);
+        };
+        let user = self.store.find_user(&detection.user_id).await?;
+        let sign_in = match &detection.sign_in_id {
+            Some(s) => self.store.find_sign_in(s).await?,
+            None => None,
+        };
+        let mut history = Vec::new();
+        for change in self.store.detection_history(id).await? {
+            let by = match &change.changed_by {
+                Some(admin) => self.store.find_user(admin).await?.map(|u| u.email),
+                None => None,
+            };
+            history.push((change, by));
+        }
+        Ok(Some(DetectionView {
+            detection,
+            user,
+            sign_in,
+            history,
+        }))
+    }
+
+    /// The detections made at one sign-in.
+    pub async fn detections_of_sign_in(
+        &self,
+        sign_in_id: &str,
+    ) -> Result<Vec<DetectionRecord>, AuthError> {
+        Ok(self.store.detections_of_sign_in(sign_in_id).await?)
     }
 }
