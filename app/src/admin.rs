@@ -7,13 +7,14 @@ use leptos::prelude::*;
 use crate::components::{FormError, Notice};
 
 /// The console's sections, in the order of its navigation.
-pub const SECTIONS: [(&str, &str); 11] = [
+pub const SECTIONS: [(&str, &str); 12] = [
     ("overview", "Overview"),
     ("users", "Users"),
     ("apps", "Applications"),
     ("sign-ins", "Sign-in logs"),
     ("audit", "Audit log"),
     ("access", "Conditional Access"),
+    ("risk", "Identity Protection"),
     ("groups", "Groups"),
     ("locations", "Named locations"),
     ("providers", "Identity providers"),
@@ -1428,6 +1429,209 @@ pub fn AdminTermsPage(data: TermsAdminData) -> impl IntoView {
                 </div>
                 <button type="submit" class="gh-button">"Publish"</button>
             </form>
+        </Console>
+    }
+}
+
+// ---------------------------------------------------------------- Identity Protection
+
+/// A filter of a report: a text box, a date, or a choice.
+#[derive(Debug, Clone)]
+pub enum ReportFilter {
+    Text {
+        id: &'static str,
+        label: &'static str,
+        value: String,
+    },
+    Date {
+        id: &'static str,
+        label: &'static str,
+        value: String,
+    },
+    Choice {
+        id: &'static str,
+        label: &'static str,
+        choices: Vec<Choice>,
+        selected: String,
+    },
+}
+
+/// One of Identity Protection's reports (risky users, risky sign-ins, risk detections).
+#[derive(Debug, Clone, Default)]
+pub struct ReportData {
+    pub frame: Frame,
+    pub title: String,
+    /// The report's own address, where its filter form goes.
+    pub action: String,
+    pub filters: Vec<ReportFilter>,
+    pub headers: Vec<&'static str>,
+    pub rows: Vec<Vec<Cell>>,
+    pub paging: Paging,
+    /// Download links with the page's filters: (label, href).
+    pub exports: Vec<(String, String)>,
+    pub note: Option<String>,
+    /// The data the detections use, in words (files, build dates, credits).
+    pub sources: Vec<String>,
+}
+
+/// The three reports, for the navigation between them.
+const REPORTS: [(&str, &str); 3] = [
+    ("Risky users", "/admin/risk/users"),
+    ("Risky sign-ins", "/admin/risk/sign-ins"),
+    ("Risk detections", "/admin/risk/detections"),
+];
+
+#[component]
+fn ReportNav(current: String) -> impl IntoView {
+    view! {
+        <nav class="gh-tabs" aria-label="Identity Protection reports">
+            <ul>
+                {REPORTS
+                    .iter()
+                    .map(|(label, href)| {
+                        let here = *href == current;
+                        view! { <li><a href=*href aria-current=here.then_some("page")>{*label}</a></li> }
+                    })
+                    .collect_view()}
+            </ul>
+        </nav>
+    }
+}
+
+#[component]
+pub fn AdminReportPage(data: ReportData) -> impl IntoView {
+    let filters = data
+        .filters
+        .into_iter()
+        .map(|f| match f {
+            ReportFilter::Text { id, label, value } => {
+                view! { <Input id=id label=label value=value/> }.into_any()
+            }
+            ReportFilter::Date { id, label, value } => {
+                view! { <Input id=id label=label value=value kind="date"/> }.into_any()
+            }
+            ReportFilter::Choice {
+                id,
+                label,
+                choices,
+                selected,
+            } => view! { <ChoiceSelect id=id label=label choices=choices selected=selected/> }
+                .into_any(),
+        })
+        .collect_view();
+    let caption = data.title.clone();
+    let aria = format!("Filter {}", data.title.to_lowercase());
+    view! {
+        <Console current="risk" title="Identity Protection".into() frame=data.frame>
+            <ReportNav current=data.action.clone()/>
+            <h2>{data.title.clone()}</h2>
+            {data.note.map(|n| view! { <p class="gh-hint">{n}</p> })}
+            <form method="get" action=data.action class="gh-form gh-filters" role="search" aria-label=aria>
+                {filters}
+                <button type="submit" class="gh-button">"Filter"</button>
+            </form>
+            <DataTable caption=caption headers=data.headers rows=data.rows/>
+            <Pager paging=data.paging/>
+            <p class="gh-links">
+                {data
+                    .exports
+                    .into_iter()
+                    .map(|(label, href)| view! { <a href=href download="">{label}</a>" " })
+                    .collect_view()}
+            </p>
+            <h2>"Data sources"</h2>
+            <ul class="gh-list" aria-label="Data sources">
+                {data.sources.into_iter().map(|s| view! { <li>{s}</li> }).collect_view()}
+            </ul>
+            <p class="gh-hint">
+                "GeoIP and ASN data: "<a href="https://db-ip.com">"IP Geolocation by DB-IP"</a>
+                " (CC BY 4.0) and "<a href="https://www.routeviews.org">"RouteViews"</a>" (CC BY 4.0)."
+            </p>
+        </Console>
+    }
+}
+
+/// Two places of an atypical-travel detection, drawn on a longitude/latitude grid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TravelMap {
+    pub from: (String, f64, f64),
+    pub to: (String, f64, f64),
+    pub summary: String,
+}
+
+/// An equirectangular map (360 by 180 units) with a 30-degree graticule, the two places and
+/// the line between them; its title and description say the same in words.
+#[component]
+fn TravelMapSvg(map: TravelMap) -> impl IntoView {
+    let x = |lon: f64| lon.clamp(-180.0, 180.0) + 180.0;
+    let y = |lat: f64| 90.0 - lat.clamp(-90.0, 90.0);
+    let (from, to) = (map.from.clone(), map.to.clone());
+    let (x1, y1, x2, y2) = (x(from.2), y(from.1), x(to.2), y(to.1));
+    let meridians = (0..=12).map(|i| f64::from(i) * 30.0).collect::<Vec<_>>();
+    let parallels = (0..=6).map(|i| f64::from(i) * 30.0).collect::<Vec<_>>();
+    view! {
+        <figure class="gh-map">
+            <svg viewBox="-10 -10 380 200" role="img" aria-labelledby="travel-title travel-desc" width="100%">
+                <title id="travel-title">{format!("From {} to {}", from.0, to.0)}</title>
+                <desc id="travel-desc">{map.summary.clone()}</desc>
+                <rect x="0" y="0" width="360" height="180" fill="#eef3f8" stroke="#5a6b7b" stroke-width="0.5"/>
+                {meridians
+                    .into_iter()
+                    .map(|mx| view! { <line x1=mx y1="0" x2=mx y2="180" stroke="#b8c4d0" stroke-width="0.3"/> })
+                    .collect_view()}
+                {parallels
+                    .into_iter()
+                    .map(|py| view! { <line x1="0" y1=py x2="360" y2=py stroke="#b8c4d0" stroke-width="0.3"/> })
+                    .collect_view()}
+                <line x1="0" y1="90" x2="360" y2="90" stroke="#5a6b7b" stroke-width="0.5"/>
+                <line x1=x1 y1=y1 x2=x2 y2=y2 stroke="#b3261e" stroke-width="1.2" stroke-dasharray="3 2"/>
+                <circle cx=x1 cy=y1 r="3" fill="#1b4f8a"/>
+                <circle cx=x2 cy=y2 r="3" fill="#b3261e"/>
+                <text x=x1 y=y1 - 5.0 font-size="8" fill="#1b1f24">{format!("1. {}", from.0)}</text>
+                <text x=x2 y=y2 - 5.0 font-size="8" fill="#1b1f24">{format!("2. {}", to.0)}</text>
+            </svg>
+            <figcaption>{map.summary}</figcaption>
+        </figure>
+    }
+}
+
+/// One detection: what, its evidence in words and fields, the map of a trip, its history.
+#[derive(Debug, Clone, Default)]
+pub struct DetectionData {
+    pub frame: Frame,
+    pub title: String,
+    pub summary: String,
+    pub fields: Vec<(&'static str, Cell)>,
+    pub evidence: Vec<(String, String)>,
+    pub map: Option<TravelMap>,
+    pub history: Vec<Vec<Cell>>,
+}
+
+#[component]
+pub fn AdminDetectionPage(data: DetectionData) -> impl IntoView {
+    view! {
+        <Console current="risk" title=data.title frame=data.frame>
+            <ReportNav current="/admin/risk/detections".into()/>
+            <p class="gh-lead">{data.summary}</p>
+            <dl class="gh-stats">
+                {data
+                    .fields
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let value = match v.href {
+                            Some(href) => view! { <a href=href>{v.text}</a> }.into_any(),
+                            None => view! { {v.text} }.into_any(),
+                        };
+                        view! { <dt>{k}</dt><dd>{value}</dd> }
+                    })
+                    .collect_view()}
+            </dl>
+            {data.map.map(|m| view! { <h2>"Travel"</h2><TravelMapSvg map=m/> })}
+            <h2>"Evidence"</h2>
+            <dl class="gh-stats">
+                {data.evidence.into_iter().map(|(k, v)| view! { <dt>{k}</dt><dd>{v}</dd> }).collect_view()}
+            </dl>
+            <DataTable caption="State history".into() headers=vec!["Time", "State", "By", "Reason"] rows=data.history/>
         </Console>
     }
 }

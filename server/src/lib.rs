@@ -233,21 +233,29 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
             })
         })?
         .with_logout_delivery(Arc::new(backchannel::HttpLogoutDelivery))
-        .with_geoip(match &config.geoip_db {
-            Some(path) => {
-                let geo = gatehouse_core::geo::GeoIp::open(path).map_err(|reason| {
-                    StartupError::Config(config::ConfigError::Invalid {
-                        name: "GATEHOUSE_GEOIP_DB",
-                        reason,
-                    })
-                })?;
-                for s in geo.sources() {
-                    tracing::info!(file = %s.file, kind = %s.database_type, "GeoIP database opened");
-                }
-                Some(Arc::new(geo))
+        .with_geoip(open_data(&config.geoip_db, "GATEHOUSE_GEOIP_DB", |p| {
+            let geo = gatehouse_core::geo::GeoIp::open(p)?;
+            for s in geo.sources() {
+                tracing::info!(file = %s.file, kind = %s.database_type, "GeoIP database opened");
             }
-            None => None,
-        });
+            Ok(geo)
+        })?)
+        .with_asn(open_data(&config.asn_db, "GATEHOUSE_ASN_DB", |p| {
+            let asn = gatehouse_core::geo::AsnDb::open(p)?;
+            for s in asn.sources() {
+                tracing::info!(file = %s.file, kind = %s.database_type, "ASN database opened");
+            }
+            Ok(asn)
+        })?)
+        .with_breach_corpus(open_data(
+            &config.breached_passwords,
+            "GATEHOUSE_BREACHED_PASSWORDS",
+            |p| {
+                let corpus = gatehouse_core::breach::BreachCorpus::open(p)?;
+                tracing::info!(corpus = %corpus.describe(), "breached-password corpus opened");
+                Ok(corpus)
+            },
+        )?);
     identity
         .migrate_mfa_setting(clock.now_ms())
         .await
@@ -307,4 +315,19 @@ pub fn spawn_housekeeping(state: AppState) -> tokio::task::JoinHandle<()> {
 /// The real clock, for the binary.
 pub fn system_clock() -> Arc<dyn Clock> {
     Arc::new(SystemClock)
+}
+
+/// Opens a data file named by configuration, if there is one; a file that cannot be opened
+/// stops start-up with the setting's name and the reason.
+fn open_data<T>(
+    path: &Option<std::path::PathBuf>,
+    name: &'static str,
+    open: impl FnOnce(&std::path::Path) -> Result<T, String>,
+) -> Result<Option<Arc<T>>, StartupError> {
+    match path {
+        Some(path) => open(path)
+            .map(|data| Some(Arc::new(data)))
+            .map_err(|reason| StartupError::Config(config::ConfigError::Invalid { name, reason })),
+        None => Ok(None),
+    }
 }

@@ -320,6 +320,38 @@ fn route_specs() -> Vec<RouteSpec> {
         route("/admin/sign-ins", Some(get(admin::sign_ins)), None),
         route("/admin/sign-ins/{id}", Some(get(admin::sign_in)), None),
         route("/admin/audit", Some(get(admin::audit)), None),
+        route("/admin/risk", Some(get(admin::risky_users)), None),
+        route("/admin/risk/users", Some(get(admin::risky_users)), None),
+        route(
+            "/admin/risk/users/export",
+            Some(get(admin::export_users)),
+            None,
+        ),
+        route(
+            "/admin/risk/sign-ins",
+            Some(get(admin::risky_sign_ins)),
+            None,
+        ),
+        route(
+            "/admin/risk/sign-ins/export",
+            Some(get(admin::export_sign_ins)),
+            None,
+        ),
+        route(
+            "/admin/risk/detections",
+            Some(get(admin::risk_detections)),
+            None,
+        ),
+        route(
+            "/admin/risk/detections/export",
+            Some(get(admin::export_detections)),
+            None,
+        ),
+        route(
+            "/admin/risk/detections/{id}",
+            Some(get(admin::risk_detection)),
+            None,
+        ),
         route("/admin/access", Some(get(admin::access)), None),
         route(
             "/admin/access/new-policy",

@@ -318,6 +318,8 @@ pub(super) fn request_context(
             .read(headers, DEVICE)
             .or_else(|| extensions.get::<security::NewDevice>().map(|d| d.0.clone())),
         policy_results: None,
+        sign_in_id: None,
+        sign_in_risk: None,
     }
 }
 

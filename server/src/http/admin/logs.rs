@@ -13,10 +13,12 @@ use gatehouse_app::pages::{describe_user_agent, format_time};
 use gatehouse_core::identity::admin::{AuditPage, AuditQuery as AuditSearch};
 use gatehouse_core::store::SignInFilter;
 
+use super::risk::kind_label;
 use super::{
     day_ms, frame, not_found, page_number, paging, query_string, trimmed, AdminUser, PAGE_SIZE,
 };
 use crate::http::toolkit::{internal_error_page, Page};
+
 use crate::AppState;
 
 #[derive(Deserialize)]
@@ -57,6 +59,7 @@ pub async fn sign_ins(
         client_ip: some(&form.ip),
         from: day_ms(&form.from, false),
         to: day_ms(&form.to, true),
+        ..Default::default()
     };
     let number = page_number(q.page);
     let (entries, total) = match state
@@ -123,6 +126,44 @@ pub async fn sign_in(
         Err(e) => return internal_error_page(page, &e),
     };
     let policies = conditional_access_rows(e.policies.as_deref());
+    let detections = match state.identity.detections_of_sign_in(&e.id).await {
+        Ok(d) => d,
+        Err(e) => return internal_error_page(page, &e),
+    };
+    let place = match (&e.city, &e.country) {
+        (Some(city), Some(country)) => format!("{city}, {country}"),
+        (None, Some(country)) => country.clone(),
+        _ => "unknown".into(),
+    };
+    let risk = vec![
+        (
+            "Sign-in risk",
+            Cell::text(
+                e.risk_level
+                    .clone()
+                    .unwrap_or_else(|| "not assessed".into()),
+            ),
+        ),
+        ("Place", Cell::text(place)),
+        (
+            "Network",
+            Cell::text(
+                e.asn
+                    .map(|a| format!("AS{a}"))
+                    .unwrap_or_else(|| "unknown".into()),
+            ),
+        ),
+    ]
+    .into_iter()
+    .chain(detections.iter().map(|d| {
+        (
+            "Risk detection",
+            Cell::link(
+                format!("{} ({}): {}", kind_label(&d.kind), d.level, d.summary),
+                format!("/admin/risk/detections/{}", d.id),
+            ),
+        )
+    }));
     let data = DetailData {
         frame: frame(&state, None).await,
         title: format!("Sign-in of {}", e.email),
@@ -152,6 +193,7 @@ pub async fn sign_in(
             ),
         ]
         .into_iter()
+        .chain(risk)
         .chain(policies)
         .collect(),
     };

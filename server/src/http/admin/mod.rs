@@ -24,6 +24,7 @@ mod locations;
 mod logs;
 mod policies;
 mod providers;
+mod risk;
 mod users;
 
 pub use access::access;
@@ -37,6 +38,10 @@ pub use policies::{
     policy_restore, policy_save, publish_terms, terms,
 };
 pub use providers::{provider_action, providers, save_provider};
+pub use risk::{
+    detection as risk_detection, detections as risk_detections, export_detections, export_sign_ins,
+    export_users, risky_sign_ins, risky_users,
+};
 pub use users::{user, user_action, users};
 
 #[derive(Deserialize)]
