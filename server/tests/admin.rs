@@ -545,3 +545,256 @@ async fn admins_manage_sign_in_providers_and_branding() {
         assert!(audit.body.contains(action), "{action}");
     }
 }
+
+/// A detection of `kind` for `user`, from the sign-in `sign_in_id`.
+#[allow(clippy::too_many_arguments)]
+fn detection(
+    user: &gatehouse_core::store::User,
+    kind: &str,
+    level: &str,
+    state: &str,
+    at: i64,
+    sign_in_id: Option<&str>,
+    evidence: serde_json::Value,
+    summary: &str,
+) -> gatehouse_core::store::DetectionRecord {
+    gatehouse_core::store::DetectionRecord {
+        id: format!("det-{kind}-{}-{at}", user.id),
+        user_id: user.id.clone(),
+        sign_in_id: sign_in_id.map(str::to_string),
+        kind: kind.into(),
+        level: level.into(),
+        timing: "real-time".into(),
+        detected_at: at,
+        state: state.into(),
+        evidence: evidence.to_string(),
+        summary: summary.into(),
+        updated_at: at,
+    }
+}
+
+#[tokio::test]
+async fn identity_protection_reports_filter_open_evidence_and_download() {
+    let server = TestServer::start().await;
+    let mut b = admin(&server).await;
+    server
+        .signed_up("Tom Traveller", "tom@example.com", PASSWORD)
+        .await;
+    server
+        .signed_up("Sam Safe", "sam@example.com", PASSWORD)
+        .await;
+    let tom = server.user("tom@example.com").await;
+    let sam = server.user("sam@example.com").await;
+    let now = server.state.now();
+    // Tom's risky sign-in, as the pipeline logs it, and its detection.
+    server
+        .store
+        .record_sign_in(&gatehouse_core::store::SignInLogEntry {
+            id: "risky-sign-in".into(),
+            occurred_at: now - 1_000,
+            user_id: Some(tom.id.clone()),
+            email: tom.email.clone(),
+            application: "account".into(),
+            client_ip: "198.51.100.20".into(),
+            user_agent: "Mozilla/5.0".into(),
+            method: "password".into(),
+            result: "success".into(),
+            country: Some("AU".into()),
+            city: Some("Sydney".into()),
+            asn: Some(64_500),
+            risk_level: Some("medium".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let travel = detection(
+        &tom,
+        "atypical-travel",
+        "medium",
+        "at-risk",
+        now - 1_000,
+        Some("risky-sign-in"),
+        serde_json::json!({
+            "from": {"place": "Paris, FR", "latitude": 48.85, "longitude": 2.35, "at": now - 7_200_000},
+            "to": {"place": "Sydney, AU", "latitude": -33.87, "longitude": 151.21, "at": now - 1_000},
+            "distance_km": 16960.0, "speed_kmh": 8480.0,
+        }),
+        "Sydney, AU 2 h after Paris, FR: 16,960 km at 8,480 km/h.",
+    );
+    let dismissed = detection(
+        &sam,
+        "anonymous-ip",
+        "high",
+        "dismissed",
+        now - 5_000,
+        None,
+        serde_json::json!({"address": "198.51.100.7", "list": "tor"}),
+        "The sign-in came from 198.51.100.7, a Tor exit node.",
+    );
+    for d in [&travel, &dismissed] {
+        server
+            .store
+            .record_detection(d, &format!("change-{}", d.id), None, "detected at sign-in")
+            .await
+            .unwrap();
+    }
+
+    // Risky users: Tom only (Sam's one detection is dismissed).
+    let users = b.get("/admin/risk/users").await;
+    assert_eq!(users.status, StatusCode::OK);
+    assert!(users.body.contains("tom@example.com"), "{}", users.body);
+    assert!(!users.body.contains("sam@example.com"));
+    assert!(users.body.contains("Medium"));
+    let high = b.get("/admin/risk/users?level=high").await;
+    assert!(!high.body.contains("tom@example.com"));
+    assert!(high.body.contains("Nothing to show."));
+
+    // Risk detections, filtered by kind, level, state and user, newest first.
+    let all = b.get("/admin/risk/detections").await;
+    assert!(all.body.contains("Atypical travel") && all.body.contains("Anonymous IP address"));
+    let tor = b.get("/admin/risk/detections?kind=anonymous-ip").await;
+    assert!(tor.body.contains("sam@example.com"));
+    assert!(!tor.body.contains("tom@example.com"));
+    let open = b
+        .get("/admin/risk/detections?state=at-risk&email=TOM")
+        .await;
+    assert!(open.body.contains("tom@example.com"));
+    assert!(!open.body.contains("sam@example.com"));
+    let garbage = b
+        .get("/admin/risk/detections?kind=%00&level=extreme&page=-1")
+        .await;
+    assert_eq!(
+        garbage.status,
+        StatusCode::OK,
+        "unknown choices are no filter"
+    );
+    let old = b
+        .get("/admin/risk/detections?from=2001-01-01&to=2001-01-02")
+        .await;
+    assert!(old.body.contains("Nothing to show."));
+
+    // Risky sign-ins: the logged attempt with its place.
+    let sign_ins = b.get("/admin/risk/sign-ins").await;
+    assert!(sign_ins.body.contains("Sydney, AU"), "{}", sign_ins.body);
+    assert!(sign_ins.body.contains("/admin/sign-ins/risky-sign-in"));
+    assert!(b
+        .get("/admin/risk/sign-ins?level=high")
+        .await
+        .body
+        .contains("Nothing to show."));
+
+    // A detection's evidence in words, its map, its sign-in and its history.
+    let page = b
+        .get(&format!("/admin/risk/detections/{}", travel.id))
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page
+        .body
+        .contains("Sydney, AU 2 h after Paris, FR: 16,960 km at 8,480 km/h."));
+    assert!(page.body.contains("<svg"), "the travel map");
+    assert!(page.body.contains("From Paris, FR to Sydney, AU"));
+    assert!(page.body.contains("/admin/sign-ins/risky-sign-in"));
+    assert!(page.body.contains("detected at sign-in"));
+    let page = b
+        .get(&format!("/admin/risk/detections/{}", dismissed.id))
+        .await;
+    assert!(!page.body.contains("<svg"), "no map without travel");
+    assert_eq!(
+        b.get("/admin/risk/detections/no-such-detection")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    // The sign-in log's detail names the attempt's detection.
+    let detail = b.get("/admin/sign-ins/risky-sign-in").await;
+    assert!(
+        detail.body.contains("Atypical travel (medium)"),
+        "{}",
+        detail.body
+    );
+    assert!(detail.body.contains("AS64500"));
+
+    // Downloads carry the page's filters.
+    let csv = b
+        .get("/admin/risk/detections/export?format=csv&state=at-risk")
+        .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert!(
+        lines[0].starts_with("id,detected_at,user_id,email,kind"),
+        "{}",
+        csv.body
+    );
+    assert_eq!(lines.len(), 2, "{}", csv.body);
+    assert!(lines[1].contains("atypical-travel") && lines[1].contains("tom@example.com"));
+    let json = b.get("/admin/risk/detections/export?format=json").await;
+    let rows: serde_json::Value = serde_json::from_str(&json.body).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2);
+    assert_eq!(rows[0]["kind"], "atypical-travel", "newest first");
+    assert_eq!(rows[0]["evidence"]["to"]["place"], "Sydney, AU");
+    let users: serde_json::Value =
+        serde_json::from_str(&b.get("/admin/risk/users/export?format=json").await.body).unwrap();
+    assert_eq!(users.as_array().unwrap().len(), 1);
+    assert_eq!(users[0]["email"], "tom@example.com");
+    let sign_ins = b.get("/admin/risk/sign-ins/export").await;
+    assert!(
+        sign_ins.body.contains("risky-sign-in,"),
+        "{}",
+        sign_ins.body
+    );
+    assert_eq!(
+        b.get("/admin/risk/users/export?format=xml").await.status,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test]
+async fn a_report_download_streams_every_row_in_batches() {
+    let server = TestServer::start().await;
+    let mut b = admin(&server).await;
+    server
+        .signed_up("Many Detections", "many@example.com", PASSWORD)
+        .await;
+    let user = server.user("many@example.com").await;
+    let now = server.state.now();
+    // More rows than one batch of the download, and a value a spreadsheet would run.
+    for i in 0..1_203 {
+        let d = detection(
+            &user,
+            "unfamiliar-features",
+            "low",
+            "at-risk",
+            now - i,
+            None,
+            serde_json::json!({"new": ["browser", "device"]}),
+            if i == 0 {
+                "=HYPERLINK(\"x\")"
+            } else {
+                "New browser and device."
+            },
+        );
+        server
+            .store
+            .record_detection(&d, &format!("c{i}"), None, "detected at sign-in")
+            .await
+            .unwrap();
+    }
+    let csv = b.get("/admin/risk/detections/export?format=csv").await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert_eq!(csv.body.lines().count(), 1 + 1_203);
+    assert!(csv.body.contains("'=HYPERLINK"), "formulas are defused");
+    let json: serde_json::Value = serde_json::from_str(
+        &b.get("/admin/risk/detections/export?format=json")
+            .await
+            .body,
+    )
+    .unwrap();
+    let ids: std::collections::HashSet<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 1_203, "every row once");
+}

@@ -1200,6 +1200,8 @@ fn core_ctx(application: &str) -> gatehouse_core::identity::RequestContext {
         emails: std::sync::Arc::new(NoEmails),
         device: None,
         policy_results: None,
+        sign_in_id: None,
+        sign_in_risk: None,
     }
 }
 

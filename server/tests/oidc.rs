@@ -1382,6 +1382,8 @@ async fn third_party_applications_ask_consent_once_until_it_is_revoked() {
         emails: Arc::new(NoEmails),
         device: None,
         policy_results: None,
+        sign_in_id: None,
+        sign_in_risk: None,
     };
     assert!(server
         .state

@@ -98,7 +98,8 @@ impl TestServer {
         Self::start_configured(fresh_sqlite_url(), extra).await
     }
 
-    async fn start_configured(database_url: String, extra: &[(&'static str, String)]) -> Self {
+    /// A server on `database_url` (another instance's, say) with more settings.
+    pub async fn start_configured(database_url: String, extra: &[(&'static str, String)]) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let clock = Arc::new(ManualClock::default());

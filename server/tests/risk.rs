@@ -1,0 +1,731 @@
+//! Identity Protection's detections over HTTP: a password found in the breached-password
+//! corpus (at sign-in, and refused as a new password), brute force followed by success,
+//! atypical travel between GeoIP places, and unfamiliar sign-in properties; each is recorded
+//! against the sign-in log row of its attempt and raises the user or sign-in risk.
+//!
+//! A sign-in from a listed (Tor) address meeting a sign-in-risk policy is covered by
+//! `conditional_access.rs`
+//! (`a_sign_in_from_a_listed_address_is_risky_and_the_mfa_a_policy_asks_remediates_it`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use common::mmdb::{write_mmdb, Layout, MmdbRecord};
+use common::{Browser, TestServer, PASSWORD};
+use gatehouse_core::breach::sha1_hex;
+use gatehouse_core::conditional_access::{
+    Assignments, Conditions, Control, Grant, Policy, PolicyState, RiskLevel, Targets,
+};
+use gatehouse_core::store::{DetectionRecord, SignInLogEntry};
+use gatehouse_core::throttle::ACCOUNT_POLICY;
+use reqwest::StatusCode;
+
+const HOUR: i64 = 60 * 60 * 1000;
+const DAY: i64 = 24 * HOUR;
+
+const FIREFOX_LINUX: &str =
+    "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+const CHROME_WINDOWS: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 \
+     (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36";
+
+/// Passwords the test corpus holds besides [`PASSWORD`] (none is otherwise refused).
+const BREACHED: &str = "amber-falcon-quartz-17";
+const ALSO_BREACHED: &str = "cobalt-willow-ember-58";
+/// What the pages say of a breached new password (`password.breached`).
+const BREACHED_MESSAGE: &str = "This password appears in a known data breach";
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "gatehouse-risk-{name}-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A Pwned Passwords file ordered by hash (`HASH:COUNT` a line) holding these passwords, with
+/// a few unrelated hashes around them.
+fn sorted_corpus(passwords: &[(&str, u64)]) -> PathBuf {
+    let mut lines: Vec<String> = passwords
+        .iter()
+        .map(|(p, n)| format!("{}:{n}", sha1_hex(p)))
+        .chain((0..20).map(|i| format!("{}:{}", sha1_hex(&format!("filler-{i}")), i + 1)))
+        .collect();
+    lines.sort();
+    let file = temp_dir("corpus").join("pwned-passwords-sha1-ordered-by-hash.txt");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    file
+}
+
+/// A browser from `ip` (behind the trusted proxy) whose user agent is `agent`.
+fn browser_as(server: &TestServer, ip: &str, agent: &str) -> Browser {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(agent)
+        .build()
+        .unwrap();
+    Browser {
+        client,
+        base: server.base.clone(),
+        cookies: HashMap::new(),
+        forwarded_for: ip.into(),
+    }
+}
+
+/// The device cookie of `b` (whatever its prefix), to give another browser the same device.
+fn device_cookie(b: &Browser) -> (String, String) {
+    b.cookies
+        .iter()
+        .find(|(k, _)| k.ends_with("gh_device"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .expect("the browser was given a device cookie")
+}
+
+/// Signs up `email` with [`PASSWORD`] through the pages from `b`.
+async fn sign_up_from(server: &TestServer, b: &mut Browser, name: &str, email: &str) {
+    let r = b
+        .post(
+            "/sign-up",
+            &[("name", name), ("email", email), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let code = server.last_code(email).await;
+    let r = b.post("/code", &[("code", &code)]).await;
+    assert_eq!(r.location(), Some("/account"), "{}", r.body);
+}
+
+/// A password sign-in from a new browser at `ip` with `agent`, on `device` (the device
+/// cookie) or a new one; it must succeed. Returns the browser.
+async fn sign_in_from(
+    server: &TestServer,
+    email: &str,
+    ip: &str,
+    agent: &str,
+    device: Option<&(String, String)>,
+) -> Browser {
+    let mut b = browser_as(server, ip, agent);
+    if let Some((name, value)) = device {
+        b.cookies.insert(name.clone(), value.clone());
+    }
+    let r = b.sign_in_with_password(email, PASSWORD).await;
+    assert_eq!(r.location(), Some("/account"), "{}", r.body);
+    b
+}
+
+/// The newest sign-in log row of `email`.
+async fn newest(server: &TestServer, email: &str) -> SignInLogEntry {
+    server
+        .store
+        .sign_ins_for_email(email, 1)
+        .await
+        .unwrap()
+        .remove(0)
+}
+
+/// The detections of the account with this email, newest first.
+async fn detections(server: &TestServer, email: &str) -> Vec<DetectionRecord> {
+    let user = server.user(email).await;
+    server.state.identity.risk_detections(&user).await.unwrap()
+}
+
+async fn user_risk(server: &TestServer, email: &str) -> RiskLevel {
+    let user = server.user(email).await;
+    server.state.identity.user_risk(&user.id).await.unwrap()
+}
+
+/// The detections made at one sign-in log row.
+async fn detected_at(server: &TestServer, row: &SignInLogEntry) -> Vec<DetectionRecord> {
+    server
+        .state
+        .identity
+        .detections_of_sign_in(&row.id)
+        .await
+        .unwrap()
+}
+
+fn policy(id: &str, grant: Grant) -> Policy {
+    Policy {
+        id: id.into(),
+        name: format!("Policy {id}"),
+        state: PolicyState::On,
+        assignments: Assignments {
+            all_users: true,
+            ..Assignments::default()
+        },
+        targets: Targets {
+            all_applications: true,
+            account_portal: true,
+            ..Targets::default()
+        },
+        conditions: Conditions::default(),
+        grant,
+        session: Default::default(),
+    }
+}
+
+fn totp_code(server: &TestServer, secret: &gatehouse_core::totp::TotpSecret) -> String {
+    let step = gatehouse_core::totp::step_at(server.state.now() / 1000);
+    gatehouse_core::totp::code_for_step(secret, step)
+}
+
+/// Signs `email` up with [`PASSWORD`] and adds an authenticator app through the pages;
+/// returns the app's secret.
+async fn with_authenticator(
+    server: &TestServer,
+    name: &str,
+    email: &str,
+) -> gatehouse_core::totp::TotpSecret {
+    let mut b = server.signed_up(name, email, PASSWORD).await;
+    let r = b.post("/account/security/authenticator", &[]).await;
+    let location = r.location().expect("the enrollment page").to_string();
+    let page = b.get(&location).await;
+    let start = page.body.find("id=\"totp-secret\">").unwrap() + "id=\"totp-secret\">".len();
+    let end = start + page.body[start..].find('<').unwrap();
+    let secret = gatehouse_core::totp::TotpSecret::from_bytes(
+        gatehouse_core::totp::base32_decode(&page.body[start..end].replace(' ', "")).unwrap(),
+    );
+    let r = b
+        .post(
+            &format!("{location}/confirm"),
+            &[("code", &totp_code(server, &secret))],
+        )
+        .await;
+    assert_eq!(r.location(), Some("/account/security?notice=added"));
+    secret
+}
+
+/// Signs in with `password` and the authenticator (a new time step each time); returns the
+/// signed-in browser.
+async fn sign_in_with_app(
+    server: &TestServer,
+    email: &str,
+    password: &str,
+    secret: &gatehouse_core::totp::TotpSecret,
+) -> Browser {
+    server.clock.advance_ms(30_000);
+    let mut b = server.browser();
+    let r = b
+        .sign_in_with_second_factor(email, password, &totp_code(server, secret))
+        .await;
+    assert_eq!(r.location(), Some("/account"), "{}", r.body);
+    b
+}
+
+/// A password the corpus holds raises one high leaked-credentials detection at sign-in, named
+/// by the attempt's log row and kept while it is open; a policy for high user risk then asks a
+/// new password after MFA, refuses a breached one there, and a fresh one remediates.
+#[tokio::test]
+async fn a_leaked_password_at_sign_in_is_high_user_risk_until_a_fresh_one_is_chosen() {
+    let url = gatehouse_core::store::testing::fresh_sqlite_url();
+    let key = (
+        "GATEHOUSE_SECRET_KEY",
+        "Z2F0ZWhvdXNlLXJpc2stdGVzdC1rZXktMzItYnl0ZXM=".to_string(),
+    );
+    // The account is made before the corpus is installed (it would refuse the password)...
+    let before = TestServer::start_configured(url.clone(), std::slice::from_ref(&key)).await;
+    let email = "leaky@example.com";
+    let secret = with_authenticator(&before, "Leaky", email).await;
+    // ...and the server restarted on the same database with it.
+    let corpus = sorted_corpus(&[(PASSWORD, 3_861_493), (BREACHED, 12), (ALSO_BREACHED, 1)]);
+    let server = TestServer::start_configured(
+        url,
+        &[
+            key,
+            ("GATEHOUSE_BREACHED_PASSWORDS", corpus.display().to_string()),
+        ],
+    )
+    .await;
+    assert!(server.state.identity.breach_corpus().is_some());
+    assert!(detections(&server, email).await.is_empty());
+
+    sign_in_with_app(&server, email, PASSWORD, &secret).await;
+    let found = detections(&server, email).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    let leaked = &found[0];
+    assert_eq!(
+        (
+            leaked.kind.as_str(),
+            leaked.level.as_str(),
+            leaked.state.as_str()
+        ),
+        ("leaked-credentials", "high", "at-risk")
+    );
+    assert!(
+        leaked.summary.contains("3,861,493 times"),
+        "{}",
+        leaked.summary
+    );
+    let row = server
+        .store
+        .find_sign_in(leaked.sign_in_id.as_deref().expect("it names its sign-in"))
+        .await
+        .unwrap()
+        .expect("the sign-in log row exists");
+    assert_eq!(
+        (
+            row.result.as_str(),
+            row.method.as_str(),
+            row.user_id.as_deref()
+        ),
+        (
+            "interrupted",
+            "password",
+            Some(server.user(email).await.id.as_str())
+        ),
+        "the password step of the attempt"
+    );
+    assert_eq!(
+        row.risk_level.as_deref(),
+        Some("none"),
+        "a leaked password is user risk, not sign-in risk"
+    );
+    assert_eq!(user_risk(&server, email).await, RiskLevel::High);
+
+    // The same password again: still one open detection.
+    sign_in_with_app(&server, email, PASSWORD, &secret).await;
+    let found = detections(&server, email).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+
+    // High user risk must change its password after MFA.
+    let mut p = policy(
+        "leaked",
+        Grant::Require {
+            controls: vec![Control::Mfa, Control::PasswordChange],
+            require_all: true,
+        },
+    );
+    p.conditions.user_risk = vec![RiskLevel::High];
+    server
+        .state
+        .identity
+        .save_policy(&p, None, server.state.now())
+        .await
+        .unwrap();
+    let mut b = sign_in_with_app(&server, email, PASSWORD, &secret).await;
+    assert_eq!(
+        b.get("/account").await.location(),
+        Some("/account/password/required")
+    );
+    assert_eq!(
+        detections(&server, email).await.len(),
+        1,
+        "not added at the third sign-in either"
+    );
+    let refused = b
+        .post("/account/password/required", &[("password", BREACHED)])
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    assert!(refused.body.contains(BREACHED_MESSAGE), "{}", refused.body);
+    assert_eq!(user_risk(&server, email).await, RiskLevel::High);
+    let fresh = "saffron-glacier-meridian-63";
+    let r = b
+        .post("/account/password/required", &[("password", fresh)])
+        .await;
+    assert_eq!(r.location(), Some("/account"), "{}", r.body);
+    assert_eq!(b.get("/account").await.status, StatusCode::OK);
+    assert_eq!(user_risk(&server, email).await, RiskLevel::None);
+    let found = detections(&server, email).await;
+    assert_eq!(
+        (found.len(), found[0].state.as_str()),
+        (1, "remediated"),
+        "{found:?}"
+    );
+
+    // The fresh password signs in with nothing detected and nothing more asked.
+    let mut again = sign_in_with_app(&server, email, fresh, &secret).await;
+    assert_eq!(again.get("/account").await.status, StatusCode::OK);
+    assert_eq!(detections(&server, email).await.len(), 1);
+}
+
+/// Sign-up refuses a password the corpus holds with the breached message, and makes nothing:
+/// no account, no email, no code.
+#[tokio::test]
+async fn a_breached_password_is_refused_at_sign_up_and_nothing_is_created() {
+    let corpus = sorted_corpus(&[(BREACHED, 12)]);
+    let server = TestServer::start_with_settings(&[(
+        "GATEHOUSE_BREACHED_PASSWORDS",
+        corpus.display().to_string(),
+    )])
+    .await;
+    let email = "newcomer@example.com";
+    let without_throttle = |counts: Vec<(String, i64)>| {
+        counts
+            .into_iter()
+            .filter(|(table, _)| table != "auth_throttle")
+            .collect::<Vec<_>>()
+    };
+    let before = without_throttle(server.counts().await);
+    let mut b = server.browser();
+    let r = b
+        .post(
+            "/sign-up",
+            &[
+                ("name", "Newcomer"),
+                ("email", email),
+                ("password", BREACHED),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(r.body.contains(BREACHED_MESSAGE), "{}", r.body);
+    assert!(
+        server
+            .store
+            .find_user_by_email(email)
+            .await
+            .unwrap()
+            .is_none(),
+        "no account"
+    );
+    assert_eq!(server.message_count(email).await, 0, "no email");
+    assert_eq!(without_throttle(server.counts().await), before);
+
+    // A password the corpus does not hold signs up as usual.
+    server.signed_up("Newcomer", email, PASSWORD).await;
+}
+
+/// `n` wrong passwords for `email`, the clock moved past each throttle delay first.
+async fn wrong_passwords(server: &TestServer, email: &str, n: i64) {
+    let mut b = server.browser();
+    for failures in 0..n {
+        server
+            .clock
+            .advance_ms(ACCOUNT_POLICY.delay_after(failures));
+        let r = b
+            .sign_in_with_password(email, "not-the-password-at-all")
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNAUTHORIZED,
+            "attempt {}",
+            failures + 1
+        );
+    }
+    server.clock.advance_ms(ACCOUNT_POLICY.delay_after(n));
+}
+
+/// The right password after twelve wrong ones in a row is a medium brute-force detection on
+/// the successful sign-in; after nine it is nothing.
+#[tokio::test]
+async fn the_right_password_after_many_wrong_ones_is_brute_force() {
+    let server = TestServer::start().await;
+    let email = "guessed@example.com";
+    server.signed_up("Guessed", email, PASSWORD).await;
+
+    wrong_passwords(&server, email, 9).await;
+    server
+        .browser()
+        .sign_in_with_password(email, PASSWORD)
+        .await;
+    assert_eq!(newest(&server, email).await.result, "success");
+    assert!(
+        detections(&server, email).await.is_empty(),
+        "nine is not many"
+    );
+
+    wrong_passwords(&server, email, 12).await;
+    let r = server
+        .browser()
+        .sign_in_with_password(email, PASSWORD)
+        .await;
+    assert_eq!(r.location(), Some("/account"), "{}", r.body);
+    let found = detections(&server, email).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    let d = &found[0];
+    assert_eq!(
+        (d.kind.as_str(), d.level.as_str(), d.state.as_str()),
+        ("brute-force", "medium", "at-risk")
+    );
+    assert!(d.summary.contains("after 12 wrong ones"), "{}", d.summary);
+    let evidence: serde_json::Value = serde_json::from_str(&d.evidence).unwrap();
+    assert_eq!(evidence["failures"], 12);
+    let row = newest(&server, email).await;
+    assert_eq!(d.sign_in_id.as_deref(), Some(row.id.as_str()));
+    assert_eq!(row.result, "success");
+    assert_eq!(
+        row.risk_level.as_deref(),
+        Some("none"),
+        "brute force is user risk"
+    );
+    assert_eq!(user_risk(&server, email).await, RiskLevel::Medium);
+}
+
+// Test networks behind the trusted proxy, and where the GeoIP database puts them.
+const PARIS_NET: &str = "192.0.2.0/24";
+const SYDNEY_NET: &str = "198.51.100.0/24";
+const LYON_NET: &str = "203.0.113.0/24";
+
+fn place(city: &'static str, country: &'static str, latitude: f64, longitude: f64) -> MmdbRecord {
+    MmdbRecord {
+        country,
+        city: Some(city),
+        latitude,
+        longitude,
+        accuracy_km: Some(20),
+    }
+}
+
+/// A server whose GeoIP database places the test networks in Paris, Sydney and Lyon.
+async fn geo_server() -> TestServer {
+    let file = temp_dir("geoip").join("city.mmdb");
+    write_mmdb(
+        &file,
+        Layout::GeoIp2,
+        "GeoLite2-City",
+        &[
+            (
+                PARIS_NET.parse().unwrap(),
+                place("Paris", "FR", 48.8566, 2.3522),
+            ),
+            (
+                SYDNEY_NET.parse().unwrap(),
+                place("Sydney", "AU", -33.8688, 151.2093),
+            ),
+            (
+                LYON_NET.parse().unwrap(),
+                place("Lyon", "FR", 45.764, 4.8357),
+            ),
+        ],
+    );
+    TestServer::start_with_settings(&[("GATEHOUSE_GEOIP_DB", file.display().to_string())]).await
+}
+
+/// Signs `email` up from Paris and signs in from Paris `more` times, a day apart, on the same
+/// browser and device; returns the device cookie.
+async fn paris_regular(server: &TestServer, email: &str, more: usize) -> (String, String) {
+    let mut b = browser_as(server, "192.0.2.10", FIREFOX_LINUX);
+    sign_up_from(server, &mut b, "Regular", email).await;
+    let device = device_cookie(&b);
+    for _ in 0..more {
+        server.clock.advance_ms(DAY);
+        sign_in_from(server, email, "192.0.2.10", FIREFOX_LINUX, Some(&device)).await;
+    }
+    device
+}
+
+/// After ten successful sign-ins from Paris, Sydney two hours later is atypical travel, with
+/// the place in the log row; a familiar place, or a trip at airliner speed (Paris to Lyon in
+/// an hour), raises nothing.
+#[tokio::test]
+async fn a_sign_in_too_far_from_the_last_one_for_the_time_between_is_atypical_travel() {
+    let server = geo_server().await;
+    let email = "globetrotter@example.com";
+    let device = paris_regular(&server, email, 9).await;
+    assert!(detections(&server, email).await.is_empty());
+    let home = newest(&server, email).await;
+    assert_eq!(
+        (home.country.as_deref(), home.city.as_deref()),
+        (Some("FR"), Some("Paris"))
+    );
+
+    server.clock.advance_ms(2 * HOUR);
+    sign_in_from(
+        &server,
+        email,
+        "198.51.100.20",
+        FIREFOX_LINUX,
+        Some(&device),
+    )
+    .await;
+    let row = newest(&server, email).await;
+    let found = detected_at(&server, &row).await;
+    let kinds: Vec<&str> = found.iter().map(|d| d.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["atypical-travel"],
+        "a new country alone is not unfamiliar"
+    );
+    let travel = &found[0];
+    assert_eq!(
+        (travel.level.as_str(), travel.state.as_str()),
+        ("medium", "at-risk")
+    );
+    assert!(
+        travel.summary.starts_with("Sydney, AU 2 h after Paris, FR"),
+        "{}",
+        travel.summary
+    );
+    assert_eq!(travel.sign_in_id.as_deref(), Some(row.id.as_str()));
+    assert_eq!(
+        (
+            row.country.as_deref(),
+            row.city.as_deref(),
+            row.latitude_e6,
+            row.longitude_e6,
+            row.accuracy_km,
+        ),
+        (
+            Some("AU"),
+            Some("Sydney"),
+            Some(-33_868_800),
+            Some(151_209_300),
+            Some(20)
+        )
+    );
+    assert_eq!(row.risk_level.as_deref(), Some("medium"));
+    assert_eq!(user_risk(&server, email).await, RiskLevel::Medium);
+
+    // Back in Paris a day later: a place the account knows, whatever the distance.
+    server.clock.advance_ms(DAY);
+    sign_in_from(&server, email, "192.0.2.10", FIREFOX_LINUX, Some(&device)).await;
+    let row = newest(&server, email).await;
+    assert!(detected_at(&server, &row).await.is_empty());
+    assert_eq!(row.risk_level.as_deref(), Some("none"));
+
+    // Lyon an hour after Paris: about 350 km/h once the radii are taken off, not atypical.
+    server.clock.advance_ms(HOUR);
+    sign_in_from(&server, email, "203.0.113.30", FIREFOX_LINUX, Some(&device)).await;
+    let row = newest(&server, email).await;
+    assert_eq!(row.city.as_deref(), Some("Lyon"));
+    assert!(detected_at(&server, &row).await.is_empty());
+    assert_eq!(detections(&server, email).await.len(), 1);
+}
+
+/// While an account is learning (fewer than ten successful sign-ins, the first less than
+/// fourteen days ago) the same trip raises nothing; fourteen days after the first sign-in it
+/// does, however few sign-ins there were.
+#[tokio::test]
+async fn travel_is_not_judged_during_the_learning_period() {
+    let server = geo_server().await;
+    let learning = "learning@example.com";
+    paris_regular(&server, learning, 8).await;
+    server.clock.advance_ms(2 * HOUR);
+    sign_in_from(&server, learning, "198.51.100.21", CHROME_WINDOWS, None).await;
+    let row = newest(&server, learning).await;
+    assert_eq!(row.country.as_deref(), Some("AU"));
+    assert_eq!(row.risk_level.as_deref(), Some("none"));
+    assert!(
+        detections(&server, learning).await.is_empty(),
+        "nine sign-ins over eight days: still learning"
+    );
+
+    let old = "old-hand@example.com";
+    let device = paris_regular(&server, old, 0).await;
+    server.clock.advance_ms(14 * DAY);
+    sign_in_from(&server, old, "192.0.2.11", FIREFOX_LINUX, Some(&device)).await;
+    server.clock.advance_ms(2 * HOUR);
+    sign_in_from(&server, old, "198.51.100.22", FIREFOX_LINUX, Some(&device)).await;
+    let kinds: Vec<String> = detections(&server, old)
+        .await
+        .into_iter()
+        .map(|d| d.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        ["atypical-travel"],
+        "two sign-ins, fourteen days apart"
+    );
+}
+
+/// After the learning period on Firefox on Linux, Chrome on Windows from a new device is three
+/// unfamiliar properties (medium); the usual browser on a new device is ordinary; and an
+/// account still learning is not judged.
+#[tokio::test]
+async fn a_new_browser_system_and_device_together_are_unfamiliar_properties() {
+    let server = TestServer::start().await;
+    let email = "creature-of-habit@example.com";
+    let mut b = browser_as(&server, "192.0.2.40", FIREFOX_LINUX);
+    sign_up_from(&server, &mut b, "Habit", email).await;
+    let device = device_cookie(&b);
+    for _ in 0..9 {
+        server.clock.advance_ms(DAY);
+        sign_in_from(&server, email, "192.0.2.40", FIREFOX_LINUX, Some(&device)).await;
+    }
+    let usual = newest(&server, email).await;
+    assert_eq!(
+        (usual.browser.as_deref(), usual.os.as_deref()),
+        (Some("Firefox"), Some("Linux"))
+    );
+    assert!(usual.device.is_some());
+
+    // The usual browser on a new device: one new property, nothing raised.
+    server.clock.advance_ms(HOUR);
+    sign_in_from(&server, email, "192.0.2.40", FIREFOX_LINUX, None).await;
+    let row = newest(&server, email).await;
+    assert!(row.device.is_some() && row.device != usual.device);
+    assert!(detections(&server, email).await.is_empty());
+
+    server.clock.advance_ms(HOUR);
+    sign_in_from(&server, email, "192.0.2.40", CHROME_WINDOWS, None).await;
+    let row = newest(&server, email).await;
+    assert_eq!(row.browser.as_deref(), Some("Chrome"));
+    let found = detected_at(&server, &row).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    let d = &found[0];
+    assert_eq!(
+        (d.kind.as_str(), d.level.as_str(), d.state.as_str()),
+        ("unfamiliar-features", "medium", "at-risk")
+    );
+    let evidence: serde_json::Value = serde_json::from_str(&d.evidence).unwrap();
+    assert_eq!(
+        evidence["new"],
+        serde_json::json!(["browser", "operating system", "device"])
+    );
+    assert!(d.summary.contains("browser Chrome"), "{}", d.summary);
+    assert_eq!(row.risk_level.as_deref(), Some("medium"));
+    assert_eq!(user_risk(&server, email).await, RiskLevel::Medium);
+
+    // A new account is still learning: the same change raises nothing.
+    let newcomer = "newcomer@example.com";
+    let mut b = browser_as(&server, "192.0.2.41", FIREFOX_LINUX);
+    sign_up_from(&server, &mut b, "Newcomer", newcomer).await;
+    server.clock.advance_ms(HOUR);
+    sign_in_from(&server, newcomer, "192.0.2.41", CHROME_WINDOWS, None).await;
+    assert!(detections(&server, newcomer).await.is_empty());
+}
+
+/// The sign-in risk of the history-based detections reaches Conditional Access: a policy
+/// asking MFA for medium or high sign-in risk applies to an unfamiliar sign-in, and an
+/// account without a second factor is blocked rather than let in with the password alone.
+#[tokio::test]
+async fn an_unfamiliar_sign_in_meets_a_sign_in_risk_policy() {
+    let server = TestServer::start().await;
+    let email = "habit@example.com";
+    let mut b = browser_as(&server, "192.0.2.50", FIREFOX_LINUX);
+    sign_up_from(&server, &mut b, "Habit", email).await;
+    let device = device_cookie(&b);
+    for _ in 0..9 {
+        server.clock.advance_ms(DAY);
+        sign_in_from(&server, email, "192.0.2.50", FIREFOX_LINUX, Some(&device)).await;
+    }
+    let mut p = policy(
+        "risky-sign-ins",
+        Grant::Require {
+            controls: vec![Control::Mfa],
+            require_all: false,
+        },
+    );
+    p.conditions.sign_in_risk = vec![RiskLevel::Medium, RiskLevel::High];
+    server
+        .state
+        .identity
+        .save_policy(&p, None, server.state.now())
+        .await
+        .unwrap();
+
+    server.clock.advance_ms(HOUR);
+    let mut stranger = browser_as(&server, "192.0.2.50", CHROME_WINDOWS);
+    let r = stranger.sign_in_with_password(email, PASSWORD).await;
+    let row = newest(&server, email).await;
+    assert_eq!(row.risk_level.as_deref(), Some("medium"));
+    let kinds: Vec<String> = detected_at(&server, &row)
+        .await
+        .into_iter()
+        .map(|d| d.kind)
+        .collect();
+    assert_eq!(kinds, ["unfamiliar-features"]);
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "a risky sign-in never adds a factor: {:?} {}",
+        r.location(),
+        row.policies.as_deref().unwrap_or_default()
+    );
+    assert_eq!(row.failure_reason.as_deref(), Some("blocked_by_policy"));
+}
