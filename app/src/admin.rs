@@ -344,7 +344,14 @@ pub struct AppForm {
     pub third_party: bool,
     pub id_token_alg: String,
     pub backchannel_logout_uri: String,
+    pub api_scopes: Vec<String>,
 }
+
+/// The scopes of Gatehouse's own API an application may be granted, with what each allows.
+pub const API_SCOPE_CHOICES: &[(&str, &str)] = &[(
+    "gatehouse.risk.read",
+    "Read risk detections and risky users (gatehouse.risk.read)",
+)];
 
 #[component]
 fn AppFields(form: AppForm) -> impl IntoView {
@@ -390,6 +397,21 @@ fn AppFields(form: AppForm) -> impl IntoView {
                         <div class="gh-check">
                             <input type="checkbox" id=id.clone() name="grant" value=value checked=form.grant_types.iter().any(|g| g == value)/>
                             <label for=id>{label}</label>
+                        </div>
+                    }
+                })
+                .collect_view()}
+        </fieldset>
+        <fieldset class="gh-fieldset">
+            <legend>"Gatehouse API access (with client credentials)"</legend>
+            {API_SCOPE_CHOICES
+                .iter()
+                .map(|(value, label)| {
+                    let id = format!("api-scope-{value}");
+                    view! {
+                        <div class="gh-check">
+                            <input type="checkbox" id=id.clone() name="api_scope" value=*value checked=form.api_scopes.iter().any(|s| s == value)/>
+                            <label for=id>{*label}</label>
                         </div>
                     }
                 })

@@ -240,13 +240,18 @@ struct AppArgs {
     /// A client without a secret (a single-page or native application; PKCE).
     #[arg(long)]
     public: bool,
-    #[arg(long = "redirect-uri", required = true)]
+    /// Where people come back after signing in (repeatable; needed with authorization_code).
+    #[arg(long = "redirect-uri")]
     redirect_uris: Vec<String>,
     #[arg(long = "post-logout-uri")]
     post_logout_uris: Vec<String>,
     /// authorization_code, refresh_token or client_credentials (repeatable).
     #[arg(long = "grant")]
     grants: Vec<String>,
+    /// A scope of Gatehouse's API for the application's calls as itself, such as
+    /// gatehouse.risk.read (repeatable; needs the client_credentials grant).
+    #[arg(long = "api-scope")]
+    api_scopes: Vec<String>,
     /// An origin allowed to call the token endpoint from a browser (CORS; repeatable).
     #[arg(long = "origin")]
     origins: Vec<String>,
@@ -991,6 +996,7 @@ async fn apps(action: AppsAction, config: Config) -> ExitCode {
                 first_party: !a.third_party,
                 id_token_alg: a.id_token_alg,
                 backchannel_logout_uri: a.backchannel_logout_uri,
+                api_scopes: a.api_scopes,
             };
             match identity.register_client(&input, now).await {
                 Ok(registered) => {

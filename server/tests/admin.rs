@@ -798,3 +798,415 @@ async fn a_report_download_streams_every_row_in_batches() {
         .collect();
     assert_eq!(ids.len(), 1_203, "every row once");
 }
+
+/// An application's own token for `scope` (or its granted scopes when `None`).
+async fn app_token(
+    server: &TestServer,
+    id: &str,
+    secret: &str,
+    scope: Option<&str>,
+) -> (StatusCode, serde_json::Value) {
+    let mut form = vec![("grant_type", "client_credentials")];
+    if let Some(s) = scope {
+        form.push(("scope", s));
+    }
+    let r = reqwest::Client::new()
+        .post(format!("{}/token", server.base))
+        .basic_auth(id, Some(secret))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (
+        status,
+        serde_json::from_str(&r.text().await.unwrap()).unwrap_or_default(),
+    )
+}
+
+async fn api_get(
+    server: &TestServer,
+    path: &str,
+    token: Option<&str>,
+) -> (StatusCode, Option<String>, serde_json::Value) {
+    let mut req = reqwest::Client::new().get(format!("{}{path}", server.base));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status();
+    let challenge = r
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string());
+    (
+        status,
+        challenge,
+        serde_json::from_str(&r.text().await.unwrap()).unwrap_or_default(),
+    )
+}
+
+#[tokio::test]
+async fn the_risk_api_serves_applications_granted_its_scope_with_cursor_paging() {
+    let server = TestServer::start().await;
+    let mut b = admin(&server).await;
+    // The admin grants the scope in the console; another application lacks it.
+    let secret_of = |body: &str| {
+        body.split("data-testid=\"client-secret\">")
+            .nth(1)
+            .unwrap()
+            .split('<')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let r = b
+        .post(
+            "/admin/apps",
+            &[
+                ("name", "SIEM"),
+                ("type", "confidential"),
+                ("grant", "client_credentials"),
+                ("api_scope", "gatehouse.risk.read"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let siem_secret = secret_of(&r.body);
+    let r = b
+        .post(
+            "/admin/apps",
+            &[
+                ("name", "Billing"),
+                ("type", "confidential"),
+                ("grant", "client_credentials"),
+            ],
+        )
+        .await;
+    let billing_secret = secret_of(&r.body);
+    // An API scope without the client credentials grant is refused with its reason.
+    let r = b
+        .post(
+            "/admin/apps",
+            &[
+                ("name", "Web"),
+                ("type", "confidential"),
+                ("grant", "authorization_code"),
+                ("redirect_uris", "https://web.example.com/cb"),
+                ("api_scope", "gatehouse.risk.read"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("client credentials"), "{}", r.body);
+    let clients = server.state.identity.clients().await.unwrap();
+    let siem = clients.iter().find(|c| c.name == "SIEM").unwrap().clone();
+    let billing = clients
+        .iter()
+        .find(|c| c.name == "Billing")
+        .unwrap()
+        .clone();
+    assert_eq!(siem.api_scopes, ["gatehouse.risk.read"]);
+    assert!(b
+        .get(&format!("/admin/apps/{}", siem.id))
+        .await
+        .body
+        .contains("value=\"gatehouse.risk.read\" checked"));
+
+    // Data: three accounts, five detections.
+    let mut users = Vec::new();
+    for (name, email) in [
+        ("Ann", "ann@example.com"),
+        ("Ben", "ben@example.com"),
+        ("Cy", "cy@example.com"),
+    ] {
+        server.signed_up(name, email, PASSWORD).await;
+        users.push(server.user(email).await);
+    }
+    let now = server.state.now();
+    let rows = [
+        (0, "leaked-credentials", "high", now - 5_000),
+        (1, "anonymous-ip", "medium", now - 4_000),
+        (1, "unfamiliar-features", "low", now - 3_000),
+        (2, "atypical-travel", "high", now - 2_000),
+        (0, "anonymous-ip", "medium", now - 1_000),
+    ];
+    for (i, (u, kind, level, at)) in rows.into_iter().enumerate() {
+        let d = detection(
+            &users[u],
+            kind,
+            level,
+            "at-risk",
+            at,
+            None,
+            serde_json::json!({"n": i}),
+            "Evidence.",
+        );
+        server
+            .store
+            .record_detection(&d, &format!("c{i}"), None, "detected")
+            .await
+            .unwrap();
+    }
+
+    // Without a token, with a bad one, with a token lacking the scope.
+    let (status, challenge, _) = api_get(&server, "/api/v1/risk-detections", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(challenge.as_deref(), Some("Bearer realm=\"gatehouse\""));
+    let (status, challenge, body) =
+        api_get(&server, "/api/v1/risky-users", Some("not-a-token")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(challenge.unwrap().contains("error=\"invalid_token\""));
+    assert_eq!(body["error"], "invalid_token");
+    let (status, _) = app_token(
+        &server,
+        &billing.id,
+        &billing_secret,
+        Some("gatehouse.risk.read"),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "a scope not granted is refused at the token endpoint"
+    );
+    let (status, billing_token) = app_token(&server, &billing.id, &billing_secret, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, challenge, _) = api_get(
+        &server,
+        "/api/v1/risk-detections",
+        billing_token["access_token"].as_str(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let challenge = challenge.unwrap();
+    assert!(
+        challenge.contains("error=\"insufficient_scope\"")
+            && challenge.contains("scope=\"gatehouse.risk.read\""),
+        "{challenge}"
+    );
+    // A client secret is no access token.
+    let (status, _, _) = api_get(&server, "/api/v1/risk-detections", Some(&siem_secret)).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a client secret is not a token"
+    );
+
+    let (status, granted) = app_token(&server, &siem.id, &siem_secret, None).await;
+    assert_eq!(status, StatusCode::OK, "{granted}");
+    assert_eq!(
+        granted["scope"], "gatehouse.risk.read",
+        "the granted scopes by default"
+    );
+    let token = granted["access_token"].as_str().unwrap().to_string();
+
+    // Pages of two: every detection once, newest first, then no cursor.
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/risk-detections?limit=2".to_string();
+    loop {
+        let (status, _, page) = api_get(&server, &path, Some(&token)).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 2);
+        seen.extend(items.iter().map(|d| d["evidence"]["n"].as_i64().unwrap()));
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/api/v1/risk-detections?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, [4, 3, 2, 1, 0]);
+    // Filters.
+    let (_, _, high) = api_get(
+        &server,
+        "/api/v1/risk-detections?level=high&kind=atypical-travel",
+        Some(&token),
+    )
+    .await;
+    let items = high["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["email"], "cy@example.com");
+    assert_eq!(items[0]["summary"], "Evidence.");
+    let (_, _, of_ben) = api_get(
+        &server,
+        &format!("/api/v1/risk-detections?user_id={}", users[1].id),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(of_ben["items"].as_array().unwrap().len(), 2);
+    // Risky users by cursor: Ann (newest), Cy, Ben.
+    let (_, _, first) = api_get(&server, "/api/v1/risky-users?limit=1", Some(&token)).await;
+    assert_eq!(first["items"][0]["email"], "ann@example.com");
+    assert_eq!(first["items"][0]["level"], "high");
+    assert_eq!(first["items"][0]["open_detections"], 2);
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let (_, _, rest) = api_get(
+        &server,
+        &format!("/api/v1/risky-users?cursor={cursor}"),
+        Some(&token),
+    )
+    .await;
+    let emails: Vec<&str> = rest["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(emails, ["cy@example.com", "ben@example.com"]);
+    assert!(rest["next_cursor"].is_null());
+    let (_, _, medium) = api_get(&server, "/api/v1/risky-users?level=medium", Some(&token)).await;
+    assert_eq!(medium["items"][0]["email"], "ben@example.com");
+
+    // Bad parameters get a 400 naming them.
+    for (query, named) in [
+        ("level=severe", "level"),
+        ("limit=0", "limit"),
+        ("limit=501", "limit"),
+        ("cursor=%21%21", "cursor"),
+        ("since=yesterday", "since"),
+        ("sort=asc", "sort"),
+        ("level=low&level=high", "level"),
+    ] {
+        let (status, _, body) = api_get(
+            &server,
+            &format!("/api/v1/risk-detections?{query}"),
+            Some(&token),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(body["error"], "invalid_request");
+        assert!(
+            body["error_description"].as_str().unwrap().contains(named),
+            "{query}: {body}"
+        );
+    }
+
+    // Taking the scope away ends the token's access at once.
+    let r = b
+        .post(
+            &format!("/admin/apps/{}", siem.id),
+            &[
+                ("name", "SIEM"),
+                ("type", "confidential"),
+                ("grant", "client_credentials"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let (status, _, _) = api_get(&server, "/api/v1/risky-users", Some(&token)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_api_route_and_what_it_returns() {
+    let server = TestServer::start().await;
+    let r = reqwest::get(format!("{}/api/v1/openapi.json", server.base))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let doc: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let api_routes: Vec<String> = http::route_list()
+        .into_iter()
+        .map(|(p, _, _)| p.to_string())
+        .filter(|p| p.starts_with("/api/") && p != "/api/v1/openapi.json")
+        .collect();
+    assert_eq!(api_routes.len(), 2);
+    for path in &api_routes {
+        let op = &doc["paths"][path]["get"];
+        assert!(op.is_object(), "{path} is documented");
+        assert_eq!(
+            op["security"][0]["clientCredentials"][0],
+            "gatehouse.risk.read"
+        );
+        for status in ["200", "400", "401", "403"] {
+            assert!(op["responses"][status].is_object(), "{path} {status}");
+        }
+    }
+    let flows = &doc["components"]["securitySchemes"]["clientCredentials"]["flows"];
+    assert_eq!(
+        flows["clientCredentials"]["tokenUrl"],
+        format!("{}/token", server.state.identity.issuer())
+    );
+    // The documented fields are exactly those the API returns.
+    let mut b = admin(&server).await;
+    let r = b
+        .post(
+            "/admin/apps",
+            &[
+                ("name", "SIEM"),
+                ("type", "confidential"),
+                ("grant", "client_credentials"),
+                ("api_scope", "gatehouse.risk.read"),
+            ],
+        )
+        .await;
+    let secret = r
+        .body
+        .split("data-testid=\"client-secret\">")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_string();
+    let siem = server
+        .state
+        .identity
+        .clients()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.name == "SIEM")
+        .unwrap();
+    let user = server.user("admin@example.com").await;
+    let d = detection(
+        &user,
+        "anonymous-ip",
+        "medium",
+        "at-risk",
+        server.state.now(),
+        None,
+        serde_json::json!({}),
+        "Tor.",
+    );
+    server
+        .store
+        .record_detection(&d, "c1", None, "detected")
+        .await
+        .unwrap();
+    let (_, granted) = app_token(&server, &siem.id, &secret, Some("gatehouse.risk.read")).await;
+    let token = granted["access_token"].as_str().unwrap();
+    for (path, schema) in [
+        ("/api/v1/risk-detections", "RiskDetection"),
+        ("/api/v1/risky-users", "RiskyUser"),
+    ] {
+        let (_, _, page) = api_get(&server, path, Some(token)).await;
+        let mut returned: Vec<String> = page["items"][0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        let mut documented: Vec<String> = doc["components"]["schemas"][schema]["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        returned.sort();
+        documented.sort();
+        assert_eq!(returned, documented, "{schema}");
+        let mut required: Vec<String> = doc["components"]["schemas"][schema]["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        required.sort();
+        assert_eq!(
+            required, documented,
+            "{schema}: every field is always present"
+        );
+    }
+}

@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod api;
 pub mod cookies;
 pub mod federation;
 pub mod mfa;
@@ -429,6 +430,13 @@ fn route_specs() -> Vec<RouteSpec> {
             Some(get(admin::branding)),
             Some(post(admin::save_branding)),
         ),
+        route(
+            api::RISK_DETECTIONS_PATH,
+            Some(get(api::risk_detections)),
+            None,
+        ),
+        route(api::RISKY_USERS_PATH, Some(get(api::risky_users)), None),
+        route(api::OPENAPI_PATH, Some(get(api::openapi)), None),
         route(
             oidc::DISCOVERY_PATH,
             Some(get(oidc::discovery).options(oidc::preflight)),

@@ -57,6 +57,9 @@ pub struct DetectionFilter {
     pub application: Option<String>,
     pub from: Option<i64>,
     pub to: Option<i64>,
+    /// Only detections after this one in the report's order (newest first): its detection
+    /// time and id. Pages read this way stay consistent while new detections arrive.
+    pub after: Option<(i64, String)>,
 }
 
 /// Filters of the risky users; empty fields match everything.
@@ -67,6 +70,9 @@ pub struct RiskyUserFilter {
     pub level: Option<String>,
     /// `at-risk` or `confirmed-compromised`.
     pub state: Option<String>,
+    /// Only accounts after this one in the report's order (most recently detected first):
+    /// its last detection time and user id.
+    pub after: Option<(i64, String)>,
 }
 
 /// An account with open detections.
@@ -121,6 +127,18 @@ impl Conditions {
     fn raw(&mut self, sql: &'static str, on: bool) {
         if on {
             self.sql.push(sql.to_string());
+        }
+    }
+
+    /// Rows after `(time, id)` in the order `time_column DESC, id`.
+    fn after(&mut self, time_column: &str, after: Option<&(i64, String)>) {
+        if let Some((at, id)) = after {
+            self.numbers.push(*at);
+            self.texts.push(id.clone());
+            let (n, t) = (self.numbers.len(), self.texts.len());
+            self.sql.push(format!(
+                "({time_column} < $N{n} OR ({time_column} = $N{n} AND id > $T{t}))"
+            ));
         }
     }
 
@@ -333,6 +351,7 @@ impl Store {
         );
         c.number("detected_at >= ?", filter.from);
         c.number("detected_at < ?", filter.to);
+        c.after("detected_at", filter.after.as_ref());
         self.filtered_page(
             "risk_detections",
             crate::risk::DETECTION_COLUMNS,
@@ -380,6 +399,16 @@ impl Store {
             Some(_) => having.push("1 = 0".into()),
             None => {}
         }
+        // The cursor's time is a number of ours, written as such; its id is bound.
+        let mut extra = 0;
+        if let Some((at, _)) = &filter.after {
+            extra = 1;
+            having.push(format!(
+                "(MAX(d.detected_at) < {at} OR (MAX(d.detected_at) = {at} AND d.user_id > ${}))",
+                n + 1
+            ));
+        }
+        let after_id = filter.after.as_ref().map(|(_, id)| id.as_str());
         let having = if having.is_empty() {
             String::new()
         } else {
@@ -393,18 +422,21 @@ impl Store {
              GROUP BY d.user_id, u.email {having}"
         );
         let count = format!("SELECT COUNT(*) FROM ({grouped}) risky");
-        let total: i64 = c
-            .bind(sqlx::query(&count))
-            .fetch_one(self.pool())
-            .await?
-            .try_get(0)?;
+        let mut count_query = c.bind(sqlx::query(&count));
+        if let Some(id) = after_id {
+            count_query = count_query.bind(id);
+        }
+        let total: i64 = count_query.fetch_one(self.pool()).await?.try_get(0)?;
         let sql = format!(
             "{grouped} ORDER BY last_detected_at DESC, user_id LIMIT ${} OFFSET ${}",
-            n + 1,
-            n + 2
+            n + extra + 1,
+            n + extra + 2
         );
-        let rows = c
-            .bind(sqlx::query(&sql))
+        let mut query = c.bind(sqlx::query(&sql));
+        if let Some(id) = after_id {
+            query = query.bind(id);
+        }
+        let rows = query
             .bind(limit)
             .bind(offset)
             .fetch_all(self.pool())

@@ -13,7 +13,7 @@ use crate::{bool_col, Store, StoreResult};
 
 const CLIENT_COLUMNS: &str = "id, name, logo_url, confidential, secret_hash, redirect_uris, \
      post_logout_redirect_uris, grant_types, allowed_origins, first_party, id_token_alg, \
-     backchannel_logout_uri, created_at, updated_at";
+     backchannel_logout_uri, created_at, updated_at, api_scopes";
 const KEY_COLUMNS: &str =
     "id, alg, sealed_private, public_jwk, created_at, retired_at, unpublish_at";
 const GRANT_COLUMNS: &str = "g.id, g.client_id, g.user_id, g.session_id, g.scope, \
@@ -37,6 +37,8 @@ pub struct ClientRecord {
     pub backchannel_logout_uri: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// API scopes granted to the application's own calls (client credentials).
+    pub api_scopes: String,
 }
 
 impl std::fmt::Debug for ClientRecord {
@@ -52,6 +54,7 @@ impl std::fmt::Debug for ClientRecord {
             .field("redirect_uris", &self.redirect_uris)
             .field("grant_types", &self.grant_types)
             .field("first_party", &self.first_party)
+            .field("api_scopes", &self.api_scopes)
             .finish()
     }
 }
@@ -73,6 +76,7 @@ impl ClientRecord {
             backchannel_logout_uri: row.try_get("backchannel_logout_uri")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
+            api_scopes: row.try_get("api_scopes")?,
         })
     }
 }
@@ -214,7 +218,7 @@ impl Store {
     pub async fn create_client(&self, c: &ClientRecord) -> StoreResult<()> {
         sqlx::query(&format!(
             "INSERT INTO oauth_clients ({CLIENT_COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
         ))
         .bind(&c.id)
         .bind(&c.name)
@@ -230,6 +234,7 @@ impl Store {
         .bind(&c.backchannel_logout_uri)
         .bind(c.created_at)
         .bind(c.updated_at)
+        .bind(&c.api_scopes)
         .execute(self.pool())
         .await?;
         Ok(())
@@ -241,7 +246,7 @@ impl Store {
             "UPDATE oauth_clients SET name = $1, logo_url = $2, confidential = $3, \
              redirect_uris = $4, post_logout_redirect_uris = $5, grant_types = $6, \
              allowed_origins = $7, first_party = $8, id_token_alg = $9, \
-             backchannel_logout_uri = $10, updated_at = $11 WHERE id = $12",
+             backchannel_logout_uri = $10, updated_at = $11, api_scopes = $12 WHERE id = $13",
         )
         .bind(&c.name)
         .bind(&c.logo_url)
@@ -254,6 +259,7 @@ impl Store {
         .bind(&c.id_token_alg)
         .bind(&c.backchannel_logout_uri)
         .bind(c.updated_at)
+        .bind(&c.api_scopes)
         .bind(&c.id)
         .execute(self.pool())
         .await?;

@@ -47,6 +47,12 @@ fn app_form(body: &[u8]) -> (AppForm, ClientInput) {
         third_party: get("third_party") == "yes",
         id_token_alg: get("id_token_alg"),
         backchannel_logout_uri: get("backchannel_logout_uri"),
+        api_scopes: pairs
+            .iter()
+            .filter(|(k, _)| k == "api_scope")
+            .map(|(_, v)| v.clone())
+            .take(10)
+            .collect(),
     };
     let input = ClientInput {
         name: form.name.clone(),
@@ -59,6 +65,7 @@ fn app_form(body: &[u8]) -> (AppForm, ClientInput) {
         first_party: !form.third_party,
         id_token_alg: Some(form.id_token_alg.clone()),
         backchannel_logout_uri: Some(form.backchannel_logout_uri.clone()),
+        api_scopes: form.api_scopes.clone(),
     };
     (form, input)
 }
@@ -79,6 +86,7 @@ fn form_of(c: &Client) -> AppForm {
         third_party: !c.first_party,
         id_token_alg: c.id_token_alg.as_str().to_string(),
         backchannel_logout_uri: c.backchannel_logout_uri.clone().unwrap_or_default(),
+        api_scopes: c.api_scopes.clone(),
     }
 }
 

@@ -24,7 +24,7 @@ mod locations;
 mod logs;
 mod policies;
 mod providers;
-mod risk;
+pub(crate) mod risk;
 mod users;
 
 pub use access::access;

@@ -123,6 +123,7 @@ impl Form {
             email: some(&self.email),
             level: some(&self.level),
             state: some(&self.state).filter(|s| s == "at-risk" || s == "confirmed-compromised"),
+            ..Default::default()
         }
     }
 
@@ -648,20 +649,20 @@ enum Format {
 }
 
 /// One report's rows as the download's records: a CSV header and rows, or JSON objects.
-trait Export: Sized + Send + 'static {
+pub(crate) trait Export: Sized + Send + 'static {
     const HEADER: &'static [&'static str];
     fn csv_row(&self) -> Vec<String>;
     fn json(&self) -> serde_json::Value;
 }
 
-fn iso(ms: i64) -> String {
+pub(crate) fn iso(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default()
 }
 
 /// A detection with its account's email.
-struct DetectionRow(DetectionRecord, String);
+pub(crate) struct DetectionRow(pub DetectionRecord, pub String);
 
 impl Export for DetectionRow {
     const HEADER: &'static [&'static str] = &[

@@ -79,6 +79,24 @@ impl GrantType {
     }
 }
 
+/// The scopes of Gatehouse's own APIs that an administrator may grant an application for
+/// its calls as itself (client credentials), with what each allows.
+pub const API_SCOPES: &[(&str, &str)] = &[(
+    "gatehouse.risk.read",
+    "Read risk detections and risky users (the risk API)",
+)];
+
+fn api_scope_names() -> String {
+    API_SCOPES
+        .iter()
+        .map(|(s, _)| *s)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The scope of the risk API.
+pub const RISK_READ_SCOPE: &str = "gatehouse.risk.read";
+
 /// A registered application.
 #[derive(Clone)]
 pub struct Client {
@@ -96,6 +114,8 @@ pub struct Client {
     pub first_party: bool,
     pub id_token_alg: Alg,
     pub backchannel_logout_uri: Option<String>,
+    /// API scopes granted for the application's own calls (client credentials).
+    pub api_scopes: Vec<String>,
     pub has_secret: bool,
     pub created_at: i64,
     pub updated_at: i64,
@@ -111,6 +131,7 @@ impl std::fmt::Debug for Client {
             .field("redirect_uris", &self.redirect_uris)
             .field("grant_types", &self.grant_types)
             .field("first_party", &self.first_party)
+            .field("api_scopes", &self.api_scopes)
             .finish_non_exhaustive()
     }
 }
@@ -136,6 +157,7 @@ impl Client {
             first_party: r.first_party,
             id_token_alg: Alg::parse(&r.id_token_alg).unwrap_or(DEFAULT_ID_TOKEN_ALG),
             backchannel_logout_uri: r.backchannel_logout_uri,
+            api_scopes: json_list(&r.api_scopes),
             has_secret: r.secret_hash.is_some(),
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -187,6 +209,9 @@ pub struct ClientInput {
     pub id_token_alg: Option<String>,
     #[serde(default)]
     pub backchannel_logout_uri: Option<String>,
+    /// API scopes (see [`API_SCOPES`]) for the application's calls as itself.
+    #[serde(default)]
+    pub api_scopes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -215,6 +240,12 @@ pub enum ClientConfigError {
     Alg(String),
     #[error("the back-channel logout URI must be an https URL (http only on localhost)")]
     BackchannelUri,
+    #[error("unknown API scope {0:?} (use {known})", known = api_scope_names())]
+    ApiScope(String),
+    #[error(
+        "API scopes are for the application's calls as itself: allow the client credentials grant"
+    )]
+    ApiScopeWithoutClientCredentials,
     #[error("too many entries (at most 20 of each)")]
     TooMany,
     #[error("no such application")]
@@ -362,6 +393,16 @@ pub fn validate_client(input: &ClientInput) -> Result<ClientRecord, ClientConfig
         Some(u) if web_url(u) => Some(u.to_string()),
         Some(_) => return Err(ClientConfigError::BackchannelUri),
     };
+    let api_scopes = clean_list(&input.api_scopes)?;
+    if let Some(bad) = api_scopes
+        .iter()
+        .find(|s| !API_SCOPES.iter().any(|(known, _)| known == s))
+    {
+        return Err(ClientConfigError::ApiScope(bad.clone()));
+    }
+    if !api_scopes.is_empty() && !grants.contains(&GrantType::ClientCredentials) {
+        return Err(ClientConfigError::ApiScopeWithoutClientCredentials);
+    }
     let list = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
     Ok(ClientRecord {
         id: String::new(),
@@ -378,6 +419,7 @@ pub fn validate_client(input: &ClientInput) -> Result<ClientRecord, ClientConfig
         backchannel_logout_uri: backchannel,
         created_at: 0,
         updated_at: 0,
+        api_scopes: list(&api_scopes),
     })
 }
 
@@ -620,6 +662,20 @@ impl std::fmt::Debug for TokenResponse {
             )
             .field("scope", &self.scope)
             .finish_non_exhaustive()
+    }
+}
+
+/// An application calling Gatehouse's API as itself, and the scopes its token carries that
+/// the application still holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiCaller {
+    pub client_id: String,
+    pub scopes: Vec<String>,
+}
+
+impl ApiCaller {
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
     }
 }
 

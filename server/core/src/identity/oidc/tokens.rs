@@ -184,16 +184,30 @@ impl Identity {
         if !client.confidential {
             return Err(TokenError::UnauthorizedClient);
         }
-        // No API scopes are defined yet; the user scopes make no sense without a user.
-        if req.scope.as_deref().is_some_and(|s| !s.trim().is_empty()) {
-            return Err(TokenError::InvalidScope);
-        }
+        // Only the API scopes granted to this client; user scopes make no sense without a
+        // user. Without a scope parameter the client gets every scope it was granted
+        // (RFC 6749 §3.3 lets the server choose the default).
+        let scope = match req.scope.as_deref().map(str::trim) {
+            None | Some("") => client.api_scopes.clone(),
+            Some(asked) => {
+                let mut scopes: Vec<String> = Vec::new();
+                for s in asked.split(' ').filter(|s| !s.is_empty()) {
+                    if !client.api_scopes.iter().any(|granted| granted == s) {
+                        return Err(TokenError::InvalidScope);
+                    }
+                    if !scopes.iter().any(|k| k == s) {
+                        scopes.push(s.to_string());
+                    }
+                }
+                scopes
+            }
+        };
         let grant = GrantRecord {
             id: random_id(),
             client_id: client.id.clone(),
             user_id: None,
             session_id: None,
-            scope: String::new(),
+            scope: scope.join(" "),
             credential_epoch: 0,
             offline: true,
             auth_time: None,
@@ -350,6 +364,30 @@ impl Identity {
             grant,
             user,
             expires_at,
+        }))
+    }
+
+    /// Who calls Gatehouse's own API with `token`: the application, for a live access token
+    /// it got as itself (client credentials), with the scopes of that token. `None` for
+    /// anything else, a person's token included.
+    pub async fn api_caller(&self, token: &str, now: i64) -> Result<Option<ApiCaller>, AuthError> {
+        let Some(info) = self.access_token_info(token, now).await? else {
+            return Ok(None);
+        };
+        if info.grant.user_id.is_some() {
+            return Ok(None);
+        }
+        // A scope taken away from the application ends at once, not when its tokens expire.
+        let Some(client) = self.client(&info.grant.client_id).await? else {
+            return Ok(None);
+        };
+        let scopes = scope_list(&info.grant.scope)
+            .into_iter()
+            .filter(|s| client.api_scopes.contains(s))
+            .collect();
+        Ok(Some(ApiCaller {
+            client_id: client.id,
+            scopes,
         }))
     }
 
