@@ -296,9 +296,12 @@ fn site_options(config: &Config) -> Option<leptos::config::LeptosOptions> {
 /// How often expired sessions, codes, counters and old messages are removed.
 pub const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 
-/// Removes expired rows now and then every [`HOUSEKEEPING_INTERVAL`], so tables stay bounded.
-/// Safe to run on every instance at once: each pass is a few idempotent deletes.
+/// Removes expired rows now and then every [`HOUSEKEEPING_INTERVAL`], so tables stay bounded,
+/// and runs Identity Protection's offline detections. Safe to run on every instance at once:
+/// each pass is a few idempotent deletes, and the detections run only on the instance holding
+/// their lease in the database.
 pub fn spawn_housekeeping(state: AppState) -> tokio::task::JoinHandle<()> {
+    let instance = gatehouse_core::tokens::random_id();
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(HOUSEKEEPING_INTERVAL);
         loop {
@@ -307,6 +310,20 @@ pub fn spawn_housekeeping(state: AppState) -> tokio::task::JoinHandle<()> {
                 Ok(n) if n > 0 => tracing::info!(removed = n, "housekeeping"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
+            }
+            match state
+                .identity
+                .run_offline_detections(&instance, state.now())
+                .await
+            {
+                Ok(Some(run)) if run.detections > 0 => tracing::info!(
+                    sources = run.sources,
+                    suspicious = run.suspicious,
+                    detections = run.detections,
+                    "offline risk detections"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "offline risk detections failed"),
             }
         }
     })

@@ -359,6 +359,9 @@ enum RiskAction {
         #[command(subcommand)]
         action: RiskListsAction,
     },
+    /// Run the offline detections (password spray, failing addresses) over the last 24 hours
+    /// now, as the server does every ten minutes (skipped while another instance runs them).
+    Detect,
 }
 
 #[derive(Subcommand)]
@@ -1262,12 +1265,31 @@ async fn policies(action: PoliciesAction, config: Config) -> ExitCode {
 
 async fn risk(action: RiskAction, config: Config) -> ExitCode {
     use gatehouse_core::risk::ListKind;
-    let RiskAction::Lists { action } = action;
     let state = match build_state(config, system_clock()).await {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
     let identity = &state.identity;
+    let action = match action {
+        RiskAction::Lists { action } => action,
+        RiskAction::Detect => {
+            let holder = format!("command line {}", std::process::id());
+            return match identity.run_offline_detections(&holder, state.now()).await {
+                Ok(Some(run)) => {
+                    println!(
+                        "{} addresses judged, {} suspicious, {} detections raised",
+                        run.sources, run.suspicious, run.detections
+                    );
+                    ExitCode::SUCCESS
+                }
+                Ok(None) => {
+                    println!("another instance is running the offline detections now");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            };
+        }
+    };
     if let RiskListsAction::Import { kind, file } = action {
         let Some(kind) = ListKind::parse(&kind) else {
             return fail(format!("{kind:?} is not a list: use tor, vpn or bad"));

@@ -729,3 +729,183 @@ async fn an_unfamiliar_sign_in_meets_a_sign_in_risk_policy() {
     );
     assert_eq!(row.failure_reason.as_deref(), Some("blocked_by_policy"));
 }
+
+/// One address sends wrong passwords for eleven accounts, one each, then the right one for
+/// an account: the offline detections (run under their lease) raise one high password-spray
+/// detection on that sign-in, none on the accounts it missed, and none twice; a run is
+/// skipped while another instance holds the lease.
+#[tokio::test]
+async fn the_offline_detections_find_a_password_spray_that_got_a_password_right() {
+    let server = TestServer::start().await;
+    let victim = "sprayed@example.com";
+    server.signed_up("Sprayed", victim, PASSWORD).await;
+    server
+        .signed_up("Missed", "missed@example.com", PASSWORD)
+        .await;
+    let sprayer = "198.51.100.77";
+    let mut b = browser_as(&server, sprayer, CHROME_WINDOWS);
+    let targets: Vec<String> = (0..10)
+        .map(|i| format!("person{i}@example.com"))
+        .chain(["missed@example.com".to_string()])
+        .collect();
+    for email in &targets {
+        let r = b.sign_in_with_password(email, "Summer2026!").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{email}");
+    }
+    let r = browser_as(&server, sprayer, CHROME_WINDOWS)
+        .sign_in_with_password(victim, PASSWORD)
+        .await;
+    assert_eq!(r.location(), Some("/account"), "{}", r.body);
+    let sprayed_row = newest(&server, victim).await;
+    assert_eq!(sprayed_row.client_ip, sprayer);
+    // The same account from its usual address is nothing to the spray.
+    server
+        .browser()
+        .sign_in_with_password(victim, PASSWORD)
+        .await;
+    assert!(
+        detections(&server, victim).await.is_empty(),
+        "nothing in real time"
+    );
+
+    let now = server.state.now();
+    let identity = &server.state.identity;
+    let run = identity
+        .run_offline_detections("instance-a", now)
+        .await
+        .unwrap()
+        .expect("the lease was free");
+    assert_eq!((run.suspicious, run.detections), (1, 1), "{run:?}");
+    let found = detections(&server, victim).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    let d = &found[0];
+    assert_eq!(
+        (
+            d.kind.as_str(),
+            d.level.as_str(),
+            d.timing.as_str(),
+            d.state.as_str()
+        ),
+        ("password-spray", "high", "offline", "at-risk")
+    );
+    assert_eq!(d.sign_in_id.as_deref(), Some(sprayed_row.id.as_str()));
+    assert!(
+        d.summary
+            .starts_with("198.51.100.77 sent wrong passwords for 11 accounts"),
+        "{}",
+        d.summary
+    );
+    let evidence: serde_json::Value = serde_json::from_str(&d.evidence).unwrap();
+    assert_eq!(
+        (evidence["accounts"].as_i64(), evidence["failures"].as_i64()),
+        (Some(11), Some(11))
+    );
+    assert_eq!(user_risk(&server, victim).await, RiskLevel::High);
+    assert!(detections(&server, "missed@example.com").await.is_empty());
+    assert_eq!(
+        identity.offline_detections_finished_at().await.unwrap(),
+        Some(now)
+    );
+
+    // Run again: nothing new.
+    server.clock.advance_ms(60_000);
+    let again = identity
+        .run_offline_detections("instance-b", server.state.now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.detections, 0);
+    assert_eq!(detections(&server, victim).await.len(), 1);
+    // Another instance holding the lease: this one skips.
+    let now = server.state.now();
+    assert!(server
+        .store
+        .try_lease(
+            gatehouse_core::identity::OFFLINE_JOB,
+            "instance-c",
+            60_000,
+            now
+        )
+        .await
+        .unwrap());
+    assert_eq!(
+        identity
+            .run_offline_detections("instance-a", now)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+/// An address that failed 24 of its 25 password attempts over the day is a malicious address
+/// to the offline detections: the one account it got into gets a high malicious-IP detection
+/// on that sign-in; a day later the address is judged afresh.
+#[tokio::test]
+async fn the_offline_detections_flag_a_sign_in_from_an_address_that_mostly_fails() {
+    let server = TestServer::start().await;
+    let email = "reached@example.com";
+    server.signed_up("Reached", email, PASSWORD).await;
+    let ip = "192.0.2.66";
+    let start = server.state.now();
+    for i in 0..24 {
+        server
+            .store
+            .record_sign_in(&SignInLogEntry {
+                id: format!("fail-{i}"),
+                occurred_at: start - 60 * 60 * 1000 + i * 1000,
+                email: format!("guess{}@example.com", i % 2),
+                application: "account".into(),
+                client_ip: ip.into(),
+                user_agent: "curl/8.0".into(),
+                method: "password".into(),
+                result: "failure".into(),
+                failure_reason: Some("invalid_credentials".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let r = browser_as(&server, ip, FIREFOX_LINUX)
+        .sign_in_with_password(email, PASSWORD)
+        .await;
+    assert_eq!(r.location(), Some("/account"), "{}", r.body);
+    let row = newest(&server, email).await;
+    let run = server
+        .state
+        .identity
+        .run_offline_detections("instance-a", server.state.now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(run.detections, 1, "{run:?}");
+    let found = detected_at(&server, &row).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        (
+            found[0].kind.as_str(),
+            found[0].level.as_str(),
+            found[0].timing.as_str()
+        ),
+        ("malicious-ip", "high", "offline")
+    );
+    assert!(
+        found[0]
+            .summary
+            .starts_with("192.0.2.66 failed 96% of 25 password attempts"),
+        "{}",
+        found[0].summary
+    );
+    // The failures age out of the window: the address's next sign-in is judged on its own.
+    server.clock.advance_ms(25 * HOUR);
+    browser_as(&server, ip, FIREFOX_LINUX)
+        .sign_in_with_password(email, PASSWORD)
+        .await;
+    let run = server
+        .state
+        .identity
+        .run_offline_detections("instance-a", server.state.now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(run.detections, 0, "{run:?}");
+}

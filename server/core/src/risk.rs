@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::conditional_access::RiskLevel;
+pub use crate::store::SourceActivity;
 
 /// What was detected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +25,8 @@ pub enum DetectionKind {
     LeakedCredentials,
     /// A correct password after many wrong ones for the account.
     BruteForce,
+    /// A correct password from an address that tried few passwords on many accounts.
+    PasswordSpray,
 }
 
 impl DetectionKind {
@@ -36,10 +39,11 @@ impl DetectionKind {
             DetectionKind::UnfamiliarFeatures => "unfamiliar-features",
             DetectionKind::LeakedCredentials => "leaked-credentials",
             DetectionKind::BruteForce => "brute-force",
+            DetectionKind::PasswordSpray => "password-spray",
         }
     }
 
-    pub const ALL: [DetectionKind; 7] = [
+    pub const ALL: [DetectionKind; 8] = [
         DetectionKind::AdminConfirmedCompromised,
         DetectionKind::AnonymousIp,
         DetectionKind::MaliciousIp,
@@ -47,6 +51,7 @@ impl DetectionKind {
         DetectionKind::UnfamiliarFeatures,
         DetectionKind::LeakedCredentials,
         DetectionKind::BruteForce,
+        DetectionKind::PasswordSpray,
     ];
 
     /// Whether it is about the sign-in (where and how it came) rather than the account.
@@ -75,6 +80,7 @@ impl DetectionKind {
             DetectionKind::UnfamiliarFeatures => "Unfamiliar sign-in properties",
             DetectionKind::LeakedCredentials => "Leaked credentials",
             DetectionKind::BruteForce => "Password guessed after many failures",
+            DetectionKind::PasswordSpray => "Password spray",
         }
     }
 }
@@ -551,6 +557,89 @@ pub fn leaked_credentials(times: u64, corpus: &str) -> Finding {
     }
 }
 
+/// The offline detections look back this far.
+pub const OFFLINE_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
+/// A password spray: wrong passwords for at least this many accounts from one address...
+pub const SPRAY_MIN_ACCOUNTS: i64 = 10;
+/// ...with at most this many wrong passwords per account on average (few passwords each).
+pub const SPRAY_MAX_FAILURES_PER_ACCOUNT: i64 = 3;
+/// A failing address: at least this many password attempts...
+pub const FAILING_MIN_ATTEMPTS: i64 = 20;
+/// ...of which at least this share (percent) were wrong.
+pub const FAILING_MIN_PERCENT: i64 = 90;
+
+fn hours(ms: i64) -> String {
+    let h = ms as f64 / 3_600_000.0;
+    if h < 1.0 {
+        format!("{} min", (ms / 60_000).max(1))
+    } else {
+        format!("{h:.1} h")
+    }
+}
+
+/// Password spray: `source` sent wrong passwords for many accounts, few each, and then the
+/// right one for the account of `proven_at` (high: the spray found a working password).
+pub fn password_spray(source: &SourceActivity, proven_at: i64) -> Option<Finding> {
+    let accounts = source.failed_accounts;
+    if accounts < SPRAY_MIN_ACCOUNTS
+        || source.failures > accounts * SPRAY_MAX_FAILURES_PER_ACCOUNT
+        || proven_at < source.first_at
+    {
+        return None;
+    }
+    let per_account = source.failures as f64 / accounts as f64;
+    Some(Finding {
+        kind: DetectionKind::PasswordSpray,
+        level: RiskLevel::High,
+        summary: format!(
+            "{} sent wrong passwords for {} accounts over {} ({per_account:.1} tries each), \
+             then this account's right one.",
+            source.client_ip,
+            grouped(accounts as u64),
+            hours(source.last_at - source.first_at),
+        ),
+        evidence: serde_json::json!({
+            "client_ip": source.client_ip,
+            "accounts": accounts,
+            "failures": source.failures,
+            "attempts": source.attempts,
+            "first_at": source.first_at,
+            "last_at": source.last_at,
+            "min_accounts": SPRAY_MIN_ACCOUNTS,
+        }),
+    })
+}
+
+/// Malicious IP by failure ratio: most of `source`'s password attempts were wrong, and one
+/// of its sign-ins got through (high).
+pub fn failing_source(source: &SourceActivity) -> Option<Finding> {
+    if source.attempts < FAILING_MIN_ATTEMPTS
+        || source.failures * 100 < source.attempts * FAILING_MIN_PERCENT
+    {
+        return None;
+    }
+    let percent = source.failures * 100 / source.attempts.max(1);
+    Some(Finding {
+        kind: DetectionKind::MaliciousIp,
+        level: RiskLevel::High,
+        summary: format!(
+            "{} failed {percent}% of {} password attempts over {}.",
+            source.client_ip,
+            grouped(source.attempts as u64),
+            hours(source.last_at - source.first_at),
+        ),
+        evidence: serde_json::json!({
+            "client_ip": source.client_ip,
+            "attempts": source.attempts,
+            "failures": source.failures,
+            "failure_percent": percent,
+            "min_attempts": FAILING_MIN_ATTEMPTS,
+            "min_percent": FAILING_MIN_PERCENT,
+            "source": "failure ratio",
+        }),
+    })
+}
+
 /// Where a detection stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RiskState {
@@ -604,6 +693,58 @@ pub fn user_risk<'a>(open_levels: impl IntoIterator<Item = &'a str>) -> RiskLeve
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn source(attempts: i64, failures: i64, failed_accounts: i64) -> SourceActivity {
+        SourceActivity {
+            client_ip: "203.0.113.9".into(),
+            attempts,
+            failures,
+            failed_accounts,
+            first_at: 1_000,
+            last_at: 1_000 + 2 * 60 * 60 * 1000,
+        }
+    }
+
+    #[test]
+    fn a_spray_is_few_wrong_passwords_on_many_accounts_then_a_right_one() {
+        let spray = password_spray(&source(13, 12, 12), 5_000).unwrap();
+        assert_eq!(spray.kind, DetectionKind::PasswordSpray);
+        assert_eq!(spray.level, RiskLevel::High);
+        assert_eq!(
+            spray.summary,
+            "203.0.113.9 sent wrong passwords for 12 accounts over 2.0 h (1.0 tries each), then \
+             this account's right one."
+        );
+        assert_eq!(spray.evidence["accounts"], 12);
+        // Thresholds: accounts at the minimum pass, one fewer does not.
+        assert!(password_spray(&source(10, 10, SPRAY_MIN_ACCOUNTS), 5_000).is_some());
+        assert!(password_spray(&source(9, 9, SPRAY_MIN_ACCOUNTS - 1), 5_000).is_none());
+        // Many tries per account is brute force, not a spray.
+        assert!(password_spray(&source(40, 30, 10), 5_000).is_some());
+        assert!(password_spray(&source(40, 31, 10), 5_000).is_none());
+        // A right password before the spray began is not its doing.
+        assert!(password_spray(&source(13, 12, 12), 999).is_none());
+    }
+
+    #[test]
+    fn a_failing_address_needs_enough_attempts_and_a_high_share_wrong() {
+        let f = failing_source(&source(20, 18, 3)).unwrap();
+        assert_eq!(f.kind, DetectionKind::MaliciousIp);
+        assert_eq!(
+            f.summary,
+            "203.0.113.9 failed 90% of 20 password attempts over 2.0 h."
+        );
+        assert_eq!(f.evidence["failure_percent"], 90);
+        assert!(
+            failing_source(&source(20, 17, 3)).is_none(),
+            "85% is under the share"
+        );
+        assert!(
+            failing_source(&source(19, 19, 3)).is_none(),
+            "under the minimum count"
+        );
+        assert!(failing_source(&source(0, 0, 0)).is_none());
+    }
 
     #[test]
     fn lists_read_the_tor_format_and_cidr_lines_and_name_a_bad_line() {

@@ -17,6 +17,7 @@ mod admin;
 mod codes;
 mod factors;
 mod federation;
+mod jobs;
 mod logs;
 mod model;
 mod oauth;

@@ -337,3 +337,98 @@ impl Store {
         Ok(ids.len() as u64)
     }
 }
+
+/// What one client address did with passwords over a window: the input of the offline
+/// password-spray and failing-address detections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceActivity {
+    pub client_ip: String,
+    /// Password attempts.
+    pub attempts: i64,
+    /// Wrong passwords, and attempts refused for too many of them.
+    pub failures: i64,
+    /// Distinct accounts (emails, known or not) it sent a wrong password for.
+    pub failed_accounts: i64,
+    pub first_at: i64,
+    pub last_at: i64,
+}
+
+/// The failure reasons that count as a wrong password.
+const WRONG_PASSWORD: &str = "('invalid_credentials', 'throttled')";
+
+impl Store {
+    /// The addresses that made at least `min_attempts` password attempts in `[from, to)`,
+    /// with what they did.
+    pub async fn password_sources(
+        &self,
+        from: i64,
+        to: i64,
+        min_attempts: i64,
+    ) -> StoreResult<Vec<SourceActivity>> {
+        let rows = sqlx::query(&format!(
+            "SELECT client_ip, COUNT(*) AS attempts, \
+             CAST(SUM(CASE WHEN failure_reason IN {WRONG_PASSWORD} THEN 1 ELSE 0 END) AS BIGINT) \
+               AS failures, \
+             COUNT(DISTINCT CASE WHEN failure_reason IN {WRONG_PASSWORD} THEN LOWER(email) END) \
+               AS failed_accounts, \
+             MIN(occurred_at) AS first_at, MAX(occurred_at) AS last_at \
+             FROM sign_in_log WHERE method = 'password' AND occurred_at >= $1 \
+             AND occurred_at < $2 GROUP BY client_ip HAVING COUNT(*) >= $3 ORDER BY client_ip"
+        ))
+        .bind(from)
+        .bind(to)
+        .bind(min_attempts)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SourceActivity {
+                    client_ip: r.try_get("client_ip")?,
+                    attempts: r.try_get("attempts")?,
+                    failures: r.try_get("failures")?,
+                    failed_accounts: r.try_get("failed_accounts")?,
+                    first_at: r.try_get("first_at")?,
+                    last_at: r.try_get("last_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The attempts from `client_ip` in `[from, to)` whose password was right (signed in, or
+    /// went on to a second factor or another step), oldest first.
+    pub async fn proven_passwords_from(
+        &self,
+        client_ip: &str,
+        from: i64,
+        to: i64,
+    ) -> StoreResult<Vec<crate::SignInLogEntry>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM sign_in_log WHERE client_ip = $1 AND occurred_at >= $2 \
+             AND occurred_at < $3 AND method = 'password' AND user_id IS NOT NULL \
+             AND result IN ('success', 'interrupted') ORDER BY occurred_at, id",
+            crate::SIGN_IN_COLUMNS
+        ))
+        .bind(client_ip)
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(crate::SignInLogEntry::from_row).collect()
+    }
+
+    /// Whether a detection of `kind` was already made for the sign-in `sign_in_id`.
+    pub async fn has_detection_of_sign_in(
+        &self,
+        sign_in_id: &str,
+        kind: &str,
+    ) -> StoreResult<bool> {
+        let row = sqlx::query(
+            "SELECT 1 FROM risk_detections WHERE sign_in_id = $1 AND kind = $2 LIMIT 1",
+        )
+        .bind(sign_in_id)
+        .bind(kind)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.is_some())
+    }
+}

@@ -1475,3 +1475,252 @@ async fn named_locations_are_replaced_by_id() {
         );
     }
 }
+
+#[tokio::test]
+async fn risk_reports_page_by_cursor_without_skipping_or_repeating_on_both_backends() {
+    for store in stores().await {
+        for (id, email) in [
+            ("u1", "ada@example.com"),
+            ("u2", "bob@example.com"),
+            ("u3", "cy@example.com"),
+        ] {
+            store.create_user(&user(id, email)).await.unwrap();
+        }
+        // Five detections, two of them at the same instant, so the id breaks the tie.
+        let times = [
+            ("d1", "u1", 100),
+            ("d2", "u2", 200),
+            ("d3", "u3", 200),
+            ("d4", "u1", 300),
+            ("d5", "u2", 400),
+        ];
+        for (id, user_id, at) in times {
+            let d = DetectionRecord {
+                id: id.into(),
+                user_id: user_id.into(),
+                sign_in_id: None,
+                kind: "anonymous-ip".into(),
+                level: "medium".into(),
+                timing: "real-time".into(),
+                detected_at: at,
+                state: "at-risk".into(),
+                evidence: "{}".into(),
+                summary: "test".into(),
+                updated_at: at,
+            };
+            store
+                .record_detection(&d, &format!("c-{id}"), None, "test")
+                .await
+                .unwrap();
+        }
+        let mut seen = Vec::new();
+        let mut filter = DetectionFilter::default();
+        loop {
+            let (page, _) = store.filter_detections(&filter, 0, 2).await.unwrap();
+            if page.is_empty() {
+                break;
+            }
+            let last = page.last().unwrap();
+            filter.after = Some((last.detected_at, last.id.clone()));
+            seen.extend(page.into_iter().map(|d| d.id));
+        }
+        assert_eq!(
+            seen,
+            ["d5", "d4", "d2", "d3", "d1"],
+            "newest first, ties by id"
+        );
+        // A detection arriving between pages does not shift the next page.
+        let (first, _) = store
+            .filter_detections(&DetectionFilter::default(), 0, 2)
+            .await
+            .unwrap();
+        let newer = DetectionRecord {
+            id: "d6".into(),
+            detected_at: 500,
+            ..store.find_detection("d1").await.unwrap().unwrap()
+        };
+        store
+            .record_detection(&newer, "c-d6", None, "test")
+            .await
+            .unwrap();
+        let last = first.last().unwrap();
+        let next = DetectionFilter {
+            after: Some((last.detected_at, last.id.clone())),
+            ..Default::default()
+        };
+        let (second, _) = store.filter_detections(&next, 0, 2).await.unwrap();
+        assert_eq!(
+            second.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+            ["d2", "d3"]
+        );
+
+        // Risky users: last detections u1 500 (d6), u2 400, u3 200.
+        let mut users = Vec::new();
+        let mut filter = RiskyUserFilter::default();
+        loop {
+            let (page, total) = store.risky_users(&filter, 0, 1).await.unwrap();
+            let Some(last) = page.last() else { break };
+            assert_eq!(
+                total as usize,
+                3 - users.len(),
+                "the total counts what is left"
+            );
+            filter.after = Some((last.last_detected_at, last.user_id.clone()));
+            users.extend(page.into_iter().map(|u| u.user_id));
+        }
+        assert_eq!(users, ["u1", "u2", "u3"]);
+        let filtered = RiskyUserFilter {
+            level: Some("medium".into()),
+            after: Some((400, "u2".into())),
+            ..Default::default()
+        };
+        let (rest, _) = store.risky_users(&filtered, 0, 10).await.unwrap();
+        assert_eq!(
+            rest.iter().map(|u| u.user_id.as_str()).collect::<Vec<_>>(),
+            ["u3"]
+        );
+    }
+}
+
+#[tokio::test]
+async fn one_holder_at_a_time_takes_a_job_lease_and_a_lapsed_one_passes_on_both_backends() {
+    for store in stores().await {
+        assert!(store.try_lease("job", "a", 1_000, 100).await.unwrap());
+        assert!(
+            !store.try_lease("job", "b", 1_000, 200).await.unwrap(),
+            "held by a"
+        );
+        assert!(
+            store.try_lease("job", "a", 1_000, 300).await.unwrap(),
+            "a renews"
+        );
+        assert!(
+            !store.try_lease("job", "b", 1_000, 1_299).await.unwrap(),
+            "renewed to 1,300"
+        );
+        assert!(
+            store.try_lease("job", "b", 1_000, 1_300).await.unwrap(),
+            "a lapsed: b takes it"
+        );
+        assert!(
+            !store.release_lease("job", "a", 1_400).await.unwrap(),
+            "a no longer holds it"
+        );
+        assert_eq!(store.job_finished_at("job").await.unwrap(), None);
+        assert!(store.release_lease("job", "b", 1_500).await.unwrap());
+        assert_eq!(store.job_finished_at("job").await.unwrap(), Some(1_500));
+        assert!(
+            store.try_lease("job", "a", 1_000, 1_500).await.unwrap(),
+            "released: free"
+        );
+        assert!(
+            store.try_lease("other", "b", 1_000, 1_500).await.unwrap(),
+            "leases are per job"
+        );
+        // Racing instances: exactly one wins.
+        let racers: Vec<_> = (0..8)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .try_lease("race", &format!("h{i}"), 60_000, 10)
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut won = 0;
+        for r in racers {
+            won += usize::from(r.await.unwrap());
+        }
+        assert_eq!(won, 1);
+    }
+}
+
+#[tokio::test]
+async fn password_sources_count_attempts_wrong_passwords_and_accounts_on_both_backends() {
+    for store in stores().await {
+        store
+            .create_user(&user("u1", "ada@example.com"))
+            .await
+            .unwrap();
+        let mut n = 0;
+        let mut log = |ip: &str, email: &str, result: &str, reason: Option<&str>, at: i64| {
+            n += 1;
+            SignInLogEntry {
+                id: format!("s{n}"),
+                occurred_at: at,
+                user_id: (email == "ada@example.com").then(|| "u1".to_string()),
+                email: email.into(),
+                application: "account".into(),
+                client_ip: ip.into(),
+                user_agent: "ua".into(),
+                method: "password".into(),
+                result: result.into(),
+                failure_reason: reason.map(str::to_string),
+                ..Default::default()
+            }
+        };
+        let mut rows = Vec::new();
+        for i in 0..4 {
+            rows.push(log(
+                "203.0.113.9",
+                &format!("USER{i}@example.com"),
+                "failure",
+                Some("invalid_credentials"),
+                100 + i,
+            ));
+        }
+        rows.push(log(
+            "203.0.113.9",
+            "user0@example.com",
+            "blocked",
+            Some("throttled"),
+            110,
+        ));
+        rows.push(log(
+            "203.0.113.9",
+            "ada@example.com",
+            "interrupted",
+            Some("second_factor_required"),
+            120,
+        ));
+        rows.push(log("203.0.113.9", "ada@example.com", "success", None, 130));
+        rows.push(log("198.51.100.1", "ada@example.com", "success", None, 140));
+        rows.push(log(
+            "203.0.113.9",
+            "late@example.com",
+            "failure",
+            Some("invalid_credentials"),
+            10_000,
+        ));
+        for r in &rows {
+            store.record_sign_in(r).await.unwrap();
+        }
+        let sources = store.password_sources(0, 1_000, 2).await.unwrap();
+        assert_eq!(
+            sources,
+            [SourceActivity {
+                client_ip: "203.0.113.9".into(),
+                attempts: 7,
+                failures: 5,
+                failed_accounts: 4,
+                first_at: 100,
+                last_at: 130,
+            }],
+            "emails are one account in any case; the other address is under the minimum"
+        );
+        let proven = store
+            .proven_passwords_from("203.0.113.9", 0, 1_000)
+            .await
+            .unwrap();
+        assert_eq!(
+            proven.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+            ["s6", "s7"]
+        );
+        assert!(!store
+            .has_detection_of_sign_in("s6", "password-spray")
+            .await
+            .unwrap());
+    }
+}

@@ -28,7 +28,7 @@ mod passkeys;
 mod pipeline;
 mod records;
 mod risk;
-pub use risk::DetectionView;
+pub use risk::{DetectionView, OfflineRun, OFFLINE_JOB};
 mod sessions;
 mod sms;
 mod strength;

@@ -4,10 +4,28 @@
 
 use super::{AuthError, Identity, RequestContext, Strength};
 use crate::conditional_access::RiskLevel;
-use crate::risk::{user_risk, DetectionKind, RiskState, SignInProperties};
+use crate::risk::{
+    user_risk, DetectionKind, RiskState, SignInProperties, FAILING_MIN_ATTEMPTS, OFFLINE_WINDOW_MS,
+    SPRAY_MIN_ACCOUNTS,
+};
 use crate::secret::SecretString;
 use crate::store::{DetectionRecord, RiskStateChange, Session, User};
 use crate::tokens::random_id;
+
+/// The lease of the offline detections, and how long a run may hold it.
+pub const OFFLINE_JOB: &str = "risk-offline-detections";
+pub const OFFLINE_LEASE_MS: i64 = 10 * 60 * 1000;
+
+/// What one run of the offline detections did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OfflineRun {
+    /// Addresses with enough password attempts to judge.
+    pub sources: usize,
+    /// Of those, the ones that sprayed or mostly failed.
+    pub suspicious: usize,
+    /// Detections raised.
+    pub detections: usize,
+}
 
 /// How many of an account's newest successful sign-ins the detections compare with.
 pub const HISTORY_COMPARED: usize = 200;
@@ -83,43 +101,149 @@ impl Identity {
             {
                 continue;
             }
-            self.store
-                .record_detection(
-                    &DetectionRecord {
-                        id: random_id(),
-                        user_id: user.id.clone(),
-                        sign_in_id: sign_in_id.map(str::to_string),
-                        kind: f.kind.as_str().into(),
-                        level: f.level.as_str().into(),
-                        timing: "real-time".into(),
-                        detected_at: now,
-                        state: RiskState::AtRisk.as_str().into(),
-                        evidence: f.evidence.to_string(),
-                        summary: f.summary.clone(),
-                        updated_at: now,
-                    },
-                    &random_id(),
-                    None,
-                    "detected at sign-in",
-                )
+            self.record_finding(&user.id, f, sign_in_id, "real-time", now)
                 .await?;
         }
         Ok(())
     }
 
-    /// A new password (changed or reset) remediates a leaked one: the leaked password no
-    /// longer opens the account.
-    pub(super) async fn password_replaced(&self, user: &User, now: i64) -> Result<(), AuthError> {
+    /// Stores one detection, at risk, with the first entry of its history.
+    async fn record_finding(
+        &self,
+        user_id: &str,
+        f: &crate::risk::Finding,
+        sign_in_id: Option<&str>,
+        timing: &str,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        let reason = if timing == "offline" {
+            "detected by the offline detections"
+        } else {
+            "detected at sign-in"
+        };
         self.store
-            .close_open_risk_of_kind(
-                &user.id,
-                DetectionKind::LeakedCredentials.as_str(),
-                RiskState::Remediated.as_str(),
-                "the leaked password was replaced",
-                now,
-                &mut random_id,
+            .record_detection(
+                &DetectionRecord {
+                    id: random_id(),
+                    user_id: user_id.to_string(),
+                    sign_in_id: sign_in_id.map(str::to_string),
+                    kind: f.kind.as_str().into(),
+                    level: f.level.as_str().into(),
+                    timing: timing.into(),
+                    detected_at: now,
+                    state: RiskState::AtRisk.as_str().into(),
+                    evidence: f.evidence.to_string(),
+                    summary: f.summary.clone(),
+                    updated_at: now,
+                },
+                &random_id(),
+                None,
+                reason,
             )
             .await?;
+        Ok(())
+    }
+
+    /// Runs the offline detections if no other instance is running them (the job's lease in
+    /// the database): over the last [`OFFLINE_WINDOW_MS`], each address that sprayed
+    /// passwords or failed most of its attempts is found from the sign-in log, and each
+    /// account whose password it got right gets a detection naming that sign-in (once per
+    /// sign-in and kind, however often the job runs). `None` when another instance holds the
+    /// lease.
+    pub async fn run_offline_detections(
+        &self,
+        holder: &str,
+        now: i64,
+    ) -> Result<Option<OfflineRun>, AuthError> {
+        if !self
+            .store
+            .try_lease(OFFLINE_JOB, holder, OFFLINE_LEASE_MS, now)
+            .await?
+        {
+            return Ok(None);
+        }
+        let run = self.offline_detections(now).await;
+        self.store.release_lease(OFFLINE_JOB, holder, now).await?;
+        run.map(Some)
+    }
+
+    /// When the offline detections last finished, if ever.
+    pub async fn offline_detections_finished_at(&self) -> Result<Option<i64>, AuthError> {
+        Ok(self.store.job_finished_at(OFFLINE_JOB).await?)
+    }
+
+    async fn offline_detections(&self, now: i64) -> Result<OfflineRun, AuthError> {
+        use crate::risk::{failing_source, password_spray};
+        let from = now - OFFLINE_WINDOW_MS;
+        let min = SPRAY_MIN_ACCOUNTS.min(FAILING_MIN_ATTEMPTS);
+        let sources = self.store.password_sources(from, now, min).await?;
+        let mut run = OfflineRun {
+            sources: sources.len(),
+            ..OfflineRun::default()
+        };
+        for source in &sources {
+            let failing = failing_source(source);
+            if failing.is_none() && password_spray(source, source.first_at).is_none() {
+                continue;
+            }
+            run.suspicious += 1;
+            let mut raised: Vec<(String, DetectionKind)> = Vec::new();
+            for entry in self
+                .store
+                .proven_passwords_from(&source.client_ip, from, now)
+                .await?
+            {
+                let Some(user_id) = &entry.user_id else {
+                    continue;
+                };
+                for f in [password_spray(source, entry.occurred_at), failing.clone()]
+                    .into_iter()
+                    .flatten()
+                {
+                    // One detection per account, address and kind in a run; none twice for
+                    // one sign-in across runs.
+                    if raised.iter().any(|(u, k)| u == user_id && *k == f.kind)
+                        || self
+                            .store
+                            .has_detection_of_sign_in(&entry.id, f.kind.as_str())
+                            .await?
+                    {
+                        continue;
+                    }
+                    self.record_finding(user_id, &f, Some(&entry.id), "offline", now)
+                        .await?;
+                    raised.push((user_id.clone(), f.kind));
+                    run.detections += 1;
+                }
+            }
+        }
+        Ok(run)
+    }
+
+    /// A new password (changed or reset) remediates a leaked or sprayed one: the old
+    /// password no longer opens the account.
+    pub(super) async fn password_replaced(&self, user: &User, now: i64) -> Result<(), AuthError> {
+        for (kind, reason) in [
+            (
+                DetectionKind::LeakedCredentials,
+                "the leaked password was replaced",
+            ),
+            (
+                DetectionKind::PasswordSpray,
+                "the sprayed password was replaced",
+            ),
+        ] {
+            self.store
+                .close_open_risk_of_kind(
+                    &user.id,
+                    kind.as_str(),
+                    RiskState::Remediated.as_str(),
+                    reason,
+                    now,
+                    &mut random_id,
+                )
+                .await?;
+        }
         Ok(())
     }
 
