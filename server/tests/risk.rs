@@ -909,3 +909,98 @@ async fn the_offline_detections_flag_a_sign_in_from_an_address_that_mostly_fails
         .unwrap();
     assert_eq!(run.detections, 0, "{run:?}");
 }
+
+/// A token request to `/token` from `ip` (behind the trusted proxy).
+async fn token_from(
+    server: &TestServer,
+    app: &common::oidc::App,
+    ip: &str,
+    form: &[(&str, &str)],
+) -> (StatusCode, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{}/token", server.base))
+        .header("x-forwarded-for", ip)
+        .basic_auth(&app.id, app.secret.as_deref())
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (
+        status,
+        serde_json::from_str(&r.text().await.unwrap()).unwrap_or_default(),
+    )
+}
+
+/// An application's tokens issued to one network and refreshed from another: one low
+/// anomalous-token detection on the account for that grant (the country is the same, or
+/// unknown), however often it refreshes from there; a refresh from where the tokens went
+/// first raises nothing.
+#[tokio::test]
+async fn a_refresh_token_used_from_another_network_is_an_anomalous_token() {
+    let asn = temp_dir("asn");
+    std::fs::write(
+        asn.join("asn-ipv4.csv"),
+        "198.51.100.0,198.51.100.255,64500,Shop Hosting\n\
+         203.0.113.0,203.0.113.255,64501,Elsewhere Networks\n",
+    )
+    .unwrap();
+    let server = TestServer::start_configured(
+        gatehouse_core::store::testing::fresh_sqlite_url(),
+        &[("GATEHOUSE_ASN_DB", asn.display().to_string())],
+    )
+    .await;
+    let app = common::oidc::register(&server, common::oidc::web_app("Web shop")).await;
+    let email = "tokens@example.com";
+    let mut b = server.signed_up("Tokens", email, PASSWORD).await;
+    let (code, verifier) = common::oidc::code_for(&mut b, &app, &[]).await;
+    let shop = "198.51.100.20";
+    let (status, first) = token_from(
+        &server,
+        &app,
+        shop,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", common::oidc::REDIRECT),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let refresh_from = |ip: &'static str, token: String| {
+        let (server, app) = (&server, &app);
+        async move {
+            let (status, body) = token_from(
+                server,
+                app,
+                ip,
+                &[("grant_type", "refresh_token"), ("refresh_token", &token)],
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body["refresh_token"].as_str().unwrap().to_string()
+        }
+    };
+    let t = refresh_from(shop, first["refresh_token"].as_str().unwrap().to_string()).await;
+    assert!(detections(&server, email).await.is_empty(), "same network");
+    let t = refresh_from("203.0.113.50", t).await;
+    let found = detections(&server, email).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    let d = &found[0];
+    assert_eq!(
+        (d.kind.as_str(), d.level.as_str(), d.state.as_str()),
+        ("anomalous-token", "low", "at-risk")
+    );
+    assert_eq!(
+        d.summary,
+        "Web shop's refresh token, issued to AS64500, was used from AS64501 (203.0.113.50)."
+    );
+    let evidence: serde_json::Value = serde_json::from_str(&d.evidence).unwrap();
+    assert_eq!(evidence["issued_to"]["asn"], 64500);
+    assert_eq!(evidence["used_from"]["asn"], 64501);
+    assert_eq!(user_risk(&server, email).await, RiskLevel::Low);
+    // Once per grant.
+    refresh_from("203.0.113.51", t).await;
+    assert_eq!(detections(&server, email).await.len(), 1);
+}

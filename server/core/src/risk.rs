@@ -27,6 +27,8 @@ pub enum DetectionKind {
     BruteForce,
     /// A correct password from an address that tried few passwords on many accounts.
     PasswordSpray,
+    /// A refresh token used from another country or network than it was issued to.
+    AnomalousToken,
 }
 
 impl DetectionKind {
@@ -40,10 +42,11 @@ impl DetectionKind {
             DetectionKind::LeakedCredentials => "leaked-credentials",
             DetectionKind::BruteForce => "brute-force",
             DetectionKind::PasswordSpray => "password-spray",
+            DetectionKind::AnomalousToken => "anomalous-token",
         }
     }
 
-    pub const ALL: [DetectionKind; 8] = [
+    pub const ALL: [DetectionKind; 9] = [
         DetectionKind::AdminConfirmedCompromised,
         DetectionKind::AnonymousIp,
         DetectionKind::MaliciousIp,
@@ -52,6 +55,7 @@ impl DetectionKind {
         DetectionKind::LeakedCredentials,
         DetectionKind::BruteForce,
         DetectionKind::PasswordSpray,
+        DetectionKind::AnomalousToken,
     ];
 
     /// Whether it is about the sign-in (where and how it came) rather than the account.
@@ -81,6 +85,7 @@ impl DetectionKind {
             DetectionKind::LeakedCredentials => "Leaked credentials",
             DetectionKind::BruteForce => "Password guessed after many failures",
             DetectionKind::PasswordSpray => "Password spray",
+            DetectionKind::AnomalousToken => "Anomalous token",
         }
     }
 }
@@ -640,6 +645,64 @@ pub fn failing_source(source: &SourceActivity) -> Option<Finding> {
     })
 }
 
+/// Where a request came from, as far as the network data tells.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Network {
+    pub asn: Option<u32>,
+    pub country: Option<String>,
+}
+
+impl Network {
+    fn describe(&self) -> String {
+        match (&self.asn, &self.country) {
+            (Some(a), Some(c)) => format!("AS{a} ({c})"),
+            (Some(a), None) => format!("AS{a}"),
+            (None, Some(c)) => c.clone(),
+            (None, None) => "an unknown network".into(),
+        }
+    }
+}
+
+/// Anomalous token: application `app`'s refresh token, issued to `origin`, was used from
+/// `now`. Another country is medium; only another network (the same country: a phone leaving
+/// its Wi-Fi, say) is low. What either side does not know is not compared.
+pub fn anomalous_token(
+    app: &str,
+    origin: &Network,
+    now: &Network,
+    client_ip: &str,
+) -> Option<Finding> {
+    fn differs<T: PartialEq>(a: &Option<T>, b: &Option<T>) -> bool {
+        matches!((a, b), (Some(x), Some(y)) if x != y)
+    }
+    let new_country = differs(&origin.country, &now.country);
+    let new_asn = differs(&origin.asn, &now.asn);
+    let level = if new_country {
+        RiskLevel::Medium
+    } else if new_asn {
+        RiskLevel::Low
+    } else {
+        return None;
+    };
+    Some(Finding {
+        kind: DetectionKind::AnomalousToken,
+        level,
+        summary: format!(
+            "{app}'s refresh token, issued to {}, was used from {} ({client_ip}).",
+            origin.describe(),
+            now.describe()
+        ),
+        evidence: serde_json::json!({
+            "application": app,
+            "client_ip": client_ip,
+            "issued_to": { "asn": origin.asn, "country": origin.country },
+            "used_from": { "asn": now.asn, "country": now.country },
+            "new_country": new_country,
+            "new_network": new_asn,
+        }),
+    })
+}
+
 /// Where a detection stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RiskState {
@@ -724,6 +787,39 @@ mod tests {
         assert!(password_spray(&source(40, 31, 10), 5_000).is_none());
         // A right password before the spray began is not its doing.
         assert!(password_spray(&source(13, 12, 12), 999).is_none());
+    }
+
+    #[test]
+    fn a_token_used_from_another_country_or_network_is_anomalous() {
+        let net = |asn: Option<u32>, country: Option<&str>| Network {
+            asn,
+            country: country.map(str::to_string),
+        };
+        let home = net(Some(3215), Some("FR"));
+        let abroad =
+            anomalous_token("Shop", &home, &net(Some(4134), Some("CN")), "192.0.2.9").unwrap();
+        assert_eq!(
+            (abroad.kind, abroad.level),
+            (DetectionKind::AnomalousToken, RiskLevel::Medium)
+        );
+        assert_eq!(
+            abroad.summary,
+            "Shop's refresh token, issued to AS3215 (FR), was used from AS4134 (CN) (192.0.2.9)."
+        );
+        let mobile =
+            anomalous_token("Shop", &home, &net(Some(15557), Some("FR")), "192.0.2.9").unwrap();
+        assert_eq!(mobile.level, RiskLevel::Low);
+        assert_eq!(mobile.evidence["new_network"], true);
+        assert!(anomalous_token("Shop", &home, &home, "192.0.2.9").is_none());
+        // Unknowns are not compared.
+        assert!(
+            anomalous_token("Shop", &net(None, None), &net(Some(1), Some("US")), "x").is_none()
+        );
+        assert!(anomalous_token("Shop", &home, &net(None, Some("FR")), "x").is_none());
+        assert_eq!(
+            anomalous_token("Shop", &home, &net(None, Some("DE")), "x").map(|f| f.level),
+            Some(RiskLevel::Medium)
+        );
     }
 
     #[test]

@@ -811,3 +811,46 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 }
+
+impl Store {
+    /// Notes the network (autonomous system, country) a grant's tokens were first issued to.
+    pub async fn set_grant_origin(
+        &self,
+        grant_id: &str,
+        asn: Option<i64>,
+        country: Option<&str>,
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE oauth_grants SET origin_asn = $1, origin_country = $2 WHERE id = $3")
+            .bind(asn)
+            .bind(country)
+            .bind(grant_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// The network a grant's tokens were first issued to: (autonomous system, country).
+    pub async fn grant_origin(&self, grant_id: &str) -> StoreResult<(Option<i64>, Option<String>)> {
+        let row = sqlx::query("SELECT origin_asn, origin_country FROM oauth_grants WHERE id = $1")
+            .bind(grant_id)
+            .fetch_optional(self.pool())
+            .await?;
+        match row {
+            Some(r) => Ok((r.try_get("origin_asn")?, r.try_get("origin_country")?)),
+            None => Ok((None, None)),
+        }
+    }
+
+    /// Marks a grant as used from an unexpected network; true only for the first caller, so
+    /// one grant raises one detection however often it is refreshed.
+    pub async fn flag_grant_anomalous(&self, grant_id: &str, now: i64) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE oauth_grants SET anomaly_at = $1 WHERE id = $2 AND anomaly_at IS NULL",
+        )
+        .bind(now)
+        .bind(grant_id)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}

@@ -610,6 +610,18 @@ impl Identity {
         self.geo.as_deref()
     }
 
+    /// The network of a client address (autonomous system, country), as far as the ASN and
+    /// GeoIP databases know it.
+    pub fn network_of(&self, client_ip: &str) -> crate::risk::Network {
+        let ip: Option<std::net::IpAddr> = client_ip.trim().parse().ok();
+        crate::risk::Network {
+            asn: ip
+                .and_then(|ip| self.asn.as_ref()?.lookup(ip))
+                .map(|a| a.number),
+            country: self.country_of(client_ip),
+        }
+    }
+
     /// The country of a client address, when a GeoIP database is configured and knows it.
     pub fn country_of(&self, client_ip: &str) -> Option<String> {
         let ip = client_ip.trim().parse().ok()?;

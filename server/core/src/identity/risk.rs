@@ -101,14 +101,14 @@ impl Identity {
             {
                 continue;
             }
-            self.record_finding(&user.id, f, sign_in_id, "real-time", now)
+            self.record_detection_for(&user.id, f, sign_in_id, "real-time", now)
                 .await?;
         }
         Ok(())
     }
 
     /// Stores one detection, at risk, with the first entry of its history.
-    async fn record_finding(
+    pub(super) async fn record_detection_for(
         &self,
         user_id: &str,
         f: &crate::risk::Finding,
@@ -210,7 +210,7 @@ impl Identity {
                     {
                         continue;
                     }
-                    self.record_finding(user_id, &f, Some(&entry.id), "offline", now)
+                    self.record_detection_for(user_id, &f, Some(&entry.id), "offline", now)
                         .await?;
                     raised.push((user_id.clone(), f.kind));
                     run.detections += 1;

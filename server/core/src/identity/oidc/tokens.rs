@@ -107,6 +107,14 @@ impl Identity {
         // The grant becomes live now, for the lifetime of its refresh tokens.
         let expires_at = grant.created_at + REFRESH_TOKEN_TTL_MS;
         self.store.activate_grant(&grant.id, expires_at).await?;
+        let origin = self.network_of(&req.client_ip);
+        self.store
+            .set_grant_origin(
+                &grant.id,
+                origin.asn.map(i64::from),
+                origin.country.as_deref(),
+            )
+            .await?;
         let grant = GrantRecord {
             expires_at,
             ..grant
@@ -164,6 +172,9 @@ impl Identity {
         if !self.grant_session_live(&grant, now).await? {
             return Err(TokenError::InvalidGrant("the session has ended"));
         }
+        // Before the policies look: a token used from elsewhere raises the user risk they see.
+        self.check_token_network(client, &grant, &req.client_ip, now)
+            .await?;
         if self
             .refresh_blocked(client, &grant, &req.client_ip, &req.user_agent, now)
             .await?
@@ -173,6 +184,35 @@ impl Identity {
             ));
         }
         self.issue_tokens(client, &grant, None, true, now).await
+    }
+
+    /// The anomalous-token detection: a refresh from another country or network than the
+    /// grant's tokens were first issued to raises one detection per grant on its account.
+    async fn check_token_network(
+        &self,
+        client: &Client,
+        grant: &GrantRecord,
+        client_ip: &str,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        let Some(user_id) = &grant.user_id else {
+            return Ok(());
+        };
+        let (asn, country) = self.store.grant_origin(&grant.id).await?;
+        let origin = crate::risk::Network {
+            asn: asn.and_then(|a| u32::try_from(a).ok()),
+            country,
+        };
+        let here = self.network_of(client_ip);
+        let Some(finding) = crate::risk::anomalous_token(&client.name, &origin, &here, client_ip)
+        else {
+            return Ok(());
+        };
+        if !self.store.flag_grant_anomalous(&grant.id, now).await? {
+            return Ok(());
+        }
+        self.record_detection_for(user_id, &finding, None, "real-time", now)
+            .await
     }
 
     pub(super) async fn client_credentials(
