@@ -145,6 +145,50 @@ pub fn EmailUndoPage(data: EmailUndoData) -> impl IntoView {
     }
 }
 
+/// What the "this wasn't me" page shows.
+#[derive(Debug, Clone, Default)]
+pub struct NotMeData {
+    pub token: String,
+    /// (address, browser) of the reported sign-in, while the link is live.
+    pub sign_in: Option<(String, String)>,
+    pub error: Option<String>,
+    /// The sign-in was reported.
+    pub done: bool,
+}
+
+#[component]
+pub fn NotMePage(data: NotMeData) -> impl IntoView {
+    let t = texts();
+    let body = if data.done {
+        view! {
+            <p class="gh-notice" role="status">{t.get("not_me.done")}</p>
+            <p class="gh-links"><a href="/reset">{t.get("not_me.reset")}</a></p>
+        }
+        .into_any()
+    } else {
+        match data.sign_in.clone() {
+            Some((ip, agent)) => view! {
+                <p class="gh-lead">{t.fill("not_me.lead", "ip", &ip).replace("{agent}", &agent)}</p>
+                <form method="post" action="/account/not-me" class="gh-form">
+                    <input type="hidden" name="token" value=data.token.clone()/>
+                    <button type="submit" class="gh-button gh-button-danger">{t.get("not_me.submit")}</button>
+                </form>
+            }
+            .into_any(),
+            None => view! {
+                <p>{t.get("not_me.dead")}</p>
+                <p class="gh-links"><a href="/reset">{t.get("not_me.reset")}</a></p>
+            }
+            .into_any(),
+        }
+    };
+    view! {
+        <h1>{t.get("not_me.title")}</h1>
+        <FormError message=data.error.clone()/>
+        {body}
+    }
+}
+
 /// What the delete-account page shows.
 #[derive(Debug, Clone, Default)]
 pub struct DeleteAccountData {

@@ -1004,3 +1004,90 @@ async fn a_refresh_token_used_from_another_network_is_an_anomalous_token() {
     refresh_from("203.0.113.51", t).await;
     assert_eq!(detections(&server, email).await.len(), 1);
 }
+
+/// The new-browser email carries a "this wasn't me" link: its page only shows the sign-in
+/// (reading changes nothing); its one button ends that browser's session and every other,
+/// removes the password with a reset code emailed, and raises a high user-reported detection;
+/// the link then works no more.
+#[tokio::test]
+async fn this_wasnt_me_in_the_new_browser_email_signs_that_browser_out_and_secures_the_account() {
+    let server = TestServer::start().await;
+    let email = "owner@example.com";
+    let mut own = server.signed_up("Owner", email, PASSWORD).await;
+    let before = server.message_count(email).await;
+    let mut intruder = browser_as(&server, "203.0.113.99", CHROME_WINDOWS);
+    let r = intruder.sign_in_with_password(email, PASSWORD).await;
+    assert_eq!(r.location(), Some("/account"), "{}", r.body);
+    let messages = server.store.messages_for(email).await.unwrap();
+    assert_eq!(messages.len(), before + 1, "one new-browser email");
+    let body = &messages[0].body;
+    let link = body
+        .split_whitespace()
+        .find(|w| w.contains("/account/not-me?token="))
+        .unwrap_or_else(|| panic!("no link in {body}"));
+    let path = &link[link.find("/account/not-me").unwrap()..];
+
+    let mut reader = server.browser();
+    let page = reader.get(path).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("203.0.113.99"), "{}", page.body);
+    assert!(page.body.contains("This wasn&#x27;t me") || page.body.contains("This wasn't me"));
+    assert_eq!(
+        reader.get(path).await.status,
+        StatusCode::OK,
+        "reading changes nothing"
+    );
+    assert_eq!(intruder.get("/account").await.status, StatusCode::OK);
+    assert_eq!(own.get("/account").await.status, StatusCode::OK);
+
+    let token = path.split("token=").nth(1).unwrap();
+    let done = reader.post("/account/not-me", &[("token", token)]).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert!(
+        done.body.contains("your password no longer works"),
+        "{}",
+        done.body
+    );
+    assert_ne!(
+        intruder.get("/account").await.status,
+        StatusCode::OK,
+        "the reported browser is signed out"
+    );
+    assert_ne!(
+        own.get("/account").await.status,
+        StatusCode::OK,
+        "every session ends"
+    );
+    let r = server
+        .browser()
+        .sign_in_with_password(email, PASSWORD)
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "the password no longer works"
+    );
+    let found = detections(&server, email).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        (found[0].kind.as_str(), found[0].level.as_str()),
+        ("user-reported-suspicious", "high")
+    );
+    assert!(
+        found[0].summary.contains("203.0.113.99"),
+        "{}",
+        found[0].summary
+    );
+    assert_eq!(user_risk(&server, email).await, RiskLevel::High);
+    assert_eq!(
+        server.message_count(email).await,
+        before + 2,
+        "a reset code was emailed"
+    );
+
+    // Once only.
+    let again = reader.post("/account/not-me", &[("token", token)]).await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reader.get(path).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(detections(&server, email).await.len(), 1);
+}

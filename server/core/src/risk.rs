@@ -29,6 +29,8 @@ pub enum DetectionKind {
     PasswordSpray,
     /// A refresh token used from another country or network than it was issued to.
     AnomalousToken,
+    /// The owner said a sign-in was not them ("This wasn't me" in the new-browser email).
+    UserReportedSuspicious,
 }
 
 impl DetectionKind {
@@ -43,10 +45,11 @@ impl DetectionKind {
             DetectionKind::BruteForce => "brute-force",
             DetectionKind::PasswordSpray => "password-spray",
             DetectionKind::AnomalousToken => "anomalous-token",
+            DetectionKind::UserReportedSuspicious => "user-reported-suspicious",
         }
     }
 
-    pub const ALL: [DetectionKind; 9] = [
+    pub const ALL: [DetectionKind; 10] = [
         DetectionKind::AdminConfirmedCompromised,
         DetectionKind::AnonymousIp,
         DetectionKind::MaliciousIp,
@@ -56,6 +59,7 @@ impl DetectionKind {
         DetectionKind::BruteForce,
         DetectionKind::PasswordSpray,
         DetectionKind::AnomalousToken,
+        DetectionKind::UserReportedSuspicious,
     ];
 
     /// Whether it is about the sign-in (where and how it came) rather than the account.
@@ -86,6 +90,7 @@ impl DetectionKind {
             DetectionKind::BruteForce => "Password guessed after many failures",
             DetectionKind::PasswordSpray => "Password spray",
             DetectionKind::AnomalousToken => "Anomalous token",
+            DetectionKind::UserReportedSuspicious => "User reported suspicious activity",
         }
     }
 }

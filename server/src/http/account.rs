@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use gatehouse_app::account::{
     DeleteAccountData, DeleteAccountPage, EmailChangeData, EmailChangePage, EmailUndoData,
-    EmailUndoPage,
+    EmailUndoPage, NotMeData, NotMePage,
 };
 use gatehouse_app::pages::{
     describe_user_agent, format_time, AccountData, AccountPage, ConnectedAppRow, MessagePage,
@@ -267,6 +267,65 @@ pub async fn undo_email_change(
                 "email_undo.title",
                 move || view! { <EmailUndoPage data=data/> },
             )
+        }
+    }
+}
+
+// ---------------------------------------------------------------- "this wasn't me"
+
+/// The page the new-browser email's link opens: the sign-in it reports, and one button.
+/// Reads only: mail scanners open links.
+pub async fn not_me_page(State(state): State<AppState>, Query(q): Query<UndoQuery>) -> Response {
+    let page = Page::new(&state).await;
+    match state.identity.sign_in_report(&q.token, state.now()).await {
+        Ok(report) => {
+            let status = if report.is_some() {
+                StatusCode::OK
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            let sign_in = report.map(|r| {
+                (
+                    r.client_ip.unwrap_or_default(),
+                    describe_user_agent(r.user_agent.as_deref().unwrap_or("")),
+                )
+            });
+            let data = NotMeData {
+                token: q.token.chars().take(128).collect(),
+                sign_in,
+                ..NotMeData::default()
+            };
+            page.status(status)
+                .render("not_me.title", move || view! { <NotMePage data=data/> })
+        }
+        Err(e) => internal_error_page(page, &e),
+    }
+}
+
+pub async fn report_sign_in(
+    State(state): State<AppState>,
+    incoming: Incoming,
+    Form(form): Form<UndoForm>,
+) -> Response {
+    let (page, ctx) = begin(&state, &incoming).await;
+    let now = state.now();
+    let reported = state.identity.report_sign_in(&ctx, &form.token, now).await;
+    match reported {
+        Ok(()) => {
+            let data = NotMeData {
+                done: true,
+                ..NotMeData::default()
+            };
+            page.render("not_me.title", move || view! { <NotMePage data=data/> })
+        }
+        Err(err) => {
+            let ev = describe_error(page.t(), &err);
+            let data = NotMeData {
+                error: Some(ev.message),
+                ..NotMeData::default()
+            };
+            page.status(ev.status)
+                .render("not_me.title", move || view! { <NotMePage data=data/> })
         }
     }
 }

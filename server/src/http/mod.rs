@@ -127,6 +127,11 @@ fn route_specs() -> Vec<RouteSpec> {
             Some(post(account::confirm_email_change)),
         ),
         route(
+            gatehouse_core::identity::SIGN_IN_REPORT_PATH,
+            Some(get(account::not_me_page)),
+            Some(post(account::report_sign_in)),
+        ),
+        route(
             gatehouse_core::identity::EMAIL_UNDO_PATH,
             Some(get(account::email_undo_page)),
             Some(post(account::undo_email_change)),

@@ -125,6 +125,9 @@ pub enum CodePurpose {
     /// id is the hash of the link's token and its email the old address, which stays reserved
     /// while the link lives (payload: the new address).
     EmailChangeUndo,
+    /// The single-use "this wasn't me" link of a new-browser email: its id is the hash of the
+    /// link's token (payload: the session the sign-in started).
+    SignInReport,
 }
 
 impl CodePurpose {
@@ -147,6 +150,7 @@ impl CodePurpose {
             CodePurpose::ExternalLink => "external_link",
             CodePurpose::EmailChange => "email_change",
             CodePurpose::EmailChangeUndo => "email_change_undo",
+            CodePurpose::SignInReport => "sign_in_report",
         }
     }
 
@@ -169,6 +173,7 @@ impl CodePurpose {
             "external_link" => CodePurpose::ExternalLink,
             "email_change" => CodePurpose::EmailChange,
             "email_change_undo" => CodePurpose::EmailChangeUndo,
+            "sign_in_report" => CodePurpose::SignInReport,
             _ => return None,
         })
     }

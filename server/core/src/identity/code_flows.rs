@@ -526,7 +526,8 @@ impl Identity {
             | CodePurpose::ExternalSignUp
             | CodePurpose::ExternalLink
             | CodePurpose::EmailChange
-            | CodePurpose::EmailChangeUndo => Err(AuthError::CodeDead),
+            | CodePurpose::EmailChangeUndo
+            | CodePurpose::SignInReport => Err(AuthError::CodeDead),
         }
     }
 

@@ -28,7 +28,10 @@ mod passkeys;
 mod pipeline;
 mod records;
 mod risk;
-pub use risk::{DetectionView, OfflineRun, OFFLINE_JOB};
+pub use risk::{
+    DetectionView, OfflineRun, ReportedSignIn, OFFLINE_JOB, SIGN_IN_REPORT_PATH,
+    SIGN_IN_REPORT_TTL_MS,
+};
 mod sessions;
 mod sms;
 mod strength;
@@ -223,6 +226,8 @@ impl Method {
             | CodePurpose::ExternalSignUp
             | CodePurpose::ExternalLink => Method::Federated,
             CodePurpose::EmailChange | CodePurpose::EmailChangeUndo => Method::EmailChange,
+            // A reported sign-in ends in a password reset.
+            CodePurpose::SignInReport => Method::PasswordReset,
         }
     }
 }

@@ -485,7 +485,8 @@ impl Identity {
         let signed_in = self
             .create_session(ctx, user, amr, second_factor_id, now)
             .await?;
-        self.note_device(ctx, &signed_in.user, method, now).await?;
+        self.note_device(ctx, &signed_in.user, method, &signed_in.session.id, now)
+            .await?;
         self.log_attempt(
             ctx,
             email,

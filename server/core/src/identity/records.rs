@@ -85,12 +85,14 @@ impl Identity {
     }
 
     /// Remembers the browser an account signed in from, and tells the owner when it is new
-    /// (not for the first browser an account ever used, nor for the sign-up itself).
+    /// (not for the first browser an account ever used, nor for the sign-up itself), with a
+    /// "this wasn't me" link that reports the sign-in of `session_id`.
     pub(super) async fn note_device(
         &self,
         ctx: &RequestContext,
         user: &User,
         method: Method,
+        session_id: &str,
         now: i64,
     ) -> Result<(), AuthError> {
         let Some(device) = ctx
@@ -109,9 +111,10 @@ impl Identity {
             Method::SignUpPassword | Method::SignUpEmailCode | Method::SignUpFederated
         );
         if new && known_before > 0 && !sign_up {
+            let link = self.sign_in_report_link(ctx, user, session_id, now).await?;
             self.send(
                 &user.email,
-                ctx.emails.compose(EmailKind::NewDeviceSignIn, None),
+                ctx.emails.compose(EmailKind::NewDeviceSignIn, Some(&link)),
                 now,
             )
             .await?;

@@ -9,12 +9,43 @@ use crate::risk::{
     SPRAY_MIN_ACCOUNTS,
 };
 use crate::secret::SecretString;
+use crate::store::{CodePurpose, NewCode};
 use crate::store::{DetectionRecord, RiskStateChange, Session, User};
-use crate::tokens::random_id;
+use crate::tokens::{random_id, secret_token, token_hash};
 
 /// The lease of the offline detections, and how long a run may hold it.
 pub const OFFLINE_JOB: &str = "risk-offline-detections";
 pub const OFFLINE_LEASE_MS: i64 = 10 * 60 * 1000;
+
+/// Where the new-browser email's "this wasn't me" link leads, and how long it works.
+pub const SIGN_IN_REPORT_PATH: &str = "/account/not-me";
+pub const SIGN_IN_REPORT_TTL_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
+/// The sign-in a "this wasn't me" link names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportedSignIn {
+    pub session_id: Option<String>,
+    pub sign_in_id: Option<String>,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub signed_in_at: Option<i64>,
+}
+
+impl ReportedSignIn {
+    fn of(payload: Option<&str>) -> Self {
+        let v: serde_json::Value = payload
+            .and_then(|p| serde_json::from_str(p).ok())
+            .unwrap_or_default();
+        let text = |k: &str| v[k].as_str().map(str::to_string);
+        ReportedSignIn {
+            session_id: text("session_id"),
+            sign_in_id: text("sign_in_id"),
+            client_ip: text("client_ip"),
+            user_agent: text("user_agent"),
+            signed_in_at: v["signed_in_at"].as_i64(),
+        }
+    }
+}
 
 /// What one run of the offline detections did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -167,6 +198,142 @@ impl Identity {
         run.map(Some)
     }
 
+    /// A new single-use "this wasn't me" link for the sign-in that started `session_id`.
+    pub(super) async fn sign_in_report_link(
+        &self,
+        ctx: &RequestContext,
+        user: &User,
+        session_id: &str,
+        now: i64,
+    ) -> Result<String, AuthError> {
+        let token = secret_token();
+        let payload = serde_json::json!({
+            "session_id": session_id,
+            "sign_in_id": ctx.sign_in_id,
+            "client_ip": ctx.client_ip,
+            "user_agent": ctx.user_agent,
+            "signed_in_at": now,
+        });
+        self.store
+            .create_code(&NewCode {
+                id: &token_hash(&token),
+                purpose: CodePurpose::SignInReport,
+                email: &user.email,
+                user_id: Some(&user.id),
+                code_hash: "",
+                payload: Some(&payload.to_string()),
+                now,
+                expires_at: now + SIGN_IN_REPORT_TTL_MS,
+            })
+            .await?;
+        Ok(format!(
+            "{}{SIGN_IN_REPORT_PATH}?token={token}",
+            self.config.public_url.trim_end_matches('/')
+        ))
+    }
+
+    /// The sign-in a "this wasn't me" link reports, or `None` when the link is unknown, used
+    /// or expired. Reads only (mail scanners open links).
+    pub async fn sign_in_report(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<Option<ReportedSignIn>, AuthError> {
+        if token.is_empty() || token.len() > 128 {
+            return Ok(None);
+        }
+        let Some(record) = self
+            .live_flow(&token_hash(token), now)
+            .await?
+            .filter(|f| f.purpose == CodePurpose::SignInReport)
+        else {
+            return Ok(None);
+        };
+        Ok(Some(ReportedSignIn::of(record.payload.as_deref())))
+    }
+
+    /// The owner reports a sign-in as not theirs, from the new-browser email's link (once):
+    /// that sign-in's session ends, and with it every other (whoever signed in may know the
+    /// password and hold more sessions), the password is removed (a reset code is emailed) and
+    /// every application grant revoked, and a high user-reported detection raises the user
+    /// risk.
+    pub async fn report_sign_in(
+        &self,
+        ctx: &RequestContext,
+        token: &str,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        if token.is_empty() || token.len() > 128 {
+            return Err(AuthError::CodeDead);
+        }
+        let Some(record) = self
+            .store
+            .consume_grant(&token_hash(token), CodePurpose::SignInReport, now)
+            .await?
+        else {
+            return Err(AuthError::CodeDead);
+        };
+        let user = match &record.user_id {
+            Some(id) => self.store.find_user(id).await?,
+            None => None,
+        }
+        .ok_or(AuthError::CodeDead)?;
+        let reported = ReportedSignIn::of(record.payload.as_deref());
+        self.end_sessions(&user.id, super::SessionsToEnd::All, now)
+            .await?;
+        let had_password = user.password_hash.is_some();
+        if had_password {
+            self.store.clear_password(&user.id, now).await?;
+        }
+        self.store.revoke_user_grants(&user.id, now).await?;
+        let finding = crate::risk::Finding {
+            kind: DetectionKind::UserReportedSuspicious,
+            level: RiskLevel::High,
+            summary: format!(
+                "The owner reported the sign-in from {} as not theirs.",
+                reported
+                    .client_ip
+                    .as_deref()
+                    .unwrap_or("an unknown address")
+            ),
+            evidence: serde_json::json!({
+                "session_id": reported.session_id,
+                "client_ip": reported.client_ip,
+                "user_agent": reported.user_agent,
+                "signed_in_at": reported.signed_in_at,
+                "password_removed": had_password,
+            }),
+        };
+        self.record_detection_for(
+            &user.id,
+            &finding,
+            reported.sign_in_id.as_deref(),
+            "real-time",
+            now,
+        )
+        .await?;
+        self.audit_silently(
+            ctx,
+            &user.id,
+            "risk.sign_in_reported",
+            &format!(
+                "reported from the new-browser email; sessions ended{}",
+                if had_password {
+                    ", password removed"
+                } else {
+                    ""
+                }
+            ),
+            now,
+        )
+        .await?;
+        if had_password {
+            self.start_password_reset(ctx, &user.email, now).await?;
+        }
+        tracing::info!(user.id = %user.id, "sign-in reported by its owner");
+        Ok(())
+    }
+
     /// When the offline detections last finished, if ever.
     pub async fn offline_detections_finished_at(&self) -> Result<Option<i64>, AuthError> {
         Ok(self.store.job_finished_at(OFFLINE_JOB).await?)
@@ -231,6 +398,10 @@ impl Identity {
             (
                 DetectionKind::PasswordSpray,
                 "the sprayed password was replaced",
+            ),
+            (
+                DetectionKind::UserReportedSuspicious,
+                "the owner chose a new password after reporting the sign-in",
             ),
         ] {
             self.store
