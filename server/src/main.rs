@@ -1013,6 +1013,12 @@ async fn apps(action: AppsAction, config: Config) -> ExitCode {
                         }
                     }
                 }
+                Err(gatehouse_core::identity::oidc::ClientConfigError::NoRedirectUri) => {
+                    return fail(
+                        "an application that signs people in needs at least one --redirect-uri \
+                         (or only --grant client_credentials)",
+                    )
+                }
                 Err(problem) => return fail(problem),
             }
         }
