@@ -1,13 +1,7 @@
 // Customers manage their account itself from the account page: change the email address (the new
 // one proven by code, the old one able to undo it), download their data, delete the account.
 import fs from 'node:fs';
-import AxeBuilder from '@axe-core/playwright';
-import { test, expect, signUp, uniqueEmail, codeFor, codeCount, allMails, AccountPage, SignInPage, PASSWORD, type Page } from './support';
-
-async function expectAccessible(page: Page) {
-  const results = await new AxeBuilder({ page }).withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']).analyze();
-  expect(results.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`)).toEqual([]);
-}
+import { test, expect, expectAccessible, signUp, uniqueEmail, codeFor, codeCount, allMails, AccountPage, SignInPage, PASSWORD, type Page } from './support';
 
 test('a customer moves the account to a new address, and the old address can undo it', async ({ page, browser }) => {
   const email = uniqueEmail('move.old');

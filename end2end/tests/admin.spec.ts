@@ -5,30 +5,12 @@
 // written in the editor asks one customer to accept the terms of use at one application.
 import fs from 'node:fs';
 import path from 'node:path';
-import AxeBuilder from '@axe-core/playwright';
 import {
-  test, expect, signUp, uniqueEmail, codeFor, codeCount, newContext, AccountPage, SignInPage, PASSWORD, type Page,
+  test, expect, expectAccessible, signInAsAdmin, signUp, uniqueEmail, codeFor, codeCount, newContext, AccountPage, SignInPage, PASSWORD, type Page,
 } from './support';
 
-const ADMIN = 'admin.e2e@example.com';
 // The customer's application (end2end/rp-app.mjs), registered as "Example Shop".
 const app = `http://localhost:${Number(process.env.GATEHOUSE_E2E_RP_PORT || 2628)}`;
-
-async function expectAccessible(page: Page) {
-  const results = await new AxeBuilder({ page }).withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']).analyze();
-  expect(results.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`)).toEqual([]);
-}
-
-async function signInAsAdmin(page: Page) {
-  await page.goto('/sign-in/code');
-  await page.getByLabel('Email').fill(ADMIN);
-  const sent = codeCount(ADMIN);
-  await page.getByRole('button', { name: 'Send code' }).click();
-  await expect(page.getByRole('heading', { name: 'Check your email' })).toBeVisible();
-  await page.getByLabel('Code').fill(await codeFor(ADMIN, sent + 1));
-  await page.getByRole('button', { name: 'Verify' }).click();
-  await new AccountPage(page).expectSignedInAs(ADMIN);
-}
 
 test.describe.configure({ mode: 'serial' });
 

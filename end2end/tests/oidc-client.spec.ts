@@ -4,18 +4,12 @@
 // second factor runs before the application gets a code; a third-party application asks consent.
 import fs from 'node:fs';
 import path from 'node:path';
-import AxeBuilder from '@axe-core/playwright';
 import {
-  test, expect, signUp, uniqueEmail, codeFor, codeCount, AccountPage, CodePage, SignInPage, PASSWORD, RESET_PASSWORD, type Page,
+  test, expect, expectAccessible, signUp, uniqueEmail, codeFor, codeCount, AccountPage, CodePage, SignInPage, PASSWORD, RESET_PASSWORD, type Page,
 } from './support';
 import { totp, nextCode } from './totp';
 
 const app = `http://localhost:${Number(process.env.GATEHOUSE_E2E_RP_PORT || 2628)}`;
-
-async function expectAccessible(page: Page) {
-  const results = await new AxeBuilder({ page }).withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']).analyze();
-  expect(results.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`)).toEqual([]);
-}
 
 test('an application signs a customer in, refreshes its tokens and signs out', async ({ page }) => {
   const email = uniqueEmail('rp.user');

@@ -1,6 +1,7 @@
 // Page objects and helpers for the Gatehouse specs. Everything is found by role and accessible
 // name, the way a person using a screen reader would find it.
 import { test as base, expect, type Page, type BrowserContext } from '@playwright/test';
+import AxeBuilder from '@axe-core/playwright';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -151,3 +152,24 @@ export const test = base.extend<{ page: Page }>({
 });
 
 export { expect };
+
+/** Fails with the list of WCAG 2.1 A and AA violations axe finds on the page, if any. */
+export async function expectAccessible(page: Page) {
+  const results = await new AxeBuilder({ page }).withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']).analyze();
+  expect(results.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`)).toEqual([]);
+}
+
+/** The first administrator, created with `gatehouse create-admin` before the server starts. */
+export const ADMIN = 'admin.e2e@example.com';
+
+/** Signs the administrator in with an email code and lands on the account page. */
+export async function signInAsAdmin(page: Page) {
+  await page.goto('/sign-in/code');
+  await page.getByLabel('Email').fill(ADMIN);
+  const sent = codeCount(ADMIN);
+  await page.getByRole('button', { name: 'Send code' }).click();
+  await expect(page.getByRole('heading', { name: 'Check your email' })).toBeVisible();
+  await page.getByLabel('Code').fill(await codeFor(ADMIN, sent + 1));
+  await page.getByRole('button', { name: 'Verify' }).click();
+  await new AccountPage(page).expectSignedInAs(ADMIN);
+}
