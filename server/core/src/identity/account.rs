@@ -218,13 +218,9 @@ impl Identity {
         token: &str,
         now: i64,
     ) -> Result<Option<PendingUndo>, AuthError> {
-        if token.is_empty() || token.len() > 128 {
-            return Ok(None);
-        }
         let Some(record) = self
-            .live_flow(&token_hash(token), now)
+            .live_link(token, CodePurpose::EmailChangeUndo, now)
             .await?
-            .filter(|f| f.purpose == CodePurpose::EmailChangeUndo)
         else {
             return Ok(None);
         };
@@ -251,21 +247,9 @@ impl Identity {
         token: &str,
         now: i64,
     ) -> Result<User, AuthError> {
-        if token.is_empty() || token.len() > 128 {
-            return Err(AuthError::CodeDead);
-        }
-        let Some(record) = self
-            .store
-            .consume_grant(&token_hash(token), CodePurpose::EmailChangeUndo, now)
-            .await?
-        else {
-            return Err(AuthError::CodeDead);
-        };
-        let user = match &record.user_id {
-            Some(id) => self.store.find_user(id).await?,
-            None => None,
-        }
-        .ok_or(AuthError::CodeDead)?;
+        let (record, user) = self
+            .consume_link(token, CodePurpose::EmailChangeUndo, now)
+            .await?;
         match self.store.restore_email(&user.id, &record.email, now).await {
             Ok(_) => {}
             Err(StoreError::Conflict) => return Err(AuthError::AccountExists),

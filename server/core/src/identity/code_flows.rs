@@ -318,6 +318,49 @@ impl Identity {
     }
 
     /// A live flow of `purpose` and the account it belongs to; anything else is a dead flow.
+    /// The live single-use link of `purpose` behind an emailed `token` (reads only: mail
+    /// scanners open links), or `None` when it is unknown, used or expired.
+    pub(super) async fn live_link(
+        &self,
+        token: &str,
+        purpose: CodePurpose,
+        now: i64,
+    ) -> Result<Option<CodeRecord>, AuthError> {
+        if token.is_empty() || token.len() > 128 {
+            return Ok(None);
+        }
+        Ok(self
+            .live_flow(&token_hash(token), now)
+            .await?
+            .filter(|f| f.purpose == purpose))
+    }
+
+    /// Uses up the single-use link of `purpose` behind `token` (one statement, so of two
+    /// clicks one wins) and returns it with its account.
+    pub(super) async fn consume_link(
+        &self,
+        token: &str,
+        purpose: CodePurpose,
+        now: i64,
+    ) -> Result<(CodeRecord, User), AuthError> {
+        if token.is_empty() || token.len() > 128 {
+            return Err(AuthError::CodeDead);
+        }
+        let Some(record) = self
+            .store
+            .consume_grant(&token_hash(token), purpose, now)
+            .await?
+        else {
+            return Err(AuthError::CodeDead);
+        };
+        let user = match &record.user_id {
+            Some(id) => self.store.find_user(id).await?,
+            None => None,
+        }
+        .ok_or(AuthError::CodeDead)?;
+        Ok((record, user))
+    }
+
     pub(super) async fn live_flow_with_user(
         &self,
         id: &str,

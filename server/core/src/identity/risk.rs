@@ -239,17 +239,10 @@ impl Identity {
         token: &str,
         now: i64,
     ) -> Result<Option<ReportedSignIn>, AuthError> {
-        if token.is_empty() || token.len() > 128 {
-            return Ok(None);
-        }
-        let Some(record) = self
-            .live_flow(&token_hash(token), now)
+        Ok(self
+            .live_link(token, CodePurpose::SignInReport, now)
             .await?
-            .filter(|f| f.purpose == CodePurpose::SignInReport)
-        else {
-            return Ok(None);
-        };
-        Ok(Some(ReportedSignIn::of(record.payload.as_deref())))
+            .map(|record| ReportedSignIn::of(record.payload.as_deref())))
     }
 
     /// The owner reports a sign-in as not theirs, from the new-browser email's link (once):
@@ -263,21 +256,9 @@ impl Identity {
         token: &str,
         now: i64,
     ) -> Result<(), AuthError> {
-        if token.is_empty() || token.len() > 128 {
-            return Err(AuthError::CodeDead);
-        }
-        let Some(record) = self
-            .store
-            .consume_grant(&token_hash(token), CodePurpose::SignInReport, now)
-            .await?
-        else {
-            return Err(AuthError::CodeDead);
-        };
-        let user = match &record.user_id {
-            Some(id) => self.store.find_user(id).await?,
-            None => None,
-        }
-        .ok_or(AuthError::CodeDead)?;
+        let (record, user) = self
+            .consume_link(token, CodePurpose::SignInReport, now)
+            .await?;
         let reported = ReportedSignIn::of(record.payload.as_deref());
         self.end_sessions(&user.id, super::SessionsToEnd::All, now)
             .await?;

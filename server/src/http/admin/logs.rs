@@ -34,6 +34,22 @@ pub struct SignInsQuery {
     page: Option<i64>,
 }
 
+/// The first cells of a sign-in row: its time (opening the entry), its user (opening the
+/// account, when known) and its application.
+pub(super) fn sign_in_cells(e: &gatehouse_core::store::SignInLogEntry) -> [Cell; 3] {
+    [
+        Cell::link(
+            format_time(e.occurred_at),
+            format!("/admin/sign-ins/{}", e.id),
+        ),
+        match &e.user_id {
+            Some(id) => Cell::link(e.email.clone(), format!("/admin/users/{id}")),
+            None => Cell::text(e.email.clone()),
+        },
+        Cell::text(e.application.clone()),
+    ]
+}
+
 pub async fn sign_ins(
     State(state): State<AppState>,
     _admin: AdminUser,
@@ -73,21 +89,14 @@ pub async fn sign_ins(
     let rows = entries
         .iter()
         .map(|e| {
-            vec![
-                Cell::link(
-                    format_time(e.occurred_at),
-                    format!("/admin/sign-ins/{}", e.id),
-                ),
-                match &e.user_id {
-                    Some(id) => Cell::link(e.email.clone(), format!("/admin/users/{id}")),
-                    None => Cell::text(e.email.clone()),
-                },
-                Cell::text(e.application.clone()),
+            let mut row = sign_in_cells(e).to_vec();
+            row.extend([
                 Cell::text(e.method.clone()),
                 Cell::text(e.result.clone()),
                 Cell::text(e.failure_reason.clone().unwrap_or_default()),
                 Cell::text(e.client_ip.clone()),
-            ]
+            ]);
+            row
         })
         .collect();
     let base = format!(

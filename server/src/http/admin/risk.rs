@@ -368,21 +368,14 @@ pub async fn risky_sign_ins(
     let rows = entries
         .iter()
         .map(|e| {
-            vec![
-                Cell::link(
-                    format_time(e.occurred_at),
-                    format!("/admin/sign-ins/{}", e.id),
-                ),
-                match &e.user_id {
-                    Some(id) => Cell::link(e.email.clone(), format!("/admin/users/{id}")),
-                    None => Cell::text(e.email.clone()),
-                },
-                Cell::text(e.application.clone()),
+            let mut row = super::logs::sign_in_cells(e).to_vec();
+            row.extend([
                 Cell::text(capitalised(e.risk_level.as_deref().unwrap_or(""))),
                 Cell::text(e.result.clone()),
                 Cell::text(place_of(e)),
                 Cell::text(e.client_ip.clone()),
-            ]
+            ]);
+            row
         })
         .collect();
     let path = "/admin/risk/sign-ins";
