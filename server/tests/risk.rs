@@ -728,6 +728,69 @@ async fn an_unfamiliar_sign_in_meets_a_sign_in_risk_policy() {
         row.policies.as_deref().unwrap_or_default()
     );
     assert_eq!(row.failure_reason.as_deref(), Some("blocked_by_policy"));
+    // The owner is told, once however often it is retried.
+    let mails = server.store.messages_for(email).await.unwrap();
+    assert!(
+        mails[0].subject.contains("risky sign-in") && mails[0].subject.contains("was blocked"),
+        "{}",
+        mails[0].subject
+    );
+    let count = mails.len();
+    server.clock.advance_ms(60_000);
+    browser_as(&server, "192.0.2.50", CHROME_WINDOWS)
+        .sign_in_with_password(email, PASSWORD)
+        .await;
+    assert_eq!(newest(&server, email).await.failure_reason.as_deref(), Some("blocked_by_policy"));
+    assert_eq!(server.message_count(email).await, count, "one email in 6 hours");
+}
+
+/// A risky sign-in (from a Tor exit) that a sign-in-risk policy asks for the second factor
+/// is told to the owner; an ordinary one asked for the same factor is not.
+#[tokio::test]
+async fn a_risky_sign_in_a_policy_challenges_is_told_to_the_owner() {
+    let server = TestServer::start().await;
+    let email = "challenged@example.com";
+    with_authenticator(&server, "Challenged", email).await;
+    let identity = &server.state.identity;
+    let now = server.state.now();
+    identity
+        .import_risk_list(gatehouse_core::risk::ListKind::Tor, "198.51.100.7\n", now)
+        .await
+        .unwrap();
+    let mut p = policy(
+        "risky-sign-ins",
+        Grant::Require {
+            controls: vec![Control::Mfa],
+            require_all: false,
+        },
+    );
+    p.conditions.sign_in_risk = vec![RiskLevel::Medium, RiskLevel::High];
+    identity.save_policy(&p, None, now).await.unwrap();
+    let before = server.message_count(email).await;
+
+    server.clock.advance_ms(30_000);
+    browser_as(&server, "198.51.100.7", FIREFOX_LINUX)
+        .sign_in_with_password(email, PASSWORD)
+        .await;
+    let row = newest(&server, email).await;
+    assert_eq!(
+        (row.result.as_str(), row.risk_level.as_deref()),
+        ("interrupted", Some("high"))
+    );
+    let mails = server.store.messages_for(email).await.unwrap();
+    assert_eq!(mails.len(), before + 1);
+    assert!(
+        mails[0].subject.contains("asked for a second factor"),
+        "{}",
+        mails[0].subject
+    );
+
+    server.clock.advance_ms(30_000);
+    browser_as(&server, "192.0.2.10", FIREFOX_LINUX)
+        .sign_in_with_password(email, PASSWORD)
+        .await;
+    assert_eq!(newest(&server, email).await.result, "interrupted");
+    assert_eq!(server.message_count(email).await, before + 1, "not risky: no email");
 }
 
 /// One address sends wrong passwords for eleven accounts, one each, then the right one for

@@ -83,6 +83,10 @@ pub enum EmailKind {
     EmailRestored,
     /// The account was deleted.
     AccountDeleted,
+    /// A risky sign-in (medium or high sign-in risk) with the right first factor was blocked.
+    RiskySignInBlocked,
+    /// A risky sign-in with the right first factor was asked for a second factor.
+    RiskySignInChallenged,
 }
 
 impl EmailKind {
@@ -106,6 +110,8 @@ impl EmailKind {
             EmailKind::EmailChanged => "email_changed",
             EmailKind::EmailRestored => "email_restored",
             EmailKind::AccountDeleted => "account_deleted",
+            EmailKind::RiskySignInBlocked => "risky_sign_in_blocked",
+            EmailKind::RiskySignInChallenged => "risky_sign_in_challenged",
         }
     }
 }

@@ -344,18 +344,29 @@ impl Identity {
             policy_results: Some(signals.access.log_json()),
             ..ctx.clone()
         };
+        let risky = sign_in_risk >= crate::conditional_access::RiskLevel::Medium;
         match decide_after_first_factor(&signals) {
-            FirstFactorDecision::Refuse(err) => Err(self
-                .refuse(
-                    ctx,
-                    first.email,
-                    Some(&first.user.id),
-                    first.method,
-                    err,
-                    now,
-                )
-                .await?),
+            FirstFactorDecision::Refuse(err) => {
+                if risky && matches!(err, AuthError::BlockedByPolicy) {
+                    self.notify_risky_sign_in(ctx, &first.user, true, now)
+                        .await?;
+                }
+                Err(self
+                    .refuse(
+                        ctx,
+                        first.email,
+                        Some(&first.user.id),
+                        first.method,
+                        err,
+                        now,
+                    )
+                    .await?)
+            }
             FirstFactorDecision::SecondFactor => {
+                if risky && !signals.access.required.is_empty() {
+                    self.notify_risky_sign_in(ctx, &first.user, false, now)
+                        .await?;
+                }
                 let pending = super::mfa::PendingSecondFactor {
                     new_password_hash: first.new_password.map(|(hash, _)| hash.to_string()),
                     credential_epoch: first.new_password.map(|(_, epoch)| epoch),

@@ -17,6 +17,9 @@ use crate::tokens::{random_id, secret_token, token_hash};
 pub const OFFLINE_JOB: &str = "risk-offline-detections";
 pub const OFFLINE_LEASE_MS: i64 = 10 * 60 * 1000;
 
+/// At most one risky-sign-in email per account in this window.
+pub const RISKY_SIGN_IN_MAIL_WINDOW_MS: i64 = 6 * 60 * 60 * 1000;
+
 /// Where the new-browser email's "this wasn't me" link leads, and how long it works.
 pub const SIGN_IN_REPORT_PATH: &str = "/account/not-me";
 pub const SIGN_IN_REPORT_TTL_MS: i64 = 7 * 24 * 60 * 60 * 1000;
@@ -313,6 +316,34 @@ impl Identity {
         }
         tracing::info!(user.id = %user.id, "sign-in reported by its owner");
         Ok(())
+    }
+
+    /// Tells the owner that a sign-in with their first factor looked risky and was blocked or
+    /// asked for a second factor by a policy: at most one such email per account every
+    /// [`RISKY_SIGN_IN_MAIL_WINDOW_MS`], so an attacker retrying cannot flood the mailbox.
+    pub(super) async fn notify_risky_sign_in(
+        &self,
+        ctx: &RequestContext,
+        user: &User,
+        blocked: bool,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        let slot = format!("risky-sign-in:{}", user.id);
+        if self
+            .store
+            .claim_send_slot(&slot, &random_id(), RISKY_SIGN_IN_MAIL_WINDOW_MS, now)
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let kind = if blocked {
+            crate::mail::EmailKind::RiskySignInBlocked
+        } else {
+            crate::mail::EmailKind::RiskySignInChallenged
+        };
+        self.send(&user.email, ctx.emails.compose(kind, None), now)
+            .await
     }
 
     /// When the offline detections last finished, if ever.
