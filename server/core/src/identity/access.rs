@@ -185,8 +185,10 @@ impl Identity {
         self.policies.forget().await;
     }
 
-    /// The real-time detections of an attempt from `client_ip` (the address lists).
-    pub(super) async fn assess_attempt(
+    /// The real-time detections of an attempt (the address lists, and the account's history
+    /// for travel and unfamiliar properties), without recording them. Public for the
+    /// benchmark of their latency.
+    pub async fn assess_attempt(
         &self,
         ctx: &RequestContext,
         user: &User,
