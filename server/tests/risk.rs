@@ -740,8 +740,15 @@ async fn an_unfamiliar_sign_in_meets_a_sign_in_risk_policy() {
     browser_as(&server, "192.0.2.50", CHROME_WINDOWS)
         .sign_in_with_password(email, PASSWORD)
         .await;
-    assert_eq!(newest(&server, email).await.failure_reason.as_deref(), Some("blocked_by_policy"));
-    assert_eq!(server.message_count(email).await, count, "one email in 6 hours");
+    assert_eq!(
+        newest(&server, email).await.failure_reason.as_deref(),
+        Some("blocked_by_policy")
+    );
+    assert_eq!(
+        server.message_count(email).await,
+        count,
+        "one email in 6 hours"
+    );
 }
 
 /// A risky sign-in (from a Tor exit) that a sign-in-risk policy asks for the second factor
@@ -790,7 +797,11 @@ async fn a_risky_sign_in_a_policy_challenges_is_told_to_the_owner() {
         .sign_in_with_password(email, PASSWORD)
         .await;
     assert_eq!(newest(&server, email).await.result, "interrupted");
-    assert_eq!(server.message_count(email).await, before + 1, "not risky: no email");
+    assert_eq!(
+        server.message_count(email).await,
+        before + 1,
+        "not risky: no email"
+    );
 }
 
 /// One address sends wrong passwords for eleven accounts, one each, then the right one for

@@ -53,7 +53,11 @@ fn history(user_id: &str, now: i64) -> Vec<SignInLogEntry> {
         ("DE", "Berlin", 52_520_000, 13_405_000, 3320),
         ("GB", "London", 51_507_400, -127_800, 2856),
     ];
-    let browsers = [("Chrome", "Windows 10"), ("Safari", "iPhone"), ("Firefox", "Linux")];
+    let browsers = [
+        ("Chrome", "Windows 10"),
+        ("Safari", "iPhone"),
+        ("Firefox", "Linux"),
+    ];
     (0..HISTORY)
         .map(|i| {
             let (country, city, lat, lon, asn) = places[i % places.len()];
@@ -130,7 +134,12 @@ async fn main() {
     .expect("identity")
     .with_geoip(geoip)
     .with_asn(asn);
-    let ips = ["81.2.69.160", "89.160.20.112", "2.125.160.216", "175.16.199.1"];
+    let ips = [
+        "81.2.69.160",
+        "89.160.20.112",
+        "2.125.160.216",
+        "175.16.199.1",
+    ];
     let agents = [
         "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
         "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0",
