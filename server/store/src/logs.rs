@@ -100,17 +100,37 @@ impl Store {
         user_id: &str,
         limit: i64,
     ) -> StoreResult<(Vec<SignInLogEntry>, Option<i64>)> {
-        let rows = sqlx::query(&format!(
-            "SELECT {SIGN_IN_COLUMNS} FROM sign_in_log WHERE user_id = $1 AND result = 'success' \
-             ORDER BY occurred_at DESC, id DESC LIMIT $2"
-        ))
+        // Only what the detections compare, read by position: this runs at every sign-in.
+        let rows = sqlx::query(
+            "SELECT id, occurred_at, client_ip, country, city, latitude_e6, longitude_e6, \
+             accuracy_km, asn, browser, os, device FROM sign_in_log \
+             WHERE user_id = $1 AND result = 'success' ORDER BY occurred_at DESC, id DESC LIMIT $2",
+        )
         .bind(user_id)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         let recent = rows
             .iter()
-            .map(SignInLogEntry::from_row)
+            .map(|r| {
+                Ok(SignInLogEntry {
+                    id: r.try_get(0)?,
+                    occurred_at: r.try_get(1)?,
+                    user_id: Some(user_id.to_string()),
+                    client_ip: r.try_get(2)?,
+                    country: r.try_get(3)?,
+                    city: r.try_get(4)?,
+                    latitude_e6: r.try_get(5)?,
+                    longitude_e6: r.try_get(6)?,
+                    accuracy_km: r.try_get(7)?,
+                    asn: r.try_get(8)?,
+                    browser: r.try_get(9)?,
+                    os: r.try_get(10)?,
+                    device: r.try_get(11)?,
+                    result: "success".into(),
+                    ..SignInLogEntry::default()
+                })
+            })
             .collect::<StoreResult<Vec<_>>>()?;
         let first = sqlx::query(
             "SELECT occurred_at FROM sign_in_log WHERE user_id = $1 AND result = 'success' \
