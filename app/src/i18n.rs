@@ -324,6 +324,8 @@ const EN: &[(&str, &str)] = &[
     ("email.risky_sign_in_blocked.body", "Someone signed in to your {product} account with the right password (or code) just now, but the sign-in looked risky (an anonymizing network, an unusual place, or a browser and network your account has not used), so it was blocked.\n\nIf this was you, sign in from your usual browser and network. If not, someone knows your password: reset it now and add a second factor on your security info page."),
     ("email.risky_sign_in_challenged.subject", "A risky sign-in to your {product} account was asked for a second factor"),
     ("email.risky_sign_in_challenged.body", "Someone signed in to your {product} account with the right password (or code) just now, but the sign-in looked risky (an anonymizing network, an unusual place, or a browser and network your account has not used), so it was asked for your second factor.\n\nIf this was you, there is nothing to do. If not, someone knows your password: reset it now."),
+    ("email.risk_digest.subject", "{product}: accounts with new risk detections"),
+    ("email.risk_digest.body", "These accounts got new risk detections since the last digest:\n\n{code}\n\nReview them, and confirm safe, dismiss or confirm compromised, in the console's Identity Protection pages."),
     ("email.after_failures.subject", "Your {product} account was signed in to after failed attempts"),
     ("email.after_failures.body", "Someone tried wrong passwords for your {product} account before it was signed in to just now.\n\nIf this was you, there is nothing to do. If not, reset your password and add a second factor on your security info page."),
     ("email.method_added.subject", "A sign-in method was added to your {product} account"),

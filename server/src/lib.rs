@@ -325,6 +325,17 @@ pub fn spawn_housekeeping(state: AppState) -> tokio::task::JoinHandle<()> {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "offline risk detections failed"),
             }
+            let branding = state.branding().await;
+            let texts = http::toolkit::CatalogueEmails::of(&branding);
+            match state
+                .identity
+                .run_risk_digest(&instance, &texts, state.now())
+                .await
+            {
+                Ok(Some(n)) if n > 0 => tracing::info!(accounts = n, "risk digest sent"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "risk digest failed"),
+            }
         }
     })
 }

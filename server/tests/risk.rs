@@ -1165,3 +1165,146 @@ async fn this_wasnt_me_in_the_new_browser_email_signs_that_browser_out_and_secur
     assert_eq!(reader.get(path).await.status, StatusCode::BAD_REQUEST);
     assert_eq!(detections(&server, email).await.len(), 1);
 }
+
+/// Email texts that show what the digest was given.
+#[derive(Debug)]
+struct PlainTexts;
+
+impl gatehouse_core::mail::EmailTexts for PlainTexts {
+    fn compose(
+        &self,
+        kind: gatehouse_core::mail::EmailKind,
+        code: Option<&str>,
+    ) -> gatehouse_core::mail::EmailText {
+        gatehouse_core::mail::EmailText {
+            subject: kind.key().to_string(),
+            body: code.unwrap_or_default().to_string(),
+        }
+    }
+}
+
+/// The administrators' digest lists the accounts with new detections since the last one,
+/// with their highest level and kinds, once a day across instances, and says nothing when
+/// there is nothing new.
+#[tokio::test]
+async fn administrators_get_a_daily_digest_of_the_accounts_with_new_detections() {
+    let server = TestServer::start().await;
+    server.admin_browser("Ada Admin", "admin@example.com").await;
+    server
+        .signed_up("Risky One", "one@example.com", PASSWORD)
+        .await;
+    server
+        .signed_up("Risky Two", "two@example.com", PASSWORD)
+        .await;
+    let one = server.user("one@example.com").await;
+    let two = server.user("two@example.com").await;
+    let identity = &server.state.identity;
+    let record =
+        |user: &gatehouse_core::store::User, id: &str, kind: &str, level: &str, at: i64| {
+            DetectionRecord {
+                id: id.into(),
+                user_id: user.id.clone(),
+                sign_in_id: None,
+                kind: kind.into(),
+                level: level.into(),
+                timing: "real-time".into(),
+                detected_at: at,
+                state: "at-risk".into(),
+                evidence: "{}".into(),
+                summary: "Test.".into(),
+                updated_at: at,
+            }
+        };
+    let now = server.state.now();
+    for d in [
+        record(&one, "d1", "anonymous-ip", "medium", now - 3_000),
+        record(&one, "d2", "leaked-credentials", "high", now - 2_000),
+        record(&two, "d3", "unfamiliar-features", "low", now - 1_000),
+    ] {
+        server
+            .store
+            .record_detection(&d, &format!("c-{}", d.id), None, "test")
+            .await
+            .unwrap();
+    }
+    let digests = || async {
+        server
+            .store
+            .messages_for("admin@example.com")
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.subject == "risk_digest")
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        identity
+            .run_risk_digest("instance-a", &PlainTexts, now)
+            .await
+            .unwrap(),
+        Some(2)
+    );
+    let sent = digests().await;
+    assert_eq!(sent.len(), 1);
+    let body = &sent[0].body;
+    assert!(
+        body.contains("- two@example.com: low (Unfamiliar sign-in properties)"),
+        "{body}"
+    );
+    assert!(
+        body.contains("- one@example.com: high (Leaked credentials, Anonymous IP address)"),
+        "{body}"
+    );
+    assert!(body.contains("/admin/risk/users"), "{body}");
+
+    // Not again the same day, from this instance or another.
+    server.clock.advance_ms(HOUR);
+    let later = server.state.now();
+    assert_eq!(
+        identity
+            .run_risk_digest("instance-b", &PlainTexts, later)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(digests().await.len(), 1);
+
+    // A day later with nothing new: no email.
+    server.clock.advance_ms(DAY);
+    let next_day = server.state.now();
+    assert_eq!(
+        identity
+            .run_risk_digest("instance-b", &PlainTexts, next_day)
+            .await
+            .unwrap(),
+        Some(0)
+    );
+    assert_eq!(digests().await.len(), 1);
+
+    // Another day: only what is new since.
+    server.clock.advance_ms(DAY);
+    let third = server.state.now();
+    let d = record(&two, "d4", "brute-force", "medium", third - 1_000);
+    server
+        .store
+        .record_detection(&d, "c-d4", None, "test")
+        .await
+        .unwrap();
+    assert_eq!(
+        identity
+            .run_risk_digest("instance-a", &PlainTexts, third)
+            .await
+            .unwrap(),
+        Some(1)
+    );
+    let sent = digests().await;
+    assert_eq!(sent.len(), 2);
+    assert!(
+        sent[0]
+            .body
+            .contains("- two@example.com: medium (Password guessed after many failures)"),
+        "{}",
+        sent[0].body
+    );
+    assert!(!sent[0].body.contains("one@example.com"));
+}

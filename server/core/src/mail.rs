@@ -87,6 +87,9 @@ pub enum EmailKind {
     RiskySignInBlocked,
     /// A risky sign-in with the right first factor was asked for a second factor.
     RiskySignInChallenged,
+    /// To administrators, daily: the accounts with new risk detections (the list is the
+    /// "code").
+    RiskDigest,
 }
 
 impl EmailKind {
@@ -112,6 +115,7 @@ impl EmailKind {
             EmailKind::AccountDeleted => "account_deleted",
             EmailKind::RiskySignInBlocked => "risky_sign_in_blocked",
             EmailKind::RiskySignInChallenged => "risky_sign_in_challenged",
+            EmailKind::RiskDigest => "risk_digest",
         }
     }
 }

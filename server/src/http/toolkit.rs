@@ -279,7 +279,14 @@ pub(super) fn cookie_policy(state: &AppState) -> CookiePolicy {
 
 /// Email texts from the message catalogue of the page being answered (locale and branding).
 #[derive(Debug)]
-pub(super) struct CatalogueEmails(Texts);
+pub(crate) struct CatalogueEmails(Texts);
+
+impl CatalogueEmails {
+    /// The tenant's texts, for emails no request asks for (the daily digest).
+    pub(crate) fn of(branding: &gatehouse_app::branding::Branding) -> Self {
+        CatalogueEmails(Texts::new(branding.texts.clone(), &branding.product_name))
+    }
+}
 
 impl EmailTexts for CatalogueEmails {
     fn compose(&self, kind: EmailKind, code: Option<&str>) -> EmailText {

@@ -46,6 +46,17 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Gives up the lease of job `name` without noting a finished run (the job had nothing to
+    /// do yet).
+    pub async fn drop_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE job_leases SET expires_at = 0 WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     /// When job `name` last finished (milliseconds), if ever.
     pub async fn job_finished_at(&self, name: &str) -> StoreResult<Option<i64>> {
         let row = sqlx::query("SELECT finished_at FROM job_leases WHERE name = $1")

@@ -29,8 +29,8 @@ mod pipeline;
 mod records;
 mod risk;
 pub use risk::{
-    DetectionView, OfflineRun, ReportedSignIn, OFFLINE_JOB, SIGN_IN_REPORT_PATH,
-    SIGN_IN_REPORT_TTL_MS,
+    DetectionView, OfflineRun, ReportedSignIn, OFFLINE_JOB, RISK_DIGEST_EVERY_MS, RISK_DIGEST_JOB,
+    SIGN_IN_REPORT_PATH, SIGN_IN_REPORT_TTL_MS,
 };
 mod sessions;
 mod sms;

@@ -17,6 +17,12 @@ use crate::tokens::{random_id, secret_token, token_hash};
 pub const OFFLINE_JOB: &str = "risk-offline-detections";
 pub const OFFLINE_LEASE_MS: i64 = 10 * 60 * 1000;
 
+/// The lease of the administrators' daily digest, how often it goes out, and how many
+/// accounts it lists by name.
+pub const RISK_DIGEST_JOB: &str = "risk-digest";
+pub const RISK_DIGEST_EVERY_MS: i64 = 24 * 60 * 60 * 1000;
+pub const RISK_DIGEST_LISTED: usize = 20;
+
 /// At most one risky-sign-in email per account in this window.
 pub const RISKY_SIGN_IN_MAIL_WINDOW_MS: i64 = 6 * 60 * 60 * 1000;
 
@@ -344,6 +350,120 @@ impl Identity {
         };
         self.send(&user.email, ctx.emails.compose(kind, None), now)
             .await
+    }
+
+    /// The daily digest to administrators of the accounts with new detections since the last
+    /// one (or the last day): at most once every [`RISK_DIGEST_EVERY_MS`] across instances
+    /// (the job's lease, and its last finish checked again under the lease); nothing is sent
+    /// when there is nothing new. Returns how many accounts it listed, or `None` when it was
+    /// not due or another instance holds it.
+    pub async fn run_risk_digest(
+        &self,
+        holder: &str,
+        texts: &dyn crate::mail::EmailTexts,
+        now: i64,
+    ) -> Result<Option<usize>, AuthError> {
+        let due = |last: Option<i64>| last.is_none_or(|t| now - t >= RISK_DIGEST_EVERY_MS);
+        if !due(self.store.job_finished_at(RISK_DIGEST_JOB).await?) {
+            return Ok(None);
+        }
+        if !self
+            .store
+            .try_lease(RISK_DIGEST_JOB, holder, OFFLINE_LEASE_MS, now)
+            .await?
+        {
+            return Ok(None);
+        }
+        let last = self.store.job_finished_at(RISK_DIGEST_JOB).await?;
+        if !due(last) {
+            self.store.drop_lease(RISK_DIGEST_JOB, holder).await?;
+            return Ok(None);
+        }
+        let listed = self
+            .send_risk_digest(texts, last.unwrap_or(now - RISK_DIGEST_EVERY_MS), now)
+            .await;
+        match listed {
+            Ok(n) => {
+                self.store
+                    .release_lease(RISK_DIGEST_JOB, holder, now)
+                    .await?;
+                Ok(Some(n))
+            }
+            Err(e) => {
+                self.store.drop_lease(RISK_DIGEST_JOB, holder).await?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn send_risk_digest(
+        &self,
+        texts: &dyn crate::mail::EmailTexts,
+        since: i64,
+        now: i64,
+    ) -> Result<usize, AuthError> {
+        let filter = crate::store::DetectionFilter {
+            from: Some(since),
+            to: Some(now),
+            ..Default::default()
+        };
+        let (found, _) = self.store.filter_detections(&filter, 0, 1_000).await?;
+        // Per account, newest first: the highest level and the kinds.
+        let mut accounts: Vec<(String, RiskLevel, Vec<&'static str>)> = Vec::new();
+        for d in &found {
+            let level = d.level.parse::<RiskLevel>().unwrap_or(RiskLevel::High);
+            let kind = DetectionKind::parse(&d.kind).map_or("Risk detection", |k| k.label());
+            match accounts.iter_mut().find(|(u, _, _)| *u == d.user_id) {
+                Some((_, l, kinds)) => {
+                    *l = (*l).max(level);
+                    if !kinds.contains(&kind) {
+                        kinds.push(kind);
+                    }
+                }
+                None => accounts.push((d.user_id.clone(), level, vec![kind])),
+            }
+        }
+        if accounts.is_empty() {
+            return Ok(0);
+        }
+        let shown: Vec<String> = accounts
+            .iter()
+            .take(RISK_DIGEST_LISTED)
+            .map(|(u, ..)| u.clone())
+            .collect();
+        let emails = self.emails_of(&shown).await?;
+        let mut lines: Vec<String> = accounts
+            .iter()
+            .zip(emails)
+            .map(|((_, level, kinds), email)| {
+                format!("- {email}: {} ({})", level.as_str(), kinds.join(", "))
+            })
+            .collect();
+        if accounts.len() > RISK_DIGEST_LISTED {
+            lines.push(format!(
+                "- and {} more accounts",
+                accounts.len() - RISK_DIGEST_LISTED
+            ));
+        }
+        lines.push(String::new());
+        lines.push(format!(
+            "{}/admin/risk/users",
+            self.config.public_url.trim_end_matches('/')
+        ));
+        let content = lines.join("\n");
+        for id in self.store.admin_ids().await? {
+            if let Some(admin) = self.store.find_user(&id).await? {
+                if !admin.disabled {
+                    self.send(
+                        &admin.email,
+                        texts.compose(crate::mail::EmailKind::RiskDigest, Some(&content)),
+                        now,
+                    )
+                    .await?;
+                }
+            }
+        }
+        Ok(accounts.len())
     }
 
     /// When the offline detections last finished, if ever.
