@@ -17,7 +17,8 @@ const CLIENT_COLUMNS: &str = "id, name, logo_url, confidential, secret_hash, red
 const KEY_COLUMNS: &str =
     "id, alg, sealed_private, public_jwk, created_at, retired_at, unpublish_at";
 const GRANT_COLUMNS: &str = "g.id, g.client_id, g.user_id, g.session_id, g.scope, \
-     g.credential_epoch, g.offline, g.auth_time, g.amr, g.created_at, g.expires_at, g.revoked_at";
+     g.credential_epoch, g.offline, g.auth_time, g.amr, g.created_at, g.expires_at, g.revoked_at, \
+     g.origin_asn, g.origin_country";
 
 /// A registered application. Lists are JSON arrays of strings.
 #[derive(Clone, PartialEq, Eq)]
@@ -135,6 +136,9 @@ pub struct GrantRecord {
     pub created_at: i64,
     pub expires_at: i64,
     pub revoked_at: Option<i64>,
+    /// The network its tokens were first issued to: autonomous system and country.
+    pub origin_asn: Option<i64>,
+    pub origin_country: Option<String>,
 }
 
 impl GrantRecord {
@@ -152,6 +156,8 @@ impl GrantRecord {
             created_at: row.try_get("created_at")?,
             expires_at: row.try_get("expires_at")?,
             revoked_at: row.try_get("revoked_at")?,
+            origin_asn: row.try_get("origin_asn")?,
+            origin_country: row.try_get("origin_country")?,
         })
     }
 }
@@ -827,18 +833,6 @@ impl Store {
             .execute(self.pool())
             .await?;
         Ok(())
-    }
-
-    /// The network a grant's tokens were first issued to: (autonomous system, country).
-    pub async fn grant_origin(&self, grant_id: &str) -> StoreResult<(Option<i64>, Option<String>)> {
-        let row = sqlx::query("SELECT origin_asn, origin_country FROM oauth_grants WHERE id = $1")
-            .bind(grant_id)
-            .fetch_optional(self.pool())
-            .await?;
-        match row {
-            Some(r) => Ok((r.try_get("origin_asn")?, r.try_get("origin_country")?)),
-            None => Ok((None, None)),
-        }
     }
 
     /// Marks a grant as used from an unexpected network; true only for the first caller, so

@@ -5,6 +5,30 @@ use sqlx::Row;
 use crate::{CodePurpose, NewUser, Store, StoreError, StoreResult, User, USER_COLUMNS};
 
 impl Store {
+    /// The emails of the accounts with these ids (gone ones are missing), in one query per
+    /// 500 ids.
+    pub async fn emails_by_id(
+        &self,
+        ids: &[String],
+    ) -> StoreResult<std::collections::HashMap<String, String>> {
+        let mut found = std::collections::HashMap::new();
+        for chunk in ids.chunks(500) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT id, email FROM users WHERE id IN ({})",
+                marks.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                found.insert(row.try_get("id")?, row.try_get("email")?);
+            }
+        }
+        Ok(found)
+    }
+
     pub async fn create_user(&self, user: &NewUser<'_>) -> StoreResult<User> {
         insert_user(&self.pool, user).await?;
         self.find_user(user.id).await?.ok_or(StoreError::Malformed)

@@ -1724,3 +1724,21 @@ async fn password_sources_count_attempts_wrong_passwords_and_accounts_on_both_ba
             .unwrap());
     }
 }
+
+#[tokio::test]
+async fn emails_by_id_reads_many_accounts_at_once_and_skips_gone_ones_on_both_backends() {
+    for store in stores().await {
+        let mut ids = Vec::new();
+        for i in 0..620 {
+            let id = format!("u{i}");
+            let email = format!("person{i}@example.com");
+            store.create_user(&user(&id, &email)).await.unwrap();
+            ids.push(id);
+        }
+        ids.push("gone".into());
+        let found = store.emails_by_id(&ids).await.unwrap();
+        assert_eq!(found.len(), 620, "across two batches, without the gone id");
+        assert_eq!(found["u619"], "person619@example.com");
+        assert!(store.emails_by_id(&[]).await.unwrap().is_empty());
+    }
+}

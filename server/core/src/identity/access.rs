@@ -951,14 +951,11 @@ impl Identity {
 
     /// The emails of these account ids (an id whose account is gone stays as it is).
     pub async fn emails_of(&self, ids: &[String]) -> Result<Vec<String>, AuthError> {
-        let mut emails = Vec::new();
-        for id in ids {
-            emails.push(match self.store.find_user(id).await? {
-                Some(u) => u.email,
-                None => id.clone(),
-            });
-        }
-        Ok(emails)
+        let found = self.store.emails_by_id(ids).await?;
+        Ok(ids
+            .iter()
+            .map(|id| found.get(id).cloned().unwrap_or_else(|| id.clone()))
+            .collect())
     }
 
     /// Whether `policy` is assigned to `user` (included and not excluded), whatever its

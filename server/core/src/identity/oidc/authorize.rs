@@ -695,6 +695,8 @@ impl Identity {
             // Until its code is redeemed the grant lives no longer than the code.
             expires_at: now + CODE_TTL_MS,
             revoked_at: None,
+            origin_asn: None,
+            origin_country: None,
         };
         let code = secret_token();
         self.store

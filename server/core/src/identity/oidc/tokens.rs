@@ -198,10 +198,9 @@ impl Identity {
         let Some(user_id) = &grant.user_id else {
             return Ok(());
         };
-        let (asn, country) = self.store.grant_origin(&grant.id).await?;
         let origin = crate::risk::Network {
-            asn: asn.and_then(|a| u32::try_from(a).ok()),
-            country,
+            asn: grant.origin_asn.and_then(|a| u32::try_from(a).ok()),
+            country: grant.origin_country.clone(),
         };
         let here = self.network_of(client_ip);
         let Some(finding) = crate::risk::anomalous_token(&client.name, &origin, &here, client_ip)
@@ -255,6 +254,8 @@ impl Identity {
             created_at: now,
             expires_at: now + ACCESS_TOKEN_TTL_MS,
             revoked_at: None,
+            origin_asn: None,
+            origin_country: None,
         };
         self.store.create_grant(&grant, None, now).await?;
         self.issue_tokens(client, &grant, None, false, now).await
