@@ -30,12 +30,15 @@ mod terms;
 pub mod testing;
 mod throttle;
 mod users;
+mod webhooks;
 pub use admin::*;
+pub use logs::SignInSummary;
 pub use model::*;
 pub use oauth::*;
 pub use policies::*;
 pub use risk::*;
 pub use terms::*;
+pub use webhooks::*;
 
 /// Errors the store reports. Driver messages stay inside: `Display` never includes SQL text.
 #[derive(Debug, thiserror::Error)]
@@ -226,7 +229,7 @@ impl Store {
     pub async fn purge_expired(&self, now: i64, keep_closed_at: i64) -> StoreResult<u64> {
         const DAY: i64 = 86_400_000;
         let mut removed = 0;
-        let statements: [(&str, i64); 10] = [
+        let statements: [(&str, i64); 11] = [
             ("DELETE FROM sessions WHERE expires_at <= $1", now),
             (
                 "DELETE FROM totp_credentials WHERE confirmed_at IS NULL AND created_at <= $1",
@@ -246,6 +249,12 @@ impl Store {
             ("DELETE FROM oauth_codes WHERE expires_at <= $1", now - DAY),
             ("DELETE FROM oauth_tokens WHERE expires_at <= $1", now - DAY),
             ("DELETE FROM oauth_grants WHERE expires_at <= $1", now - DAY),
+            // Finished webhook deliveries are kept 30 days for the console's history.
+            (
+                "DELETE FROM webhook_deliveries WHERE created_at <= $1 \
+                 AND (delivered_at IS NOT NULL OR given_up_at IS NOT NULL)",
+                now - 30 * DAY,
+            ),
         ];
         for (sql, cutoff) in statements {
             removed += sqlx::query(sql)

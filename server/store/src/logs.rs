@@ -2,7 +2,24 @@
 
 use sqlx::Row;
 
-use crate::{AuditEntry, SignInLogEntry, Store, StoreResult, AUDIT_COLUMNS, SIGN_IN_COLUMNS};
+use crate::{
+    AuditEntry, SignInLogEntry, Store, StoreError, StoreResult, AUDIT_COLUMNS, SIGN_IN_COLUMNS,
+};
+
+/// An account's successful sign-ins as the history-based detections compare with them (see
+/// [`Store::sign_in_summary`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SignInSummary {
+    /// How many of the newest were compared.
+    pub compared: i64,
+    /// When the first successful sign-in of all was.
+    pub first_at: Option<i64>,
+    /// (kind, value, how many compared sign-ins showed it): kinds `asn`, `country`, `place`
+    /// (`COUNTRY|` or `COUNTRY|+CITY`), `browser`, `os`, `device`, `address`.
+    pub values: Vec<(String, String, i64)>,
+    /// The newest compared sign-in with coordinates made no later than the time asked about.
+    pub last_located: Option<SignInLogEntry>,
+}
 
 impl Store {
     pub async fn record_audit(&self, e: &AuditEntry) -> StoreResult<()> {
@@ -47,8 +64,23 @@ impl Store {
         Ok(row.try_get::<Option<i64>, _>(0)?)
     }
 
+    /// Writes one sign-in log row; a risky one (low, medium or high sign-in risk) is queued
+    /// for the webhooks in the same transaction.
     pub async fn record_sign_in(&self, e: &SignInLogEntry) -> StoreResult<()> {
-        insert_sign_in(e).execute(&self.pool).await?;
+        if !is_risky(e) {
+            insert_sign_in(e).execute(&self.pool).await?;
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        insert_sign_in(e).execute(&mut *tx).await?;
+        crate::webhooks::fan_out(
+            &mut *tx,
+            crate::webhooks::EVENT_RISKY_SIGN_IN,
+            &e.id,
+            e.occurred_at,
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -92,56 +124,85 @@ impl Store {
 }
 
 impl Store {
-    /// The account's newest successful sign-ins (at most `limit`, newest first) and when its
-    /// first successful sign-in was: the history the risk detections compare with. Both read
-    /// the log's (user, time) index from one end, however long the history.
-    pub async fn sign_in_history(
+    /// What the history-based detections compare with, computed by the database over the
+    /// account's newest `limit` successful sign-ins: how many there are, the distinct values
+    /// they showed (with how often), the newest with coordinates made no later than `now`, and
+    /// when the first successful sign-in of all was. A few rows come back, not the history.
+    pub async fn sign_in_summary(
         &self,
         user_id: &str,
         limit: i64,
-    ) -> StoreResult<(Vec<SignInLogEntry>, Option<i64>)> {
-        // Only what the detections compare, read by position: this runs at every sign-in.
-        let rows = sqlx::query(
-            "SELECT id, occurred_at, client_ip, country, city, latitude_e6, longitude_e6, \
-             accuracy_km, asn, browser, os, device FROM sign_in_log \
-             WHERE user_id = $1 AND result = 'success' ORDER BY occurred_at DESC, id DESC LIMIT $2",
-        )
+        now: i64,
+    ) -> StoreResult<SignInSummary> {
+        const RECENT: &str = "SELECT occurred_at, id, client_ip, country, city, latitude_e6, \
+             longitude_e6, accuracy_km, asn, browser, os, device FROM sign_in_log \
+             WHERE user_id = $1 AND result = 'success' ORDER BY occurred_at DESC, id DESC LIMIT $2";
+        let rows = sqlx::query(&format!(
+            "WITH recent AS ({RECENT}) \
+             SELECT 'total' AS k, NULL AS v, COUNT(*) AS n FROM recent \
+             UNION ALL SELECT 'first', NULL, MIN(occurred_at) FROM sign_in_log \
+               WHERE user_id = $1 AND result = 'success' \
+             UNION ALL SELECT 'asn', CAST(asn AS TEXT), COUNT(*) FROM recent \
+               WHERE asn IS NOT NULL GROUP BY asn \
+             UNION ALL SELECT 'country', country, COUNT(*) FROM recent \
+               WHERE country IS NOT NULL GROUP BY country \
+             UNION ALL SELECT 'place', country || '|' || COALESCE('+' || city, ''), COUNT(*) \
+               FROM recent WHERE country IS NOT NULL GROUP BY country, city \
+             UNION ALL SELECT 'browser', browser, COUNT(*) FROM recent \
+               WHERE browser IS NOT NULL GROUP BY browser \
+             UNION ALL SELECT 'os', os, COUNT(*) FROM recent WHERE os IS NOT NULL GROUP BY os \
+             UNION ALL SELECT 'device', device, COUNT(*) FROM recent \
+               WHERE device IS NOT NULL GROUP BY device \
+             UNION ALL SELECT 'address', client_ip, COUNT(*) FROM recent GROUP BY client_ip"
+        ))
         .bind(user_id)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        let recent = rows
-            .iter()
+        let mut summary = SignInSummary::default();
+        for r in &rows {
+            let kind: String = r.try_get(0)?;
+            let value: Option<String> = r.try_get(1)?;
+            let n: Option<i64> = r.try_get(2)?;
+            match (kind.as_str(), value) {
+                ("total", _) => summary.compared = n.unwrap_or(0),
+                ("first", _) => summary.first_at = n,
+                (_, Some(v)) => summary.values.push((kind, v, n.unwrap_or(0))),
+                _ => {}
+            }
+        }
+        let located = sqlx::query(&format!(
+            "SELECT occurred_at, client_ip, country, city, latitude_e6, longitude_e6, \
+             accuracy_km, asn, browser, os, device FROM ({RECENT}) recent \
+             WHERE latitude_e6 IS NOT NULL AND longitude_e6 IS NOT NULL AND occurred_at <= $3 \
+             ORDER BY occurred_at DESC, id DESC LIMIT 1"
+        ))
+        .bind(user_id)
+        .bind(limit)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        summary.last_located = located
             .map(|r| {
-                Ok(SignInLogEntry {
-                    id: r.try_get(0)?,
-                    occurred_at: r.try_get(1)?,
+                Ok::<_, StoreError>(SignInLogEntry {
+                    occurred_at: r.try_get(0)?,
                     user_id: Some(user_id.to_string()),
-                    client_ip: r.try_get(2)?,
-                    country: r.try_get(3)?,
-                    city: r.try_get(4)?,
-                    latitude_e6: r.try_get(5)?,
-                    longitude_e6: r.try_get(6)?,
-                    accuracy_km: r.try_get(7)?,
-                    asn: r.try_get(8)?,
-                    browser: r.try_get(9)?,
-                    os: r.try_get(10)?,
-                    device: r.try_get(11)?,
+                    client_ip: r.try_get(1)?,
+                    country: r.try_get(2)?,
+                    city: r.try_get(3)?,
+                    latitude_e6: r.try_get(4)?,
+                    longitude_e6: r.try_get(5)?,
+                    accuracy_km: r.try_get(6)?,
+                    asn: r.try_get(7)?,
+                    browser: r.try_get(8)?,
+                    os: r.try_get(9)?,
+                    device: r.try_get(10)?,
                     result: "success".into(),
                     ..SignInLogEntry::default()
                 })
             })
-            .collect::<StoreResult<Vec<_>>>()?;
-        let first = sqlx::query(
-            "SELECT occurred_at FROM sign_in_log WHERE user_id = $1 AND result = 'success' \
-             ORDER BY occurred_at LIMIT 1",
-        )
-        .bind(user_id)
-        .fetch_optional(&self.pool)
-        .await?
-        .map(|row| row.try_get::<i64, _>(0))
-        .transpose()?;
-        Ok((recent, first))
+            .transpose()?;
+        Ok(summary)
     }
 
     /// One page of the successful sign-ins of known accounts since `since`, oldest first,
@@ -171,6 +232,11 @@ impl Store {
 }
 
 /// The statement that writes one sign-in log row.
+/// Whether the row's sign-in risk makes it a risky sign-in.
+fn is_risky(e: &SignInLogEntry) -> bool {
+    matches!(e.risk_level.as_deref(), Some("low" | "medium" | "high"))
+}
+
 fn insert_sign_in(
     e: &SignInLogEntry,
 ) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {

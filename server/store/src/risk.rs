@@ -126,6 +126,13 @@ impl Store {
         .bind(reason)
         .execute(&mut *tx)
         .await?;
+        crate::webhooks::fan_out(
+            &mut *tx,
+            crate::webhooks::EVENT_DETECTION_CREATED,
+            change_id,
+            d.detected_at,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -313,6 +320,7 @@ impl Store {
             .map(|r| r.try_get::<String, _>(0))
             .collect::<Result<_, _>>()?;
         for id in &ids {
+            let change_id = next_id();
             sqlx::query("UPDATE risk_detections SET state = $1, updated_at = $2 WHERE id = $3")
                 .bind(state)
                 .bind(now)
@@ -323,7 +331,7 @@ impl Store {
                 "INSERT INTO risk_state_changes (id, user_id, detection_id, state, changed_by, \
                  changed_at, reason) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
-            .bind(next_id())
+            .bind(&change_id)
             .bind(user_id)
             .bind(id)
             .bind(state)
@@ -331,6 +339,13 @@ impl Store {
             .bind(now)
             .bind(reason)
             .execute(&mut *tx)
+            .await?;
+            crate::webhooks::fan_out(
+                &mut *tx,
+                crate::webhooks::EVENT_DETECTION_STATE_CHANGED,
+                &change_id,
+                now,
+            )
             .await?;
         }
         tx.commit().await?;

@@ -1742,3 +1742,209 @@ async fn emails_by_id_reads_many_accounts_at_once_and_skips_gone_ones_on_both_ba
         assert!(store.emails_by_id(&[]).await.unwrap().is_empty());
     }
 }
+
+fn endpoint(id: &str, types: &str, created_at: i64) -> WebhookEndpointRecord {
+    WebhookEndpointRecord {
+        id: id.into(),
+        url: format!("https://{id}.example.com/hook"),
+        description: String::new(),
+        event_types: types.into(),
+        secret_sealed: "sealed".into(),
+        previous_secret_sealed: None,
+        previous_secret_until: None,
+        enabled: true,
+        created_at,
+        updated_at: created_at,
+    }
+}
+
+#[tokio::test]
+async fn webhook_events_are_queued_with_the_write_that_makes_them_on_both_backends() {
+    for store in stores().await {
+        store
+            .create_user(&user("u1", "ada@example.com"))
+            .await
+            .unwrap();
+        store
+            .create_webhook_endpoint(&endpoint(
+                "all",
+                "risk_detection.created risk_detection.state_changed risky_sign_in.created",
+                1,
+            ))
+            .await
+            .unwrap();
+        store
+            .create_webhook_endpoint(&endpoint("signins", "risky_sign_in.created", 2))
+            .await
+            .unwrap();
+        let mut off = endpoint("off", "risk_detection.created", 3);
+        off.enabled = false;
+        store.create_webhook_endpoint(&off).await.unwrap();
+        assert!(!store.webhook_delivery_due(i64::MAX).await.unwrap());
+
+        // A detection: one event for the subscribed, enabled endpoint, named by its change.
+        let d = DetectionRecord {
+            id: "d1".into(),
+            user_id: "u1".into(),
+            sign_in_id: None,
+            kind: "brute-force".into(),
+            level: "high".into(),
+            timing: "real-time".into(),
+            detected_at: 100,
+            state: "at-risk".into(),
+            evidence: "{}".into(),
+            summary: "test".into(),
+            updated_at: 100,
+        };
+        store
+            .record_detection(&d, "c1", None, "detected at sign-in")
+            .await
+            .unwrap();
+        let due = store.due_webhook_deliveries(100, 10).await.unwrap();
+        assert_eq!(
+            due.iter()
+                .map(|d| (
+                    d.endpoint_id.as_str(),
+                    d.event_id.as_str(),
+                    d.event_type.as_str()
+                ))
+                .collect::<Vec<_>>(),
+            [("all", "c1", "risk_detection.created")]
+        );
+        assert!(store
+            .due_webhook_deliveries(99, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            store
+                .find_risk_state_change("c1")
+                .await
+                .unwrap()
+                .unwrap()
+                .state,
+            "at-risk"
+        );
+
+        // Its change of state: one more, named by the new change.
+        let mut n = 0;
+        let mut ids = || {
+            n += 1;
+            format!("c-next-{n}")
+        };
+        assert_eq!(
+            store
+                .close_open_risk("u1", "dismissed", None, "dismissed", 200, &mut ids)
+                .await
+                .unwrap(),
+            1
+        );
+        let due = store.due_webhook_deliveries(200, 10).await.unwrap();
+        assert_eq!(due.len(), 2);
+        assert_eq!(
+            (due[1].event_id.as_str(), due[1].event_type.as_str()),
+            ("c-next-1", "risk_detection.state_changed")
+        );
+
+        // A sign-in: only a risky one is an event, for both endpoints that take sign-ins.
+        let mut row = SignInLogEntry {
+            id: "s-plain".into(),
+            occurred_at: 300,
+            user_id: Some("u1".into()),
+            email: "ada@example.com".into(),
+            application: "account".into(),
+            client_ip: "192.0.2.1".into(),
+            user_agent: "ua".into(),
+            method: "password".into(),
+            result: "success".into(),
+            risk_level: Some("none".into()),
+            ..Default::default()
+        };
+        store.record_sign_in(&row).await.unwrap();
+        row.id = "s-risky".into();
+        row.risk_level = Some("medium".into());
+        store.record_sign_in(&row).await.unwrap();
+        let due = store.due_webhook_deliveries(300, 10).await.unwrap();
+        let sign_ins: Vec<(&str, &str)> = due
+            .iter()
+            .filter(|d| d.event_type == "risky_sign_in.created")
+            .map(|d| (d.endpoint_id.as_str(), d.event_id.as_str()))
+            .collect();
+        assert_eq!(sign_ins, [("all", "s-risky"), ("signins", "s-risky")]);
+
+        // An attempt is recorded once: a second record of the same attempt changes nothing.
+        assert!(store
+            .record_webhook_attempt("all", "c1", 0, false, Some(1_000), Some(500), None, 400)
+            .await
+            .unwrap());
+        assert!(!store
+            .record_webhook_attempt("all", "c1", 0, true, None, Some(200), None, 400)
+            .await
+            .unwrap());
+        assert!(!store
+            .due_webhook_deliveries(999, 10)
+            .await
+            .unwrap()
+            .iter()
+            .any(|d| d.event_id == "c1"));
+        assert!(store
+            .record_webhook_attempt("all", "c1", 1, true, None, Some(204), None, 1_000)
+            .await
+            .unwrap());
+        let recent = store.recent_webhook_deliveries("all", 10).await.unwrap();
+        let c1 = recent.iter().find(|d| d.event_id == "c1").unwrap();
+        assert_eq!(
+            (c1.attempts, c1.delivered_at, c1.last_status),
+            (2, Some(1_000), Some(204))
+        );
+
+        // Disabled endpoints get nothing new and nothing is due for them; deleting one drops
+        // its deliveries with it.
+        assert!(store
+            .set_webhook_enabled("signins", false, 500)
+            .await
+            .unwrap());
+        assert!(!store
+            .due_webhook_deliveries(i64::MAX, 10)
+            .await
+            .unwrap()
+            .iter()
+            .any(|d| d.endpoint_id == "signins"));
+        assert!(store.delete_webhook_endpoint("signins").await.unwrap());
+        assert!(!store.delete_webhook_endpoint("signins").await.unwrap());
+        assert!(store
+            .recent_webhook_deliveries("signins", 10)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            store
+                .webhook_endpoints()
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| e.id.as_str())
+                .collect::<Vec<_>>(),
+            ["all", "off"]
+        );
+
+        // Rotation keeps the previous secret with its end.
+        assert!(store
+            .rotate_webhook_secret("all", "sealed-2", 9_000, 600)
+            .await
+            .unwrap());
+        let all = store.find_webhook_endpoint("all").await.unwrap().unwrap();
+        assert_eq!(
+            (
+                all.secret_sealed.as_str(),
+                all.previous_secret_sealed.as_deref(),
+                all.previous_secret_until
+            ),
+            ("sealed-2", Some("sealed"), Some(9_000))
+        );
+        assert!(
+            !format!("{all:?}").contains("sealed-2"),
+            "Debug leaves secrets out"
+        );
+    }
+}
