@@ -24,6 +24,7 @@ pub mod secret;
 pub mod throttle;
 pub mod tokens;
 pub mod totp;
+pub mod webhooks;
 
 pub use gatehouse_store as store;
 

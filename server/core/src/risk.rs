@@ -300,13 +300,32 @@ pub const FAMILIAR_RANGE_SIGN_INS: usize = 3;
 pub const BRUTE_FORCE_FAILURES: i64 = 10;
 pub const BRUTE_FORCE_FAILURES_HIGH: i64 = 50;
 
-/// The account's successful sign-ins seen so far: the newest (at most a few hundred, newest
-/// first) and when the first of all was.
+/// What the history-based detections know of an account's successful sign-ins: how many of
+/// its newest were compared (at most a few hundred), when the first of all was, the newest
+/// with coordinates, and the distinct values those sign-ins showed. The database computes it
+/// in one aggregate query, so a sign-in reads a few rows, not its whole history.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SignInHistory {
-    pub recent: Vec<SignInProperties>,
-    pub first_at: Option<i64>,
+    /// Successful sign-ins compared (the newest).
     pub total: u64,
+    pub first_at: Option<i64>,
+    /// The newest compared sign-in with coordinates, made no later than now.
+    pub last_located: Option<SignInProperties>,
+    pub seen: SeenValues,
+}
+
+/// The distinct values of the compared sign-ins, each once.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SeenValues {
+    pub asns: Vec<u32>,
+    pub countries: Vec<String>,
+    pub browsers: Vec<String>,
+    pub oses: Vec<String>,
+    pub devices: Vec<String>,
+    /// (country, city) of the sign-ins with a country.
+    pub places: Vec<(String, Option<String>)>,
+    /// Each address, with how many of the compared sign-ins came from it.
+    pub addresses: Vec<(String, u64)>,
 }
 
 impl SignInHistory {
@@ -316,6 +335,101 @@ impl SignInHistory {
             || self
                 .first_at
                 .is_some_and(|first| now - first >= LEARNING_PERIOD_MS)
+    }
+}
+
+/// Sign-ins one by one, newest first: the history as the log holds it, from which
+/// [`RecentSignIns::summary`] computes what the database's aggregate query returns.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecentSignIns {
+    pub recent: Vec<SignInProperties>,
+    pub first_at: Option<i64>,
+}
+
+impl RecentSignIns {
+    pub fn summary(&self, now: i64) -> SignInHistory {
+        fn add<T: PartialEq>(list: &mut Vec<T>, value: Option<T>) {
+            if let Some(v) = value {
+                if !list.contains(&v) {
+                    list.push(v);
+                }
+            }
+        }
+        let mut seen = SeenValues::default();
+        for p in &self.recent {
+            add(&mut seen.asns, p.asn);
+            add(&mut seen.countries, p.country.clone());
+            add(&mut seen.browsers, p.browser.clone());
+            add(&mut seen.oses, p.os.clone());
+            add(&mut seen.devices, p.device.clone());
+            add(
+                &mut seen.places,
+                p.country.clone().map(|c| (c, p.city.clone())),
+            );
+            match seen.addresses.iter_mut().find(|(a, _)| *a == p.client_ip) {
+                Some((_, n)) => *n += 1,
+                None => seen.addresses.push((p.client_ip.clone(), 1)),
+            }
+        }
+        SignInHistory {
+            total: self.recent.len() as u64,
+            first_at: self.first_at,
+            last_located: self
+                .recent
+                .iter()
+                .find(|p| p.coordinates().is_some() && p.at <= now)
+                .cloned(),
+            seen,
+        }
+    }
+}
+
+/// The detections' history from the database's summary of it.
+pub fn history_of_summary(s: &crate::store::SignInSummary) -> SignInHistory {
+    let mut seen = SeenValues::default();
+    for (kind, value, n) in &s.values {
+        let text = || value.clone();
+        match kind.as_str() {
+            "asn" => seen.asns.extend(value.parse::<u32>().ok()),
+            "country" => seen.countries.push(text()),
+            "browser" => seen.browsers.push(text()),
+            "os" => seen.oses.push(text()),
+            "device" => seen.devices.push(text()),
+            "place" => {
+                if let Some((country, city)) = value.split_once('|') {
+                    let city = city.strip_prefix('+').map(str::to_string);
+                    seen.places.push((country.to_string(), city));
+                }
+            }
+            "address" => seen
+                .addresses
+                .push((text(), u64::try_from(*n).unwrap_or(0))),
+            _ => {}
+        }
+    }
+    SignInHistory {
+        total: u64::try_from(s.compared).unwrap_or(0),
+        first_at: s.first_at,
+        last_located: s.last_located.as_ref().map(properties_of_row),
+        seen,
+    }
+}
+
+/// A sign-in log row's properties, as the detections compare them.
+pub fn properties_of_row(row: &crate::store::SignInLogEntry) -> SignInProperties {
+    let degrees = |e6: Option<i64>| e6.map(|v| v as f64 / 1e6);
+    SignInProperties {
+        at: row.occurred_at,
+        client_ip: row.client_ip.clone(),
+        country: row.country.clone(),
+        city: row.city.clone(),
+        latitude: degrees(row.latitude_e6),
+        longitude: degrees(row.longitude_e6),
+        accuracy_km: row.accuracy_km.and_then(|v| u32::try_from(v).ok()),
+        asn: row.asn.and_then(|v| u32::try_from(v).ok()),
+        browser: row.browser.clone(),
+        os: row.os.clone(),
+        device: row.device.clone(),
     }
 }
 
@@ -377,15 +491,15 @@ pub fn atypical_travel(
         return None;
     }
     let here = current.coordinates()?;
-    let previous = history
-        .recent
-        .iter()
-        .find(|p| p.coordinates().is_some() && p.at <= now)?;
+    let previous = history.last_located.as_ref().filter(|p| p.at <= now)?;
     let there = previous.coordinates()?;
-    let familiar = history
-        .recent
-        .iter()
-        .any(|p| p.country.is_some() && p.country == current.country && p.city == current.city);
+    let familiar = current.country.as_ref().is_some_and(|country| {
+        history
+            .seen
+            .places
+            .iter()
+            .any(|(c, city)| c == country && *city == current.city)
+    });
     if familiar
         || on_anonymizing_list(&current.client_ip, lists)
         || on_anonymizing_list(&previous.client_ip, lists)
@@ -444,34 +558,26 @@ pub fn unfamiliar_features(
     if !history.learned(now) {
         return None;
     }
-    fn new_value<T: PartialEq>(
-        current: &Option<T>,
-        history: &[SignInProperties],
-        get: impl Fn(&SignInProperties) -> &Option<T>,
-    ) -> bool {
-        match current {
-            Some(value) => {
-                let known: Vec<&T> = history.iter().filter_map(|p| get(p).as_ref()).collect();
-                !known.is_empty() && !known.contains(&value)
-            }
-            None => false,
-        }
+    fn new_value<T: PartialEq>(current: &Option<T>, known: &[T]) -> bool {
+        current
+            .as_ref()
+            .is_some_and(|value| !known.is_empty() && !known.contains(value))
     }
-    let h = &history.recent;
+    let seen = &history.seen;
     let mut new: Vec<(&str, String)> = Vec::new();
-    if new_value(&current.asn, h, |p| &p.asn) {
+    if new_value(&current.asn, &seen.asns) {
         new.push(("network", format!("AS{}", current.asn.unwrap_or_default())));
     }
-    if new_value(&current.country, h, |p| &p.country) {
+    if new_value(&current.country, &seen.countries) {
         new.push(("country", current.country.clone().unwrap_or_default()));
     }
-    if new_value(&current.browser, h, |p| &p.browser) {
+    if new_value(&current.browser, &seen.browsers) {
         new.push(("browser", current.browser.clone().unwrap_or_default()));
     }
-    if new_value(&current.os, h, |p| &p.os) {
+    if new_value(&current.os, &seen.oses) {
         new.push(("operating system", current.os.clone().unwrap_or_default()));
     }
-    if new_value(&current.device, h, |p| &p.device) {
+    if new_value(&current.device, &seen.devices) {
         new.push(("device", "a device never seen".to_string()));
     }
     let level = match new.len() {
@@ -486,13 +592,13 @@ pub fn unfamiliar_features(
         level,
         summary: format!(
             "New for this account, compared with its last {} sign-ins: {}.",
-            h.len(),
+            history.total,
             words.join(", ")
         ),
         evidence: serde_json::json!({
             "new": new.iter().map(|(what, _)| *what).collect::<Vec<_>>(),
             "asn": current.asn, "country": current.country, "browser": current.browser,
-            "os": current.os, "compared_with": h.len(),
+            "os": current.os, "compared_with": history.total,
         }),
     })
 }
@@ -518,13 +624,17 @@ pub fn assess_sign_in(
         let Some(range) = vpn_range else {
             return true;
         };
-        let before = history
-            .recent
+        let before: u64 = history
+            .seen
+            .addresses
             .iter()
-            .filter_map(|p| p.client_ip.parse::<IpAddr>().ok())
-            .filter(|ip| range.contains(&ip.to_canonical()))
-            .count();
-        !(history.learned(current.at) && before >= FAMILIAR_RANGE_SIGN_INS)
+            .filter(|(a, _)| {
+                a.parse::<IpAddr>()
+                    .is_ok_and(|ip| range.contains(&ip.to_canonical()))
+            })
+            .map(|(_, n)| n)
+            .sum();
+        !(history.learned(current.at) && before >= FAMILIAR_RANGE_SIGN_INS as u64)
     });
     found.extend(atypical_travel(current, history, lists, now));
     found.extend(unfamiliar_features(current, history, now));
@@ -967,13 +1077,12 @@ mod tests {
     const LYON: (f64, f64) = (45.764, 4.8357);
 
     /// `n` sign-ins from Paris, one a day, the newest at `last`.
-    fn paris_history(n: usize, last: i64) -> SignInHistory {
+    fn paris_history(n: usize, last: i64) -> RecentSignIns {
         let recent: Vec<_> = (0..n)
             .map(|i| at_place(last - i as i64 * DAY, "192.0.2.10", "Paris", "FR", PARIS))
             .collect();
-        SignInHistory {
+        RecentSignIns {
             first_at: recent.last().map(|p| p.at),
-            total: n as u64,
             recent,
         }
     }
@@ -991,13 +1100,16 @@ mod tests {
     #[test]
     fn the_learning_period_ends_after_ten_sign_ins_or_fourteen_days() {
         let now = 100 * DAY;
-        assert!(!paris_history(9, now - HOUR).learned(now));
-        assert!(paris_history(10, now - HOUR).learned(now));
+        assert!(!paris_history(9, now - HOUR).summary(now).learned(now));
+        assert!(paris_history(10, now - HOUR).summary(now).learned(now));
         let mut old = paris_history(2, now - HOUR);
         old.first_at = Some(now - 14 * DAY);
-        assert!(old.learned(now));
+        assert!(old.summary(now).learned(now));
         old.first_at = Some(now - 14 * DAY + 1);
-        assert!(!old.learned(now), "the clock has not yet moved far enough");
+        assert!(
+            !old.summary(now).learned(now),
+            "the clock has not yet moved far enough"
+        );
         assert!(!SignInHistory::default().learned(now));
     }
 
@@ -1006,7 +1118,7 @@ mod tests {
         let now = 100 * DAY;
         let history = paris_history(12, now - 2 * HOUR);
         let sydney = at_place(now, "198.51.100.20", "Sydney", "AU", SYDNEY);
-        let f = atypical_travel(&sydney, &history, &RiskLists::default(), now)
+        let f = atypical_travel(&sydney, &history.summary(now), &RiskLists::default(), now)
             .expect("impossible travel");
         assert_eq!(f.kind, DetectionKind::AtypicalTravel);
         assert_eq!(f.level, RiskLevel::Medium);
@@ -1030,12 +1142,12 @@ mod tests {
         let history = paris_history(12, now - 7 * HOUR - 30 * 60_000);
         let ny = at_place(now, "198.51.100.30", "New York", "US", NEW_YORK);
         assert_eq!(
-            atypical_travel(&ny, &history, &RiskLists::default(), now),
+            atypical_travel(&ny, &history.summary(now), &RiskLists::default(), now),
             None
         );
         // The same trip in 5 h is too fast.
         let history = paris_history(12, now - 5 * HOUR);
-        assert!(atypical_travel(&ny, &history, &RiskLists::default(), now).is_some());
+        assert!(atypical_travel(&ny, &history.summary(now), &RiskLists::default(), now).is_some());
     }
 
     #[test]
@@ -1044,7 +1156,9 @@ mod tests {
         // Paris to Lyon, 392 km, in 20 minutes is 1,176 km/h...
         let mut history = paris_history(12, now - 20 * 60_000);
         let lyon = at_place(now, "198.51.100.40", "Lyon", "FR", LYON);
-        assert!(atypical_travel(&lyon, &history, &RiskLists::default(), now).is_some());
+        assert!(
+            atypical_travel(&lyon, &history.summary(now), &RiskLists::default(), now).is_some()
+        );
         // ...but not when each place may be 100 km off: 192 km in 20 minutes is 576 km/h.
         history.recent[0].accuracy_km = Some(100);
         let lyon = SignInProperties {
@@ -1052,7 +1166,7 @@ mod tests {
             ..lyon
         };
         assert_eq!(
-            atypical_travel(&lyon, &history, &RiskLists::default(), now),
+            atypical_travel(&lyon, &history.summary(now), &RiskLists::default(), now),
             None
         );
     }
@@ -1064,17 +1178,30 @@ mod tests {
         let lists = RiskLists::default();
         // Learning: three sign-ins over three days.
         assert_eq!(
-            atypical_travel(&sydney, &paris_history(3, now - 2 * HOUR), &lists, now),
+            atypical_travel(
+                &sydney,
+                &paris_history(3, now - 2 * HOUR).summary(now),
+                &lists,
+                now
+            ),
             None
         );
         // A person with two homes: Sydney is in the history.
         let mut two_homes = paris_history(12, now - 2 * HOUR);
         two_homes.recent[5] = at_place(now - 6 * DAY, "198.51.100.21", "Sydney", "AU", SYDNEY);
-        assert_eq!(atypical_travel(&sydney, &two_homes, &lists, now), None);
+        assert_eq!(
+            atypical_travel(&sydney, &two_homes.summary(now), &lists, now),
+            None
+        );
         // The new address is a VPN exit: its place is not the person's.
         let vpn = RiskLists::from_entries([("vpn", "198.51.100.0/24")]);
         assert_eq!(
-            atypical_travel(&sydney, &paris_history(12, now - 2 * HOUR), &vpn, now),
+            atypical_travel(
+                &sydney,
+                &paris_history(12, now - 2 * HOUR).summary(now),
+                &vpn,
+                now
+            ),
             None
         );
         // No coordinates, no travel.
@@ -1083,7 +1210,12 @@ mod tests {
             ..sydney.clone()
         };
         assert_eq!(
-            atypical_travel(&nowhere, &paris_history(12, now - 2 * HOUR), &lists, now),
+            atypical_travel(
+                &nowhere,
+                &paris_history(12, now - 2 * HOUR).summary(now),
+                &lists,
+                now
+            ),
             None
         );
     }
@@ -1093,20 +1225,25 @@ mod tests {
         let now = 100 * DAY;
         let history = paris_history(12, now - DAY);
         let same = at_place(now, "192.0.2.10", "Paris", "FR", PARIS);
-        assert_eq!(unfamiliar_features(&same, &history, now), None);
+        assert_eq!(unfamiliar_features(&same, &history.summary(now), now), None);
         // A second device alone is ordinary.
         let second_device = SignInProperties {
             device: Some("device-b".into()),
             ..same.clone()
         };
-        assert_eq!(unfamiliar_features(&second_device, &history, now), None);
+        assert_eq!(
+            unfamiliar_features(&second_device, &history.summary(now), now),
+            None
+        );
         // New browser and device: low.
         let two = SignInProperties {
             browser: Some("Chrome".into()),
             ..second_device.clone()
         };
         assert_eq!(
-            unfamiliar_features(&two, &history, now).unwrap().level,
+            unfamiliar_features(&two, &history.summary(now), now)
+                .unwrap()
+                .level,
             RiskLevel::Low
         );
         // And a new network: medium.
@@ -1114,7 +1251,7 @@ mod tests {
             asn: Some(64_500),
             ..two.clone()
         };
-        let f = unfamiliar_features(&three, &history, now).unwrap();
+        let f = unfamiliar_features(&three, &history.summary(now), now).unwrap();
         assert_eq!(f.level, RiskLevel::Medium);
         assert!(f.summary.contains("network AS64500"), "{}", f.summary);
         // Everything new: high.
@@ -1124,12 +1261,14 @@ mod tests {
             ..three
         };
         assert_eq!(
-            unfamiliar_features(&all, &history, now).unwrap().level,
+            unfamiliar_features(&all, &history.summary(now), now)
+                .unwrap()
+                .level,
             RiskLevel::High
         );
         // During the learning period nothing is unfamiliar.
         assert_eq!(
-            unfamiliar_features(&all, &paris_history(4, now - DAY), now),
+            unfamiliar_features(&all, &paris_history(4, now - DAY).summary(now), now),
             None
         );
     }
@@ -1149,7 +1288,7 @@ mod tests {
             ..at_place(now, "192.0.2.10", "Paris", "FR", PARIS)
         };
         assert_eq!(
-            unfamiliar_features(&current, &history, now),
+            unfamiliar_features(&current, &history.summary(now), now),
             None,
             "only the browser is comparable, and one new property is ordinary"
         );
@@ -1163,7 +1302,12 @@ mod tests {
         let mut history = paris_history(12, now - DAY);
         let via_vpn = at_place(now, "203.0.113.9", "Paris", "FR", PARIS);
         assert_eq!(
-            sign_in_risk(&assess_sign_in(&via_vpn, &history, &lists, now)),
+            sign_in_risk(&assess_sign_in(
+                &via_vpn,
+                &history.summary(now),
+                &lists,
+                now
+            )),
             RiskLevel::Medium,
             "a VPN never used before"
         );
@@ -1171,7 +1315,7 @@ mod tests {
             p.client_ip = "203.0.113.40".into();
         }
         assert_eq!(
-            assess_sign_in(&via_vpn, &history, &lists, now),
+            assess_sign_in(&via_vpn, &history.summary(now), &lists, now),
             vec![],
             "the account's own VPN"
         );
@@ -1181,7 +1325,12 @@ mod tests {
         }
         let via_tor = at_place(now, "198.51.100.7", "Paris", "FR", PARIS);
         assert_eq!(
-            sign_in_risk(&assess_sign_in(&via_tor, &tor_history, &lists, now)),
+            sign_in_risk(&assess_sign_in(
+                &via_tor,
+                &tor_history.summary(now),
+                &lists,
+                now
+            )),
             RiskLevel::High
         );
     }

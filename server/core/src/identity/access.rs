@@ -199,7 +199,7 @@ impl Identity {
             at: now,
             ..self.properties_of(ctx)
         };
-        let history = self.sign_in_history(&user.id).await?;
+        let history = self.sign_in_history(&user.id, now).await?;
         Ok(crate::risk::assess_sign_in(
             &current,
             &history,

@@ -36,6 +36,7 @@ mod sessions;
 mod sms;
 mod strength;
 mod terms;
+pub mod webhooks;
 pub use access::{
     slug, AccessError, ImpactReport, PolicyDocument, PolicyEntry, PortalAccess, WhatIf,
     MAX_IMPACT_DAYS, POLICY_CACHE_MS,

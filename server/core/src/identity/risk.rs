@@ -5,7 +5,7 @@
 use super::{AuthError, Identity, RequestContext, Strength};
 use crate::conditional_access::RiskLevel;
 use crate::risk::{
-    user_risk, DetectionKind, RiskState, SignInProperties, FAILING_MIN_ATTEMPTS, OFFLINE_WINDOW_MS,
+    user_risk, DetectionKind, RiskState, FAILING_MIN_ATTEMPTS, OFFLINE_WINDOW_MS,
     SPRAY_MIN_ACCOUNTS,
 };
 use crate::secret::SecretString;
@@ -70,24 +70,6 @@ pub struct OfflineRun {
 /// How many of an account's newest successful sign-ins the detections compare with.
 pub const HISTORY_COMPARED: usize = 200;
 
-/// A sign-in log row's properties, as the detections compare them.
-pub(super) fn properties_of_row(row: &crate::store::SignInLogEntry) -> SignInProperties {
-    let degrees = |e6: Option<i64>| e6.map(|v| v as f64 / 1e6);
-    SignInProperties {
-        at: row.occurred_at,
-        client_ip: row.client_ip.clone(),
-        country: row.country.clone(),
-        city: row.city.clone(),
-        latitude: degrees(row.latitude_e6),
-        longitude: degrees(row.longitude_e6),
-        accuracy_km: row.accuracy_km.and_then(|v| u32::try_from(v).ok()),
-        asn: row.asn.and_then(|v| u32::try_from(v).ok()),
-        browser: row.browser.clone(),
-        os: row.os.clone(),
-        device: row.device.clone(),
-    }
-}
-
 impl Identity {
     /// The account's user risk: the highest level of its detections still open.
     pub async fn user_risk(&self, user_id: &str) -> Result<RiskLevel, AuthError> {
@@ -109,17 +91,13 @@ impl Identity {
     pub(super) async fn sign_in_history(
         &self,
         user_id: &str,
+        now: i64,
     ) -> Result<crate::risk::SignInHistory, AuthError> {
-        let (rows, first_at) = self
+        let summary = self
             .store
-            .sign_in_history(user_id, HISTORY_COMPARED as i64)
+            .sign_in_summary(user_id, HISTORY_COMPARED as i64, now)
             .await?;
-        let recent: Vec<SignInProperties> = rows.iter().map(properties_of_row).collect();
-        Ok(crate::risk::SignInHistory {
-            total: recent.len() as u64,
-            recent,
-            first_at,
-        })
+        Ok(crate::risk::history_of_summary(&summary))
     }
 
     /// Stores an attempt's real-time detections against the account (at risk), naming the
