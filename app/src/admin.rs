@@ -5,6 +5,7 @@
 use leptos::prelude::*;
 
 use crate::components::{FormError, Notice};
+use crate::download::ExportLink;
 
 /// The console's sections, in the order of its navigation.
 pub const SECTIONS: [(&str, &str); 12] = [
@@ -1489,18 +1490,29 @@ pub struct ReportData {
     pub headers: Vec<&'static str>,
     pub rows: Vec<Vec<Cell>>,
     pub paging: Paging,
-    /// Download links with the page's filters: (label, href).
-    pub exports: Vec<(String, String)>,
+    /// Downloads with the page's filters.
+    pub exports: Vec<ReportExport>,
+    /// The report's rows with the page's filters (what a download's progress counts toward).
+    pub total: u64,
     pub note: Option<String>,
     /// The data the detections use, in words (files, build dates, credits).
     pub sources: Vec<String>,
 }
 
-/// The three reports, for the navigation between them.
-const REPORTS: [(&str, &str); 3] = [
+/// A download of a report: its label, its address (with the page's filters) and file name.
+#[derive(Debug, Clone, Default)]
+pub struct ReportExport {
+    pub label: String,
+    pub href: String,
+    pub filename: String,
+}
+
+/// The three reports and the webhooks, for the navigation between them.
+const REPORTS: [(&str, &str); 4] = [
     ("Risky users", "/admin/risk/users"),
     ("Risky sign-ins", "/admin/risk/sign-ins"),
     ("Risk detections", "/admin/risk/detections"),
+    ("Webhooks", "/admin/risk/webhooks"),
 ];
 
 #[component]
@@ -1542,6 +1554,7 @@ pub fn AdminReportPage(data: ReportData) -> impl IntoView {
         })
         .collect_view();
     let caption = data.title.clone();
+    let total = data.total;
     let aria = format!("Filter {}", data.title.to_lowercase());
     view! {
         <Console current="risk" title="Identity Protection".into() frame=data.frame>
@@ -1558,7 +1571,7 @@ pub fn AdminReportPage(data: ReportData) -> impl IntoView {
                 {data
                     .exports
                     .into_iter()
-                    .map(|(label, href)| view! { <a href=href download="">{label}</a>" " })
+                    .map(|e| view! { <ExportLink label=e.label href=e.href filename=e.filename total=total/>" " })
                     .collect_view()}
             </p>
             <h2>"Data sources"</h2>
@@ -1654,6 +1667,131 @@ pub fn AdminDetectionPage(data: DetectionData) -> impl IntoView {
                 {data.evidence.into_iter().map(|(k, v)| view! { <dt>{k}</dt><dd>{v}</dd> }).collect_view()}
             </dl>
             <DataTable caption="State history".into() headers=vec!["Time", "State", "By", "Reason"] rows=data.history/>
+        </Console>
+    }
+}
+
+// ---------------------------------------------------------------- webhooks
+
+/// The values of the new-endpoint form.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookForm {
+    pub url: String,
+    pub description: String,
+    pub event_types: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct WebhooksData {
+    pub frame: Frame,
+    /// The endpoints: URL (linked), events, state, last delivery.
+    pub rows: Vec<Vec<Cell>>,
+    pub form: WebhookForm,
+    /// The event types to choose from: (value, what it is).
+    pub choices: Vec<(String, String)>,
+}
+
+#[component]
+pub fn AdminWebhooksPage(data: WebhooksData) -> impl IntoView {
+    let form = data.form;
+    view! {
+        <Console current="risk" title="Identity Protection".into() frame=data.frame>
+            <ReportNav current="/admin/risk/webhooks".into()/>
+            <h2>"Webhooks"</h2>
+            <p class="gh-hint">
+                "Risk detections, their changes of state and risky sign-ins are sent as they happen to the endpoints below, as "
+                <a href="https://schema.ocsf.io/1.3.0/">"OCSF 1.3.0"</a>" records, signed the "
+                <a href="https://www.standardwebhooks.com/">"Standard Webhooks"</a>
+                " way. Failed deliveries are retried with growing pauses for 24 hours."
+            </p>
+            <DataTable caption="Webhook endpoints".into() headers=vec!["Endpoint", "Events", "State", "Last delivery"] rows=data.rows/>
+            <section class="gh-section" aria-labelledby="add-webhook-heading">
+                <h2 id="add-webhook-heading">"Add an endpoint"</h2>
+                <form method="post" action="/admin/risk/webhooks" class="gh-form" aria-label="Add a webhook endpoint">
+                    <Input id="url" label="Endpoint URL" value=form.url kind="url" hint="An https address (http only to this machine)"/>
+                    <Input id="description" label="Description" value=form.description/>
+                    <fieldset class="gh-fieldset">
+                        <legend>"Events"</legend>
+                        {data
+                            .choices
+                            .into_iter()
+                            .map(|(value, label)| {
+                                let id = format!("event-{}", value.replace('.', "-"));
+                                let checked = form.event_types.contains(&value);
+                                view! {
+                                    <div class="gh-check">
+                                        <input type="checkbox" id=id.clone() name="event" value=value.clone() checked=checked/>
+                                        <label for=id><code>{value}</code>" — "{label}</label>
+                                    </div>
+                                }
+                            })
+                            .collect_view()}
+                    </fieldset>
+                    <button type="submit" class="gh-button">"Add endpoint"</button>
+                </form>
+            </section>
+        </Console>
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct WebhookData {
+    pub frame: Frame,
+    pub id: String,
+    pub url: String,
+    pub fields: Vec<(&'static str, String)>,
+    pub enabled: bool,
+    /// A new signing secret, shown this once.
+    pub secret: Option<String>,
+    /// The recent deliveries: event, type, created, state, attempts, next attempt, last result.
+    pub deliveries: Vec<Vec<Cell>>,
+}
+
+#[component]
+pub fn AdminWebhookPage(data: WebhookData) -> impl IntoView {
+    let id = data.id.clone();
+    let action = move |a: &str| format!("/admin/risk/webhooks/{id}/{a}");
+    let (toggle, toggle_label) = if data.enabled {
+        ("disable", "Disable endpoint")
+    } else {
+        ("enable", "Enable endpoint")
+    };
+    view! {
+        <Console current="risk" title="Webhook endpoint".into() frame=data.frame>
+            <ReportNav current="/admin/risk/webhooks".into()/>
+            <h2><code>{data.url}</code></h2>
+            {data.secret.map(|secret| view! {
+                <section class="gh-section gh-secret" aria-labelledby="secret-heading">
+                    <h2 id="secret-heading">"Signing secret"</h2>
+                    <p>"Copy it now: it is shown only this once. Verify each delivery's webhook-signature with it."</p>
+                    <p><code data-testid="webhook-secret">{secret}</code></p>
+                </section>
+            })}
+            <dl class="gh-stats">
+                {data.fields.into_iter().map(|(k, v)| view! { <dt>{k}</dt><dd>{v}</dd> }).collect_view()}
+            </dl>
+            <div class="gh-actions">
+                <form method="post" action=action("test")>
+                    <button type="submit" class="gh-button">"Send test event"</button>
+                </form>
+                <form method="post" action=action(toggle)>
+                    <button type="submit" class="gh-button gh-button-secondary">{toggle_label}</button>
+                </form>
+                <form method="post" action=action("rotate")>
+                    <button type="submit" class="gh-button gh-button-secondary">"Rotate secret"</button>
+                </form>
+            </div>
+            <DataTable caption="Recent deliveries".into() headers=vec!["Event", "Type", "Created", "State", "Attempts", "Next attempt", "Last result"] rows=data.deliveries/>
+            <section class="gh-section" aria-labelledby="delete-heading">
+                <h2 id="delete-heading">"Delete"</h2>
+                <form method="post" action=action("delete") class="gh-form">
+                    <div class="gh-check">
+                        <input type="checkbox" id="confirm-delete" name="confirm" value="yes" required/>
+                        <label for="confirm-delete">"I understand its pending deliveries are dropped"</label>
+                    </div>
+                    <button type="submit" class="gh-button gh-button-danger">"Delete endpoint"</button>
+                </form>
+            </section>
         </Console>
     }
 }

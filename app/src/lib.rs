@@ -9,6 +9,7 @@ pub mod account;
 pub mod admin;
 pub mod branding;
 pub mod components;
+pub mod download;
 pub mod federation;
 pub mod i18n;
 pub mod oidc;

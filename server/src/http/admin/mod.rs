@@ -26,6 +26,7 @@ mod policies;
 mod providers;
 pub(crate) mod risk;
 mod users;
+mod webhooks;
 
 pub use access::access;
 pub use apps::{app, apps, delete_app, register_app, rotate_app_secret, update_app};
@@ -43,6 +44,7 @@ pub use risk::{
     export_users, risky_sign_ins, risky_users,
 };
 pub use users::{user, user_action, users};
+pub use webhooks::{create_webhook, webhook, webhook_action, webhooks};
 
 #[derive(Deserialize)]
 pub struct NoticeQuery {
@@ -175,6 +177,14 @@ pub(super) fn notice_text(code: &str) -> &'static str {
         "terms_published" => {
             "The new version of the terms of use is published: it is asked for at the next sign-in."
         }
+        "webhook_created" => "The endpoint is added: it receives the chosen events from now on.",
+        "webhook_rotated" => {
+            "The secret was rotated: deliveries carry signatures under both secrets for 24 hours."
+        }
+        "webhook_enable" => "The endpoint is enabled: pending and new events are delivered.",
+        "webhook_disable" => "The endpoint is disabled: it receives no new events.",
+        "webhook_test" => "A test event is queued: it is delivered within a few seconds.",
+        "webhook_deleted" => "The endpoint was deleted with its pending deliveries.",
         _ => "Done.",
     }
 }

@@ -10,8 +10,8 @@ use leptos::prelude::*;
 use serde::Deserialize;
 
 use gatehouse_app::admin::{
-    AdminDetectionPage, AdminReportPage, Cell, Choice, DetectionData, ReportData, ReportFilter,
-    TravelMap,
+    AdminDetectionPage, AdminReportPage, Cell, Choice, DetectionData, ReportData, ReportExport,
+    ReportFilter, TravelMap,
 };
 use gatehouse_app::pages::format_time;
 use gatehouse_core::risk::{DetectionKind, RiskState};
@@ -191,20 +191,30 @@ fn capitalised(s: &str) -> String {
         .unwrap_or_default()
 }
 
-fn exports(path: &str, f: &Form) -> Vec<(String, String)> {
+fn exports(path: &str, f: &Form) -> Vec<ReportExport> {
     // The download links carry the page's filters.
     let q = f.pairs();
     let sep = if q.is_empty() { "" } else { "&" };
-    vec![
-        (
-            "Download CSV".into(),
-            format!("{path}/export?format=csv{sep}{q}"),
-        ),
-        (
-            "Download JSON".into(),
-            format!("{path}/export?format=json{sep}{q}"),
-        ),
-    ]
+    let name = match path {
+        "/admin/risk/users" => "risky-users",
+        "/admin/risk/sign-ins" => "risky-sign-ins",
+        _ => "risk-detections",
+    };
+    let mut formats = vec![
+        ("Download CSV", "csv", "csv"),
+        ("Download JSON", "json", "json"),
+    ];
+    if path != "/admin/risk/users" {
+        formats.push(("Download OCSF (JSON Lines)", "ocsf", "ocsf.jsonl"));
+    }
+    formats
+        .into_iter()
+        .map(|(label, format, ext)| ReportExport {
+            label: label.into(),
+            href: format!("{path}/export?format={format}{sep}{q}"),
+            filename: format!("{name}.{ext}"),
+        })
+        .collect()
 }
 
 fn date_filters(f: &Form) -> [ReportFilter; 2] {
@@ -323,6 +333,7 @@ pub async fn risky_users(
         rows,
         paging: paging(&format!("{path}?{}", f.pairs()), number, total),
         exports: exports(path, &f),
+        total: total.max(0) as u64,
         sources: sources(&state),
         note: Some(
             "Accounts with detections still open. Confirm safe, dismiss or confirm compromised on the user's page."
@@ -411,6 +422,7 @@ pub async fn risky_sign_ins(
         rows,
         paging: paging(&format!("{path}?{}", f.pairs()), number, total),
         exports: exports(path, &f),
+        total: total.max(0) as u64,
         note: days_note(),
         sources: sources(&state),
     };
@@ -515,6 +527,7 @@ pub async fn detections(
         rows,
         paging: paging(&format!("{path}?{}", f.pairs()), number, total),
         exports: exports(path, &f),
+        total: total.max(0) as u64,
         note: days_note(),
         sources: sources(&state),
     };
@@ -639,6 +652,8 @@ pub async fn detection(
 enum Format {
     Csv,
     Json,
+    /// OCSF 1.3.0 records, one a line (detections and sign-ins).
+    Ocsf,
 }
 
 /// One report's rows as the download's records: a CSV header and rows, or JSON objects.
@@ -646,6 +661,10 @@ pub(crate) trait Export: Sized + Send + 'static {
     const HEADER: &'static [&'static str];
     fn csv_row(&self) -> Vec<String>;
     fn json(&self) -> serde_json::Value;
+    /// The row as an OCSF record, for the reports that have one.
+    fn ocsf(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 pub(crate) fn iso(ms: i64) -> String {
@@ -695,6 +714,29 @@ impl Export for DetectionRow {
             "timing": d.timing, "sign_in_id": d.sign_in_id, "summary": d.summary,
             "evidence": serde_json::from_str::<serde_json::Value>(&d.evidence).unwrap_or_default(),
         })
+    }
+    fn ocsf(&self) -> Option<serde_json::Value> {
+        // The detection as it stands: its current state, as of its last change.
+        let d = &self.0;
+        let change = gatehouse_core::store::RiskStateChange {
+            id: d.id.clone(),
+            user_id: d.user_id.clone(),
+            detection_id: d.id.clone(),
+            state: d.state.clone(),
+            changed_by: None,
+            changed_at: d.updated_at,
+            reason: String::new(),
+        };
+        let open = RiskState::parse(&d.state).is_none_or(RiskState::is_open);
+        Some(gatehouse_core::webhooks::detection_finding(
+            gatehouse_core::webhooks::FindingEvent {
+                detection: d,
+                change: &change,
+                email: Some(&self.1),
+                sign_in: None,
+                created: open,
+            },
+        ))
     }
 }
 
@@ -767,6 +809,9 @@ impl Export for SignInLogEntry {
             "risk_level": self.risk_level, "client_ip": self.client_ip,
             "country": self.country, "city": self.city, "asn": self.asn,
         })
+    }
+    fn ocsf(&self) -> Option<serde_json::Value> {
+        Some(gatehouse_core::webhooks::authentication(self))
     }
 }
 
@@ -853,12 +898,21 @@ where
                 }
                 out
             }
+            Format::Ocsf => {
+                let mut out = Vec::new();
+                for record in batch.iter().filter_map(Export::ocsf) {
+                    out.extend(record.to_string().into_bytes());
+                    out.push(b'\n');
+                }
+                out
+            }
         };
         Some((Ok::<_, std::io::Error>(bytes), c))
     });
     let (content_type, ext) = match format {
         Format::Csv => ("text/csv; charset=utf-8", "csv"),
         Format::Json => ("application/json", "json"),
+        Format::Ocsf => ("application/x-ndjson", "ocsf.jsonl"),
     };
     (
         [
@@ -903,7 +957,15 @@ async fn export(state: AppState, report: &str, q: ReportQuery) -> Response {
     let format = match q.format.as_deref() {
         None | Some("csv") => Format::Csv,
         Some("json") => Format::Json,
-        _ => return (StatusCode::BAD_REQUEST, "Choose format=csv or format=json.").into_response(),
+        Some("ocsf") if report != "users" => Format::Ocsf,
+        _ => {
+            let choices = if report == "users" {
+                "Choose format=csv or format=json."
+            } else {
+                "Choose format=csv, format=json or format=ocsf."
+            };
+            return (StatusCode::BAD_REQUEST, choices).into_response();
+        }
     };
     let f = Form::of(&q);
     let identity = state.identity.clone();
