@@ -154,6 +154,20 @@ fn Input(
     }
 }
 
+/// A deletion that asks for a ticked confirmation first (`confirm=yes`).
+#[component]
+fn DeleteForm(action: String, confirm: &'static str, button: &'static str) -> impl IntoView {
+    view! {
+        <form method="post" action=action class="gh-form">
+            <div class="gh-check">
+                <input type="checkbox" id="confirm-delete" name="confirm" value="yes" required/>
+                <label for="confirm-delete">{confirm}</label>
+            </div>
+            <button type="submit" class="gh-button gh-button-danger">{button}</button>
+        </form>
+    }
+}
+
 /// What every console page carries.
 #[derive(Debug, Clone, Default)]
 pub struct Frame {
@@ -312,13 +326,8 @@ pub fn AdminUserPage(data: UserData) -> impl IntoView {
                 </div>
                 <DataTable caption="Risk detections".into() headers=vec!["Detected", "Detection", "Level", "State", "Evidence"] rows=data.detections/>
                 {(!data.own_account).then(|| view! {
-                    <form method="post" action=format!("/admin/users/{id}/delete") class="gh-form">
-                        <div class="gh-check">
-                            <input type="checkbox" id="confirm-delete" name="confirm" value="yes" required/>
-                            <label for="confirm-delete">"I understand the account and everything in it will be deleted"</label>
-                        </div>
-                        <button type="submit" class="gh-button gh-button-danger">"Delete account"</button>
-                    </form>
+                    <DeleteForm action=format!("/admin/users/{id}/delete")
+                        confirm="I understand the account and everything in it will be deleted" button="Delete account"/>
                 })}
             </section>
             <DataTable caption="Sign-in methods".into() headers=vec!["Method", "Name", "Added"] rows=data.methods/>
@@ -504,13 +513,8 @@ pub fn AdminAppPage(data: AppData) -> impl IntoView {
                         <button type="submit" class="gh-button gh-button-secondary">"Rotate secret"</button>
                     </form>
                 })}
-                <form method="post" action=format!("/admin/apps/{id}/delete") class="gh-form">
-                    <div class="gh-check">
-                        <input type="checkbox" id="confirm-delete" name="confirm" value="yes" required/>
-                        <label for="confirm-delete">"I understand every token of this application stops working"</label>
-                    </div>
-                    <button type="submit" class="gh-button gh-button-danger">"Delete application"</button>
-                </form>
+                <DeleteForm action=format!("/admin/apps/{id}/delete")
+                    confirm="I understand every token of this application stops working" button="Delete application"/>
             </section>
         </Console>
     }
@@ -1784,13 +1788,8 @@ pub fn AdminWebhookPage(data: WebhookData) -> impl IntoView {
             <DataTable caption="Recent deliveries".into() headers=vec!["Event", "Type", "Created", "State", "Attempts", "Next attempt", "Last result"] rows=data.deliveries/>
             <section class="gh-section" aria-labelledby="delete-heading">
                 <h2 id="delete-heading">"Delete"</h2>
-                <form method="post" action=action("delete") class="gh-form">
-                    <div class="gh-check">
-                        <input type="checkbox" id="confirm-delete" name="confirm" value="yes" required/>
-                        <label for="confirm-delete">"I understand its pending deliveries are dropped"</label>
-                    </div>
-                    <button type="submit" class="gh-button gh-button-danger">"Delete endpoint"</button>
-                </form>
+                <DeleteForm action=action("delete")
+                    confirm="I understand its pending deliveries are dropped" button="Delete endpoint"/>
             </section>
         </Console>
     }

@@ -300,16 +300,17 @@ pub const FAMILIAR_RANGE_SIGN_INS: usize = 3;
 pub const BRUTE_FORCE_FAILURES: i64 = 10;
 pub const BRUTE_FORCE_FAILURES_HIGH: i64 = 50;
 
-/// What the history-based detections know of an account's successful sign-ins: how many of
-/// its newest were compared (at most a few hundred), when the first of all was, the newest
-/// with coordinates, and the distinct values those sign-ins showed. The database computes it
-/// in one aggregate query, so a sign-in reads a few rows, not its whole history.
+/// What the history-based detections know of an account's successful sign-ins: how many
+/// there were, when the first was, the newest with coordinates, and the distinct values they
+/// showed. It comes from the account's [`SignInProfile`] (one row), or for an account without
+/// one yet from the database's summary of its newest sign-ins.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SignInHistory {
     /// Successful sign-ins compared (the newest).
     pub total: u64,
     pub first_at: Option<i64>,
-    /// The newest compared sign-in with coordinates, made no later than now.
+    /// The newest compared sign-in with coordinates, made no later than now: its time,
+    /// address, place and coordinates (what atypical travel compares).
     pub last_located: Option<SignInProperties>,
     pub seen: SeenValues,
 }
@@ -336,6 +337,207 @@ impl SignInHistory {
                 .first_at
                 .is_some_and(|first| now - first >= LEARNING_PERIOD_MS)
     }
+}
+
+/// The most distinct values of each property a profile keeps: the most recently seen.
+pub const PROFILE_VALUES: usize = 50;
+
+/// One value a profile has seen: when last, and how many sign-ins showed it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Seen<T> {
+    pub value: T,
+    pub last_at: i64,
+    pub count: u64,
+}
+
+/// Where the newest located sign-in came from, as atypical travel compares it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Located {
+    pub at: i64,
+    pub ip: String,
+    pub country: Option<String>,
+    pub city: Option<String>,
+    pub latitude: f64,
+    pub longitude: f64,
+    pub accuracy_km: Option<u32>,
+}
+
+/// An account's sign-in profile: what its successful sign-ins showed, kept as one row and
+/// brought up to date by each successful sign-in in the transaction that logs it, so the
+/// detections read one row however long the history. Each property keeps its
+/// [`PROFILE_VALUES`] most recently seen values with how often each was seen.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SignInProfile {
+    pub total: u64,
+    pub first_at: Option<i64>,
+    pub located: Option<Located>,
+    pub asns: Vec<Seen<u32>>,
+    pub countries: Vec<Seen<String>>,
+    pub places: Vec<Seen<(String, Option<String>)>>,
+    pub browsers: Vec<Seen<String>>,
+    pub oses: Vec<Seen<String>>,
+    pub devices: Vec<Seen<String>>,
+    pub addresses: Vec<Seen<String>>,
+}
+
+fn note<T: PartialEq>(list: &mut Vec<Seen<T>>, value: Option<T>, at: i64, count: u64) {
+    let Some(value) = value else {
+        return;
+    };
+    match list.iter_mut().find(|s| s.value == value) {
+        Some(s) => {
+            s.count += count;
+            s.last_at = s.last_at.max(at);
+        }
+        None => {
+            list.push(Seen {
+                value,
+                last_at: at,
+                count,
+            });
+            if list.len() > PROFILE_VALUES {
+                if let Some(oldest) = list
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, s)| s.last_at)
+                    .map(|(i, _)| i)
+                {
+                    list.remove(oldest);
+                }
+            }
+        }
+    }
+}
+
+impl SignInProfile {
+    /// Takes one more successful sign-in into the profile.
+    pub fn observe(&mut self, p: &SignInProperties) {
+        self.total += 1;
+        self.first_at = Some(self.first_at.map_or(p.at, |f| f.min(p.at)));
+        if let Some((latitude, longitude)) = p.coordinates() {
+            if self.located.as_ref().is_none_or(|l| p.at >= l.at) {
+                self.located = Some(Located {
+                    at: p.at,
+                    ip: p.client_ip.clone(),
+                    country: p.country.clone(),
+                    city: p.city.clone(),
+                    latitude,
+                    longitude,
+                    accuracy_km: p.accuracy_km,
+                });
+            }
+        }
+        note(&mut self.asns, p.asn, p.at, 1);
+        note(&mut self.countries, p.country.clone(), p.at, 1);
+        note(
+            &mut self.places,
+            p.country.clone().map(|c| (c, p.city.clone())),
+            p.at,
+            1,
+        );
+        note(&mut self.browsers, p.browser.clone(), p.at, 1);
+        note(&mut self.oses, p.os.clone(), p.at, 1);
+        note(&mut self.devices, p.device.clone(), p.at, 1);
+        note(&mut self.addresses, Some(p.client_ip.clone()), p.at, 1);
+    }
+
+    /// A profile started from what the log holds of an account that has none yet (the
+    /// database's summary of its newest sign-ins, the one being logged included).
+    pub fn from_history(h: &SignInHistory, now: i64) -> Self {
+        let mut profile = SignInProfile {
+            total: h.total,
+            first_at: h.first_at,
+            located: h.last_located.as_ref().and_then(|p| {
+                let (latitude, longitude) = p.coordinates()?;
+                Some(Located {
+                    at: p.at,
+                    ip: p.client_ip.clone(),
+                    country: p.country.clone(),
+                    city: p.city.clone(),
+                    latitude,
+                    longitude,
+                    accuracy_km: p.accuracy_km,
+                })
+            }),
+            ..SignInProfile::default()
+        };
+        let seen = &h.seen;
+        for v in &seen.asns {
+            note(&mut profile.asns, Some(*v), now, 1);
+        }
+        for (list, values) in [
+            (&mut profile.countries, &seen.countries),
+            (&mut profile.browsers, &seen.browsers),
+            (&mut profile.oses, &seen.oses),
+            (&mut profile.devices, &seen.devices),
+        ] {
+            for v in values {
+                note(list, Some(v.clone()), now, 1);
+            }
+        }
+        for v in &seen.places {
+            note(&mut profile.places, Some(v.clone()), now, 1);
+        }
+        for (ip, n) in &seen.addresses {
+            note(&mut profile.addresses, Some(ip.clone()), now, *n);
+        }
+        profile
+    }
+
+    /// What the detections compare with.
+    pub fn history(&self) -> SignInHistory {
+        fn values<T: Clone>(list: &[Seen<T>]) -> Vec<T> {
+            list.iter().map(|s| s.value.clone()).collect()
+        }
+        SignInHistory {
+            total: self.total,
+            first_at: self.first_at,
+            last_located: self.located.as_ref().map(|l| SignInProperties {
+                at: l.at,
+                client_ip: l.ip.clone(),
+                country: l.country.clone(),
+                city: l.city.clone(),
+                latitude: Some(l.latitude),
+                longitude: Some(l.longitude),
+                accuracy_km: l.accuracy_km,
+                ..SignInProperties::default()
+            }),
+            seen: SeenValues {
+                asns: values(&self.asns),
+                countries: values(&self.countries),
+                browsers: values(&self.browsers),
+                oses: values(&self.oses),
+                devices: values(&self.devices),
+                places: values(&self.places),
+                addresses: self
+                    .addresses
+                    .iter()
+                    .map(|s| (s.value.clone(), s.count))
+                    .collect(),
+            },
+        }
+    }
+}
+
+/// The stored profile (JSON) once `seen`, a successful sign-in, is taken in; for an account
+/// without one, the profile started from the log's summary (which holds `seen` already). A
+/// profile that cannot be read starts again from `seen`.
+pub fn updated_profile(
+    seed: crate::store::ProfileSeed<'_>,
+    seen: &SignInProperties,
+    now: i64,
+) -> String {
+    let profile = match seed {
+        crate::store::ProfileSeed::Stored(json) => {
+            let mut profile: SignInProfile = serde_json::from_str(json).unwrap_or_default();
+            profile.observe(seen);
+            profile
+        }
+        crate::store::ProfileSeed::Log(summary) => {
+            SignInProfile::from_history(&history_of_summary(summary), now)
+        }
+    };
+    serde_json::to_string(&profile).unwrap_or_default()
 }
 
 /// Sign-ins one by one, newest first: the history as the log holds it, from which
@@ -378,7 +580,13 @@ impl RecentSignIns {
                 .recent
                 .iter()
                 .find(|p| p.coordinates().is_some() && p.at <= now)
-                .cloned(),
+                .map(|p| SignInProperties {
+                    asn: None,
+                    browser: None,
+                    os: None,
+                    device: None,
+                    ..p.clone()
+                }),
             seen,
         }
     }
@@ -1085,6 +1293,103 @@ mod tests {
             first_at: recent.last().map(|p| p.at),
             recent,
         }
+    }
+
+    fn sorted(mut h: SignInHistory) -> SignInHistory {
+        h.seen.asns.sort_unstable();
+        h.seen.countries.sort();
+        h.seen.browsers.sort();
+        h.seen.oses.sort();
+        h.seen.devices.sort();
+        h.seen.places.sort();
+        h.seen.addresses.sort();
+        h
+    }
+
+    fn arbitrary_sign_in() -> impl proptest::strategy::Strategy<Value = SignInProperties> {
+        use proptest::prelude::*;
+        (
+            0u8..5,
+            proptest::option::of((0u8..3, any::<bool>())),
+            proptest::option::of(0u32..4),
+            proptest::option::of(0u8..3),
+            proptest::option::of(0u8..3),
+        )
+            .prop_map(|(ip, place, asn, browser, device)| SignInProperties {
+                at: 0,
+                client_ip: format!("192.0.2.{ip}"),
+                country: place.map(|(c, _)| ["FR", "AU", "US"][c as usize].to_string()),
+                city: place.and_then(|(c, with)| {
+                    with.then(|| ["Paris", "Sydney", "Boston"][c as usize].to_string())
+                }),
+                latitude: place.map(|(c, _)| f64::from(c) * 10.0),
+                longitude: place.map(|(c, _)| f64::from(c) * 20.0),
+                accuracy_km: place.map(|_| 20),
+                asn,
+                browser: browser.map(|b| format!("browser-{b}")),
+                os: Some("Linux".into()),
+                device: device.map(|d| format!("device-{d}")),
+            })
+    }
+
+    proptest::proptest! {
+        /// A profile kept up one sign-in at a time compares the same as the sign-ins read
+        /// one by one (while each property has fewer than PROFILE_VALUES values).
+        #[test]
+        fn a_profile_compares_the_same_as_the_sign_ins_it_took_in(
+            sign_ins in proptest::collection::vec(arbitrary_sign_in(), 0..40)
+        ) {
+            let mut profile = SignInProfile::default();
+            let mut recent = Vec::new();
+            for (i, p) in sign_ins.into_iter().enumerate() {
+                let p = SignInProperties { at: (i as i64 + 1) * HOUR, ..p };
+                profile.observe(&p);
+                recent.insert(0, p);
+            }
+            let rows = RecentSignIns { first_at: recent.last().map(|p| p.at), recent };
+            let now = 100 * DAY;
+            proptest::prop_assert_eq!(sorted(profile.history()), sorted(rows.summary(now)));
+            // Stored as JSON and read back, it is the same profile.
+            let json = serde_json::to_string(&profile).unwrap();
+            proptest::prop_assert_eq!(serde_json::from_str::<SignInProfile>(&json).unwrap(), profile.clone());
+            // Started from a summary, it compares the same too.
+            let seeded = SignInProfile::from_history(&rows.summary(now), now);
+            proptest::prop_assert_eq!(sorted(seeded.history()), sorted(rows.summary(now)));
+        }
+    }
+
+    #[test]
+    fn a_profile_keeps_the_most_recently_seen_values() {
+        let mut profile = SignInProfile::default();
+        let seen = |profile: &mut SignInProfile, at: i64, device: String| {
+            profile.observe(&SignInProperties {
+                at: at * HOUR,
+                client_ip: "192.0.2.1".into(),
+                device: Some(device),
+                ..SignInProperties::default()
+            })
+        };
+        let full = PROFILE_VALUES as i64;
+        for i in 0..full {
+            seen(&mut profile, i, format!("device-{i}"));
+        }
+        // The first device comes back: it is recent again, and stays when ten new ones come.
+        seen(&mut profile, full, "device-0".into());
+        for i in full..full + 10 {
+            seen(&mut profile, i + 1, format!("device-{i}"));
+        }
+        let devices = profile.history().seen.devices;
+        assert_eq!(devices.len(), PROFILE_VALUES);
+        assert!(devices.contains(&"device-0".to_string()));
+        for gone in 1..=10 {
+            assert!(
+                !devices.contains(&format!("device-{gone}")),
+                "device-{gone} was the oldest"
+            );
+        }
+        assert!(devices.contains(&"device-11".to_string()));
+        assert_eq!(profile.total, PROFILE_VALUES as u64 + 11);
+        assert_eq!(profile.addresses[0].count, PROFILE_VALUES as u64 + 11);
     }
 
     #[test]

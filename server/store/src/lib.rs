@@ -32,7 +32,7 @@ mod throttle;
 mod users;
 mod webhooks;
 pub use admin::*;
-pub use logs::SignInSummary;
+pub use logs::{ProfileSeed, SignInSummary};
 pub use model::*;
 pub use oauth::*;
 pub use policies::*;

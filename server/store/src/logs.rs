@@ -2,9 +2,15 @@
 
 use sqlx::Row;
 
-use crate::{
-    AuditEntry, SignInLogEntry, Store, StoreError, StoreResult, AUDIT_COLUMNS, SIGN_IN_COLUMNS,
-};
+use crate::{AuditEntry, SignInLogEntry, Store, StoreResult, AUDIT_COLUMNS, SIGN_IN_COLUMNS};
+
+/// What [`Store::record_successful_sign_in`] brings up to date: the stored profile, or the
+/// log's summary for an account without one.
+#[derive(Debug, Clone, Copy)]
+pub enum ProfileSeed<'a> {
+    Stored(&'a str),
+    Log(&'a SignInSummary),
+}
 
 /// An account's successful sign-ins as the history-based detections compare with them (see
 /// [`Store::sign_in_summary`]).
@@ -17,7 +23,8 @@ pub struct SignInSummary {
     /// (kind, value, how many compared sign-ins showed it): kinds `asn`, `country`, `place`
     /// (`COUNTRY|` or `COUNTRY|+CITY`), `browser`, `os`, `device`, `address`.
     pub values: Vec<(String, String, i64)>,
-    /// The newest compared sign-in with coordinates made no later than the time asked about.
+    /// The newest compared sign-in with coordinates made no later than the time asked about
+    /// (its time, address, place and coordinates).
     pub last_located: Option<SignInLogEntry>,
 }
 
@@ -84,6 +91,88 @@ impl Store {
         Ok(())
     }
 
+    /// Writes the log row of a successful sign-in of an account and brings the account's
+    /// sign-in profile up to date in the same transaction: `update` gets the stored profile,
+    /// or, for an account without one, the summary of its newest `limit` successful sign-ins
+    /// (this one included), and returns the profile to store. A profile another instance
+    /// changed meanwhile is read again and updated anew.
+    pub async fn record_successful_sign_in(
+        &self,
+        e: &SignInLogEntry,
+        limit: i64,
+        update: &(dyn Fn(ProfileSeed<'_>) -> String + Send + Sync),
+    ) -> StoreResult<()> {
+        let Some(user_id) = e.user_id.as_deref() else {
+            return self.record_sign_in(e).await;
+        };
+        let mut tx = self.pool.begin().await?;
+        // The log row first: on SQLite it takes the write lock, so nothing changes the
+        // profile between its read and its write below.
+        insert_sign_in(e).execute(&mut *tx).await?;
+        if is_risky(e) {
+            crate::webhooks::fan_out(
+                &mut *tx,
+                crate::webhooks::EVENT_RISKY_SIGN_IN,
+                &e.id,
+                e.occurred_at,
+            )
+            .await?;
+        }
+        for _ in 0..8 {
+            let stored =
+                sqlx::query("SELECT profile, version FROM sign_in_profiles WHERE user_id = $1")
+                    .bind(user_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let written = match stored {
+                Some(row) => {
+                    let profile: String = row.try_get(0)?;
+                    let version: i64 = row.try_get(1)?;
+                    let next = update(ProfileSeed::Stored(&profile));
+                    sqlx::query(
+                        "UPDATE sign_in_profiles SET profile = $1, version = version + 1, \
+                         updated_at = $2 WHERE user_id = $3 AND version = $4",
+                    )
+                    .bind(next)
+                    .bind(e.occurred_at)
+                    .bind(user_id)
+                    .bind(version)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                }
+                None => {
+                    let summary = summary_of(&mut *tx, user_id, limit, e.occurred_at).await?;
+                    let first = update(ProfileSeed::Log(&summary));
+                    sqlx::query(
+                        "INSERT INTO sign_in_profiles (user_id, profile, version, updated_at) \
+                         VALUES ($1, $2, 1, $3) ON CONFLICT (user_id) DO NOTHING",
+                    )
+                    .bind(user_id)
+                    .bind(first)
+                    .bind(e.occurred_at)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                }
+            };
+            if written == 1 {
+                break;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The account's stored sign-in profile (JSON), if it has one.
+    pub async fn sign_in_profile(&self, user_id: &str) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT profile FROM sign_in_profiles WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get::<String, _>(0)).transpose()?)
+    }
+
     /// Writes many sign-in log rows in one transaction (imports and generated data; the
     /// sign-in path writes one row at a time with [`Store::record_sign_in`]).
     pub async fn record_sign_ins(&self, entries: &[SignInLogEntry]) -> StoreResult<()> {
@@ -134,77 +223,88 @@ impl Store {
         limit: i64,
         now: i64,
     ) -> StoreResult<SignInSummary> {
-        const RECENT: &str = "SELECT occurred_at, id, client_ip, country, city, latitude_e6, \
+        summary_of(&self.pool, user_id, limit, now).await
+    }
+}
+
+/// [`Store::sign_in_summary`] on a connection or in a transaction.
+async fn summary_of<'c, E>(
+    executor: E,
+    user_id: &str,
+    limit: i64,
+    now: i64,
+) -> StoreResult<SignInSummary>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    const RECENT: &str = "SELECT occurred_at, id, client_ip, country, city, latitude_e6, \
              longitude_e6, accuracy_km, asn, browser, os, device FROM sign_in_log \
              WHERE user_id = $1 AND result = 'success' ORDER BY occurred_at DESC, id DESC LIMIT $2";
-        let rows = sqlx::query(&format!(
-            "WITH recent AS ({RECENT}) \
-             SELECT 'total' AS k, NULL AS v, COUNT(*) AS n FROM recent \
-             UNION ALL SELECT 'first', NULL, MIN(occurred_at) FROM sign_in_log \
-               WHERE user_id = $1 AND result = 'success' \
-             UNION ALL SELECT 'asn', CAST(asn AS TEXT), COUNT(*) FROM recent \
-               WHERE asn IS NOT NULL GROUP BY asn \
-             UNION ALL SELECT 'country', country, COUNT(*) FROM recent \
-               WHERE country IS NOT NULL GROUP BY country \
-             UNION ALL SELECT 'place', country || '|' || COALESCE('+' || city, ''), COUNT(*) \
-               FROM recent WHERE country IS NOT NULL GROUP BY country, city \
-             UNION ALL SELECT 'browser', browser, COUNT(*) FROM recent \
-               WHERE browser IS NOT NULL GROUP BY browser \
-             UNION ALL SELECT 'os', os, COUNT(*) FROM recent WHERE os IS NOT NULL GROUP BY os \
-             UNION ALL SELECT 'device', device, COUNT(*) FROM recent \
-               WHERE device IS NOT NULL GROUP BY device \
-             UNION ALL SELECT 'address', client_ip, COUNT(*) FROM recent GROUP BY client_ip"
-        ))
-        .bind(user_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut summary = SignInSummary::default();
-        for r in &rows {
-            let kind: String = r.try_get(0)?;
-            let value: Option<String> = r.try_get(1)?;
-            let n: Option<i64> = r.try_get(2)?;
-            match (kind.as_str(), value) {
-                ("total", _) => summary.compared = n.unwrap_or(0),
-                ("first", _) => summary.first_at = n,
-                (_, Some(v)) => summary.values.push((kind, v, n.unwrap_or(0))),
-                _ => {}
-            }
-        }
-        let located = sqlx::query(&format!(
-            "SELECT occurred_at, client_ip, country, city, latitude_e6, longitude_e6, \
-             accuracy_km, asn, browser, os, device FROM ({RECENT}) recent \
-             WHERE latitude_e6 IS NOT NULL AND longitude_e6 IS NOT NULL AND occurred_at <= $3 \
-             ORDER BY occurred_at DESC, id DESC LIMIT 1"
-        ))
-        .bind(user_id)
-        .bind(limit)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
-        summary.last_located = located
-            .map(|r| {
-                Ok::<_, StoreError>(SignInLogEntry {
-                    occurred_at: r.try_get(0)?,
+    // One statement: the counts of each value, and the newest located sign-in as a row of
+    // its own (its place in the extra columns, NULL elsewhere).
+    let rows = sqlx::query(&format!(
+        "WITH recent AS ({RECENT}) \
+             SELECT 'total' AS k, CAST(NULL AS TEXT) AS v, COUNT(*) AS n, \
+               CAST(NULL AS BIGINT) AS lat, CAST(NULL AS BIGINT) AS lon, \
+               CAST(NULL AS BIGINT) AS acc, CAST(NULL AS TEXT) AS country, \
+               CAST(NULL AS TEXT) AS city FROM recent \
+             UNION ALL SELECT 'first', NULL, MIN(occurred_at), NULL, NULL, NULL, NULL, NULL \
+               FROM sign_in_log WHERE user_id = $1 AND result = 'success' \
+             UNION ALL SELECT * FROM (SELECT 'located', client_ip, occurred_at, latitude_e6, \
+               longitude_e6, accuracy_km, country, city FROM recent \
+               WHERE latitude_e6 IS NOT NULL AND longitude_e6 IS NOT NULL AND occurred_at <= $3 \
+               ORDER BY occurred_at DESC, id DESC LIMIT 1) located \
+             UNION ALL SELECT 'asn', CAST(asn AS TEXT), COUNT(*), NULL, NULL, NULL, NULL, NULL \
+               FROM recent WHERE asn IS NOT NULL GROUP BY asn \
+             UNION ALL SELECT 'country', country, COUNT(*), NULL, NULL, NULL, NULL, NULL \
+               FROM recent WHERE country IS NOT NULL GROUP BY country \
+             UNION ALL SELECT 'place', country || '|' || COALESCE('+' || city, ''), COUNT(*), \
+               NULL, NULL, NULL, NULL, NULL FROM recent WHERE country IS NOT NULL \
+               GROUP BY country, city \
+             UNION ALL SELECT 'browser', browser, COUNT(*), NULL, NULL, NULL, NULL, NULL \
+               FROM recent WHERE browser IS NOT NULL GROUP BY browser \
+             UNION ALL SELECT 'os', os, COUNT(*), NULL, NULL, NULL, NULL, NULL \
+               FROM recent WHERE os IS NOT NULL GROUP BY os \
+             UNION ALL SELECT 'device', device, COUNT(*), NULL, NULL, NULL, NULL, NULL \
+               FROM recent WHERE device IS NOT NULL GROUP BY device \
+             UNION ALL SELECT 'address', client_ip, COUNT(*), NULL, NULL, NULL, NULL, NULL \
+               FROM recent GROUP BY client_ip"
+    ))
+    .bind(user_id)
+    .bind(limit)
+    .bind(now)
+    .fetch_all(executor)
+    .await?;
+    let mut summary = SignInSummary::default();
+    for r in &rows {
+        let kind: String = r.try_get(0)?;
+        let value: Option<String> = r.try_get(1)?;
+        let n: Option<i64> = r.try_get(2)?;
+        match (kind.as_str(), value) {
+            ("total", _) => summary.compared = n.unwrap_or(0),
+            ("first", _) => summary.first_at = n,
+            ("located", Some(ip)) => {
+                summary.last_located = Some(SignInLogEntry {
+                    occurred_at: n.unwrap_or(0),
                     user_id: Some(user_id.to_string()),
-                    client_ip: r.try_get(1)?,
-                    country: r.try_get(2)?,
-                    city: r.try_get(3)?,
-                    latitude_e6: r.try_get(4)?,
-                    longitude_e6: r.try_get(5)?,
-                    accuracy_km: r.try_get(6)?,
-                    asn: r.try_get(7)?,
-                    browser: r.try_get(8)?,
-                    os: r.try_get(9)?,
-                    device: r.try_get(10)?,
+                    client_ip: ip,
+                    latitude_e6: r.try_get(3)?,
+                    longitude_e6: r.try_get(4)?,
+                    accuracy_km: r.try_get(5)?,
+                    country: r.try_get(6)?,
+                    city: r.try_get(7)?,
                     result: "success".into(),
                     ..SignInLogEntry::default()
                 })
-            })
-            .transpose()?;
-        Ok(summary)
+            }
+            (_, Some(v)) => summary.values.push((kind, v, n.unwrap_or(0))),
+            _ => {}
+        }
     }
+    Ok(summary)
+}
 
+impl Store {
     /// One page of the successful sign-ins of known accounts since `since`, oldest first,
     /// after the row `after` (its time and id): for replaying the log in batches that never
     /// hold the table.

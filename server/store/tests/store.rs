@@ -1948,3 +1948,87 @@ async fn webhook_events_are_queued_with_the_write_that_makes_them_on_both_backen
         );
     }
 }
+
+#[tokio::test]
+async fn a_successful_sign_in_updates_the_profile_in_its_transaction_on_both_backends() {
+    for store in stores().await {
+        store
+            .create_user(&user("u1", "ada@example.com"))
+            .await
+            .unwrap();
+        let row = |id: &str, at: i64| SignInLogEntry {
+            id: id.into(),
+            occurred_at: at,
+            user_id: Some("u1".into()),
+            email: "ada@example.com".into(),
+            application: "account".into(),
+            client_ip: "192.0.2.1".into(),
+            user_agent: "ua".into(),
+            method: "password".into(),
+            result: "success".into(),
+            country: Some("FR".into()),
+            ..Default::default()
+        };
+        // History logged before profiles existed.
+        store
+            .record_sign_ins(&[row("old-1", 10), row("old-2", 20)])
+            .await
+            .unwrap();
+        assert_eq!(store.sign_in_profile("u1").await.unwrap(), None);
+
+        // The first one since: the profile starts from the log's summary, this row included.
+        let seeds = std::sync::Mutex::new(Vec::new());
+        let update = |seed: ProfileSeed<'_>| {
+            let text = match seed {
+                ProfileSeed::Stored(p) => format!("{p}+"),
+                ProfileSeed::Log(s) => format!("seeded from {}", s.compared),
+            };
+            seeds.lock().unwrap().push(text.clone());
+            text
+        };
+        store
+            .record_successful_sign_in(&row("new-1", 30), 200, &update)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.sign_in_profile("u1").await.unwrap().as_deref(),
+            Some("seeded from 3")
+        );
+        // Later ones update it.
+        store
+            .record_successful_sign_in(&row("new-2", 40), 200, &update)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.sign_in_profile("u1").await.unwrap().as_deref(),
+            Some("seeded from 3+")
+        );
+        assert_eq!(seeds.lock().unwrap().len(), 2, "each read once");
+        // The rows are logged with it.
+        assert_eq!(
+            store
+                .sign_ins_for_email("ada@example.com", 10)
+                .await
+                .unwrap()
+                .len(),
+            4
+        );
+
+        // Two at once: neither update is lost.
+        let (third, fourth) = (row("new-3", 50), row("new-4", 60));
+        let (a, b) = tokio::join!(
+            store.record_successful_sign_in(&third, 200, &update),
+            store.record_successful_sign_in(&fourth, 200, &update),
+        );
+        a.unwrap();
+        b.unwrap();
+        assert_eq!(
+            store.sign_in_profile("u1").await.unwrap().as_deref(),
+            Some("seeded from 3+++")
+        );
+
+        // Deleting the account deletes its profile.
+        assert!(store.delete_account("u1").await.unwrap());
+        assert_eq!(store.sign_in_profile("u1").await.unwrap(), None);
+    }
+}

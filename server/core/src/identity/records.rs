@@ -259,32 +259,42 @@ impl Identity {
         let user_agent: String = ctx.user_agent.chars().take(512).collect();
         let p = self.properties_of(ctx);
         let e6 = |degrees: Option<f64>| degrees.map(|d| (d * 1e6).round() as i64);
-        self.store
-            .record_sign_in(&SignInLogEntry {
-                id: ctx.sign_in_id.clone().unwrap_or_else(random_id),
-                occurred_at: now,
-                user_id: user_id.map(str::to_string),
-                email,
-                application: ctx.application.clone(),
-                client_ip: ctx.client_ip.clone(),
-                user_agent,
-                method: method.as_str().into(),
-                result: result.into(),
-                failure_reason: reason.map(str::to_string),
-                session_id: session_id.map(str::to_string),
-                policies: ctx.policy_results.clone(),
-                country: p.country,
-                city: p.city.map(|c| c.chars().take(100).collect()),
-                latitude_e6: e6(p.latitude),
-                longitude_e6: e6(p.longitude),
-                accuracy_km: p.accuracy_km.map(i64::from),
-                asn: p.asn.map(i64::from),
-                browser: p.browser.map(|b| b.chars().take(64).collect()),
-                os: p.os.map(|o| o.chars().take(64).collect()),
-                device: p.device,
-                risk_level: ctx.sign_in_risk.map(|r| r.as_str().to_string()),
-            })
-            .await?;
+        let entry = SignInLogEntry {
+            id: ctx.sign_in_id.clone().unwrap_or_else(random_id),
+            occurred_at: now,
+            user_id: user_id.map(str::to_string),
+            email,
+            application: ctx.application.clone(),
+            client_ip: ctx.client_ip.clone(),
+            user_agent,
+            method: method.as_str().into(),
+            result: result.into(),
+            failure_reason: reason.map(str::to_string),
+            session_id: session_id.map(str::to_string),
+            policies: ctx.policy_results.clone(),
+            country: p.country,
+            city: p.city.map(|c| c.chars().take(100).collect()),
+            latitude_e6: e6(p.latitude),
+            longitude_e6: e6(p.longitude),
+            accuracy_km: p.accuracy_km.map(i64::from),
+            asn: p.asn.map(i64::from),
+            browser: p.browser.map(|b| b.chars().take(64).collect()),
+            os: p.os.map(|o| o.chars().take(64).collect()),
+            device: p.device,
+            risk_level: ctx.sign_in_risk.map(|r| r.as_str().to_string()),
+        };
+        if entry.result == "success" && entry.user_id.is_some() {
+            // The account's sign-in profile takes this sign-in in, in the same transaction.
+            let seen = crate::risk::properties_of_row(&entry);
+            let update = move |seed: crate::store::ProfileSeed<'_>| {
+                crate::risk::updated_profile(seed, &seen, now)
+            };
+            self.store
+                .record_successful_sign_in(&entry, super::risk::HISTORY_COMPARED as i64, &update)
+                .await?;
+        } else {
+            self.store.record_sign_in(&entry).await?;
+        }
         Ok(())
     }
 }

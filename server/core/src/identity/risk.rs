@@ -93,6 +93,13 @@ impl Identity {
         user_id: &str,
         now: i64,
     ) -> Result<crate::risk::SignInHistory, AuthError> {
+        // One row: the profile each successful sign-in keeps up to date.
+        if let Some(json) = self.store.sign_in_profile(user_id).await? {
+            if let Ok(profile) = serde_json::from_str::<crate::risk::SignInProfile>(&json) {
+                return Ok(profile.history());
+            }
+        }
+        // An account without one yet (or with a damaged one): the log's summary.
         let summary = self
             .store
             .sign_in_summary(user_id, HISTORY_COMPARED as i64, now)

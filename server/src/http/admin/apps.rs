@@ -9,7 +9,7 @@ use leptos::prelude::*;
 use gatehouse_app::admin::{AdminAppPage, AdminAppsPage, AppData, AppForm, AppsData, Cell};
 use gatehouse_core::identity::oidc::{Client, ClientInput, GrantType};
 
-use super::{admin_error_text, frame, not_found, refusal, AdminUser, NoticeQuery};
+use super::{admin_error_text, frame, not_found, refusal, AdminUser, NoticeQuery, PostedForm};
 use crate::http::toolkit::{begin, internal_error_page, redirect, Incoming, Page};
 use crate::AppState;
 
@@ -23,36 +23,20 @@ fn lines(text: &str) -> Vec<String> {
 
 /// The application form from a posted body: (the values to show again, the input).
 fn app_form(body: &[u8]) -> (AppForm, ClientInput) {
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
-    let get = |name: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.chars().take(4000).collect::<String>())
-            .unwrap_or_default()
-    };
+    let posted = PostedForm::parse(body);
+    let get = |name: &str| posted.get(name, 4000);
     let form = AppForm {
         name: get("name"),
         logo_url: get("logo_url"),
         confidential: get("type") != "public",
         redirect_uris: get("redirect_uris"),
         post_logout_redirect_uris: get("post_logout_redirect_uris"),
-        grant_types: pairs
-            .iter()
-            .filter(|(k, _)| k == "grant")
-            .map(|(_, v)| v.clone())
-            .take(10)
-            .collect(),
+        grant_types: posted.all("grant", 4000, 10),
         allowed_origins: get("allowed_origins"),
         third_party: get("third_party") == "yes",
         id_token_alg: get("id_token_alg"),
         backchannel_logout_uri: get("backchannel_logout_uri"),
-        api_scopes: pairs
-            .iter()
-            .filter(|(k, _)| k == "api_scope")
-            .map(|(_, v)| v.clone())
-            .take(10)
-            .collect(),
+        api_scopes: posted.all("api_scope", 4000, 10),
     };
     let input = ClientInput {
         name: form.name.clone(),

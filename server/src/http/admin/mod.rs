@@ -189,6 +189,34 @@ pub(super) fn notice_text(code: &str) -> &'static str {
     }
 }
 
+/// The fields of a posted console form.
+pub(super) struct PostedForm(Vec<(String, String)>);
+
+impl PostedForm {
+    pub(super) fn parse(body: &[u8]) -> Self {
+        PostedForm(url::form_urlencoded::parse(body).into_owned().collect())
+    }
+
+    /// The first value of `name` (empty when absent), at most `max` characters.
+    pub(super) fn get(&self, name: &str, max: usize) -> String {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.chars().take(max).collect())
+            .unwrap_or_default()
+    }
+
+    /// Every value of `name` (checkboxes), at most `count` of at most `max` characters.
+    pub(super) fn all(&self, name: &str, max: usize, count: usize) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.chars().take(max).collect())
+            .take(count)
+            .collect()
+    }
+}
+
 pub(super) fn admin_error_text(err: &AdminError) -> String {
     match err {
         AdminError::NotFound => "There is no such account.".into(),

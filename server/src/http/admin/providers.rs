@@ -8,7 +8,7 @@ use leptos::prelude::*;
 
 use gatehouse_app::admin::{AdminProvidersPage, ProviderForm, ProviderRow, ProvidersData};
 
-use super::{frame, not_found, sentence, AdminUser, NoticeQuery};
+use super::{frame, not_found, sentence, AdminUser, NoticeQuery, PostedForm};
 use crate::http::toolkit::{begin, internal_error_page, redirect, Incoming, Page};
 use crate::AppState;
 
@@ -60,14 +60,8 @@ pub async fn save_provider(
     body: Bytes,
 ) -> Response {
     use gatehouse_core::identity::{ClaimMapping, Endpoints, ProviderInput, ProviderKind};
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
-    let get = |name: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.trim().chars().take(2000).collect::<String>())
-            .unwrap_or_default()
-    };
+    let posted = PostedForm::parse(&body);
+    let get = |name: &str| posted.get(name, 2000).trim().to_string();
     let optional = |v: String| (!v.is_empty()).then_some(v);
     let form = ProviderForm {
         id: get("id"),

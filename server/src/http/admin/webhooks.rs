@@ -15,7 +15,7 @@ use gatehouse_core::identity::webhooks::{WebhookEndpoint, WebhookInput};
 use gatehouse_core::store::WebhookDeliveryRecord;
 use gatehouse_core::webhooks::EVENT_TYPES;
 
-use super::{frame, not_found, refusal, sentence, AdminUser, NoticeQuery};
+use super::{frame, not_found, refusal, sentence, AdminUser, NoticeQuery, PostedForm};
 use crate::http::toolkit::{begin, internal_error_page, redirect, Incoming, Page};
 use crate::AppState;
 
@@ -204,23 +204,11 @@ pub async fn create_webhook(
     body: Bytes,
 ) -> Response {
     let (page, ctx) = begin(&state, &incoming).await;
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
-    let get = |name: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.chars().take(2100).collect::<String>())
-            .unwrap_or_default()
-    };
+    let form = PostedForm::parse(&body);
     let input = WebhookInput {
-        url: get("url"),
-        description: get("description"),
-        event_types: pairs
-            .iter()
-            .filter(|(k, _)| k == "event")
-            .map(|(_, v)| v.chars().take(100).collect())
-            .take(10)
-            .collect(),
+        url: form.get("url", 2100),
+        description: form.get("description", 2100),
+        event_types: form.all("event", 100, 10),
     };
     match state
         .identity
