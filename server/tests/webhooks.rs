@@ -234,7 +234,7 @@ async fn detections_and_their_changes_reach_the_endpoint_signed_and_refusals_are
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
 
     // The endpoint refuses the first attempt.
-    receiver.reply_next(&[503]);
+    receiver.reply_next(&[500]);
     let first = pass(&server).await;
     assert_eq!((first.ran, first.delivered, first.failed), (true, 0, 1));
     let got = receiver.received();
@@ -263,7 +263,7 @@ async fn detections_and_their_changes_reach_the_endpoint_signed_and_refusals_are
     assert_eq!(receiver.received().len(), 1);
     let page = admin.get(&format!("/admin/risk/webhooks/{id}")).await;
     assert!(page.body.contains("Retrying"), "{}", page.body);
-    assert!(page.body.contains("HTTP 503"));
+    assert!(page.body.contains("HTTP 500"));
 
     // After it, the same event comes again: same id, same body, a fresh timestamp.
     server.clock.advance_ms(31_000);
