@@ -124,6 +124,8 @@ export default defineConfig({
         + `--secret-out ${path.join(runDir, 'partner-secret')} > ${path.join(runDir, 'apps-partner.log')} 2>&1 `
         + `&& ${gatehouse} create-admin --email admin.e2e@example.com --name 'Console Admin' `
         + `> ${path.join(runDir, 'admin.log')} 2>&1 `
+        + `&& ${gatehouse} create-admin --email security.e2e@example.com --name 'Security Admin' `
+        + `> ${path.join(runDir, 'security-admin.log')} 2>&1 `
         + `&& exec ${gatehouse} serve > ${path.join(runDir, 'server.log')} 2>&1`,
       url: `http://localhost:${port}/healthz`,
       cwd: root,

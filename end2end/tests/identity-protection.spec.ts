@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
-  test, expect, expectAccessible, signInAsAdmin, signUp, uniqueEmail, allMails, newContext, SignInPage, PASSWORD,
+  test, expect, expectAccessible, signInAsAdmin, SECURITY_ADMIN, signUp, uniqueEmail, allMails, newContext, SignInPage, PASSWORD,
 } from './support';
 
 test.describe.configure({ mode: 'serial' });
@@ -102,7 +102,7 @@ test('an admin adds a webhook endpoint, sends a test event and the receiver veri
   const { port } = receiver.address() as AddressInfo;
   const url = `http://127.0.0.1:${port}/hook`;
   try {
-    await signInAsAdmin(page);
+    await signInAsAdmin(page, SECURITY_ADMIN);
     await page.goto('/admin/risk/users');
     await page.getByRole('navigation', { name: 'Identity Protection reports' }).getByRole('link', { name: 'Webhooks' }).click();
     await expect(page.getByRole('heading', { name: 'Webhooks', exact: true })).toBeVisible();
@@ -147,7 +147,7 @@ test('an admin adds a webhook endpoint, sends a test event and the receiver veri
 });
 
 test('a report download shows its progress and saves every row', async ({ page }) => {
-  await signInAsAdmin(page);
+  await signInAsAdmin(page, SECURITY_ADMIN);
   await page.goto('/admin/risk/detections');
   // Once the wasm has loaded, the link fetches the download itself and counts its rows.
   await expect(page.locator('.gh-export[data-enhanced="true"]').first()).toBeAttached();
