@@ -26,6 +26,8 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     ("GATEHOUSE_SMS_HOURLY_LIMIT", "500", "The most texts the whole tenant sends per hour (besides 5 per number and 10 per client address)."),
     ("GATEHOUSE_PROVIDER_TIMEOUT_SECONDS", "10", "How long a call to a sign-in provider (discovery, keys, token, profile) may take before the person is told the provider is unavailable."),
     ("GATEHOUSE_TRUSTED_PROXIES", "(none)", "Comma-separated CIDRs whose X-Forwarded-For header is believed, e.g. 10.0.0.0/8,127.0.0.1/32."),
+    ("GATEHOUSE_METRICS_ALLOW", "127.0.0.1/32,::1/128", "Comma-separated CIDRs that may read GET /metrics (Prometheus text format) without a token; none allows no address (then only the token reads it)."),
+    ("GATEHOUSE_METRICS_TOKEN", "(none)", "A bearer token that also lets a caller from anywhere read GET /metrics (Authorization: Bearer TOKEN). Never logged."),
     ("GATEHOUSE_SECRET_KEY", "(generated into the data folder)", "Base64 of 32 random bytes. When unset, a key is generated once into <data dir>/secret.key (mode 0600) and reused."),
     ("GATEHOUSE_SESSION_IDLE_MINUTES", "60", "A session ends after this long without activity."),
     ("GATEHOUSE_SESSION_ABSOLUTE_HOURS", "24", "A session ends this long after sign-in, whatever the activity."),
@@ -70,6 +72,8 @@ struct FileConfig {
     sms_hourly_limit: Option<i64>,
     provider_timeout_seconds: Option<i64>,
     trusted_proxies: Option<Vec<String>>,
+    metrics_allow: Option<Vec<String>>,
+    metrics_token: Option<String>,
     secret_key: Option<String>,
     session_idle_minutes: Option<i64>,
     session_absolute_hours: Option<i64>,
@@ -97,6 +101,10 @@ pub struct Config {
     /// The timeout of every call to a sign-in provider.
     pub provider_timeout_seconds: i64,
     pub trusted_proxies: Vec<IpNet>,
+    /// The addresses that may read `/metrics` without a token.
+    pub metrics_allow: Vec<IpNet>,
+    /// The bearer token that lets anyone read `/metrics`.
+    pub metrics_token: Option<gatehouse_core::secret::SecretString>,
     pub secret_key: Option<String>,
     pub session_idle_minutes: i64,
     pub session_absolute_hours: i64,
@@ -123,6 +131,7 @@ impl std::fmt::Debug for Config {
             .field("smtp", &self.smtp_url.as_deref().map(redact_url))
             .field("sms_gateway", &self.sms_gateway)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("metrics_allow", &self.metrics_allow)
             .field(
                 "secret_key",
                 &self.secret_key.as_ref().map(|_| "<redacted>"),
@@ -307,14 +316,32 @@ impl Config {
                 .collect(),
             None => file.trusted_proxies.unwrap_or_default(),
         };
-        let trusted_proxies = proxies
-            .iter()
-            .map(|p| {
-                p.parse::<IpNet>()
-                    .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| invalid("GATEHOUSE_TRUSTED_PROXIES", e.to_string()))?;
+        let nets = |name: &'static str, list: &[String]| {
+            list.iter()
+                .map(|p| {
+                    p.parse::<IpNet>()
+                        .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| invalid(name, e.to_string()))
+        };
+        let trusted_proxies = nets("GATEHOUSE_TRUSTED_PROXIES", &proxies)?;
+        let metrics_allow: Vec<String> = match env("GATEHOUSE_METRICS_ALLOW") {
+            Some(v) if v.trim().eq_ignore_ascii_case("none") => Vec::new(),
+            Some(v) => v
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            None => file
+                .metrics_allow
+                .clone()
+                .unwrap_or_else(|| vec!["127.0.0.1/32".into(), "::1/128".into()]),
+        };
+        let metrics_allow = nets("GATEHOUSE_METRICS_ALLOW", &metrics_allow)?;
+        let metrics_token = pick("GATEHOUSE_METRICS_TOKEN", file.metrics_token.clone())
+            .filter(|t| !t.trim().is_empty())
+            .map(gatehouse_core::secret::SecretString::new);
         let number = |name: &'static str,
                       v: Option<String>,
                       from_file: Option<i64>,
@@ -420,6 +447,8 @@ impl Config {
             sms_hourly_limit,
             provider_timeout_seconds,
             trusted_proxies,
+            metrics_allow,
+            metrics_token,
             secret_key: pick("GATEHOUSE_SECRET_KEY", file.secret_key),
             session_idle_minutes,
             session_absolute_hours,

@@ -16,6 +16,7 @@ use gatehouse_server::{build_state, http, open_store, system_clock};
 /// lines, where other users of the machine could read them, and the log filter is tracing's own.
 const ENVIRONMENT_ONLY: &[&str] = &[
     "GATEHOUSE_SECRET_KEY",
+    "GATEHOUSE_METRICS_TOKEN",
     "GATEHOUSE_SMS_AUTH_TOKEN",
     "RUST_LOG",
 ];

@@ -27,6 +27,8 @@ pub enum HashError {
 
 struct Inner {
     permits: Arc<Semaphore>,
+    /// How long checks waited for a permit (seconds), for the metrics.
+    waits: prometheus::Histogram,
     queued: AtomicUsize,
     max_queued: usize,
     wait_limit: Duration,
@@ -86,6 +88,7 @@ impl PasswordHasher {
         Ok(PasswordHasher {
             inner: Arc::new(Inner {
                 permits: Arc::new(Semaphore::new(workers.max(1))),
+                waits: crate::metrics::hash_wait_histogram(),
                 queued: AtomicUsize::new(0),
                 max_queued: max_queued.max(1),
                 wait_limit,
@@ -111,8 +114,10 @@ impl PasswordHasher {
         // The queue slot is released by a guard, so a request dropped while it waits (client
         // gone, request timeout) cannot leak it.
         let slot = QueueSlot::take(&inner.queued, inner.max_queued).ok_or(HashError::Overloaded)?;
+        let started = std::time::Instant::now();
         let permit =
             tokio::time::timeout(inner.wait_limit, inner.permits.clone().acquire_owned()).await;
+        inner.waits.observe(started.elapsed().as_secs_f64());
         drop(slot);
         let permit = match permit {
             Ok(Ok(p)) => p,
@@ -128,6 +133,16 @@ impl PasswordHasher {
         })
         .await
         .map_err(|_| HashError::Failed)
+    }
+
+    /// Password checks waiting for a hashing slot now.
+    pub fn queue_depth(&self) -> usize {
+        self.inner.queued.load(Ordering::SeqCst)
+    }
+
+    /// The histogram of waits for a hashing slot.
+    pub fn wait_histogram(&self) -> prometheus::Histogram {
+        self.inner.waits.clone()
     }
 
     /// Hashes a new password (PHC string).

@@ -16,6 +16,7 @@ pub mod hashing;
 pub mod identity;
 pub mod jws;
 pub mod mail;
+pub mod metrics;
 pub mod password;
 pub mod phone;
 pub mod risk;

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod api;
 pub mod cookies;
 pub mod federation;
+pub mod metrics;
 pub mod mfa;
 pub mod oidc;
 pub mod pages;
@@ -78,6 +79,7 @@ fn route_specs() -> Vec<RouteSpec> {
     vec![
         route("/", Some(get(home)), None),
         route("/healthz", Some(get(health)), None),
+        route("/metrics", Some(get(metrics::metrics)), None),
         route("/sign-in", Some(get(sign_in_page)), Some(post(sign_in))),
         route(
             "/sign-in/code",
@@ -537,7 +539,12 @@ pub fn router(state: AppState) -> Router {
             .fold(MethodRouter::new(), MethodRouter::merge);
         router = router.route(spec.path, methods);
     }
+    // Every routed request is timed under its route's pattern.
     router
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::time_requests,
+        ))
         .fallback_service(static_files)
         .layer(DefaultBodyLimit::max(FORM_BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(

@@ -128,6 +128,14 @@ impl Store {
         Ok(store)
     }
 
+    /// The pool's open connections and how many of them are idle.
+    pub fn pool_use(&self) -> (u32, u32) {
+        (
+            self.pool.size(),
+            u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+        )
+    }
+
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }

@@ -644,6 +644,7 @@ impl Identity {
                 } else {
                     Method::Totp
                 };
+                self.metrics.second_factor(method.as_str(), false);
                 self.log_attempt(
                     ctx,
                     &user.email,
@@ -696,6 +697,7 @@ impl Identity {
         {
             return Err(AuthError::CodeDead);
         }
+        self.metrics.second_factor(method.as_str(), true);
         let first = PendingSecondFactor::of(pending)
             .ok_or_else(|| super::internal(&crate::store::StoreError::Conflict))?;
         let strength = Strength::parse(&first.amr).with(factor);

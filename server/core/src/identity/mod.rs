@@ -471,6 +471,8 @@ pub struct Identity {
     /// The breached-password corpus, when configured: leaked credentials at every password
     /// sign-in, and breached passwords refused as new ones.
     breach: Option<Arc<crate::breach::BreachCorpus>>,
+    /// This instance's operations metrics.
+    metrics: crate::metrics::Metrics,
 }
 
 impl std::fmt::Debug for Identity {
@@ -511,9 +513,11 @@ impl Identity {
         config: IdentityConfig,
     ) -> Result<Self, String> {
         let webauthn = relying_party(&config.public_url, PRODUCT_NAME)?;
+        let metrics = crate::metrics::Metrics::new(hasher.wait_histogram());
         Ok(Identity {
             store,
             webauthn,
+            metrics,
             hasher,
             key,
             mailer,
@@ -526,6 +530,21 @@ impl Identity {
             asn: None,
             breach: None,
         })
+    }
+
+    /// This instance's operations metrics.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    /// The metrics in the Prometheus text format, with the hashing queue and the database
+    /// pool read now.
+    pub fn metrics_text(&self) -> String {
+        let (size, idle) = self.store.pool_use();
+        self.metrics.encode(
+            self.hasher.queue_depth(),
+            crate::metrics::PoolUse { size, idle },
+        )
     }
 
     /// Looks networks up in `asn`.

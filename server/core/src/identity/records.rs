@@ -255,6 +255,7 @@ impl Identity {
             ) => ("blocked", Some(e.reason_code())),
             Err(e) => ("failure", Some(e.reason_code())),
         };
+        self.metrics.sign_in(result, method.as_str());
         let email: String = email.chars().take(320).collect();
         let user_agent: String = ctx.user_agent.chars().take(512).collect();
         let p = self.properties_of(ctx);

@@ -68,7 +68,9 @@ impl Identity {
         code: &str,
         now: i64,
     ) -> Result<(), AuthError> {
+        let country = crate::phone::calling_code(number).unwrap_or("unknown");
         if !self.sms_policy().await?.allows(number) {
+            self.metrics.text("refused", country);
             self.store.expire_code(flow_id, now).await?;
             return Err(AuthError::InvalidInput(InputProblem::Phone(
                 PhoneProblem::CountryNotAllowed,
@@ -87,13 +89,20 @@ impl Identity {
                 .await?
             {
                 tracing::warn!(budget = scope, "text-message budget reached; no text sent");
+                self.metrics.text("refused", country);
                 self.store.expire_code(flow_id, now).await?;
                 return Err(AuthError::TooManyRequests);
             }
         }
         let text = ctx.emails.compose(EmailKind::TextCode, Some(code));
-        self.deliver("sms", self.sms.as_ref(), number, text, now)
-            .await?;
+        if let Err(e) = self
+            .deliver("sms", self.sms.as_ref(), number, text, now)
+            .await
+        {
+            self.metrics.text("failed", country);
+            return Err(e);
+        }
+        self.metrics.text("sent", country);
         self.store.mark_code_sent(flow_id, now).await?;
         Ok(())
     }
