@@ -31,18 +31,19 @@ fn section_href(id: &str) -> String {
     }
 }
 
-/// A table cell: text, optionally a link.
+/// A table cell: text, optionally a link, optionally more on hover (an id beside a name).
 #[derive(Debug, Clone, Default)]
 pub struct Cell {
     pub text: String,
     pub href: Option<String>,
+    pub title: Option<String>,
 }
 
 impl Cell {
     pub fn text(text: impl Into<String>) -> Cell {
         Cell {
             text: text.into(),
-            href: None,
+            ..Cell::default()
         }
     }
 
@@ -50,6 +51,15 @@ impl Cell {
         Cell {
             text: text.into(),
             href: Some(href.into()),
+            title: None,
+        }
+    }
+
+    /// The same cell with `title` shown on hover.
+    pub fn titled(self, title: impl Into<String>) -> Cell {
+        Cell {
+            title: Some(title.into()),
+            ..self
         }
     }
 }
@@ -99,8 +109,8 @@ pub fn DataTable(
                                     {row
                                         .into_iter()
                                         .map(|c| match c.href {
-                                            Some(href) => view! { <td><a href=href>{c.text}</a></td> }.into_any(),
-                                            None => view! { <td>{c.text}</td> }.into_any(),
+                                            Some(href) => view! { <td title=c.title><a href=href>{c.text}</a></td> }.into_any(),
+                                            None => view! { <td title=c.title>{c.text}</td> }.into_any(),
                                         })
                                         .collect_view()}
                                 </tr>
@@ -207,6 +217,8 @@ pub struct OverviewData {
     pub applications: i64,
     /// (result, count) of the sign-ins of the last 24 hours.
     pub sign_ins: Vec<(String, i64)>,
+    /// When those 24 hours began (milliseconds), for the links to the log.
+    pub since: i64,
 }
 
 #[component]
@@ -215,9 +227,10 @@ pub fn AdminOverviewPage(data: OverviewData) -> impl IntoView {
         .sign_ins
         .iter()
         .map(|(result, n)| {
+            let href = format!("/admin/sign-ins?result={result}&since={}", data.since);
             vec![
-                Cell::link(result.clone(), format!("/admin/sign-ins?result={result}")),
-                Cell::text(n.to_string()),
+                Cell::link(result.clone(), href.clone()),
+                Cell::link(n.to_string(), href),
             ]
         })
         .collect();
@@ -538,6 +551,10 @@ pub struct SignInFilterForm {
 pub struct SignInsData {
     pub frame: Frame,
     pub filter: SignInFilterForm,
+    /// The choices of the application, result and method filters (the first: any).
+    pub applications: Vec<Choice>,
+    pub results: Vec<Choice>,
+    pub methods: Vec<Choice>,
     pub rows: Vec<Vec<Cell>>,
     pub paging: Paging,
 }
@@ -549,9 +566,9 @@ pub fn AdminSignInsPage(data: SignInsData) -> impl IntoView {
         <Console current="sign-ins" title="Sign-in logs".into() frame=data.frame>
             <form method="get" action="/admin/sign-ins" class="gh-form gh-filters" role="search" aria-label="Filter sign-ins">
                 <Input id="email" label="User (email contains)" value=f.email/>
-                <Input id="application" label="Application" value=f.application hint="A client ID, or account for the account portal"/>
-                <Input id="result" label="Result" value=f.result hint="success, failure or interrupted"/>
-                <Input id="method" label="Method" value=f.method hint="For example password, email_code, passkey, federated"/>
+                <ChoiceSelect id="application" label="Application" choices=data.applications selected=f.application/>
+                <ChoiceSelect id="result" label="Result" choices=data.results selected=f.result/>
+                <ChoiceSelect id="method" label="Method" choices=data.methods selected=f.method/>
                 <Input id="ip" label="IP address" value=f.ip/>
                 <Input id="from" label="From" kind="date" value=f.from/>
                 <Input id="to" label="To" kind="date" value=f.to/>

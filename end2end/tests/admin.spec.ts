@@ -46,6 +46,35 @@ test('an admin finds a customer, ends their sessions and reads the logs', async 
   await admin.getByRole('button', { name: 'Filter' }).click();
   await expect(admin.getByRole('table', { name: 'Sign-ins' }).getByRole('row')).toHaveCount(2);
   await expectAccessible(admin);
+  // Enumerations are selects, applications appear by name, and the filters stay in the address.
+  await admin.getByLabel('Result').selectOption('success');
+  await admin.getByLabel('Application').selectOption({ label: 'Account portal' });
+  await admin.getByRole('button', { name: 'Filter' }).click();
+  await expect(admin).toHaveURL(/result=success/);
+  await expect(admin).toHaveURL(/application=account/);
+  await expect(admin.getByLabel('Result')).toHaveValue('success');
+  const logged = admin.getByRole('table', { name: 'Sign-ins' });
+  await expect(logged.getByRole('row')).toHaveCount(2);
+  await expect(logged).toContainText('Account portal');
+  // At 1,280 px no short word is broken inside across lines: cells wrap between words (or at a
+  // hyphen), and the table scrolls.
+  await admin.setViewportSize({ width: 1280, height: 900 });
+  const broken = await logged.evaluate((table) => {
+    const found: string[] = [];
+    const walker = document.createTreeWalker(table, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      const text = node.textContent || '';
+      for (const m of text.matchAll(/[A-Za-z0-9]{2,14}/g)) {
+        const range = document.createRange();
+        range.setStart(node, m.index!);
+        range.setEnd(node, m.index! + m[0].length);
+        const lines = new Set(Array.from(range.getClientRects()).map((r) => Math.round(r.top)));
+        if (lines.size > 1) found.push(m[0]);
+      }
+    }
+    return found;
+  });
+  expect(broken).toEqual([]);
   await admin.getByRole('link', { name: 'Audit log' }).click();
   await expect(admin.getByRole('table', { name: 'Audit log' })).toContainText('admin.user.sessions_revoked');
   await expectAccessible(admin);

@@ -432,6 +432,58 @@ async fn sign_in_logs_are_filtered_and_opened() {
     // Garbage filters are no error.
     let r = b.get("/admin/sign-ins?from=yesterday&page=-4&to=%00").await;
     assert_eq!(r.status, StatusCode::OK);
+
+    // Applications by name (the id on hover), enumerations as selects keeping the choice.
+    let all = b
+        .get("/admin/sign-ins?result=failure&method=password")
+        .await;
+    assert!(
+        all.body
+            .contains("<td title=\"account\">Account portal</td>"),
+        "{}",
+        all.body
+    );
+    assert!(all.body.contains("<select id=\"result\" name=\"result\">"));
+    assert!(
+        all.body
+            .contains("<option value=\"failure\" selected>Failure</option>"),
+        "{}",
+        all.body
+    );
+    assert!(all
+        .body
+        .contains("<option value=\"password\" selected>Password</option>"));
+    assert!(all
+        .body
+        .contains("<option value=\"account\">Account portal</option>"));
+    assert!(all.body.contains("<td title=\"password\">Password</td>"));
+    assert!(
+        one.body.contains("Account portal (account)"),
+        "{}",
+        one.body
+    );
+
+    // Each count of the overview opens the log filtered to exactly what it counted.
+    let overview = b.get("/admin").await;
+    let link = overview
+        .body
+        .split("href=\"")
+        .map(|rest| &rest[..rest.find('"').unwrap()])
+        .find(|href| href.starts_with("/admin/sign-ins?result=failure&amp;since="))
+        .expect("a link from the failures' count")
+        .replace("&amp;", "&");
+    let counted = overview
+        .body
+        .matches(&format!("href=\"{}\">", link.replace('&', "&amp;")))
+        .count();
+    assert_eq!(counted, 2, "the result and its count both link");
+    let filtered = b.get(&link).await;
+    assert_eq!(
+        filtered.body.matches("invalid_credentials").count(),
+        1,
+        "{}",
+        filtered.body
+    );
 }
 
 #[tokio::test]

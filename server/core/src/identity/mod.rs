@@ -192,6 +192,44 @@ pub enum Method {
 }
 
 impl Method {
+    /// Every method, in the order the console lists them.
+    pub const ALL: [Method; 14] = [
+        Method::Password,
+        Method::EmailCode,
+        Method::Passkey,
+        Method::Federated,
+        Method::SingleSignOn,
+        Method::Totp,
+        Method::Sms,
+        Method::RecoveryCode,
+        Method::SignUpPassword,
+        Method::SignUpEmailCode,
+        Method::SignUpFederated,
+        Method::PasswordReset,
+        Method::EmailChange,
+        Method::TokenRefresh,
+    ];
+
+    /// Its name in the console.
+    pub fn label(self) -> &'static str {
+        match self {
+            Method::Password => "Password",
+            Method::EmailCode => "Email code",
+            Method::SignUpPassword => "Sign-up with a password",
+            Method::SignUpEmailCode => "Sign-up with an email code",
+            Method::PasswordReset => "Password reset",
+            Method::Totp => "Authenticator app",
+            Method::RecoveryCode => "Recovery code",
+            Method::Passkey => "Passkey",
+            Method::Sms => "Text message",
+            Method::Federated => "Another provider",
+            Method::SignUpFederated => "Sign-up with another provider",
+            Method::EmailChange => "Email change",
+            Method::SingleSignOn => "Single sign-on to an application",
+            Method::TokenRefresh => "Token refresh",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Method::Password => "password",

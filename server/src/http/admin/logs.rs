@@ -15,8 +15,30 @@ use gatehouse_core::store::SignInFilter;
 
 use super::risk::kind_label;
 use super::{
-    day_ms, frame, not_found, page_number, paging, query_string, trimmed, AdminUser, PAGE_SIZE,
+    day_ms, frame, not_found, page_number, paging, query_string, trimmed, AdminUser, AppNames,
+    PAGE_SIZE,
 };
+use gatehouse_app::admin::Choice;
+use gatehouse_core::identity::Method;
+
+/// A method's name, with its logged value on hover.
+pub(super) fn method_cell(method: &str) -> Cell {
+    match Method::ALL.iter().find(|m| m.as_str() == method) {
+        Some(m) => Cell::text(m.label()).titled(method),
+        None => Cell::text(method),
+    }
+}
+
+/// A select's choices: any (the empty value), then each value with its label.
+pub(super) fn choices_of(any: &str, values: &[(&str, &str)]) -> Vec<Choice> {
+    std::iter::once(("", any))
+        .chain(values.iter().copied())
+        .map(|(value, label)| Choice {
+            value: value.into(),
+            label: label.into(),
+        })
+        .collect()
+}
 use crate::http::toolkit::{internal_error_page, Page};
 
 use crate::AppState;
@@ -31,12 +53,17 @@ pub struct SignInsQuery {
     from: Option<String>,
     to: Option<String>,
     user: Option<String>,
+    /// An exact start (milliseconds), as the overview's counts link with.
+    since: Option<i64>,
     page: Option<i64>,
 }
 
 /// The first cells of a sign-in row: its time (opening the entry), its user (opening the
 /// account, when known) and its application.
-pub(super) fn sign_in_cells(e: &gatehouse_core::store::SignInLogEntry) -> [Cell; 3] {
+pub(super) fn sign_in_cells(
+    e: &gatehouse_core::store::SignInLogEntry,
+    apps: &AppNames,
+) -> [Cell; 3] {
     [
         Cell::link(
             format_time(e.occurred_at),
@@ -46,7 +73,7 @@ pub(super) fn sign_in_cells(e: &gatehouse_core::store::SignInLogEntry) -> [Cell;
             Some(id) => Cell::link(e.email.clone(), format!("/admin/users/{id}")),
             None => Cell::text(e.email.clone()),
         },
-        Cell::text(e.application.clone()),
+        apps.cell(&e.application),
     ]
 }
 
@@ -73,11 +100,12 @@ pub async fn sign_ins(
         result: some(&form.result),
         method: some(&form.method),
         client_ip: some(&form.ip),
-        from: day_ms(&form.from, false),
+        from: q.since.or_else(|| day_ms(&form.from, false)),
         to: day_ms(&form.to, true),
         ..Default::default()
     };
     let number = page_number(q.page);
+    let since = q.since.map(|t| t.to_string()).unwrap_or_default();
     let (entries, total) = match state
         .identity
         .console_sign_ins(&filter, (number - 1) * PAGE_SIZE, PAGE_SIZE)
@@ -86,12 +114,16 @@ pub async fn sign_ins(
         Ok(r) => r,
         Err(e) => return internal_error_page(page, &e),
     };
+    let apps = match AppNames::load(&state).await {
+        Ok(a) => a,
+        Err(e) => return internal_error_page(page, &e),
+    };
     let rows = entries
         .iter()
         .map(|e| {
-            let mut row = sign_in_cells(e).to_vec();
+            let mut row = sign_in_cells(e, &apps).to_vec();
             row.extend([
-                Cell::text(e.method.clone()),
+                method_cell(&e.method),
                 Cell::text(e.result.clone()),
                 Cell::text(e.failure_reason.clone().unwrap_or_default()),
                 Cell::text(e.client_ip.clone()),
@@ -109,11 +141,23 @@ pub async fn sign_ins(
             ("ip", &form.ip),
             ("from", &form.from),
             ("to", &form.to),
+            ("since", &since),
         ])
     );
     let data = SignInsData {
         frame: frame(&state, None).await,
         filter: form,
+        applications: apps.choices(),
+        results: choices_of(
+            "Any result",
+            &[
+                ("success", "Success"),
+                ("failure", "Failure"),
+                ("interrupted", "Interrupted (a further step was asked)"),
+                ("blocked", "Blocked"),
+            ],
+        ),
+        methods: choices_of("Any method", &Method::ALL.map(|m| (m.as_str(), m.label()))),
         rows,
         paging: paging(&base, number, total),
     };
@@ -186,8 +230,17 @@ pub async fn sign_in(
                     None => Cell::text(format!("{} (no account)", e.email)),
                 },
             ),
-            ("Application", Cell::text(e.application.clone())),
-            ("Method", Cell::text(e.method.clone())),
+            (
+                "Application",
+                match AppNames::load(&state).await {
+                    Ok(apps) => {
+                        let named = apps.cell(&e.application);
+                        Cell::text(format!("{} ({})", named.text, e.application))
+                    }
+                    Err(_) => Cell::text(e.application.clone()),
+                },
+            ),
+            ("Method", method_cell(&e.method)),
             ("Result", Cell::text(e.result.clone())),
             (
                 "Failure reason",

@@ -8,7 +8,7 @@ use axum::response::Response;
 use leptos::prelude::*;
 use serde::Deserialize;
 
-use gatehouse_app::admin::{AdminOverviewPage, Frame, OverviewData, Paging};
+use gatehouse_app::admin::{AdminOverviewPage, Cell, Frame, OverviewData, Paging};
 use gatehouse_app::pages::MessagePage;
 use gatehouse_core::identity::admin::AdminError;
 use gatehouse_core::store::User;
@@ -189,6 +189,59 @@ pub(super) fn notice_text(code: &str) -> &'static str {
     }
 }
 
+/// The applications' names by client id, the account portal's among them: the logs show
+/// names, with the id on hover.
+pub(super) struct AppNames(std::collections::HashMap<String, String>);
+
+impl AppNames {
+    pub(super) async fn load(
+        state: &AppState,
+    ) -> Result<Self, gatehouse_core::identity::AuthError> {
+        let mut names: std::collections::HashMap<String, String> = state
+            .identity
+            .clients()
+            .await?
+            .into_iter()
+            .map(|c| (c.id, c.name))
+            .collect();
+        names.insert(
+            gatehouse_core::identity::ACCOUNT_PORTAL.into(),
+            "Account portal".into(),
+        );
+        Ok(AppNames(names))
+    }
+
+    /// A cell naming the application `id` (its id on hover; the id itself once it is gone).
+    pub(super) fn cell(&self, id: &str) -> Cell {
+        match self.0.get(id) {
+            Some(name) => Cell::text(name.clone()).titled(id),
+            None => Cell::text(id),
+        }
+    }
+
+    /// The application filter's choices: any, then each by name.
+    pub(super) fn choices(&self) -> Vec<gatehouse_app::admin::Choice> {
+        let mut apps: Vec<(&String, &String)> = self.0.iter().collect();
+        apps.sort_by(|a, b| {
+            a.1.to_lowercase()
+                .cmp(&b.1.to_lowercase())
+                .then(a.0.cmp(b.0))
+        });
+        std::iter::once(gatehouse_app::admin::Choice {
+            value: String::new(),
+            label: "Any application".into(),
+        })
+        .chain(
+            apps.into_iter()
+                .map(|(id, name)| gatehouse_app::admin::Choice {
+                    value: id.clone(),
+                    label: name.clone(),
+                }),
+        )
+        .collect()
+    }
+}
+
 /// The fields of a posted console form.
 pub(super) struct PostedForm(Vec<(String, String)>);
 
@@ -288,11 +341,8 @@ pub(super) fn trimmed(s: &Option<String>) -> String {
 
 pub async fn overview(State(state): State<AppState>, _admin: AdminUser) -> Response {
     let page = Page::new(&state).await;
-    let overview = match state
-        .identity
-        .console_overview(state.now() - 24 * 60 * 60 * 1000)
-        .await
-    {
+    let since = state.now() - 24 * 60 * 60 * 1000;
+    let overview = match state.identity.console_overview(since).await {
         Ok(o) => o,
         Err(e) => return internal_error_page(page, &e),
     };
@@ -301,6 +351,7 @@ pub async fn overview(State(state): State<AppState>, _admin: AdminUser) -> Respo
         users: overview.users,
         applications: overview.applications,
         sign_ins: overview.sign_ins,
+        since,
     };
     page.render(
         "admin.title",

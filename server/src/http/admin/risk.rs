@@ -146,13 +146,7 @@ fn some(s: &str) -> Option<String> {
 }
 
 fn choice_list(any: &str, values: &[(&str, &str)]) -> Vec<Choice> {
-    std::iter::once(("", any))
-        .chain(values.iter().copied())
-        .map(|(value, label)| Choice {
-            value: value.into(),
-            label: label.into(),
-        })
-        .collect()
+    super::logs::choices_of(any, values)
 }
 
 fn level_filter(f: &Form) -> ReportFilter {
@@ -376,10 +370,14 @@ pub async fn risky_sign_ins(
         Ok(r) => r,
         Err(e) => return internal_error_page(page, &e),
     };
+    let apps = match super::AppNames::load(&state).await {
+        Ok(a) => a,
+        Err(e) => return internal_error_page(page, &e),
+    };
     let rows = entries
         .iter()
         .map(|e| {
-            let mut row = super::logs::sign_in_cells(e).to_vec();
+            let mut row = super::logs::sign_in_cells(e, &apps).to_vec();
             row.extend([
                 Cell::text(capitalised(e.risk_level.as_deref().unwrap_or(""))),
                 Cell::text(e.result.clone()),
