@@ -551,6 +551,8 @@ pub struct SignInFilterForm {
 pub struct SignInsData {
     pub frame: Frame,
     pub filter: SignInFilterForm,
+    /// How long the log keeps its rows, in words.
+    pub retention: String,
     /// The choices of the application, result and method filters (the first: any).
     pub applications: Vec<Choice>,
     pub results: Vec<Choice>,
@@ -564,6 +566,7 @@ pub fn AdminSignInsPage(data: SignInsData) -> impl IntoView {
     let f = data.filter;
     view! {
         <Console current="sign-ins" title="Sign-in logs".into() frame=data.frame>
+            <p class="gh-hint">{data.retention}</p>
             <form method="get" action="/admin/sign-ins" class="gh-form gh-filters" role="search" aria-label="Filter sign-ins">
                 <Input id="email" label="User (email contains)" value=f.email/>
                 <ChoiceSelect id="application" label="Application" choices=data.applications selected=f.application/>

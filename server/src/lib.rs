@@ -214,6 +214,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
         session_idle_ms: config.session_idle_minutes * 60 * 1000,
         session_absolute_ms: config.session_absolute_hours * 60 * 60 * 1000,
         max_sessions_per_user: config.max_sessions_per_user,
+        sign_in_log_ms: config.sign_in_log_days * 24 * 60 * 60 * 1000,
         sms_hourly_limit: config.sms_hourly_limit,
         public_url: config.public_origin.clone(),
     };

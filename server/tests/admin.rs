@@ -1309,3 +1309,46 @@ async fn the_openapi_document_describes_every_api_route_and_what_it_returns() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_sign_in_log_keeps_its_rows_for_the_configured_days() {
+    let server =
+        TestServer::start_with_settings(&[("GATEHOUSE_SIGN_IN_LOG_DAYS", "30".into())]).await;
+    let mut b = admin(&server).await;
+    let now = server.state.now();
+    let day = 24 * 60 * 60 * 1000;
+    let row = |id: String, at: i64| gatehouse_core::store::SignInLogEntry {
+        id,
+        occurred_at: at,
+        email: "old@example.com".into(),
+        application: "account".into(),
+        client_ip: "192.0.2.1".into(),
+        user_agent: "ua".into(),
+        method: "password".into(),
+        result: "failure".into(),
+        ..Default::default()
+    };
+    // More old rows than one batch, and a few recent ones.
+    let old: Vec<_> = (0..2_500)
+        .map(|i| row(format!("old-{i}"), now - 40 * day - i))
+        .collect();
+    server.store.record_sign_ins(&old).await.unwrap();
+    let recent: Vec<_> = (0..3)
+        .map(|i| row(format!("new-{i}"), now - 29 * day + i))
+        .collect();
+    server.store.record_sign_ins(&recent).await.unwrap();
+    let page = b.get("/admin/sign-ins").await;
+    assert!(
+        page.body.contains("Sign-in attempts are kept for 30 days"),
+        "{}",
+        page.body
+    );
+    assert!(server.state.identity.housekeeping(now).await.unwrap() >= 2_500);
+    let left = server
+        .store
+        .sign_ins_for_email("old@example.com", 10_000)
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 3);
+    assert!(left.iter().all(|r| r.id.starts_with("new-")));
+}

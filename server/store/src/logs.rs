@@ -164,6 +164,20 @@ impl Store {
         Ok(())
     }
 
+    /// Removes up to `batch` sign-in log rows older than `before`, oldest first; returns how
+    /// many.
+    pub async fn prune_sign_in_log(&self, before: i64, batch: i64) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "DELETE FROM sign_in_log WHERE id IN (SELECT id FROM sign_in_log \
+             WHERE occurred_at < $1 ORDER BY occurred_at LIMIT $2)",
+        )
+        .bind(before)
+        .bind(batch)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// The account's stored sign-in profile (JSON), if it has one.
     pub async fn sign_in_profile(&self, user_id: &str) -> StoreResult<Option<String>> {
         let row = sqlx::query("SELECT profile FROM sign_in_profiles WHERE user_id = $1")

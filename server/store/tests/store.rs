@@ -2032,3 +2032,43 @@ async fn a_successful_sign_in_updates_the_profile_in_its_transaction_on_both_bac
         assert_eq!(store.sign_in_profile("u1").await.unwrap(), None);
     }
 }
+
+#[tokio::test]
+async fn the_sign_in_log_is_pruned_oldest_first_in_batches_on_both_backends() {
+    for store in stores().await {
+        let rows: Vec<SignInLogEntry> = (0..25)
+            .map(|i| SignInLogEntry {
+                id: format!("row-{i:02}"),
+                occurred_at: i * 100,
+                email: "who@example.com".into(),
+                application: "account".into(),
+                client_ip: "192.0.2.1".into(),
+                user_agent: "ua".into(),
+                method: "password".into(),
+                result: "failure".into(),
+                ..Default::default()
+            })
+            .collect();
+        store.record_sign_ins(&rows).await.unwrap();
+        // Rows before 1,500 go, ten a batch, the oldest first.
+        assert_eq!(store.prune_sign_in_log(1_500, 10).await.unwrap(), 10);
+        let left = store
+            .sign_ins_for_email("who@example.com", 100)
+            .await
+            .unwrap();
+        assert_eq!(left.len(), 15);
+        assert!(left.iter().all(|r| r.occurred_at >= 1_000));
+        assert_eq!(store.prune_sign_in_log(1_500, 10).await.unwrap(), 5);
+        assert_eq!(store.prune_sign_in_log(1_500, 10).await.unwrap(), 0);
+        let left = store
+            .sign_ins_for_email("who@example.com", 100)
+            .await
+            .unwrap();
+        assert_eq!(left.len(), 10);
+        assert_eq!(
+            left.last().unwrap().occurred_at,
+            1_500,
+            "the boundary stays"
+        );
+    }
+}

@@ -95,6 +95,10 @@ impl AccountAction {
     }
 }
 
+/// Sign-in log rows removed per statement, and statements per housekeeping pass.
+pub const PRUNE_BATCH: i64 = 1_000;
+pub const PRUNE_BATCHES: usize = 100;
+
 impl Identity {
     /// Writes an admin's action to the audit log.
     pub async fn admin_audit(
@@ -486,7 +490,26 @@ impl Identity {
         let closed_at = crate::throttle::ACCOUNT_POLICY
             .hard_limit
             .unwrap_or(i64::MAX);
-        Ok(self.store.purge_expired(now, closed_at).await?)
+        let mut removed = self.store.purge_expired(now, closed_at).await?;
+        removed += self.prune_sign_in_log(now).await?;
+        Ok(removed)
+    }
+
+    /// Removes the sign-in log rows older than the retention period, a small batch per
+    /// statement with a yield between, so a backlog never holds the log (or sign-ins) up; at
+    /// most [`PRUNE_BATCHES`] batches a pass, the rest at the next.
+    pub async fn prune_sign_in_log(&self, now: i64) -> Result<u64, AuthError> {
+        let before = now - self.config.sign_in_log_ms;
+        let mut removed = 0;
+        for _ in 0..PRUNE_BATCHES {
+            let n = self.store.prune_sign_in_log(before, PRUNE_BATCH).await?;
+            removed += n;
+            if n < PRUNE_BATCH as u64 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        Ok(removed)
     }
 
     /// Closes the database pool (at shutdown, after the last request).

@@ -126,6 +126,8 @@ pub struct IdentityConfig {
     pub public_url: String,
     /// Texts the whole tenant may send per hour (a ceiling on SMS pumping).
     pub sms_hourly_limit: i64,
+    /// How long raw sign-in log rows are kept (milliseconds).
+    pub sign_in_log_ms: i64,
 }
 
 impl Default for IdentityConfig {
@@ -136,6 +138,7 @@ impl Default for IdentityConfig {
             max_sessions_per_user: 20,
             public_url: "http://localhost:3000".into(),
             sms_hourly_limit: 500,
+            sign_in_log_ms: 90 * 24 * 60 * 60 * 1000,
         }
     }
 }

@@ -144,8 +144,12 @@ pub async fn sign_ins(
             ("since", &since),
         ])
     );
+    let days = state.identity.config().sign_in_log_ms / (24 * 60 * 60 * 1000);
     let data = SignInsData {
         frame: frame(&state, None).await,
+        retention: format!(
+            "Sign-in attempts are kept for {days} days (GATEHOUSE_SIGN_IN_LOG_DAYS), then removed."
+        ),
         filter: form,
         applications: apps.choices(),
         results: choices_of(
