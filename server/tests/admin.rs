@@ -1352,3 +1352,72 @@ async fn the_sign_in_log_keeps_its_rows_for_the_configured_days() {
     assert_eq!(left.len(), 3);
     assert!(left.iter().all(|r| r.id.starts_with("new-")));
 }
+
+#[tokio::test]
+async fn generated_data_fills_an_empty_database_and_is_refused_over_real_data() {
+    let data = std::env::temp_dir().join(format!(
+        "gatehouse-generate-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let run = |args: &[&str]| common::gatehouse_cli(&data, args);
+    let out = run(&[
+        "dev",
+        "generate",
+        "--users",
+        "50",
+        "--sign-ins",
+        "3000",
+        "--days",
+        "7",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("generated 50 accounts and 3000 sign-ins over 7 days"),
+        "{text}"
+    );
+    let url = format!("sqlite://{}?mode=rwc", data.join("gatehouse.db").display());
+    let store = gatehouse_core::store::Store::connect(&url, 2)
+        .await
+        .unwrap();
+    assert_eq!(store.count_users().await.unwrap(), 50);
+    let (rows, total) = store
+        .filter_sign_ins(&gatehouse_core::store::SignInFilter::default(), 0, 3_000)
+        .await
+        .unwrap();
+    assert_eq!(total, 3_000);
+    let week_ago = rows.iter().map(|r| r.occurred_at).min().unwrap();
+    let newest = rows.iter().map(|r| r.occurred_at).max().unwrap();
+    assert!(newest - week_ago <= 7 * 24 * 60 * 60 * 1000);
+    assert!(rows.iter().any(|r| r.result == "failure"));
+    assert!(rows.iter().any(|r| r.method == "passkey"));
+
+    // A database with data is left alone without --force, and grows with it.
+    let refused = run(&["dev", "generate", "--users", "10", "--sign-ins", "10"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("add --force"));
+    assert_eq!(store.count_users().await.unwrap(), 50);
+    let more = run(&[
+        "dev",
+        "generate",
+        "--users",
+        "10",
+        "--sign-ins",
+        "100",
+        "--force",
+    ]);
+    assert!(
+        more.status.success(),
+        "{}",
+        String::from_utf8_lossy(&more.stderr)
+    );
+    assert_eq!(store.count_users().await.unwrap(), 60);
+    let bad = run(&["dev", "generate", "--days", "0"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--days"));
+}

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod codes;
 pub mod conditional_access;
 pub mod email;
+pub mod generate;
 pub mod geo;
 pub mod hashing;
 pub mod identity;

@@ -52,6 +52,24 @@ impl Store {
         row.map(|r| User::from_row(&r)).transpose()
     }
 
+    /// Creates many accounts in one transaction (generated data and imports).
+    pub async fn create_users(&self, users: &[NewUser<'_>]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for user in users {
+            insert_user(&mut *tx, user).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Whether the database holds no account and no sign-in yet.
+    pub async fn is_empty(&self) -> StoreResult<bool> {
+        let any = sqlx::query("SELECT 1 FROM users UNION ALL SELECT 1 FROM sign_in_log LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(any.is_none())
+    }
+
     pub async fn count_users(&self) -> StoreResult<i64> {
         Ok(sqlx::query("SELECT COUNT(*) FROM users")
             .fetch_one(&self.pool)

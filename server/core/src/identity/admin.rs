@@ -3,10 +3,12 @@
 //! removes the password and emails the person a reset code.
 
 use super::oidc::{ClientConfigError, ClientInput, ConnectedApplication, RegisteredClient};
-use super::{AuthError, Identity, LinkedIdentity, RequestContext, SecondFactorMethod};
+use super::{
+    AuthError, Identity, LinkedIdentity, RequestContext, SecondFactorMethod, ACCOUNT_PORTAL,
+};
 use crate::secret::SecretString;
 use crate::store::{
-    AuditEntry, AuditFilter, OutboxMessage, Session, SignInFilter, SignInLogEntry, User,
+    AuditEntry, AuditFilter, NewUser, OutboxMessage, Session, SignInFilter, SignInLogEntry, User,
 };
 use crate::tokens::random_id;
 
@@ -94,6 +96,16 @@ impl AccountAction {
         }
     }
 }
+
+/// What `gatehouse dev generate` made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Generated {
+    pub users: u64,
+    pub sign_ins: u64,
+}
+
+/// Rows written per transaction by the generator.
+const GENERATE_BATCH: usize = 5_000;
 
 /// Sign-in log rows removed per statement, and statements per housekeeping pass.
 pub const PRUNE_BATCH: i64 = 1_000;
@@ -493,6 +505,60 @@ impl Identity {
         let mut removed = self.store.purge_expired(now, closed_at).await?;
         removed += self.prune_sign_in_log(now).await?;
         Ok(removed)
+    }
+
+    /// Writes generated accounts and sign-ins (see [`crate::generate`]); refused (`None`) when
+    /// the database already holds accounts or sign-ins, unless `force`. `progress` hears the
+    /// rows written so far.
+    pub async fn generate(
+        &self,
+        plan: &crate::generate::Plan,
+        force: bool,
+        progress: &(dyn Fn(Generated) + Sync),
+    ) -> Result<Option<Generated>, AuthError> {
+        if !force && !self.store.is_empty().await? {
+            return Ok(None);
+        }
+        let first = u64::try_from(self.store.count_users().await?).unwrap_or(0);
+        let mut done = Generated {
+            users: 0,
+            sign_ins: 0,
+        };
+        let users: Vec<_> = crate::generate::users(plan, first).collect();
+        for chunk in users.chunks(GENERATE_BATCH) {
+            let rows: Vec<NewUser<'_>> = chunk
+                .iter()
+                .map(|u| NewUser {
+                    id: &u.id,
+                    email: &u.email,
+                    display_name: &u.display_name,
+                    password_hash: None,
+                    is_admin: false,
+                    now: u.created_at,
+                })
+                .collect();
+            self.store.create_users(&rows).await?;
+            done.users += chunk.len() as u64;
+            progress(done);
+        }
+        let mut applications = vec![ACCOUNT_PORTAL.to_string()];
+        applications.extend(self.store.list_clients().await?.into_iter().map(|c| c.id));
+        let mut batch = Vec::with_capacity(GENERATE_BATCH);
+        for entry in crate::generate::sign_ins(plan, first, &applications) {
+            batch.push(entry);
+            if batch.len() == GENERATE_BATCH {
+                self.store.record_sign_ins(&batch).await?;
+                done.sign_ins += batch.len() as u64;
+                batch.clear();
+                progress(done);
+            }
+        }
+        if !batch.is_empty() {
+            self.store.record_sign_ins(&batch).await?;
+            done.sign_ins += batch.len() as u64;
+            progress(done);
+        }
+        Ok(Some(done))
     }
 
     /// Removes the sign-in log rows older than the retention period, a small batch per
