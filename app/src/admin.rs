@@ -8,7 +8,7 @@ use crate::components::{FormError, Notice};
 use crate::download::ExportLink;
 
 /// The console's sections, in the order of its navigation.
-pub const SECTIONS: [(&str, &str); 12] = [
+pub const SECTIONS: [(&str, &str); 13] = [
     ("overview", "Overview"),
     ("users", "Users"),
     ("apps", "Applications"),
@@ -16,6 +16,7 @@ pub const SECTIONS: [(&str, &str); 12] = [
     ("audit", "Audit log"),
     ("access", "Conditional Access"),
     ("risk", "Identity Protection"),
+    ("insights", "Usage and insights"),
     ("groups", "Groups"),
     ("locations", "Named locations"),
     ("providers", "Identity providers"),
@@ -1811,6 +1812,354 @@ pub fn AdminWebhookPage(data: WebhookData) -> impl IntoView {
                 <DeleteForm action=action("delete")
                     confirm="I understand its pending deliveries are dropped" button="Delete endpoint"/>
             </section>
+        </Console>
+    }
+}
+
+// ---------------------------------------------------------------- usage and insights
+
+/// One chart of a dashboard and the numbers it draws: a row per label (a day, a month, or a
+/// value such as a browser), a column per series (such as each result).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Chart {
+    /// Unique on the page (element ids derive from it).
+    pub id: String,
+    pub title: String,
+    /// What the labels are ("Day", "Browser") and what is counted ("Sign-in attempts").
+    pub label_name: String,
+    pub unit: String,
+    pub labels: Vec<String>,
+    pub series: Vec<String>,
+    pub cells: Vec<Vec<i64>>,
+    /// Where its numbers download as CSV.
+    pub csv_href: String,
+    /// Columns along time, or bars per value.
+    pub over_time: bool,
+}
+
+/// Fills of the series: a colour and a pattern each, so the chart reads without colour too.
+const SERIES_FILLS: [(&str, &str); 6] = [
+    ("#1b4f8a", ""),
+    ("#b3261e", "M0,6 L6,0"),
+    ("#6b4fa0", "M3,0 L3,6"),
+    ("#8a5a00", "M0,3 L6,3"),
+    ("#2e7d32", "M0,0 L6,6 M0,6 L6,0"),
+    ("#455a64", "M1,1 h1 v1 h-1 z M4,4 h1 v1 h-1 z"),
+];
+
+fn grouped(n: i64) -> String {
+    let digits = n.abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+/// The smallest of 1, 2 or 5 times a power of ten at or above `n` (at least 1).
+fn nice_max(n: i64) -> i64 {
+    let mut step = 1i64;
+    loop {
+        for m in [1, 2, 5] {
+            if step.saturating_mul(m) >= n.max(1) {
+                return step * m;
+            }
+        }
+        step = step.saturating_mul(10);
+    }
+}
+
+impl Chart {
+    fn totals(&self) -> Vec<i64> {
+        self.cells.iter().map(|row| row.iter().sum()).collect()
+    }
+
+    /// The chart in one sentence, for its description.
+    pub fn summary(&self) -> String {
+        let totals = self.totals();
+        let total: i64 = totals.iter().sum();
+        if total == 0 {
+            return format!("No {} in this period.", self.unit.to_lowercase());
+        }
+        let (best, most) = totals
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, n)| (**n, std::cmp::Reverse(*i)))
+            .map(|(i, n)| (self.labels[i].clone(), *n))
+            .unwrap_or_default();
+        let series: Vec<String> = self
+            .series
+            .iter()
+            .enumerate()
+            .map(|(j, s)| {
+                let n: i64 = self.cells.iter().map(|row| row[j]).sum();
+                format!("{s} {}", grouped(n))
+            })
+            .collect();
+        format!(
+            "{} {} in all ({}); the most, {}, for {best}.",
+            grouped(total),
+            self.unit.to_lowercase(),
+            series.join(", "),
+            grouped(most)
+        )
+    }
+}
+
+#[component]
+fn ChartPatterns(id: String, count: usize) -> impl IntoView {
+    view! {
+        <defs>
+            {(0..count)
+                .map(|j| {
+                    let (colour, path) = SERIES_FILLS[j % SERIES_FILLS.len()];
+                    view! {
+                        <pattern id=format!("{id}-fill-{j}") patternUnits="userSpaceOnUse" width="6" height="6">
+                            <rect width="6" height="6" fill=colour/>
+                            <path d=path stroke="#ffffff" stroke-width="1.2" fill="#ffffff"/>
+                        </pattern>
+                    }
+                })
+                .collect_view()}
+        </defs>
+    }
+}
+
+/// A chart drawn on the server as SVG with a title, axis names and a legend, the table of
+/// its numbers beside it and a CSV download of them.
+#[component]
+pub fn ChartFigure(chart: Chart) -> impl IntoView {
+    let id = chart.id.clone();
+    let title_id = format!("{id}-title");
+    let desc_id = format!("{id}-desc");
+    let totals = chart.totals();
+    let max = nice_max(totals.iter().copied().max().unwrap_or(0));
+    let n = chart.labels.len().max(1);
+    let fill = |j: usize| format!("url(#{id}-fill-{j})");
+    let (width, left, top) = (640.0_f64, 56.0_f64, 12.0_f64);
+    let graphic = if chart.over_time {
+        let (plot_w, plot_h) = (width - left - 8.0, 180.0_f64);
+        let slot = plot_w / n as f64;
+        let y = |v: i64| top + plot_h - plot_h * v as f64 / max as f64;
+        let every = n.div_ceil(8).max(1);
+        let bars = chart
+            .cells
+            .iter()
+            .enumerate()
+            .flat_map(|(i, row)| {
+                let mut base = 0i64;
+                row.iter()
+                    .enumerate()
+                    .filter(|(_, v)| **v > 0)
+                    .map(|(j, v)| {
+                        let (y1, y0) = (y(base + v), y(base));
+                        base += v;
+                        view! {
+                            <rect x=left + slot * i as f64 + slot * 0.1 y=y1 width=slot * 0.8
+                                height=(y0 - y1).max(0.5) fill=fill(j) stroke="#1b1f24" stroke-width="0.3"/>
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect_view();
+        let ticks = chart
+            .labels
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i.is_multiple_of(every))
+            .map(|(i, label)| {
+                let short = label
+                    .get(5..)
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or(label)
+                    .to_string();
+                view! {
+                    <text x=left + slot * (i as f64 + 0.5) y=top + plot_h + 14.0 font-size="10"
+                        text-anchor="middle" fill="#1b1f24">{short}</text>
+                }
+            })
+            .collect_view();
+        let height = top + plot_h + 40.0;
+        view! {
+            <svg viewBox=format!("0 0 {width} {height}") role="img" aria-labelledby=format!("{title_id} {desc_id}") width="100%">
+                <title id=title_id.clone()>{chart.title.clone()}</title>
+                <desc id=desc_id.clone()>{chart.summary()}</desc>
+                <ChartPatterns id=id.clone() count=chart.series.len()/>
+                <line x1=left y1=top x2=left y2=top + plot_h stroke="#1b1f24" stroke-width="0.8"/>
+                <line x1=left y1=top + plot_h x2=width - 8.0 y2=top + plot_h stroke="#1b1f24" stroke-width="0.8"/>
+                {[0, max / 2, max]
+                    .into_iter()
+                    .map(|v| view! {
+                        <text x=left - 6.0 y=y(v) + 3.0 font-size="10" text-anchor="end" fill="#1b1f24">{grouped(v)}</text>
+                        <line x1=left y1=y(v) x2=width - 8.0 y2=y(v) stroke="#c9d1d9" stroke-width="0.4"/>
+                    })
+                    .collect_view()}
+                {bars}
+                {ticks}
+                <text x=left + plot_w / 2.0 y=height - 6.0 font-size="11" text-anchor="middle" fill="#1b1f24">{chart.label_name.clone()}</text>
+                <text x="12" y=top + plot_h / 2.0 font-size="11" text-anchor="middle" fill="#1b1f24"
+                    transform=format!("rotate(-90 12 {})", top + plot_h / 2.0)>{chart.unit.clone()}</text>
+            </svg>
+        }
+        .into_any()
+    } else {
+        let row_h = 22.0_f64;
+        let label_w = 150.0_f64;
+        let plot_w = width - label_w - 70.0;
+        let height = top + row_h * n as f64 + 28.0;
+        let x = |v: i64| label_w + plot_w * v as f64 / max as f64;
+        let rows = chart
+            .cells
+            .iter()
+            .enumerate()
+            .map(|(i, row)| {
+                let ry = top + row_h * i as f64;
+                let mut base = 0i64;
+                let parts = row
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| **v > 0)
+                    .map(|(j, v)| {
+                        let (x0, x1) = (x(base), x(base + v));
+                        base += v;
+                        view! {
+                            <rect x=x0 y=ry + 4.0 width=(x1 - x0).max(0.5) height=row_h - 8.0 fill=fill(j)
+                                stroke="#1b1f24" stroke-width="0.3"/>
+                        }
+                    })
+                    .collect_view();
+                let total: i64 = row.iter().sum();
+                view! {
+                    <text x=label_w - 6.0 y=ry + row_h / 2.0 + 4.0 font-size="11" text-anchor="end" fill="#1b1f24">{chart.labels[i].clone()}</text>
+                    {parts}
+                    <text x=x(total) + 4.0 y=ry + row_h / 2.0 + 4.0 font-size="10" fill="#1b1f24">{grouped(total)}</text>
+                }
+            })
+            .collect_view();
+        view! {
+            <svg viewBox=format!("0 0 {width} {height}") role="img" aria-labelledby=format!("{title_id} {desc_id}") width="100%">
+                <title id=title_id.clone()>{chart.title.clone()}</title>
+                <desc id=desc_id.clone()>{chart.summary()}</desc>
+                <ChartPatterns id=id.clone() count=chart.series.len()/>
+                <line x1=label_w y1=top x2=label_w y2=height - 24.0 stroke="#1b1f24" stroke-width="0.8"/>
+                {rows}
+                <text x=label_w + plot_w / 2.0 y=height - 6.0 font-size="11" text-anchor="middle" fill="#1b1f24">{chart.unit.clone()}</text>
+            </svg>
+        }
+        .into_any()
+    };
+    let legend = chart
+        .series
+        .iter()
+        .enumerate()
+        .map(|(j, s)| {
+            view! {
+                <li>
+                    <svg width="14" height="14" aria-hidden="true"><rect width="14" height="14" fill=fill(j) stroke="#1b1f24" stroke-width="0.5"/></svg>
+                    " " {s.clone()}
+                </li>
+            }
+        })
+        .collect_view();
+    let mut headers: Vec<String> = vec![chart.label_name.clone()];
+    headers.extend(chart.series.iter().cloned());
+    headers.push("Total".into());
+    let body = chart
+        .labels
+        .iter()
+        .zip(&chart.cells)
+        .zip(&totals)
+        .map(|((label, row), total)| {
+            view! {
+                <tr>
+                    <th scope="row">{label.clone()}</th>
+                    {row.iter().map(|v| view! { <td class="gh-num">{grouped(*v)}</td> }).collect_view()}
+                    <td class="gh-num">{grouped(*total)}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let section_id = format!("{id}-section");
+    view! {
+        <section class="gh-chart" aria-labelledby=section_id>
+            <h2 id=section_id.clone()>{chart.title.clone()}</h2>
+            <figure>
+                {graphic}
+                <figcaption>
+                    <ul class="gh-legend" aria-label=format!("Legend of {}", chart.title)>{legend}</ul>
+                </figcaption>
+            </figure>
+            <div class="gh-table-wrap">
+                <table class="gh-table">
+                    <caption>{format!("{} (numbers)", chart.title)}</caption>
+                    <thead><tr>{headers.into_iter().map(|h| view! { <th scope="col">{h}</th> }).collect_view()}</tr></thead>
+                    <tbody>{body}</tbody>
+                </table>
+            </div>
+            <p><a href=chart.csv_href.clone() download="">{format!("Download CSV: {}", chart.title)}</a></p>
+        </section>
+    }
+}
+
+/// The dashboards' filters: application, time zone, how many days.
+#[derive(Debug, Clone, Default)]
+pub struct InsightsFilter {
+    pub application: String,
+    pub zone: String,
+    pub days: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct InsightsData {
+    pub frame: Frame,
+    /// Which dashboard (`authentications`, `access`), its title and the tabs.
+    pub dashboard: &'static str,
+    pub title: String,
+    pub filter: InsightsFilter,
+    pub applications: Vec<Choice>,
+    pub day_choices: Vec<Choice>,
+    /// How far the counters have read the sign-in log, and the time zone note.
+    pub status: String,
+    pub charts: Vec<Chart>,
+}
+
+/// The dashboards, each a tab.
+pub const DASHBOARDS: [(&str, &str); 2] = [
+    ("authentications", "Authentications"),
+    ("access", "Conditional Access"),
+];
+
+#[component]
+pub fn AdminInsightsPage(data: InsightsData) -> impl IntoView {
+    let f = data.filter;
+    let current = data.dashboard;
+    view! {
+        <Console current="insights" title=data.title frame=data.frame>
+            <nav aria-label="Dashboards" class="gh-tabs">
+                <ul>
+                    {DASHBOARDS
+                        .iter()
+                        .map(|(id, label)| view! {
+                            <li><a href=format!("/admin/insights/{id}") aria-current=(*id == current).then_some("page")>{*label}</a></li>
+                        })
+                        .collect_view()}
+                </ul>
+            </nav>
+            <form method="get" action=format!("/admin/insights/{current}") class="gh-form gh-filters" role="search" aria-label="Dashboard filters">
+                <ChoiceSelect id="application" label="Application" choices=data.applications selected=f.application/>
+                <Input id="zone" label="Time zone" value=f.zone hint="An IANA name such as Europe/Paris; days start at midnight there."/>
+                <ChoiceSelect id="days" label="Period" choices=data.day_choices selected=f.days/>
+                <button type="submit" class="gh-button">"Show"</button>
+            </form>
+            <p class="gh-hint">{data.status}</p>
+            {data.charts.into_iter().map(|chart| view! { <ChartFigure chart=chart/> }).collect_view()}
         </Console>
     }
 }

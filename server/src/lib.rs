@@ -297,19 +297,39 @@ fn site_options(config: &Config) -> Option<leptos::config::LeptosOptions> {
     })
 }
 
+/// How often the insights rollup reads new sign-in log rows (under its lease, on one
+/// instance at a time).
+pub const ROLLUP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// How often expired sessions, codes, counters and old messages are removed.
 pub const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 
-/// Removes expired rows now and then every [`HOUSEKEEPING_INTERVAL`], so tables stay bounded,
-/// and runs Identity Protection's offline detections. Safe to run on every instance at once:
+/// Brings the insights counters up to date every [`ROLLUP_INTERVAL`]; removes expired rows
+/// now and then every [`HOUSEKEEPING_INTERVAL`], so tables stay bounded, and runs Identity
+/// Protection's offline detections. Safe to run on every instance at once:
 /// each pass is a few idempotent deletes, and the detections run only on the instance holding
 /// their lease in the database.
 pub fn spawn_housekeeping(state: AppState) -> tokio::task::JoinHandle<()> {
     let instance = gatehouse_core::tokens::random_id();
     tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+        let mut ticks = tokio::time::interval(ROLLUP_INTERVAL);
+        let every = (HOUSEKEEPING_INTERVAL.as_secs() / ROLLUP_INTERVAL.as_secs()).max(1);
+        let mut tick: u64 = 0;
         loop {
             ticks.tick().await;
+            match state.identity.run_rollups(&instance, state.now()).await {
+                Ok(Some(run)) if run.rows > 0 => tracing::debug!(
+                    rows = run.rows,
+                    caught_up = run.caught_up,
+                    "insights rollup"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "insights rollup failed"),
+            }
+            tick += 1;
+            if !(tick - 1).is_multiple_of(every) {
+                continue;
+            }
             match state.identity.housekeeping(state.now()).await {
                 Ok(n) if n > 0 => tracing::info!(removed = n, "housekeeping"),
                 Ok(_) => {}

@@ -20,7 +20,9 @@ fn admin_routes() -> Vec<(String, bool, bool)> {
         .filter(|(p, _, _)| p.starts_with("/admin"))
         .map(|(p, get, post)| {
             (
-                p.replace("{id}", "some-id").replace("{action}", "disable"),
+                p.replace("{id}", "some-id")
+                    .replace("{action}", "disable")
+                    .replace("{dashboard}", "authentications"),
                 get,
                 post,
             )
@@ -1420,4 +1422,142 @@ async fn generated_data_fills_an_empty_database_and_is_refused_over_real_data() 
     let bad = run(&["dev", "generate", "--days", "0"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--days"));
+}
+
+/// The CSV's columns summed over its rows, by header.
+fn csv_totals(csv: &str) -> std::collections::BTreeMap<String, i64> {
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let mut totals = std::collections::BTreeMap::new();
+    for line in lines {
+        for (name, cell) in header.iter().zip(line.split(',')).skip(1) {
+            *totals.entry(name.to_string()).or_insert(0) += cell.parse::<i64>().unwrap();
+        }
+    }
+    totals
+}
+
+#[tokio::test]
+async fn the_dashboards_draw_and_export_what_the_sign_in_log_holds() {
+    let server = TestServer::start().await;
+    let mut admin = admin(&server).await;
+    server
+        .signed_up("Una User", "una@example.com", PASSWORD)
+        .await;
+    let mut una = server.browser();
+    una.sign_in_with_password("una@example.com", "not her password 1")
+        .await;
+    una.sign_in_with_password("una@example.com", "not her password 2")
+        .await;
+    una.sign_in_with_password("una@example.com", PASSWORD).await;
+
+    // Nothing is counted until the rollup job runs.
+    let page = admin.get("/admin/insights/authentications").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Nothing counted yet"), "{}", page.body);
+    let run = server
+        .state
+        .identity
+        .run_rollups("test", server.state.now())
+        .await
+        .unwrap()
+        .expect("the lease is free");
+    assert!(run.caught_up && run.rows > 0);
+
+    let (log, total) = server
+        .store
+        .filter_sign_ins(&gatehouse_core::store::SignInFilter::default(), 0, 1_000)
+        .await
+        .unwrap();
+    assert_eq!(run.rows, total as u64);
+    let mut by_result = std::collections::BTreeMap::new();
+    for e in &log {
+        *by_result.entry(e.result.clone()).or_insert(0i64) += 1;
+    }
+    assert_eq!(by_result.get("failure"), Some(&2), "{by_result:?}");
+
+    let first = admin.get("/admin/insights").await;
+    assert!(first.body.contains("Sign-in attempts per day"));
+    let page = admin
+        .get("/admin/insights/authentications?days=7&zone=Asia%2FKolkata")
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    for needle in [
+        "Sign-in attempts per day",
+        "<svg",
+        "role=\"img\"",
+        "Sign-in attempts per day (numbers)",
+        "Sign-in attempts by browser",
+        "Days run midnight to midnight in Asia/Kolkata",
+        "Download CSV: Sign-in attempts per day",
+    ] {
+        assert!(page.body.contains(needle), "{needle}: {}", page.body);
+    }
+
+    // Each chart's CSV holds the numbers of its table, which are the log's.
+    let csv = admin
+        .get("/admin/insights/authentications/export?days=7&zone=Asia%2FKolkata&chart=per-day")
+        .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(csv
+        .headers
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    assert!(csv.body.starts_with("Day,"), "{}", csv.body);
+    assert_eq!(csv.body.lines().count(), 1 + 7);
+    assert_eq!(csv_totals(&csv.body), by_result);
+    let reasons = admin
+        .get("/admin/insights/authentications/export?days=7&chart=reasons")
+        .await;
+    assert_eq!(
+        csv_totals(&reasons.body).get("invalid_credentials"),
+        Some(&2),
+        "{}",
+        reasons.body
+    );
+    let methods = admin
+        .get("/admin/insights/authentications/export?days=30&chart=methods")
+        .await;
+    let in_all: i64 = csv_totals(&methods.body).values().sum();
+    assert_eq!(in_all, total);
+    // One application's numbers: the account portal's are all of these; another has none.
+    let portal = admin
+        .get("/admin/insights/authentications/export?days=7&chart=per-day&application=account")
+        .await;
+    assert_eq!(csv_totals(&portal.body), by_result);
+    let other = admin
+        .get("/admin/insights/authentications/export?days=7&chart=per-day&application=nobody")
+        .await;
+    assert!(csv_totals(&other.body).is_empty(), "{}", other.body);
+    // Twelve months.
+    let year = admin
+        .get("/admin/insights/authentications/export?days=365&chart=per-day")
+        .await;
+    assert!(year.body.starts_with("Month,"), "{}", year.body);
+    assert_eq!(year.body.lines().count(), 1 + 12);
+    assert_eq!(csv_totals(&year.body), by_result);
+
+    // A time zone that is not one is said; unknown dashboards and charts are not found.
+    let bad = admin
+        .get("/admin/insights/authentications?zone=Mars%2FOlympus")
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("unknown time zone"), "{}", bad.body);
+    assert_eq!(
+        admin.get("/admin/insights/nothing").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        admin
+            .get("/admin/insights/authentications/export?chart=nothing")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let access = admin.get("/admin/insights/access").await;
+    assert_eq!(access.status, StatusCode::OK);
+    assert!(access.body.contains("Policy results"), "{}", access.body);
 }

@@ -15,6 +15,7 @@ pub mod generate;
 pub mod geo;
 pub mod hashing;
 pub mod identity;
+pub mod insights;
 pub mod jws;
 pub mod mail;
 pub mod metrics;

@@ -372,6 +372,17 @@ fn route_specs() -> Vec<RouteSpec> {
             None,
         ),
         route("/admin/access", Some(get(admin::access)), None),
+        route("/admin/insights", Some(get(admin::insights_index)), None),
+        route(
+            "/admin/insights/{dashboard}",
+            Some(get(admin::insights_dashboard)),
+            None,
+        ),
+        route(
+            "/admin/insights/{dashboard}/export",
+            Some(get(admin::insights_export)),
+            None,
+        ),
         route(
             "/admin/access/new-policy",
             Some(get(admin::policy_new)),

@@ -2,7 +2,9 @@
 
 use sqlx::Row;
 
-use crate::{AuditEntry, SignInLogEntry, Store, StoreResult, AUDIT_COLUMNS, SIGN_IN_COLUMNS};
+use crate::{
+    AuditEntry, Backend, SignInLogEntry, Store, StoreResult, AUDIT_COLUMNS, SIGN_IN_COLUMNS,
+};
 
 /// What [`Store::record_successful_sign_in`] brings up to date: the stored profile, or the
 /// log's summary for an account without one.
@@ -75,11 +77,13 @@ impl Store {
     /// for the webhooks in the same transaction.
     pub async fn record_sign_in(&self, e: &SignInLogEntry) -> StoreResult<()> {
         if !is_risky(e) {
-            insert_sign_in(e).execute(&self.pool).await?;
+            insert_sign_in(e, self.backend())
+                .execute(&self.pool)
+                .await?;
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
-        insert_sign_in(e).execute(&mut *tx).await?;
+        insert_sign_in(e, self.backend()).execute(&mut *tx).await?;
         crate::webhooks::fan_out(
             &mut *tx,
             crate::webhooks::EVENT_RISKY_SIGN_IN,
@@ -108,7 +112,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         // The log row first: on SQLite it takes the write lock, so nothing changes the
         // profile between its read and its write below.
-        insert_sign_in(e).execute(&mut *tx).await?;
+        insert_sign_in(e, self.backend()).execute(&mut *tx).await?;
         if is_risky(e) {
             crate::webhooks::fan_out(
                 &mut *tx,
@@ -164,12 +168,14 @@ impl Store {
         Ok(())
     }
 
-    /// Removes up to `batch` sign-in log rows older than `before`, oldest first; returns how
-    /// many.
+    /// Removes up to `batch` sign-in log rows older than `before`, oldest first, that the
+    /// insights rollup has already counted; returns how many.
     pub async fn prune_sign_in_log(&self, before: i64, batch: i64) -> StoreResult<u64> {
         let done = sqlx::query(
-            "DELETE FROM sign_in_log WHERE id IN (SELECT id FROM sign_in_log \
-             WHERE occurred_at < $1 ORDER BY occurred_at LIMIT $2)",
+            "DELETE FROM sign_in_log WHERE id IN (SELECT l.id FROM sign_in_log l \
+             JOIN insight_watermarks w ON w.name = 'sign_ins' \
+             WHERE l.occurred_at < $1 AND (l.seq < w.seq OR (l.seq = w.seq AND l.id <= w.id)) \
+             ORDER BY l.occurred_at LIMIT $2)",
         )
         .bind(before)
         .bind(batch)
@@ -192,7 +198,7 @@ impl Store {
     pub async fn record_sign_ins(&self, entries: &[SignInLogEntry]) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         for e in entries {
-            insert_sign_in(e).execute(&mut *tx).await?;
+            insert_sign_in(e, self.backend()).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -345,42 +351,52 @@ impl Store {
     }
 }
 
-/// The statement that writes one sign-in log row.
 /// Whether the row's sign-in risk makes it a risky sign-in.
 fn is_risky(e: &SignInLogEntry) -> bool {
     matches!(e.risk_level.as_deref(), Some("low" | "medium" | "high"))
 }
 
+/// The statement that writes one sign-in log row. On SQLite the row's `seq` is the next number (its one writer makes that the commit
+/// order); on PostgreSQL the column's default, the writing transaction's id.
 fn insert_sign_in(
     e: &SignInLogEntry,
+    backend: Backend,
 ) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
-    sqlx::query(
-        "INSERT INTO sign_in_log (id, occurred_at, user_id, email, application, client_ip, user_agent, \
-         method, result, failure_reason, session_id, policies, country, city, latitude_e6, \
-         longitude_e6, accuracy_km, asn, browser, os, device, risk_level) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-         $18, $19, $20, $21, $22)",
-    )
-    .bind(&e.id)
-    .bind(e.occurred_at)
-    .bind(e.user_id.as_deref())
-    .bind(&e.email)
-    .bind(&e.application)
-    .bind(&e.client_ip)
-    .bind(&e.user_agent)
-    .bind(&e.method)
-    .bind(&e.result)
-    .bind(e.failure_reason.as_deref())
-    .bind(e.session_id.as_deref())
-    .bind(e.policies.as_deref())
-    .bind(e.country.as_deref())
-    .bind(e.city.as_deref())
-    .bind(e.latitude_e6)
-    .bind(e.longitude_e6)
-    .bind(e.accuracy_km)
-    .bind(e.asn)
-    .bind(e.browser.as_deref())
-    .bind(e.os.as_deref())
-    .bind(e.device.as_deref())
-    .bind(e.risk_level.as_deref())
+    const COLUMNS: &str = "INSERT INTO sign_in_log (id, occurred_at, user_id, email, application, \
+         client_ip, user_agent, method, result, failure_reason, session_id, policies, country, \
+         city, latitude_e6, longitude_e6, accuracy_km, asn, browser, os, device, risk_level";
+    const VALUES: &str = "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+         $15, $16, $17, $18, $19, $20, $21, $22";
+    static SQLITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!("{COLUMNS}, seq) {VALUES}, (SELECT COALESCE(MAX(seq), 0) + 1 FROM sign_in_log))")
+    });
+    static POSTGRES: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("{COLUMNS}) {VALUES})"));
+    let sql = match backend {
+        Backend::Sqlite => SQLITE.as_str(),
+        Backend::Postgres => POSTGRES.as_str(),
+    };
+    sqlx::query(sql)
+        .bind(&e.id)
+        .bind(e.occurred_at)
+        .bind(e.user_id.as_deref())
+        .bind(&e.email)
+        .bind(&e.application)
+        .bind(&e.client_ip)
+        .bind(&e.user_agent)
+        .bind(&e.method)
+        .bind(&e.result)
+        .bind(e.failure_reason.as_deref())
+        .bind(e.session_id.as_deref())
+        .bind(e.policies.as_deref())
+        .bind(e.country.as_deref())
+        .bind(e.city.as_deref())
+        .bind(e.latitude_e6)
+        .bind(e.longitude_e6)
+        .bind(e.accuracy_km)
+        .bind(e.asn)
+        .bind(e.browser.as_deref())
+        .bind(e.os.as_deref())
+        .bind(e.device.as_deref())
+        .bind(e.risk_level.as_deref())
 }

@@ -504,6 +504,7 @@ impl Identity {
             .unwrap_or(i64::MAX);
         let mut removed = self.store.purge_expired(now, closed_at).await?;
         removed += self.prune_sign_in_log(now).await?;
+        removed += self.prune_insight_counts(now).await?;
         Ok(removed)
     }
 
@@ -564,7 +565,16 @@ impl Identity {
     /// Removes the sign-in log rows older than the retention period, a small batch per
     /// statement with a yield between, so a backlog never holds the log (or sign-ins) up; at
     /// most [`PRUNE_BATCHES`] batches a pass, the rest at the next.
+    /// Only rows the insights rollup has counted go, so the rollup is brought up to date
+    /// first (safe beside a running rollup job: a batch is counted once).
     pub async fn prune_sign_in_log(&self, now: i64) -> Result<u64, AuthError> {
+        crate::insights::roll_up(
+            &self.store,
+            now,
+            super::insights::ROLLUP_BATCH,
+            super::insights::ROLLUP_MAX_BATCHES,
+        )
+        .await?;
         let before = now - self.config.sign_in_log_ms;
         let mut removed = 0;
         for _ in 0..PRUNE_BATCHES {

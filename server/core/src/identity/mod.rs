@@ -22,6 +22,7 @@ pub mod admin;
 pub mod backchannel;
 mod federation;
 mod gates;
+pub mod insights;
 mod mfa;
 pub mod oidc;
 mod passkeys;

@@ -20,6 +20,7 @@ mod access;
 mod apps;
 mod branding;
 mod groups;
+mod insights;
 mod locations;
 mod logs;
 mod policies;
@@ -32,6 +33,9 @@ pub use access::access;
 pub use apps::{app, apps, delete_app, register_app, rotate_app_secret, update_app};
 pub use branding::{branding, save_branding};
 pub use groups::{create_group, group, group_action, groups};
+pub use insights::{
+    dashboard as insights_dashboard, export as insights_export, index as insights_index,
+};
 pub use locations::{delete_location, locations, save_location};
 pub use logs::{audit, outbox, sign_in, sign_ins};
 pub use policies::{
