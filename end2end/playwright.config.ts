@@ -126,6 +126,9 @@ export default defineConfig({
         + `> ${path.join(runDir, 'admin.log')} 2>&1 `
         + `&& ${gatehouse} create-admin --email security.e2e@example.com --name 'Security Admin' `
         + `> ${path.join(runDir, 'security-admin.log')} 2>&1 `
+        // Two months of generated accounts and sign-ins for the insights dashboards.
+        + `&& ${gatehouse} dev generate --users 300 --sign-ins 4000 --days 60 --force `
+        + `> ${path.join(runDir, 'generate.log')} 2>&1 `
         + `&& exec ${gatehouse} serve > ${path.join(runDir, 'server.log')} 2>&1`,
       url: `http://localhost:${port}/healthz`,
       cwd: root,

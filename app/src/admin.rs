@@ -2096,7 +2096,8 @@ pub fn ChartFigure(chart: Chart) -> impl IntoView {
                     <ul class="gh-legend" aria-label=format!("Legend of {}", chart.title)>{legend}</ul>
                 </figcaption>
             </figure>
-            <div class="gh-table-wrap">
+            // Long tables scroll within their box, which the keyboard can reach.
+            <div class="gh-table-wrap gh-chart-numbers" tabindex="0" role="region" aria-label=format!("Numbers of {}", chart.title)>
                 <table class="gh-table">
                     <caption>{format!("{} (numbers)", chart.title)}</caption>
                     <thead><tr>{headers.into_iter().map(|h| view! { <th scope="col">{h}</th> }).collect_view()}</tr></thead>

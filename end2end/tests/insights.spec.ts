@@ -1,0 +1,84 @@
+// Usage and insights in Chromium, over the two months of sign-ins generated before the server
+// started: each dashboard draws its charts, each chart's table holds the numbers the chart
+// states, its CSV download holds the table, and the pages pass the axe checks. Screenshots of
+// each dashboard go to the test output.
+import fs from 'node:fs';
+import { test, expect, expectAccessible, signInAsAdmin, SECURITY_ADMIN, type Page } from './support';
+
+/** The numbers of a chart's table: its rows (label and cells) and the sum of its Total column. */
+async function tableOf(page: Page, title: string) {
+  const table = page.getByRole('table', { name: `${title} (numbers)` });
+  const rows = await table.locator('tbody tr').evaluateAll((trs) => trs.map((tr) =>
+    Array.from(tr.querySelectorAll('th, td')).map((c) => (c.textContent || '').trim())));
+  const total = rows.reduce((sum, r) => sum + Number(r[r.length - 1].replace(/,/g, '')), 0);
+  return { rows, total };
+}
+
+/** What a chart's description says it counts in all ("12,345 sign-in attempts in all"). */
+async function statedTotal(page: Page, title: string) {
+  const desc = await page.getByRole('img', { name: title }).locator('desc').textContent();
+  const m = /^([\d,]+) /.exec(desc || '');
+  return m ? Number(m[1].replace(/,/g, '')) : 0;
+}
+
+test('the dashboards draw the generated sign-ins, and their tables and downloads hold the charts\' numbers', async ({ page }, testInfo) => {
+  await signInAsAdmin(page, SECURITY_ADMIN);
+  await page.goto('/admin');
+  await page.getByRole('navigation', { name: 'Admin console' }).getByRole('link', { name: 'Usage and insights' }).click();
+  await expect(page.getByRole('heading', { name: 'Usage and insights: Authentications' })).toBeVisible();
+
+  const filters = page.getByRole('search', { name: 'Dashboard filters' });
+  await filters.getByLabel('Period').selectOption({ label: 'Last 90 days' });
+  await filters.getByLabel('Time zone').fill('Europe/Paris');
+  await filters.getByRole('button', { name: 'Show' }).click();
+  await expect(page).toHaveURL(/zone=Europe%2FParis/);
+  await expect(page).toHaveURL(/days=90/);
+  // The rollup runs at start-up and every minute; the page says how far it has counted.
+  await expect(async () => {
+    await page.reload();
+    await expect(page.getByText(/Counted from the sign-in log up to/)).toBeVisible({ timeout: 1_000 });
+  }).toPass();
+
+  const perDay = 'Sign-in attempts per day';
+  const days = await tableOf(page, perDay);
+  expect(days.rows).toHaveLength(90);
+  expect(days.total).toBeGreaterThanOrEqual(4_000);
+  expect(await statedTotal(page, perDay)).toBe(days.total);
+  for (const title of ['Sign-in attempts by method', 'Sign-in attempts by operating system', 'Sign-in attempts by browser']) {
+    const t = await tableOf(page, title);
+    expect(t.total, title).toBe(days.total);
+    expect(await statedTotal(page, title), title).toBe(t.total);
+  }
+  const methods = await tableOf(page, 'Sign-in attempts by method');
+  expect(methods.rows.map((r) => r[0])).toContain('Passkey');
+  const reasons = await tableOf(page, 'Failures per day by reason');
+  expect(reasons.total).toBeGreaterThan(0);
+  await expect(page.getByRole('list', { name: `Legend of ${perDay}` })).toContainText('success');
+  await expectAccessible(page);
+  await page.screenshot({ path: testInfo.outputPath('insights-authentications.png'), fullPage: true });
+  await page.locator('section', { has: page.getByRole('heading', { name: perDay }) })
+    .screenshot({ path: testInfo.outputPath('insights-sign-ins-per-day.png') });
+
+  // The download holds the table's numbers.
+  const download = page.waitForEvent('download');
+  await page.getByRole('link', { name: `Download CSV: ${perDay}` }).click();
+  const file = await (await download).path();
+  const lines = fs.readFileSync(file, 'utf8').trim().split(/\r?\n/);
+  expect(lines[0].startsWith('Day,')).toBe(true);
+  expect(lines).toHaveLength(1 + 90);
+  const csvTotal = lines.slice(1).reduce((sum, l) => sum + l.split(',').slice(1).reduce((a, c) => a + Number(c), 0), 0);
+  expect(csvTotal).toBe(days.total);
+
+  // Twelve months in the same time zone hold at least as much.
+  await filters.getByLabel('Period').selectOption({ label: 'Last 12 months' });
+  await filters.getByRole('button', { name: 'Show' }).click();
+  const months = await tableOf(page, 'Sign-in attempts per month');
+  expect(months.rows).toHaveLength(12);
+  expect(months.total).toBeGreaterThanOrEqual(days.total);
+
+  await page.getByRole('navigation', { name: 'Dashboards' }).getByRole('link', { name: 'Conditional Access' }).click();
+  await expect(page.getByRole('heading', { name: 'Usage and insights: Conditional Access' })).toBeVisible();
+  await expect(page.getByRole('heading', { name: 'Policy results' })).toBeVisible();
+  await expectAccessible(page);
+  await page.screenshot({ path: testInfo.outputPath('insights-conditional-access.png'), fullPage: true });
+});
