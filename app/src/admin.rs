@@ -372,10 +372,16 @@ pub struct AppForm {
 }
 
 /// The scopes of Gatehouse's own API an application may be granted, with what each allows.
-pub const API_SCOPE_CHOICES: &[(&str, &str)] = &[(
-    "gatehouse.risk.read",
-    "Read risk detections and risky users (gatehouse.risk.read)",
-)];
+pub const API_SCOPE_CHOICES: &[(&str, &str)] = &[
+    (
+        "gatehouse.risk.read",
+        "Read risk detections and risky users (gatehouse.risk.read)",
+    ),
+    (
+        "gatehouse.insights.read",
+        "Read the usage and insights dashboards' numbers (gatehouse.insights.read)",
+    ),
+];
 
 #[component]
 fn AppFields(form: AppForm) -> impl IntoView {

@@ -260,7 +260,8 @@ struct AppArgs {
     #[arg(long = "grant")]
     grants: Vec<String>,
     /// A scope of Gatehouse's API for the application's calls as itself, such as
-    /// gatehouse.risk.read (repeatable; needs the client_credentials grant).
+    /// gatehouse.risk.read or gatehouse.insights.read (repeatable; needs the
+    /// client_credentials grant).
     #[arg(long = "api-scope")]
     api_scopes: Vec<String>,
     /// An origin allowed to call the token endpoint from a browser (CORS; repeatable).

@@ -1212,14 +1212,17 @@ async fn the_openapi_document_describes_every_api_route_and_what_it_returns() {
         .map(|(p, _, _)| p.to_string())
         .filter(|p| p.starts_with("/api/") && p != "/api/v1/openapi.json")
         .collect();
-    assert_eq!(api_routes.len(), 2);
+    assert_eq!(api_routes.len(), 3);
     for path in &api_routes {
         let op = &doc["paths"][path]["get"];
         assert!(op.is_object(), "{path} is documented");
-        assert_eq!(
-            op["security"][0]["clientCredentials"][0],
+        let scope = if path.starts_with("/api/v1/insights/") {
+            "gatehouse.insights.read"
+        } else {
             "gatehouse.risk.read"
-        );
+        };
+        assert_eq!(op["security"][0]["clientCredentials"][0], scope, "{path}");
+        assert!(flows_scope(&doc, scope), "{scope} is a documented scope");
         for status in ["200", "400", "401", "403"] {
             assert!(op["responses"][status].is_object(), "{path} {status}");
         }
@@ -1424,6 +1427,50 @@ async fn generated_data_fills_an_empty_database_and_is_refused_over_real_data() 
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--days"));
 }
 
+/// Whether the OpenAPI document's client credentials flow lists `scope`.
+fn flows_scope(doc: &serde_json::Value, scope: &str) -> bool {
+    doc["components"]["securitySchemes"]["clientCredentials"]["flows"]["clientCredentials"]
+        ["scopes"][scope]
+        .is_string()
+}
+
+/// The client id and secret of a new application with the client credentials grant and the
+/// API scopes given.
+async fn api_client(
+    server: &TestServer,
+    admin: &mut Browser,
+    name: &str,
+    scopes: &[&str],
+) -> (String, String) {
+    let mut form = vec![
+        ("name", name),
+        ("type", "confidential"),
+        ("grant", "client_credentials"),
+    ];
+    form.extend(scopes.iter().map(|s| ("api_scope", *s)));
+    let r = admin.post("/admin/apps", &form).await;
+    let secret = r
+        .body
+        .split("data-testid=\"client-secret\">")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_string();
+    let id = server
+        .state
+        .identity
+        .clients()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.name == name)
+        .unwrap()
+        .id;
+    (id, secret)
+}
+
 /// The CSV's columns summed over its rows, by header.
 fn csv_totals(csv: &str) -> std::collections::BTreeMap<String, i64> {
     let mut lines = csv.lines();
@@ -1560,4 +1607,77 @@ async fn the_dashboards_draw_and_export_what_the_sign_in_log_holds() {
     let access = admin.get("/admin/insights/access").await;
     assert_eq!(access.status, StatusCode::OK);
     assert!(access.body.contains("Policy results"), "{}", access.body);
+
+    // The same numbers from the insights API, for an application granted its scope.
+    let (reader, reader_secret) = api_client(
+        &server,
+        &mut admin,
+        "Dashboards",
+        &["gatehouse.insights.read"],
+    )
+    .await;
+    let (risk_only, risk_secret) =
+        api_client(&server, &mut admin, "SIEM", &["gatehouse.risk.read"]).await;
+    let (status, granted) = app_token(&server, &reader, &reader_secret, None).await;
+    assert_eq!(status, StatusCode::OK, "{granted}");
+    assert_eq!(granted["scope"], "gatehouse.insights.read");
+    let token = granted["access_token"].as_str().unwrap().to_string();
+    let path = "/api/v1/insights/authentications?days=7&zone=Asia%2FKolkata&chart=per-day";
+    let (status, _, body) = api_get(&server, path, Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["zone"], "Asia/Kolkata");
+    assert_eq!(body["counted"]["rows"], total);
+    let chart = &body["charts"][0];
+    assert_eq!(body["charts"].as_array().unwrap().len(), 1);
+    assert_eq!(chart["id"], "per-day");
+    assert_eq!(chart["labels"].as_array().unwrap().len(), 7);
+    let mut api_totals = std::collections::BTreeMap::new();
+    for row in chart["rows"].as_array().unwrap() {
+        for (series, n) in chart["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(row.as_array().unwrap())
+        {
+            *api_totals
+                .entry(series.as_str().unwrap().to_string())
+                .or_insert(0i64) += n.as_i64().unwrap();
+        }
+    }
+    assert_eq!(api_totals, by_result);
+    let (status, _, body) = api_get(&server, "/api/v1/insights/access", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["charts"].as_array().unwrap().len(), 2);
+    // Refused without a token, with another scope's token, and for bad parameters.
+    let (status, challenge, _) = api_get(&server, path, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(challenge.unwrap().starts_with("Bearer"));
+    let (_, granted) = app_token(&server, &risk_only, &risk_secret, None).await;
+    let other = granted["access_token"].as_str().unwrap();
+    let (status, challenge, _) = api_get(&server, path, Some(other)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let challenge = challenge.unwrap();
+    assert!(
+        challenge.contains("insufficient_scope")
+            && challenge.contains("scope=\"gatehouse.insights.read\""),
+        "{challenge}"
+    );
+    for (bad, says) in [
+        ("/api/v1/insights/authentications?days=8", "days"),
+        (
+            "/api/v1/insights/authentications?zone=Mars%2FOlympus",
+            "time zone",
+        ),
+        ("/api/v1/insights/authentications?chart=nothing", "chart"),
+        ("/api/v1/insights/authentications?colour=red", "colour"),
+    ] {
+        let (status, _, body) = api_get(&server, bad, Some(&token)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(
+            body["error_description"].as_str().unwrap().contains(says),
+            "{bad}: {body}"
+        );
+    }
+    let (status, _, _) = api_get(&server, "/api/v1/insights/nothing", Some(&token)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

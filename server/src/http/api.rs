@@ -5,7 +5,7 @@
 //! Errors follow RFC 6750 §3: no token or an unusable one is a 401 with a `Bearer` challenge,
 //! a token without the scope a 403 naming the scope, a bad parameter a 400 naming it.
 
-use axum::extract::{RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::header::WWW_AUTHENTICATE;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
@@ -13,7 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use gatehouse_core::identity::oidc::RISK_READ_SCOPE;
+use gatehouse_core::identity::oidc::{INSIGHTS_READ_SCOPE, RISK_READ_SCOPE};
 use gatehouse_core::risk::DetectionKind;
 use gatehouse_core::store::{DetectionFilter, RiskyUserFilter, EVENT_TEST};
 use gatehouse_core::webhooks::EVENT_TYPES;
@@ -25,6 +25,7 @@ use crate::AppState;
 pub const RISK_DETECTIONS_PATH: &str = "/api/v1/risk-detections";
 pub const RISKY_USERS_PATH: &str = "/api/v1/risky-users";
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
+pub const INSIGHTS_PATH: &str = "/api/v1/insights/{dashboard}";
 
 /// Items per page unless `limit` says otherwise, and the most it may say.
 const DEFAULT_LIMIT: i64 = 100;
@@ -41,11 +42,21 @@ const DETECTION_STATES: [&str; 5] = [
 const USER_STATES: [&str; 2] = ["at-risk", "confirmed-compromised"];
 
 fn challenge(status: StatusCode, error: Option<&str>, description: &str) -> Response {
+    scoped_challenge(status, error, description, RISK_READ_SCOPE)
+}
+
+/// An RFC 6750 error; `insufficient_scope` names the `scope` the route needs.
+fn scoped_challenge(
+    status: StatusCode,
+    error: Option<&str>,
+    description: &str,
+    scope: &str,
+) -> Response {
     let mut header = String::from("Bearer realm=\"gatehouse\"");
     if let Some(e) = error {
         header.push_str(&format!(", error=\"{e}\""));
         if e == "insufficient_scope" {
-            header.push_str(&format!(", scope=\"{RISK_READ_SCOPE}\""));
+            header.push_str(&format!(", scope=\"{scope}\""));
         }
     }
     let mut response = json_response(
@@ -79,24 +90,36 @@ fn server_error(e: &dyn std::fmt::Display) -> Response {
 
 /// `Ok(())` when the request carries a live application token with the risk scope.
 async fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+    authorize_scope(state, headers, RISK_READ_SCOPE).await
+}
+
+/// `Ok(())` when the request carries a live application token with `scope`.
+async fn authorize_scope(
+    state: &AppState,
+    headers: &HeaderMap,
+    scope: &str,
+) -> Result<(), Response> {
     let Some(token) = bearer(headers) else {
-        return Err(challenge(
+        return Err(scoped_challenge(
             StatusCode::UNAUTHORIZED,
             None,
             "send an access token from the client credentials grant: Authorization: Bearer ...",
+            scope,
         ));
     };
     match state.identity.api_caller(&token, state.now()).await {
-        Ok(Some(caller)) if caller.has_scope(RISK_READ_SCOPE) => Ok(()),
-        Ok(Some(_)) => Err(challenge(
+        Ok(Some(caller)) if caller.has_scope(scope) => Ok(()),
+        Ok(Some(_)) => Err(scoped_challenge(
             StatusCode::FORBIDDEN,
             Some("insufficient_scope"),
-            "the token does not carry the gatehouse.risk.read scope",
+            &format!("the token does not carry the {scope} scope"),
+            scope,
         )),
-        Ok(None) => Err(challenge(
+        Ok(None) => Err(scoped_challenge(
             StatusCode::UNAUTHORIZED,
             Some("invalid_token"),
             "the access token is unknown, expired, revoked or not an application's own",
+            scope,
         )),
         Err(e) => Err(server_error(&e)),
     }
@@ -306,6 +329,93 @@ pub async fn risky_users(
     page(found.iter().map(Export::json).collect(), next)
 }
 
+/// `GET /api/v1/insights/{dashboard}`: a dashboard's charts, each with its labels, series and
+/// numbers, exactly as the console shows them.
+pub async fn insights(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(dashboard): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if let Err(r) = authorize_scope(&state, &headers, INSIGHTS_READ_SCOPE).await {
+        return r;
+    }
+    let parsed = (|| {
+        let pairs = parameters(query.as_deref(), &["application", "zone", "days", "chart"])?;
+        let days = match get(&pairs, "days") {
+            None => 30,
+            Some(d) => d
+                .parse::<u32>()
+                .ok()
+                .filter(|d| super::admin::INSIGHT_PERIODS.iter().any(|(n, _)| n == d))
+                .ok_or("days must be 7, 30, 90 or 365")?,
+        };
+        let zone_name = get(&pairs, "zone").unwrap_or("UTC").to_string();
+        let zone = gatehouse_core::insights::zone(&zone_name).map_err(|e| e.to_string())?;
+        let query = gatehouse_core::identity::insights::InsightsQuery {
+            application: get(&pairs, "application").map(str::to_string),
+            zone,
+            days,
+        };
+        Ok::<_, String>((query, zone_name, get(&pairs, "chart").map(str::to_string)))
+    })();
+    let (q, zone_name, chart) = match parsed {
+        Ok(p) => p,
+        Err(description) => return bad_request(description),
+    };
+    let (charts, counted) = match super::admin::insight_charts(&state, &dashboard, &q, "").await {
+        Ok(Some((_, charts, counted))) => (charts, counted),
+        Ok(None) => {
+            return json_response(
+                StatusCode::NOT_FOUND,
+                json!({ "error": "not_found", "error_description": "no such dashboard (authentications, access)" }),
+            )
+        }
+        Err(e) => return server_error(&e),
+    };
+    if let Some(wanted) = &chart {
+        if !charts.iter().any(|c| &c.id == wanted) {
+            return bad_request(format!(
+                "chart must be one of {}",
+                charts
+                    .iter()
+                    .map(|c| c.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    let charts: Vec<Value> = charts
+        .into_iter()
+        .filter(|c| chart.as_ref().is_none_or(|w| &c.id == w))
+        .map(|c| {
+            json!({
+                "id": c.id,
+                "title": c.title,
+                "label_name": c.label_name,
+                "unit": c.unit,
+                "labels": c.labels,
+                "series": c.series,
+                "rows": c.cells,
+            })
+        })
+        .collect();
+    json_response(
+        StatusCode::OK,
+        json!({
+            "dashboard": dashboard,
+            "application": q.application,
+            "zone": zone_name,
+            "days": q.days,
+            "counted": {
+                "rows": counted.rows_done,
+                "updated_at": (counted.updated_at > 0).then(|| super::admin::risk::iso(counted.updated_at)),
+            },
+            "charts": charts,
+        }),
+    )
+}
+
 /// `GET /api/v1/openapi.json`: the OpenAPI 3.1 description of this API.
 pub async fn openapi(State(state): State<AppState>) -> Response {
     let mut response = json_response(StatusCode::OK, openapi_document(state.identity.issuer()));
@@ -342,7 +452,7 @@ fn openapi_document(issuer: &str) -> Value {
                  "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
         "401": { "description": "No access token, or one that is not live (WWW-Authenticate: Bearer).",
                  "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
-        "403": { "description": "The token lacks the gatehouse.risk.read scope (WWW-Authenticate: Bearer error=\"insufficient_scope\").",
+        "403": { "description": "The token lacks the route's scope (WWW-Authenticate: Bearer error=\"insufficient_scope\" with the scope).",
                  "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
     });
     let page_of = |schema: &str| {
@@ -413,14 +523,15 @@ fn openapi_document(issuer: &str) -> Value {
     json!({
         "openapi": "3.1.0",
         "info": {
-            "title": "Gatehouse risk API",
+            "title": "Gatehouse API",
             "version": "1",
-            "description": "Identity Protection data for other tools: risk detections with their evidence, and the accounts at risk.",
+            "description": "Data for other tools: Identity Protection's risk detections with their evidence and the accounts at risk (gatehouse.risk.read), and the usage and insights dashboards' numbers (gatehouse.insights.read).",
         },
         "servers": [{ "url": issuer }],
         "paths": {
             RISK_DETECTIONS_PATH: operation("Risk detections, newest first", "listRiskDetections", detection_params, "RiskDetection"),
             RISKY_USERS_PATH: operation("Risky users, most recently detected first", "listRiskyUsers", user_params, "RiskyUser"),
+            INSIGHTS_PATH: insights_operation(&errors, query),
         },
         "webhooks": webhooks,
         "components": {
@@ -430,7 +541,10 @@ fn openapi_document(issuer: &str) -> Value {
                     "description": "An access token from the client credentials grant, for an application granted the scope in the console.",
                     "flows": { "clientCredentials": {
                         "tokenUrl": format!("{issuer}{TOKEN_PATH}"),
-                        "scopes": { RISK_READ_SCOPE: "Read risk detections and risky users" },
+                        "scopes": {
+                            RISK_READ_SCOPE: "Read risk detections and risky users",
+                            INSIGHTS_READ_SCOPE: "Read the usage and insights dashboards' numbers",
+                        },
                     } },
                 },
             },
@@ -520,17 +634,74 @@ fn openapi_document(issuer: &str) -> Value {
                         "unmapped": { "type": "object" },
                     },
                 },
+                "InsightsDashboard": {
+                    "type": "object",
+                    "required": ["dashboard", "application", "zone", "days", "counted", "charts"],
+                    "properties": {
+                        "dashboard": { "type": "string", "enum": ["authentications", "access"] },
+                        "application": { "type": ["string", "null"] },
+                        "zone": string,
+                        "days": { "type": "integer" },
+                        "counted": { "type": "object", "required": ["rows", "updated_at"], "properties": {
+                            "rows": { "type": "integer", "description": "Sign-in log rows counted so far." },
+                            "updated_at": { "type": ["string", "null"], "format": "date-time", "description": "When the counters last moved." },
+                        } },
+                        "charts": { "type": "array", "items": { "$ref": "#/components/schemas/InsightsChart" } },
+                    },
+                },
+                "InsightsChart": {
+                    "type": "object",
+                    "required": ["id", "title", "label_name", "unit", "labels", "series", "rows"],
+                    "properties": {
+                        "id": string,
+                        "title": string,
+                        "label_name": { "type": "string", "description": "What the labels are: Day, Month, or a dimension such as Browser." },
+                        "unit": { "type": "string", "description": "What is counted." },
+                        "labels": { "type": "array", "items": { "type": "string" }, "description": "A local day (YYYY-MM-DD), month (YYYY-MM) or value per row." },
+                        "series": { "type": "array", "items": { "type": "string" } },
+                        "rows": { "type": "array", "items": { "type": "array", "items": { "type": "integer" } },
+                                  "description": "rows[i][j]: the count of labels[i] in series[j]." },
+                    },
+                },
                 "Error": {
                     "type": "object",
                     "required": ["error", "error_description"],
                     "properties": {
-                        "error": { "type": "string", "enum": ["invalid_request", "invalid_token", "insufficient_scope", "server_error"] },
+                        "error": { "type": "string", "enum": ["invalid_request", "invalid_token", "insufficient_scope", "not_found", "server_error"] },
                         "error_description": string,
                     },
                 },
             },
         },
     })
+}
+
+/// The insights route's operation in the OpenAPI document.
+fn insights_operation(errors: &Value, query: impl Fn(&str, &str, Value) -> Value) -> Value {
+    let mut responses = errors.clone();
+    responses["200"] = json!({
+        "description": "The dashboard's charts.",
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/InsightsDashboard" } } },
+    });
+    responses["404"] = json!({
+        "description": "No such dashboard.",
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } },
+    });
+    json!({ "get": {
+        "summary": "A usage and insights dashboard's numbers",
+        "operationId": "getInsightsDashboard",
+        "security": [{ "clientCredentials": [INSIGHTS_READ_SCOPE] }],
+        "parameters": [
+            { "name": "dashboard", "in": "path", "required": true,
+              "schema": { "type": "string", "enum": ["authentications", "access"] } },
+            query("application", "One application's client id (all when absent).", json!({ "type": "string" })),
+            query("zone", "The IANA time zone days run in (UTC by default).", json!({ "type": "string" })),
+            query("days", "The period: 7, 30 or 90 days by day, or 365 for 12 months by month (30 by default).",
+                  json!({ "type": "integer", "enum": [7, 30, 90, 365] })),
+            query("chart", "Only this chart (its id).", json!({ "type": "string" })),
+        ],
+        "responses": responses,
+    } })
 }
 
 /// The webhooks' part of the document: one operation per event type, with the Standard

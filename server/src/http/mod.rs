@@ -465,6 +465,7 @@ fn route_specs() -> Vec<RouteSpec> {
             None,
         ),
         route(api::RISKY_USERS_PATH, Some(get(api::risky_users)), None),
+        route(api::INSIGHTS_PATH, Some(get(api::insights)), None),
         route(api::OPENAPI_PATH, Some(get(api::openapi)), None),
         route(
             oidc::DISCOVERY_PATH,

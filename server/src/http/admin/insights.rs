@@ -19,7 +19,7 @@ use crate::http::toolkit::{internal_error_page, Page};
 use crate::AppState;
 
 /// The periods offered, in days.
-const PERIODS: [(u32, &str); 4] = [
+pub(crate) const PERIODS: [(u32, &str); 4] = [
     (7, "Last 7 days"),
     (30, "Last 30 days"),
     (90, "Last 90 days"),
@@ -108,8 +108,9 @@ fn chart(
     }
 }
 
-/// The charts of a dashboard.
-async fn charts(
+/// The charts of a dashboard (the console's and the API's), its title and how far the
+/// counters have read.
+pub(crate) async fn charts(
     state: &AppState,
     dashboard: &str,
     q: &InsightsQuery,

@@ -33,6 +33,7 @@ pub use access::access;
 pub use apps::{app, apps, delete_app, register_app, rotate_app_secret, update_app};
 pub use branding::{branding, save_branding};
 pub use groups::{create_group, group, group_action, groups};
+pub(crate) use insights::{charts as insight_charts, PERIODS as INSIGHT_PERIODS};
 pub use insights::{
     dashboard as insights_dashboard, export as insights_export, index as insights_index,
 };

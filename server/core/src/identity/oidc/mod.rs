@@ -81,10 +81,16 @@ impl GrantType {
 
 /// The scopes of Gatehouse's own APIs that an administrator may grant an application for
 /// its calls as itself (client credentials), with what each allows.
-pub const API_SCOPES: &[(&str, &str)] = &[(
-    "gatehouse.risk.read",
-    "Read risk detections and risky users (the risk API)",
-)];
+pub const API_SCOPES: &[(&str, &str)] = &[
+    (
+        "gatehouse.risk.read",
+        "Read risk detections and risky users (the risk API)",
+    ),
+    (
+        "gatehouse.insights.read",
+        "Read the usage and insights dashboards' numbers (the insights API)",
+    ),
+];
 
 fn api_scope_names() -> String {
     API_SCOPES
@@ -96,6 +102,9 @@ fn api_scope_names() -> String {
 
 /// The scope of the risk API.
 pub const RISK_READ_SCOPE: &str = "gatehouse.risk.read";
+
+/// The scope of the insights API.
+pub const INSIGHTS_READ_SCOPE: &str = "gatehouse.insights.read";
 
 /// A registered application.
 #[derive(Clone)]
