@@ -120,22 +120,7 @@ impl Identity {
         q: &InsightsQuery,
         now: i64,
     ) -> Result<PoliciesReport, AuthError> {
-        let days = q.periods(now);
-        let rows =
-            insights::read(&self.store, &days, &[DIM_POLICY], q.application.as_deref()).await?;
-        Ok(PoliciesReport {
-            outcomes: Table::breakdown(
-                &days,
-                &rows,
-                |r| Some(r.value.clone()),
-                |r| Some(r.result.clone()),
-            ),
-            applied_per_day: Table::series(&days, &rows, |r| {
-                matches!(r.result.as_str(), "applied" | "report_only_applied")
-                    .then(|| r.value.clone())
-            }),
-            counted: self.store.watermark(SIGN_IN_ROLLUP).await?,
-        })
+        policies(&self.store, &q.periods(now), q.application.as_deref()).await
     }
 }
 
@@ -146,17 +131,22 @@ pub async fn authentications(
     days: &[Period],
     application: Option<&str>,
 ) -> Result<AuthenticationsReport, AuthError> {
-    let rows = insights::read(
+    // The series per period need only the totals and the reasons at the periods' edges;
+    // the breakdowns are over the whole range, read as one period (its days inside, hours
+    // and quarter hours only at its two ends), so a long range in any zone reads few rows.
+    let rows = insights::read(store, days, &[DIM_ALL, DIM_REASON], application).await?;
+    let whole = match (days.first(), days.last()) {
+        (Some(first), Some(last)) => vec![Period {
+            label: String::new(),
+            from: first.from,
+            to: last.to,
+        }],
+        _ => Vec::new(),
+    };
+    let spread = insights::read(
         store,
-        days,
-        &[
-            DIM_ALL,
-            DIM_REASON,
-            DIM_METHOD,
-            DIM_OS,
-            DIM_BROWSER,
-            DIM_COUNTRY,
-        ],
+        &whole,
+        &[DIM_METHOD, DIM_OS, DIM_BROWSER, DIM_COUNTRY],
         application,
     )
     .await?;
@@ -179,10 +169,32 @@ pub async fn authentications(
         reasons: Table::series(days, &rows, |r| {
             (r.dim == DIM_REASON).then(|| r.value.clone())
         }),
-        methods: Table::breakdown(days, &rows, value(DIM_METHOD), of(DIM_METHOD)),
-        systems: Table::breakdown(days, &rows, value(DIM_OS), of(DIM_OS)),
-        browsers: Table::breakdown(days, &rows, value(DIM_BROWSER), of(DIM_BROWSER)),
-        countries: Table::breakdown(days, &rows, value(DIM_COUNTRY), of(DIM_COUNTRY)),
+        methods: Table::breakdown(&whole, &spread, value(DIM_METHOD), of(DIM_METHOD)),
+        systems: Table::breakdown(&whole, &spread, value(DIM_OS), of(DIM_OS)),
+        browsers: Table::breakdown(&whole, &spread, value(DIM_BROWSER), of(DIM_BROWSER)),
+        countries: Table::breakdown(&whole, &spread, value(DIM_COUNTRY), of(DIM_COUNTRY)),
+        counted: store.watermark(SIGN_IN_ROLLUP).await?,
+    })
+}
+
+/// The Conditional Access results over `days` (local days or months, oldest first), of one
+/// application or all.
+pub async fn policies(
+    store: &crate::store::Store,
+    days: &[Period],
+    application: Option<&str>,
+) -> Result<PoliciesReport, AuthError> {
+    let rows = insights::read(store, days, &[DIM_POLICY], application).await?;
+    Ok(PoliciesReport {
+        outcomes: Table::breakdown(
+            days,
+            &rows,
+            |r| Some(r.value.clone()),
+            |r| Some(r.result.clone()),
+        ),
+        applied_per_day: Table::series(days, &rows, |r| {
+            matches!(r.result.as_str(), "applied" | "report_only_applied").then(|| r.value.clone())
+        }),
         counted: store.watermark(SIGN_IN_ROLLUP).await?,
     })
 }
