@@ -1841,6 +1841,9 @@ pub struct Chart {
     pub csv_href: String,
     /// Columns along time, or bars per value.
     pub over_time: bool,
+    /// Whether the series add up (stacked, with a total), or overlap (side by side, no
+    /// total: new users are among the active ones).
+    pub additive: bool,
 }
 
 /// Fills of the series: a colour and a pattern each, so the chart reads without colour too.
@@ -1887,8 +1890,39 @@ impl Chart {
         self.cells.iter().map(|row| row.iter().sum()).collect()
     }
 
+    /// The top of the value axis: the largest stack, or the largest bar.
+    fn scale(&self) -> i64 {
+        let top = if self.additive {
+            self.totals().into_iter().max()
+        } else {
+            self.cells.iter().flatten().copied().max()
+        };
+        nice_max(top.unwrap_or(0))
+    }
+
     /// The chart in one sentence, for its description.
     pub fn summary(&self) -> String {
+        if !self.additive {
+            let highs: Vec<String> = self
+                .series
+                .iter()
+                .enumerate()
+                .filter_map(|(j, s)| {
+                    let (i, n) = self
+                        .cells
+                        .iter()
+                        .enumerate()
+                        .map(|(i, row)| (i, row[j]))
+                        .max_by_key(|(i, n)| (*n, std::cmp::Reverse(*i)))?;
+                    Some(format!("{s} {} ({})", grouped(n), self.labels[i]))
+                })
+                .collect();
+            return format!(
+                "Highest {}: {}.",
+                self.label_name.to_lowercase(),
+                highs.join(", ")
+            );
+        }
         let totals = self.totals();
         let total: i64 = totals.iter().sum();
         if total == 0 {
@@ -1946,8 +1980,12 @@ pub fn ChartFigure(chart: Chart) -> impl IntoView {
     let title_id = format!("{id}-title");
     let desc_id = format!("{id}-desc");
     let totals = chart.totals();
-    let max = nice_max(totals.iter().copied().max().unwrap_or(0));
+    let max = chart.scale();
     let n = chart.labels.len().max(1);
+    let k = chart.series.len().max(1) as f64;
+    let additive = chart.additive;
+    // A total column where there is something to add up.
+    let with_total = additive && chart.series.len() > 1;
     let fill = |j: usize| format!("url(#{id}-fill-{j})");
     let (width, left, top) = (640.0_f64, 56.0_f64, 12.0_f64);
     let graphic = if chart.over_time {
@@ -1965,10 +2003,17 @@ pub fn ChartFigure(chart: Chart) -> impl IntoView {
                     .enumerate()
                     .filter(|(_, v)| **v > 0)
                     .map(|(j, v)| {
-                        let (y1, y0) = (y(base + v), y(base));
+                        // Stacked, or side by side when the series overlap.
+                        let (x, w, from) = if additive {
+                            (left + slot * i as f64 + slot * 0.1, slot * 0.8, base)
+                        } else {
+                            let w = slot * 0.8 / k;
+                            (left + slot * i as f64 + slot * 0.1 + w * j as f64, w, 0)
+                        };
+                        let (y1, y0) = (y(from + v), y(from));
                         base += v;
                         view! {
-                            <rect x=left + slot * i as f64 + slot * 0.1 y=y1 width=slot * 0.8
+                            <rect x=x y=y1 width=w
                                 height=(y0 - y1).max(0.5) fill=fill(j) stroke="#1b1f24" stroke-width="0.3"/>
                         }
                     })
@@ -2076,7 +2121,9 @@ pub fn ChartFigure(chart: Chart) -> impl IntoView {
         .collect_view();
     let mut headers: Vec<String> = vec![chart.label_name.clone()];
     headers.extend(chart.series.iter().cloned());
-    headers.push("Total".into());
+    if with_total {
+        headers.push("Total".into());
+    }
     let body = chart
         .labels
         .iter()
@@ -2087,7 +2134,7 @@ pub fn ChartFigure(chart: Chart) -> impl IntoView {
                 <tr>
                     <th scope="row">{label.clone()}</th>
                     {row.iter().map(|v| view! { <td class="gh-num">{grouped(*v)}</td> }).collect_view()}
-                    <td class="gh-num">{grouped(*total)}</td>
+                    {with_total.then(|| view! { <td class="gh-num">{grouped(*total)}</td> })}
                 </tr>
             }
         })
@@ -2135,18 +2182,23 @@ pub struct InsightsData {
     /// How far the counters have read the sign-in log, and the time zone note.
     pub status: String,
     pub charts: Vec<Chart>,
+    /// The filters as a query string, kept by the tabs.
+    pub query: String,
 }
 
 /// The dashboards, each a tab.
-pub const DASHBOARDS: [(&str, &str); 2] = [
+pub const DASHBOARDS: [(&str, &str); 4] = [
+    ("users", "Users"),
     ("authentications", "Authentications"),
-    ("access", "Conditional Access"),
+    ("mfa", "MFA"),
+    ("security", "Security"),
 ];
 
 #[component]
 pub fn AdminInsightsPage(data: InsightsData) -> impl IntoView {
     let f = data.filter;
     let current = data.dashboard;
+    let query = data.query;
     view! {
         <Console current="insights" title=data.title frame=data.frame>
             <nav aria-label="Dashboards" class="gh-tabs">
@@ -2154,7 +2206,7 @@ pub fn AdminInsightsPage(data: InsightsData) -> impl IntoView {
                     {DASHBOARDS
                         .iter()
                         .map(|(id, label)| view! {
-                            <li><a href=format!("/admin/insights/{id}") aria-current=(*id == current).then_some("page")>{*label}</a></li>
+                            <li><a href=format!("/admin/insights/{id}?{query}") aria-current=(*id == current).then_some("page")>{*label}</a></li>
                         })
                         .collect_view()}
                 </ul>

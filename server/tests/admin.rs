@@ -1524,7 +1524,11 @@ async fn the_dashboards_draw_and_export_what_the_sign_in_log_holds() {
     assert_eq!(by_result.get("failure"), Some(&2), "{by_result:?}");
 
     let first = admin.get("/admin/insights").await;
-    assert!(first.body.contains("Sign-in attempts per day"));
+    assert!(
+        first.body.contains("Active and new users per day"),
+        "{}",
+        first.body
+    );
     let page = admin
         .get("/admin/insights/authentications?days=7&zone=Asia%2FKolkata")
         .await;
@@ -1604,9 +1608,65 @@ async fn the_dashboards_draw_and_export_what_the_sign_in_log_holds() {
             .status,
         StatusCode::NOT_FOUND
     );
-    let access = admin.get("/admin/insights/access").await;
-    assert_eq!(access.status, StatusCode::OK);
-    assert!(access.body.contains("Policy results"), "{}", access.body);
+    let security = admin.get("/admin/insights/security").await;
+    assert_eq!(security.status, StatusCode::OK);
+    for needle in ["Policy results", "Risk detections by kind and level"] {
+        assert!(
+            security.body.contains(needle),
+            "{needle}: {}",
+            security.body
+        );
+    }
+
+    // Users: everyone who signed in today is active and new (the admin and Una).
+    let signed_in: std::collections::BTreeSet<&str> = log
+        .iter()
+        .filter(|e| e.result == "success")
+        .filter_map(|e| e.user_id.as_deref())
+        .collect();
+    assert_eq!(signed_in.len(), 2, "{signed_in:?}");
+    let users = admin
+        .get("/admin/insights/users/export?days=7&chart=active")
+        .await;
+    assert!(
+        users.body.starts_with("Day,Active users,New users"),
+        "{}",
+        users.body
+    );
+    let totals = csv_totals(&users.body);
+    assert_eq!(totals.get("Active users"), Some(&2), "{}", users.body);
+    assert_eq!(totals.get("New users"), Some(&2), "{}", users.body);
+    let inactive = admin
+        .get("/admin/insights/users/export?chart=inactive")
+        .await;
+    assert_eq!(
+        csv_totals(&inactive.body).get("Users"),
+        Some(&0),
+        "{}",
+        inactive.body
+    );
+    let page = admin.get("/admin/insights/users").await;
+    for needle in [
+        "Monthly active and new users",
+        "of 2 who ever signed in",
+        "HyperLogLog",
+    ] {
+        assert!(page.body.contains(needle), "{needle}: {}", page.body);
+    }
+    // MFA: no account has a second factor yet.
+    let methods = admin.get("/admin/insights/mfa/export?chart=methods").await;
+    assert!(
+        methods.body.contains("No second factor,2"),
+        "{}",
+        methods.body
+    );
+    let page = admin.get("/admin/insights/mfa").await;
+    for needle in [
+        "Second-factor attempts per day by method",
+        "Text messages by country",
+    ] {
+        assert!(page.body.contains(needle), "{needle}: {}", page.body);
+    }
 
     // The same numbers from the insights API, for an application granted its scope.
     let (reader, reader_secret) = api_client(
@@ -1645,9 +1705,20 @@ async fn the_dashboards_draw_and_export_what_the_sign_in_log_holds() {
         }
     }
     assert_eq!(api_totals, by_result);
-    let (status, _, body) = api_get(&server, "/api/v1/insights/access", Some(&token)).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["charts"].as_array().unwrap().len(), 2);
+    for (dashboard, charts) in [("users", 3), ("mfa", 4), ("security", 4)] {
+        let (status, _, body) = api_get(
+            &server,
+            &format!("/api/v1/insights/{dashboard}"),
+            Some(&token),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            body["charts"].as_array().unwrap().len(),
+            charts,
+            "{dashboard}"
+        );
+    }
     // Refused without a token, with another scope's token, and for bad parameters.
     let (status, challenge, _) = api_get(&server, path, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);

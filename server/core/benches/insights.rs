@@ -2,18 +2,20 @@
 //! (`GATEHOUSE_BENCH_SIGN_INS`, 10 million by default, over `GATEHOUSE_BENCH_USERS` accounts,
 //! 1 million by default) written to the sign-in log, counted by the rollup job from scratch,
 //! then a minute of new rows at 500 sign-ins/s counted as the job does every minute; then each
-//! dashboard read 20 times for the last 30 days (Europe/Paris), the last 90 days
+//! dashboard (users, authentications, MFA, security) read 20 times for the last 30 days (Europe/Paris), the last 90 days
 //! (Asia/Kolkata, half an hour off UTC) and the last 12 months (America/New_York), for all
 //! applications and for one. On SQLite, and on PostgreSQL when
 //! `GATEHOUSE_TEST_POSTGRES_URL` is set. Prints the rates and the 50th and 95th percentiles
-//! against the targets (rollup at least 500 rows/s, each dashboard under 200 ms at p95).
+//! against the targets (rollup at least 500 rows/s, each dashboard under 200 ms at p95), and
+//! the active-user estimates against an exact count over the log: their error and the time
+//! each takes.
 
 #![allow(clippy::expect_used)]
 
 use std::time::Instant;
 
 use gatehouse_core::generate::{self, Plan};
-use gatehouse_core::identity::insights::{authentications, policies};
+use gatehouse_core::identity::insights::{self as reports, authentications, mfa, policies, risks};
 use gatehouse_core::insights::{self, Period};
 use gatehouse_core::store::testing::{fresh_postgres_url, fresh_sqlite_url, postgres_url};
 use gatehouse_core::store::{SignInLogEntry, Store};
@@ -127,22 +129,67 @@ async fn bench(name: &str, store: &Store) {
             insights::months(now, 12, &insights::zone("America/New_York").expect("zone")),
         ),
     ];
+    let year = insights::months(now, 12, &insights::zone("America/New_York").expect("zone"));
+    // Distinct users: the sketches against an exact COUNT(DISTINCT) over the sign-in log, for
+    // the same periods (what exact sets would have to read whole each time).
+    for (label, periods) in &views {
+        for app in [None, Some("shop")] {
+            let t = Instant::now();
+            let report = reports::users(store, periods, &year, now, app)
+                .await
+                .expect("report");
+            let sketch_ms = t.elapsed().as_secs_f64() * 1000.0;
+            let t = Instant::now();
+            let mut exact = Vec::with_capacity(periods.len());
+            for p in periods.iter() {
+                exact.push(
+                    store
+                        .distinct_signed_in(p.from, p.to, app)
+                        .await
+                        .expect("exact"),
+                );
+            }
+            let exact_ms = t.elapsed().as_secs_f64() * 1000.0;
+            let worst = report
+                .active
+                .cells
+                .iter()
+                .zip(&exact)
+                .map(|(c, e)| (c[0] - e).abs() as f64 / (*e).max(1) as f64)
+                .fold(0.0, f64::max);
+            println!(
+                "{name}: active users, {label:<30} {:<6} sketches {sketch_ms:>8.1} ms (whole dashboard), exact COUNT(DISTINCT) {exact_ms:>9.1} ms ({:.1}x), largest error {:.2}%",
+                app.unwrap_or("all"),
+                exact_ms / sketch_ms.max(0.001),
+                worst * 100.0
+            );
+        }
+    }
     println!(
         "{name}: {:<30} {:<16} {:<10} {:>8} {:>8} {:>8}",
         "period", "dashboard", "apps", "p50 ms", "p95 ms", "p95/200"
     );
     for (label, periods) in &views {
         for app in [None, Some("shop")] {
-            for dashboard in ["authentications", "access"] {
+            for dashboard in ["users", "authentications", "mfa", "security"] {
                 let mut times = Vec::with_capacity(RUNS);
                 for _ in 0..RUNS {
                     let t = Instant::now();
                     match dashboard {
+                        "users" => {
+                            reports::users(store, periods, &year, now, app)
+                                .await
+                                .expect("report");
+                        }
                         "authentications" => {
                             authentications(store, periods, app).await.expect("report");
                         }
+                        "mfa" => {
+                            mfa(store, periods, app).await.expect("report");
+                        }
                         _ => {
                             policies(store, periods, app).await.expect("report");
+                            risks(store, periods).await.expect("report");
                         }
                     }
                     times.push(t.elapsed().as_secs_f64() * 1000.0);

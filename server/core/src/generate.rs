@@ -6,7 +6,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::store::SignInLogEntry;
+use crate::store::{InsightEvent, SignInLogEntry};
 
 /// What to generate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,6 +201,43 @@ pub fn sign_ins<'a>(
             ..SignInLogEntry::default()
         }
     })
+}
+
+/// The country calling code of each generated place.
+fn calling_code(country: &str) -> &'static str {
+    match country {
+        "US" => "1",
+        "DE" => "49",
+        "FR" => "33",
+        "GB" => "44",
+        "IN" => "91",
+        "BR" => "55",
+        "JP" => "81",
+        _ => "61",
+    }
+}
+
+/// The text messages the generated sign-ins needed: one sent for each text-message second
+/// factor, from the sign-in's country, and for one in ten of them another first refused by
+/// a cap.
+pub fn texts(rows: &[SignInLogEntry]) -> Vec<InsightEvent> {
+    let mut out = Vec::new();
+    for e in rows.iter().filter(|e| e.method == "sms") {
+        let code = calling_code(e.country.as_deref().unwrap_or_default());
+        let text = |result: &str, suffix: &str| InsightEvent {
+            id: format!("{}-text{suffix}", e.id),
+            occurred_at: e.occurred_at,
+            application: e.application.clone(),
+            kind: "text".into(),
+            value: code.into(),
+            result: result.into(),
+        };
+        if e.id.ends_with('7') {
+            out.push(text("refused", "-refused"));
+        }
+        out.push(text("sent", ""));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! Usage and insights: the rollups of the sign-in log and the periods the dashboards show.
 //!
-//! A job folds new sign-in log rows into counters (see [`fold`]), each kept for three spans
-//! of time in UTC: quarter hours, hours and days. Every time zone in use today has an offset
-//! that is a whole number of quarter hours, so any local day or month is an exact union of
-//! such buckets ([`cover`]): the days in the middle, hours and quarter hours at its edges. So
+//! A job folds new sign-in log rows into counters (see [`fold`]), each kept for four spans
+//! of time in UTC: quarter hours, hours, days and blocks of sixteen days. Every time zone in
+//! use today has an offset that is a whole number of quarter hours, so any local day or month
+//! is an exact union of such buckets ([`cover`]): blocks and days in the middle, hours and
+//! quarter hours at its edges. So
 //! the dashboards count exactly in the admin's own time zone, across daylight-saving changes,
 //! without keeping rollups per zone.
 //!
@@ -16,14 +17,19 @@ use jiff::civil::Date;
 pub use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
 
+use cardinality_estimator::CardinalityEstimator;
+use sha2::{Digest, Sha256};
+
 use crate::store::{
-    CountDelta, CountRow, SignInLogEntry, Store, StoreResult, Watermark, SIGN_IN_ROLLUP,
+    CountDelta, CountRow, InsightEvent, RollupWrite, SignInLogEntry, SketchRow, Store, StoreResult,
+    UserSpan, Watermark, EVENT_ROLLUP, SIGN_IN_ROLLUP,
 };
 
 /// The lengths of the rollup spans.
 pub const QUARTER_MS: i64 = 15 * 60 * 1000;
 pub const HOUR_MS: i64 = 60 * 60 * 1000;
 pub const DAY_MS: i64 = 24 * HOUR_MS;
+pub const BLOCK_MS: i64 = 16 * DAY_MS;
 
 /// One span of rollup buckets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -31,16 +37,21 @@ pub enum Span {
     Quarter,
     Hour,
     Day,
+    /// Sixteen days from a multiple of sixteen days since 1970: the middle of a long range
+    /// (a quarter, a year) reads a few of these instead of every day.
+    Block,
 }
 
 impl Span {
-    pub const ALL: [Span; 3] = [Span::Day, Span::Hour, Span::Quarter];
+    /// Longest first, as [`cover`] tries them.
+    pub const ALL: [Span; 4] = [Span::Block, Span::Day, Span::Hour, Span::Quarter];
 
     pub fn ms(self) -> i64 {
         match self {
             Span::Quarter => QUARTER_MS,
             Span::Hour => HOUR_MS,
             Span::Day => DAY_MS,
+            Span::Block => BLOCK_MS,
         }
     }
 
@@ -50,6 +61,7 @@ impl Span {
             Span::Quarter => "q",
             Span::Hour => "h",
             Span::Day => "d",
+            Span::Block => "b",
         }
     }
 
@@ -69,6 +81,17 @@ pub const DIM_OS: &str = "os";
 pub const DIM_BROWSER: &str = "browser";
 pub const DIM_COUNTRY: &str = "country";
 pub const DIM_POLICY: &str = "policy";
+/// Accounts counted in the bucket of their first successful sign-in (per application, and
+/// under [`ALL_APPLICATIONS`] for their first anywhere).
+pub const DIM_NEW_USERS: &str = "new_users";
+/// Text messages by country calling code, with their result (sent, refused, failed).
+pub const DIM_TEXT: &str = "text";
+
+/// The application name under which the users' counters and sketches of every application
+/// together are kept (a user of two applications is one user of all).
+pub const ALL_APPLICATIONS: &str = "*";
+/// The sketches of the users with a successful sign-in.
+pub const SKETCH_ACTIVE: &str = "active";
 
 /// The fewest buckets whose union is exactly `[from, to)`: for each point, the longest span
 /// aligned there that still fits. Both ends are rounded down to a quarter hour.
@@ -162,7 +185,16 @@ pub fn fold(rows: &[SignInLogEntry]) -> Vec<CountDelta> {
             }
         }
     }
+    deltas_of(sums)
+}
+
+/// Sums `(span, bucket, application, dim, value, result)` keys into deltas, leaving out
+/// those that came to nothing.
+fn deltas_of(
+    sums: BTreeMap<(Span, i64, String, &'static str, String, String), i64>,
+) -> Vec<CountDelta> {
     sums.into_iter()
+        .filter(|(_, n)| *n != 0)
         .map(
             |((span, bucket, application, dim, value, result), n)| CountDelta {
                 span: span.code().to_string(),
@@ -175,6 +207,216 @@ pub fn fold(rows: &[SignInLogEntry]) -> Vec<CountDelta> {
             },
         )
         .collect()
+}
+
+/// The counters a batch of events adds: each by its kind as the dimension, with its value
+/// and result, per application, in each span's bucket.
+pub fn fold_events(events: &[InsightEvent]) -> Vec<CountDelta> {
+    let mut sums = BTreeMap::new();
+    for e in events {
+        let dim = match e.kind.as_str() {
+            DIM_TEXT => DIM_TEXT,
+            _ => continue,
+        };
+        for span in Span::ALL {
+            *sums
+                .entry((
+                    span,
+                    span.bucket(e.occurred_at),
+                    e.application.clone(),
+                    dim,
+                    e.value.clone(),
+                    e.result.clone(),
+                ))
+                .or_default() += 1;
+        }
+    }
+    deltas_of(sums)
+}
+
+/// Each account's first and last successful sign-in among the rows, per application and
+/// under [`ALL_APPLICATIONS`].
+pub fn activity(rows: &[SignInLogEntry]) -> BTreeMap<(String, String), (i64, i64)> {
+    let mut out: BTreeMap<(String, String), (i64, i64)> = BTreeMap::new();
+    for e in rows.iter().filter(|e| e.result == "success") {
+        let Some(user) = e.user_id.as_deref() else {
+            continue;
+        };
+        for app in [e.application.as_str(), ALL_APPLICATIONS] {
+            out.entry((user.to_string(), app.to_string()))
+                .and_modify(|(first, last)| {
+                    *first = (*first).min(e.occurred_at);
+                    *last = (*last).max(e.occurred_at);
+                })
+                .or_insert((e.occurred_at, e.occurred_at));
+        }
+    }
+    out
+}
+
+/// What a batch's activity changes in the users' first and last sign-ins as stored
+/// (`existing`), and the new-user counters that follow: a user first seen is counted in the
+/// bucket of that sign-in; a row older than the first one stored moves the count there.
+pub fn user_updates(
+    activity: &BTreeMap<(String, String), (i64, i64)>,
+    existing: &[UserSpan],
+) -> (Vec<UserSpan>, Vec<CountDelta>) {
+    let stored: std::collections::HashMap<(&str, &str), (i64, i64)> = existing
+        .iter()
+        .map(|u| {
+            (
+                (u.user_id.as_str(), u.application.as_str()),
+                (u.first_at, u.last_at),
+            )
+        })
+        .collect();
+    let mut spans = Vec::new();
+    let mut sums = BTreeMap::new();
+    let mut count = |at: i64, app: &str, n: i64| {
+        for span in Span::ALL {
+            *sums
+                .entry((
+                    span,
+                    span.bucket(at),
+                    app.to_string(),
+                    DIM_NEW_USERS,
+                    String::new(),
+                    String::new(),
+                ))
+                .or_insert(0) += n;
+        }
+    };
+    for ((user, app), (first, last)) in activity {
+        let (first_at, last_at) = match stored.get(&(user.as_str(), app.as_str())) {
+            None => {
+                count(*first, app, 1);
+                (*first, *last)
+            }
+            Some((was_first, was_last)) => {
+                let (f, l) = ((*was_first).min(*first), (*was_last).max(*last));
+                if f != *was_first {
+                    count(*was_first, app, -1);
+                    count(f, app, 1);
+                }
+                if (f, l) == (*was_first, *was_last) {
+                    continue;
+                }
+                (f, l)
+            }
+        };
+        spans.push(UserSpan {
+            user_id: user.clone(),
+            application: app.clone(),
+            first_at,
+            last_at,
+        });
+    }
+    (spans, deltas_of(sums))
+}
+
+/// A distinct-count sketch of user ids: HyperLogLog++ with 4,096 registers (the
+/// `cardinality-estimator` crate), exact up to a few hundred users and within 1.6% (one
+/// standard error) above. Sketches of two buckets merge into the sketch of their union, so
+/// the users of any local day or month are estimated from the buckets that cover it.
+#[derive(Clone, Default)]
+pub struct Sketch(CardinalityEstimator<str>);
+
+/// The version of the stored form of a [`Sketch`]; a change of the crate's representation
+/// must come with a new one (a test pins the bytes of a known sketch).
+const SKETCH_FORMAT: u8 = 1;
+
+/// The 64-bit hash a user id is counted by: stable across builds and versions.
+fn user_hash(user_id: &str) -> u64 {
+    let digest = Sha256::digest(user_id.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(first)
+}
+
+impl std::fmt::Debug for Sketch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sketch(~{})", self.estimate())
+    }
+}
+
+impl Sketch {
+    pub fn insert_user(&mut self, user_id: &str) {
+        self.0.insert_hash(user_hash(user_id));
+    }
+
+    pub fn merge(&mut self, other: &Sketch) {
+        self.0.merge(&other.0);
+    }
+
+    /// The estimated number of distinct users.
+    pub fn estimate(&self) -> i64 {
+        i64::try_from(self.0.estimate()).unwrap_or(i64::MAX)
+    }
+
+    /// The stored form: the format, whether registers follow, the crate's data word (its
+    /// inline hashes, or the representation's tag) and its registers or hashes, little-endian.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let value = serde_json::to_value(&self.0).unwrap_or_default();
+        let data = value.get(0).and_then(|v| v.as_u64()).unwrap_or(0);
+        let words: Option<Vec<u32>> = value.get(1).and_then(|v| v.as_array()).map(|a| {
+            a.iter()
+                .map(|w| w.as_u64().and_then(|w| u32::try_from(w).ok()).unwrap_or(0))
+                .collect()
+        });
+        // With registers or hashes beside it, the data word is their address and its
+        // representation tag (the two low bits); only the tag is kept.
+        let data = if words.is_some() { data & 0b11 } else { data };
+        let mut out = Vec::with_capacity(10 + 4 * words.as_ref().map_or(0, Vec::len));
+        out.push(SKETCH_FORMAT);
+        out.push(u8::from(words.is_some()));
+        out.extend_from_slice(&data.to_le_bytes());
+        for w in words.iter().flatten() {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+        out
+    }
+
+    /// The sketch of a stored form, `None` when it is not one.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Sketch> {
+        let (head, rest) = bytes.split_first_chunk::<2>()?;
+        let [format, has_words] = *head;
+        if format != SKETCH_FORMAT || rest.len() < 8 || (rest.len() - 8) % 4 != 0 {
+            return None;
+        }
+        let (data, words) = rest.split_at(8);
+        let data = u64::from_le_bytes(data.try_into().ok()?);
+        let words: Vec<u32> = words
+            .chunks_exact(4)
+            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+            .collect();
+        let words = match has_words {
+            0 if words.is_empty() => None,
+            1 => Some(words),
+            _ => return None,
+        };
+        serde_json::from_value(serde_json::json!([data, words]))
+            .ok()
+            .map(Sketch)
+    }
+}
+
+/// The sketches a batch adds to: the users with a successful sign-in in each span's bucket,
+/// per application and under [`ALL_APPLICATIONS`].
+pub fn active_sketches(rows: &[SignInLogEntry]) -> BTreeMap<(Span, i64, String), Sketch> {
+    let mut out: BTreeMap<(Span, i64, String), Sketch> = BTreeMap::new();
+    for e in rows.iter().filter(|e| e.result == "success") {
+        let Some(user) = e.user_id.as_deref() else {
+            continue;
+        };
+        for span in Span::ALL {
+            for app in [e.application.as_str(), ALL_APPLICATIONS] {
+                out.entry((span, span.bucket(e.occurred_at), app.to_string()))
+                    .or_default()
+                    .insert_user(user);
+            }
+        }
+    }
+    out
 }
 
 /// One period of a dashboard (a local day or month): its first day as `YYYY-MM-DD` or its
@@ -321,6 +563,22 @@ fn sums(
     out
 }
 
+/// Sums rows counted at instants (`bucket` is when each happened, not a rollup bucket) into
+/// `(label, series)` cells of the period holding each.
+fn point_sums(
+    periods: &[Period],
+    rows: &[CountRow],
+    key: impl Fn(usize, &CountRow) -> Option<(String, String)>,
+) -> BTreeMap<(String, String), i64> {
+    let mut out = BTreeMap::new();
+    for row in rows {
+        if let Some(k) = period_of(periods, row.bucket).and_then(|i| key(i, row)) {
+            *out.entry(k).or_insert(0) += row.n;
+        }
+    }
+    out
+}
+
 /// Names ordered by their total, largest first, then by name.
 fn by_total(totals: BTreeMap<String, i64>) -> Vec<String> {
     let mut names: Vec<(String, i64)> = totals.into_iter().collect();
@@ -351,6 +609,44 @@ impl Table {
         series_of: impl Fn(&CountRow) -> Option<String>,
     ) -> Table {
         let sums = sums(periods, rows, |_, r| Some((value_of(r)?, series_of(r)?)));
+        Table::ranked(sums)
+    }
+
+    /// [`Table::series`] of rows counted at instants (see [`point_sums`]).
+    pub fn series_of_points(
+        periods: &[Period],
+        rows: &[CountRow],
+        series_of: impl Fn(&CountRow) -> Option<String>,
+    ) -> Table {
+        let sums = point_sums(periods, rows, |i, r| {
+            series_of(r).map(|s| (periods[i].label.clone(), s))
+        });
+        Table::from_sums(periods.iter().map(|p| p.label.clone()).collect(), sums)
+    }
+
+    /// [`Table::breakdown`] of rows counted at instants.
+    pub fn breakdown_of_points(
+        periods: &[Period],
+        rows: &[CountRow],
+        value_of: impl Fn(&CountRow) -> Option<String>,
+        series_of: impl Fn(&CountRow) -> Option<String>,
+    ) -> Table {
+        let sums = point_sums(periods, rows, |_, r| Some((value_of(r)?, series_of(r)?)));
+        Table::ranked(sums)
+    }
+
+    /// A table of one series from labels and their numbers, in the order given.
+    pub fn column(series: &str, rows: Vec<(String, i64)>) -> Table {
+        let (labels, cells) = rows.into_iter().map(|(l, n)| (l, vec![n])).unzip();
+        Table {
+            labels,
+            series: vec![series.to_string()],
+            cells,
+        }
+    }
+
+    /// A row per label of the sums, largest total first.
+    fn ranked(sums: BTreeMap<(String, String), i64>) -> Table {
         let mut totals = BTreeMap::new();
         for ((label, _), n) in &sums {
             *totals.entry(label.clone()).or_insert(0) += n;
@@ -413,47 +709,206 @@ pub struct RollupRun {
     pub caught_up: bool,
 }
 
-/// Folds the sign-in log rows written since the watermark into the counters, `batch` rows a
-/// transaction, at most `max_batches` of them (the next run goes on from there). A batch
-/// whose watermark another instance moved first is dropped, and the run ends. This and
-/// [`read`] are the two parts of this module that use the store.
+/// One batch read from a rollup's source: how many rows, the `(seq, id)` of the last, and
+/// what they add.
+struct Batch {
+    rows: usize,
+    seq: i64,
+    id: String,
+    write: RollupWrite,
+}
+
+/// The sources the rollup job reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    SignIns,
+    Events,
+}
+
+impl Source {
+    fn watermark(self) -> &'static str {
+        match self {
+            Source::SignIns => SIGN_IN_ROLLUP,
+            Source::Events => EVENT_ROLLUP,
+        }
+    }
+
+    /// Up to `batch` rows after `from`, and what they add.
+    async fn next(self, store: &Store, from: &Watermark, batch: i64) -> StoreResult<Option<Batch>> {
+        match self {
+            Source::SignIns => {
+                let rows = store.sign_ins_to_roll_up(from, batch).await?;
+                let Some((seq, last)) = rows.last() else {
+                    return Ok(None);
+                };
+                let (seq, id) = (*seq, last.id.clone());
+                let entries: Vec<SignInLogEntry> = rows.into_iter().map(|(_, e)| e).collect();
+                Ok(Some(Batch {
+                    rows: entries.len(),
+                    seq,
+                    id,
+                    write: sign_in_batch(store, &entries).await?,
+                }))
+            }
+            Source::Events => {
+                let rows = store.events_to_roll_up(from, batch).await?;
+                let Some((seq, last)) = rows.last() else {
+                    return Ok(None);
+                };
+                let (seq, id) = (*seq, last.id.clone());
+                let events: Vec<InsightEvent> = rows.into_iter().map(|(_, e)| e).collect();
+                Ok(Some(Batch {
+                    rows: events.len(),
+                    seq,
+                    id,
+                    write: RollupWrite {
+                        deltas: fold_events(&events),
+                        ..RollupWrite::default()
+                    },
+                }))
+            }
+        }
+    }
+
+    /// Reads a batch after the watermark, writes what it adds and moves the watermark in
+    /// one transaction, at most `max_batches` times. A batch whose watermark another
+    /// instance moved first is dropped, and the run ends.
+    async fn run(
+        self,
+        store: &Store,
+        now: i64,
+        batch: i64,
+        max_batches: u32,
+    ) -> StoreResult<RollupRun> {
+        let mut run = RollupRun::default();
+        for _ in 0..max_batches {
+            let from = store.watermark(self.watermark()).await?;
+            let Some(b) = self.next(store, &from, batch).await? else {
+                run.caught_up = true;
+                break;
+            };
+            let to = Watermark {
+                seq: b.seq,
+                id: b.id,
+                rows_done: from.rows_done + b.rows as i64,
+                updated_at: now,
+            };
+            if !store
+                .apply_rollup(self.watermark(), &from, &to, &b.write)
+                .await?
+            {
+                break;
+            }
+            run.rows += b.rows as u64;
+            run.batches += 1;
+            if (b.rows as i64) < batch {
+                run.caught_up = true;
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        Ok(run)
+    }
+}
+
+/// What a batch of sign-in log rows adds: the counters, the users' first and last
+/// sign-ins (read as stored, then updated) with the new-user counters, and the sketches of
+/// active users merged into those stored.
+async fn sign_in_batch(store: &Store, rows: &[SignInLogEntry]) -> StoreResult<RollupWrite> {
+    let mut deltas = fold(rows);
+    let seen = activity(rows);
+    let mut ids: Vec<String> = seen.keys().map(|(user, _)| user.clone()).collect();
+    ids.dedup();
+    let existing = store.user_spans(&ids).await?;
+    let (users, new_users) = user_updates(&seen, &existing);
+    deltas.extend(new_users);
+    let mut added = active_sketches(rows);
+    for span in Span::ALL {
+        let mut buckets: Vec<i64> = added
+            .keys()
+            .filter(|(s, _, _)| *s == span)
+            .map(|(_, b, _)| *b)
+            .collect();
+        buckets.dedup();
+        if buckets.is_empty() {
+            continue;
+        }
+        for stored in store
+            .sketches_at(span.code(), SKETCH_ACTIVE, &buckets)
+            .await?
+        {
+            if let (Some(sketch), Some(stored_sketch)) = (
+                added.get_mut(&(span, stored.bucket, stored.application.clone())),
+                Sketch::from_bytes(&stored.sketch),
+            ) {
+                sketch.merge(&stored_sketch);
+            }
+        }
+    }
+    let sketches = added
+        .into_iter()
+        .map(|((span, bucket, application), sketch)| SketchRow {
+            span: span.code().to_string(),
+            bucket,
+            kind: SKETCH_ACTIVE.to_string(),
+            application,
+            sketch: sketch.to_bytes(),
+        })
+        .collect();
+    Ok(RollupWrite {
+        deltas,
+        users,
+        sketches,
+    })
+}
+
+/// Folds the sign-in log rows written since the watermark into the counters, the users'
+/// first and last sign-ins and the sketches, `batch` rows a transaction, at most
+/// `max_batches` of them (the next run goes on from there); then the events the same way.
+/// This and the readers below are the parts of this module that use the store.
 pub async fn roll_up(
     store: &Store,
     now: i64,
     batch: i64,
     max_batches: u32,
 ) -> StoreResult<RollupRun> {
-    let mut run = RollupRun::default();
-    for _ in 0..max_batches {
-        let from = store.watermark(SIGN_IN_ROLLUP).await?;
-        let rows = store.sign_ins_to_roll_up(&from, batch).await?;
-        let Some((seq, last)) = rows.last() else {
-            run.caught_up = true;
-            break;
-        };
-        let count = rows.len();
-        let to = Watermark {
-            seq: *seq,
-            id: last.id.clone(),
-            rows_done: from.rows_done + count as i64,
-            updated_at: now,
-        };
-        let entries: Vec<SignInLogEntry> = rows.into_iter().map(|(_, e)| e).collect();
-        if !store
-            .apply_rollup(SIGN_IN_ROLLUP, &from, &to, &fold(&entries))
+    let sign_ins = Source::SignIns.run(store, now, batch, max_batches).await?;
+    let events = Source::Events.run(store, now, batch, max_batches).await?;
+    Ok(RollupRun {
+        rows: sign_ins.rows,
+        batches: sign_ins.batches,
+        caught_up: sign_ins.caught_up && events.caught_up,
+    })
+}
+
+/// The distinct users of each period among the sketches of kind `kind`, of one application
+/// or of all ([`ALL_APPLICATIONS`]): the sketches of each period's buckets merged.
+pub async fn distinct(
+    store: &Store,
+    periods: &[Period],
+    kind: &str,
+    application: &str,
+) -> StoreResult<Vec<i64>> {
+    let covered: std::collections::HashSet<(Span, i64)> =
+        periods.iter().flat_map(|p| cover(p.from, p.to)).collect();
+    let mut merged = vec![Sketch::default(); periods.len()];
+    for (span, from, to) in reads(periods) {
+        for row in store
+            .sketches_between(span.code(), kind, application, from, to)
             .await?
         {
-            break;
+            if !covered.contains(&(span, row.bucket)) {
+                continue;
+            }
+            if let (Some(i), Some(sketch)) = (
+                period_of(periods, row.bucket),
+                Sketch::from_bytes(&row.sketch),
+            ) {
+                merged[i].merge(&sketch);
+            }
         }
-        run.rows += count as u64;
-        run.batches += 1;
-        if (count as i64) < batch {
-            run.caught_up = true;
-            break;
-        }
-        tokio::task::yield_now().await;
     }
-    Ok(run)
+    Ok(merged.iter().map(Sketch::estimate).collect())
 }
 
 /// The counters of dimensions `dims` that the periods need, of one application or all, each
@@ -662,5 +1117,97 @@ mod tests {
         );
         assert_eq!(by_result.labels, ["success", "=cmd()"]);
         assert_eq!(by_result.cells, vec![vec![7], vec![1]]);
+    }
+
+    #[test]
+    fn sketches_count_distinct_users_merge_and_keep_their_stored_form() {
+        let mut small = Sketch::default();
+        for id in ["a", "b", "a", "c"] {
+            small.insert_user(id);
+        }
+        assert_eq!(small.estimate(), 3);
+        let back = Sketch::from_bytes(&small.to_bytes()).unwrap();
+        assert_eq!(back.estimate(), 3);
+        // Exact while small; within a few standard errors (1.6%) when large.
+        let mut big = Sketch::default();
+        let mut other = Sketch::default();
+        for n in 0..20_000 {
+            big.insert_user(&format!("user-{n}"));
+            if n % 2 == 0 {
+                other.insert_user(&format!("user-{n}"));
+                other.insert_user(&format!("other-{n}"));
+            }
+        }
+        let error = (big.estimate() - 20_000).abs() as f64 / 20_000.0;
+        assert!(error < 0.05, "{}", big.estimate());
+        let stored = big.to_bytes();
+        let back = Sketch::from_bytes(&stored).unwrap();
+        assert_eq!(back.estimate(), big.estimate());
+        assert_eq!(back.to_bytes(), stored);
+        // The union: 20,000 users and 10,000 others.
+        let mut union = back;
+        union.merge(&other);
+        let error = (union.estimate() - 30_000).abs() as f64 / 30_000.0;
+        assert!(error < 0.05, "{}", union.estimate());
+        // What is not a stored sketch is refused, never misread.
+        let bad: [&[u8]; 4] = [
+            b"",
+            &[2, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            &[1, 0, 0],
+            &stored[..15],
+        ];
+        for bad in bad {
+            assert!(Sketch::from_bytes(bad).is_none(), "{bad:?}");
+        }
+        // The stored form is pinned: a change of the crate's representation must come with
+        // a new format (and a way to read the old one).
+        let digest = Sha256::digest(&stored);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, PINNED_SKETCH, "{} bytes", stored.len());
+        assert_eq!(format!("{small:?}"), "Sketch(~3)");
+    }
+
+    /// The SHA-256 of the stored form of the sketch of `user-0` .. `user-19999`.
+    const PINNED_SKETCH: &str = "bf2877c010b71fede68c2a2886c477246fab49bccc2bf33928a91c63e75e883a";
+
+    #[test]
+    fn new_users_are_counted_at_their_first_sign_in_and_move_with_an_older_row() {
+        let mut a = entry(5 * DAY_MS, "success", "password");
+        a.user_id = Some("u1".into());
+        let mut b = entry(6 * DAY_MS, "success", "password");
+        b.user_id = Some("u1".into());
+        b.application = "shop".into();
+        let failed = SignInLogEntry {
+            user_id: Some("u2".into()),
+            ..entry(5 * DAY_MS, "failure", "password")
+        };
+        let seen = activity(&[a.clone(), b, failed]);
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        assert_eq!(
+            seen[&("u1".to_string(), ALL_APPLICATIONS.to_string())],
+            (5 * DAY_MS, 6 * DAY_MS)
+        );
+        let (spans, deltas) = user_updates(&seen, &[]);
+        assert_eq!(spans.len(), 3);
+        let new_in = |deltas: &[CountDelta], app: &str, bucket: i64| {
+            deltas
+                .iter()
+                .filter(|d| d.span == "d" && d.application == app && d.bucket == bucket)
+                .map(|d| d.n)
+                .sum::<i64>()
+        };
+        assert_eq!(new_in(&deltas, ALL_APPLICATIONS, 5 * DAY_MS), 1);
+        assert_eq!(new_in(&deltas, "shop", 6 * DAY_MS), 1);
+        // Seen again later: nothing new. A row older than the first: the count moves.
+        let mut later = a.clone();
+        later.occurred_at = 9 * DAY_MS;
+        let (spans2, deltas2) = user_updates(&activity(&[later]), &spans);
+        assert!(deltas2.is_empty(), "{deltas2:?}");
+        assert_eq!(spans2[0].last_at, 9 * DAY_MS);
+        let mut older = a;
+        older.occurred_at = 2 * DAY_MS;
+        let (_, moved) = user_updates(&activity(&[older]), &spans);
+        assert_eq!(new_in(&moved, "account", 5 * DAY_MS), -1);
+        assert_eq!(new_in(&moved, "account", 2 * DAY_MS), 1);
     }
 }

@@ -10,10 +10,12 @@
 use std::collections::BTreeMap;
 
 use gatehouse_core::generate::{self, Plan};
-use gatehouse_core::identity::insights::authentications;
+use gatehouse_core::identity::insights::{authentications, mfa, users};
 use gatehouse_core::insights::{self, Period, Table};
 use gatehouse_core::store::testing::{fresh_postgres_url, fresh_sqlite_url, postgres_url};
-use gatehouse_core::store::{CountDelta, SignInLogEntry, Store, SIGN_IN_ROLLUP};
+use gatehouse_core::store::{
+    CountDelta, InsightEvent, RollupWrite, SignInLogEntry, Store, SIGN_IN_ROLLUP,
+};
 
 async fn stores() -> Vec<(&'static str, Store)> {
     let mut out = Vec::new();
@@ -55,6 +57,16 @@ fn log() -> Vec<SignInLogEntry> {
             i % 2 == 0,
             i % 3 == 0
         ));
+    }
+    // Two accounts that signed in once, 35 and 70 days ago: inactive for 30 days, and for 60.
+    for (i, days) in [35, 70].into_iter().enumerate() {
+        let mut idle = rows[0].clone();
+        idle.id = format!("idle-{i}");
+        idle.user_id = Some(format!("idle-{i}"));
+        idle.result = "success".into();
+        idle.failure_reason = None;
+        idle.occurred_at = UNTIL - days * insights::DAY_MS;
+        rows.push(idle);
     }
     rows
 }
@@ -138,6 +150,7 @@ async fn check(name: &str, store: &Store, rows: &[SignInLogEntry]) {
                 "countries, {what}"
             );
         }
+        check_users(&format!("{name} {zone}"), store, rows, &tz).await;
         // Months: the counters of the days, hours and quarters of each local month.
         let months = insights::months(UNTIL, 3, &tz);
         let report = authentications(store, &months, None).await.unwrap();
@@ -183,6 +196,7 @@ async fn rollups_equal_a_count_of_the_log_after_an_interrupted_run_and_a_rerun()
     let (first, rest) = rows.split_at(4_000);
     for (name, store) in stores().await {
         store.record_sign_ins(first).await.unwrap();
+        store.record_events(&generate::texts(first)).await.unwrap();
         // A run cut short after two batches leaves a consistent watermark.
         let run = insights::roll_up(&store, UNTIL, 500, 2).await.unwrap();
         assert_eq!(
@@ -202,6 +216,7 @@ async fn rollups_equal_a_count_of_the_log_after_an_interrupted_run_and_a_rerun()
         }
         store.record_sign_ins(&late).await.unwrap();
         store.record_sign_ins(newer).await.unwrap();
+        store.record_events(&generate::texts(rest)).await.unwrap();
 
         // A second instance that read the same batch as the first, after the first moved
         // the watermark on, writes nothing.
@@ -223,7 +238,10 @@ async fn rollups_equal_a_count_of_the_log_after_an_interrupted_run_and_a_rerun()
                 SIGN_IN_ROLLUP,
                 &before_first,
                 &mark,
-                std::slice::from_ref(&stale)
+                &RollupWrite {
+                    deltas: vec![stale.clone()],
+                    ..RollupWrite::default()
+                }
             )
             .await
             .unwrap());
@@ -232,26 +250,141 @@ async fn rollups_equal_a_count_of_the_log_after_an_interrupted_run_and_a_rerun()
             ..mark.clone()
         };
         assert!(!store
-            .apply_rollup(SIGN_IN_ROLLUP, &older, &mark, &[stale])
+            .apply_rollup(
+                SIGN_IN_ROLLUP,
+                &older,
+                &mark,
+                &RollupWrite {
+                    deltas: vec![stale],
+                    ..RollupWrite::default()
+                }
+            )
             .await
             .unwrap());
 
         let run = insights::roll_up(&store, UNTIL, 500, 100).await.unwrap();
         assert!(run.caught_up, "{name}");
-        assert_eq!(run.rows, 5_000, "{name}");
+        assert_eq!(run.rows, 5_002, "{name}");
         assert_eq!(
             store.watermark(SIGN_IN_ROLLUP).await.unwrap().rows_done,
-            6_000,
+            6_002,
             "{name}"
         );
         let mut all = first.to_vec();
         all.extend(late);
         all.extend(newer.iter().cloned());
         check(name, &store, &all).await;
+        check_texts(name, &store, &generate::texts(&rows)).await;
 
         // Nothing new: a run reads nothing and changes nothing.
         let again = insights::roll_up(&store, UNTIL, 500, 100).await.unwrap();
         assert_eq!((again.rows, again.caught_up), (0, true), "{name}");
         check(name, &store, &all).await;
     }
+}
+
+/// Each account's first and last successful sign-in, counted by hand, of one application or
+/// any.
+fn spans(rows: &[SignInLogEntry], app: Option<&str>) -> BTreeMap<String, (i64, i64)> {
+    let mut out: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for e in rows
+        .iter()
+        .filter(|e| e.result == "success" && app.is_none_or(|a| e.application == a))
+    {
+        if let Some(user) = &e.user_id {
+            let span = out
+                .entry(user.clone())
+                .or_insert((e.occurred_at, e.occurred_at));
+            span.0 = span.0.min(e.occurred_at);
+            span.1 = span.1.max(e.occurred_at);
+        }
+    }
+    out
+}
+
+/// Active users per period (from the sketches: exact for so few users), new users per
+/// period and inactive users equal a count by hand.
+async fn check_users(what: &str, store: &Store, rows: &[SignInLogEntry], tz: &insights::TimeZone) {
+    let days = insights::days(UNTIL, 45, tz);
+    let months = insights::months(UNTIL, 12, tz);
+    for app in [None, Some("shop")] {
+        let report = users(store, &days, &months, UNTIL, app).await.unwrap();
+        let what = format!("{what} {app:?}");
+        for (periods, table) in [(&days, &report.active), (&months, &report.monthly)] {
+            let active: Vec<i64> = periods
+                .iter()
+                .map(|p| {
+                    let set: std::collections::BTreeSet<&str> = rows
+                        .iter()
+                        .filter(|e| {
+                            e.result == "success"
+                                && p.from <= e.occurred_at
+                                && e.occurred_at < p.to
+                                && app.is_none_or(|a| e.application == a)
+                        })
+                        .filter_map(|e| e.user_id.as_deref())
+                        .collect();
+                    set.len() as i64
+                })
+                .collect();
+            let first = spans(rows, app);
+            let new: Vec<i64> = periods
+                .iter()
+                .map(|p| {
+                    first
+                        .values()
+                        .filter(|(f, _)| p.from <= *f && *f < p.to)
+                        .count() as i64
+                })
+                .collect();
+            assert_eq!(table.series, ["Active users", "New users"], "{what}");
+            assert_eq!(
+                table.cells.iter().map(|c| c[0]).collect::<Vec<_>>(),
+                active,
+                "active users, {what}"
+            );
+            assert_eq!(
+                table.cells.iter().map(|c| c[1]).collect::<Vec<_>>(),
+                new,
+                "new users, {what}"
+            );
+        }
+        let seen = spans(rows, app);
+        assert_eq!(report.seen, seen.len() as i64, "{what}");
+        let inactive: Vec<i64> = [30, 60, 90]
+            .iter()
+            .map(|d| {
+                seen.values()
+                    .filter(|(_, last)| *last < UNTIL - d * insights::DAY_MS)
+                    .count() as i64
+            })
+            .collect();
+        assert_eq!(
+            report
+                .inactive
+                .cells
+                .iter()
+                .map(|c| c[0])
+                .collect::<Vec<_>>(),
+            inactive,
+            "inactive users, {what}"
+        );
+        if app.is_none() {
+            assert_eq!(&inactive[..2], [2, 1], "{what}");
+        }
+    }
+}
+
+/// Texts by country and result equal a count of the events.
+async fn check_texts(name: &str, store: &Store, events: &[InsightEvent]) {
+    let days = insights::days(UNTIL, 45, &insights::TimeZone::UTC);
+    let report = mfa(store, &days, None).await.unwrap();
+    let mut expected = BTreeMap::new();
+    for e in events {
+        *expected
+            .entry((e.value.clone(), e.result.clone()))
+            .or_insert(0) += 1;
+    }
+    assert!(expected.len() > 4, "{name}");
+    assert_eq!(cells(&report.texts), expected, "texts, {name}");
 }

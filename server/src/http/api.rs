@@ -397,6 +397,7 @@ pub async fn insights(
                 "labels": c.labels,
                 "series": c.series,
                 "rows": c.cells,
+                "additive": c.additive,
             })
         })
         .collect();
@@ -638,7 +639,7 @@ fn openapi_document(issuer: &str) -> Value {
                     "type": "object",
                     "required": ["dashboard", "application", "zone", "days", "counted", "charts"],
                     "properties": {
-                        "dashboard": { "type": "string", "enum": ["authentications", "access"] },
+                        "dashboard": { "type": "string", "enum": ["users", "authentications", "mfa", "security"] },
                         "application": { "type": ["string", "null"] },
                         "zone": string,
                         "days": { "type": "integer" },
@@ -651,7 +652,7 @@ fn openapi_document(issuer: &str) -> Value {
                 },
                 "InsightsChart": {
                     "type": "object",
-                    "required": ["id", "title", "label_name", "unit", "labels", "series", "rows"],
+                    "required": ["id", "title", "label_name", "unit", "labels", "series", "rows", "additive"],
                     "properties": {
                         "id": string,
                         "title": string,
@@ -661,6 +662,7 @@ fn openapi_document(issuer: &str) -> Value {
                         "series": { "type": "array", "items": { "type": "string" } },
                         "rows": { "type": "array", "items": { "type": "array", "items": { "type": "integer" } },
                                   "description": "rows[i][j]: the count of labels[i] in series[j]." },
+                        "additive": { "type": "boolean", "description": "Whether a row's series add up; false where they overlap (new users are among the active users)." },
                     },
                 },
                 "Error": {
@@ -693,7 +695,7 @@ fn insights_operation(errors: &Value, query: impl Fn(&str, &str, Value) -> Value
         "security": [{ "clientCredentials": [INSIGHTS_READ_SCOPE] }],
         "parameters": [
             { "name": "dashboard", "in": "path", "required": true,
-              "schema": { "type": "string", "enum": ["authentications", "access"] } },
+              "schema": { "type": "string", "enum": ["users", "authentications", "mfa", "security"] } },
             query("application", "One application's client id (all when absent).", json!({ "type": "string" })),
             query("zone", "The IANA time zone days run in (UTC by default).", json!({ "type": "string" })),
             query("days", "The period: 7, 30 or 90 days by day, or 365 for 12 months by month (30 by default).",

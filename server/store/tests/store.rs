@@ -2064,7 +2064,7 @@ async fn the_sign_in_log_is_pruned_oldest_first_in_batches_on_both_backends() {
                     updated_at: 0,
                 };
                 assert!(store
-                    .apply_rollup(SIGN_IN_ROLLUP, &from, &to, &[])
+                    .apply_rollup(SIGN_IN_ROLLUP, &from, &to, &RollupWrite::default())
                     .await
                     .unwrap());
                 to

@@ -549,6 +549,9 @@ impl Identity {
             batch.push(entry);
             if batch.len() == GENERATE_BATCH {
                 self.store.record_sign_ins(&batch).await?;
+                self.store
+                    .record_events(&crate::generate::texts(&batch))
+                    .await?;
                 done.sign_ins += batch.len() as u64;
                 batch.clear();
                 progress(done);
@@ -556,6 +559,9 @@ impl Identity {
         }
         if !batch.is_empty() {
             self.store.record_sign_ins(&batch).await?;
+            self.store
+                .record_events(&crate::generate::texts(&batch))
+                .await?;
             done.sign_ins += batch.len() as u64;
             progress(done);
         }
@@ -578,7 +584,8 @@ impl Identity {
         let before = now - self.config.sign_in_log_ms;
         let mut removed = 0;
         for _ in 0..PRUNE_BATCHES {
-            let n = self.store.prune_sign_in_log(before, PRUNE_BATCH).await?;
+            let n = self.store.prune_sign_in_log(before, PRUNE_BATCH).await?
+                + self.store.prune_insight_events(before, PRUNE_BATCH).await?;
             removed += n;
             if n < PRUNE_BATCH as u64 {
                 break;

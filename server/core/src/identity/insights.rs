@@ -4,10 +4,10 @@ use jiff::tz::TimeZone;
 
 use super::{AuthError, Identity};
 use crate::insights::{
-    self, Period, RollupRun, Table, DAY_MS, DIM_ALL, DIM_BROWSER, DIM_COUNTRY, DIM_METHOD, DIM_OS,
-    DIM_POLICY, DIM_REASON,
+    self, Period, RollupRun, Table, ALL_APPLICATIONS, DAY_MS, DIM_ALL, DIM_BROWSER, DIM_COUNTRY,
+    DIM_METHOD, DIM_NEW_USERS, DIM_OS, DIM_POLICY, DIM_REASON, DIM_TEXT, SKETCH_ACTIVE,
 };
-use crate::store::{Watermark, SIGN_IN_ROLLUP};
+use crate::store::{CountRow, MethodUsers, Store, Watermark, SIGN_IN_ROLLUP};
 
 /// The lease of the rollup job.
 pub const ROLLUP_JOB: &str = "insights-rollup";
@@ -68,6 +68,48 @@ pub struct PoliciesReport {
     pub counted: Watermark,
 }
 
+/// The users dashboard.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UsersReport {
+    /// Per period (local day, or month over 90 days): distinct users with a successful
+    /// sign-in (estimated, see [`insights::Sketch`]) and users signing in for the first time.
+    pub active: Table,
+    /// The last 12 local months: the same, per month.
+    pub monthly: Table,
+    /// Users with no successful sign-in for 30, 60 and 90 days (exact), among `seen`.
+    pub inactive: Table,
+    /// Users who ever signed in (to the application, or to any).
+    pub seen: i64,
+    pub counted: Watermark,
+}
+
+/// The MFA dashboard.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MfaReport {
+    /// Accounts with each kind of method (every application's: methods are the account's).
+    pub methods: MethodUsers,
+    /// Second-factor attempts per period, by method (successes and failures).
+    pub per_day: Table,
+    /// Second-factor attempts over the range, per method, by result.
+    pub by_method: Table,
+    /// Text messages over the range, per country calling code, by result (sent, refused by
+    /// a cap or the country list, failed at the gateway).
+    pub texts: Table,
+    pub counted: Watermark,
+}
+
+/// The risk-detection part of the security dashboard.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RiskReport {
+    /// Detections per period, by level.
+    pub per_day: Table,
+    /// Over the range, per kind of detection, by level.
+    pub by_kind: Table,
+}
+
+/// The methods of a second factor, as the sign-in log names them.
+pub const SECOND_FACTORS: [&str; 3] = ["totp", "sms", "recovery_code"];
+
 impl Identity {
     /// Runs the rollup job if no other instance is running it (its lease in the database).
     /// `None` when another instance holds the lease.
@@ -88,14 +130,19 @@ impl Identity {
         Ok(Some(run?))
     }
 
-    /// Removes counters older than [`COUNTS_KEPT_MS`], a batch at a time.
+    /// Removes counters and sketches older than [`COUNTS_KEPT_MS`], a batch at a time.
     pub(super) async fn prune_insight_counts(&self, now: i64) -> Result<u64, AuthError> {
         let mut removed = 0;
         for _ in 0..super::admin::PRUNE_BATCHES {
+            let before = now - COUNTS_KEPT_MS;
             let n = self
                 .store
-                .prune_insight_counts(now - COUNTS_KEPT_MS, PRUNE_COUNTS_BATCH)
-                .await?;
+                .prune_insight_counts(before, PRUNE_COUNTS_BATCH)
+                .await?
+                + self
+                    .store
+                    .prune_insight_sketches(before, PRUNE_COUNTS_BATCH)
+                    .await?;
             removed += n;
             if n < PRUNE_COUNTS_BATCH as u64 {
                 break;
@@ -112,6 +159,33 @@ impl Identity {
         now: i64,
     ) -> Result<AuthenticationsReport, AuthError> {
         authentications(&self.store, &q.periods(now), q.application.as_deref()).await
+    }
+
+    /// The users dashboard for the last `q.days` local days up to `now`.
+    pub async fn users_report(
+        &self,
+        q: &InsightsQuery,
+        now: i64,
+    ) -> Result<UsersReport, AuthError> {
+        users(
+            &self.store,
+            &q.periods(now),
+            &insights::months(now, 12, &q.zone),
+            now,
+            q.application.as_deref(),
+        )
+        .await
+    }
+
+    /// The MFA dashboard for the last `q.days` local days up to `now`.
+    pub async fn mfa_report(&self, q: &InsightsQuery, now: i64) -> Result<MfaReport, AuthError> {
+        mfa(&self.store, &q.periods(now), q.application.as_deref()).await
+    }
+
+    /// Risk detections for the last `q.days` local days up to `now` (every application's:
+    /// detections belong to accounts).
+    pub async fn risk_report(&self, q: &InsightsQuery, now: i64) -> Result<RiskReport, AuthError> {
+        risks(&self.store, &q.periods(now)).await
     }
 
     /// The Conditional Access results for the last `q.days` local days up to `now`.
@@ -135,14 +209,7 @@ pub async fn authentications(
     // the breakdowns are over the whole range, read as one period (its days inside, hours
     // and quarter hours only at its two ends), so a long range in any zone reads few rows.
     let rows = insights::read(store, days, &[DIM_ALL, DIM_REASON], application).await?;
-    let whole = match (days.first(), days.last()) {
-        (Some(first), Some(last)) => vec![Period {
-            label: String::new(),
-            from: first.from,
-            to: last.to,
-        }],
-        _ => Vec::new(),
-    };
+    let whole = whole(days);
     let spread = insights::read(
         store,
         &whole,
@@ -196,5 +263,131 @@ pub async fn policies(
             matches!(r.result.as_str(), "applied" | "report_only_applied").then(|| r.value.clone())
         }),
         counted: store.watermark(SIGN_IN_ROLLUP).await?,
+    })
+}
+
+/// The whole range of the periods as one period.
+fn whole(periods: &[Period]) -> Vec<Period> {
+    match (periods.first(), periods.last()) {
+        (Some(first), Some(last)) => vec![Period {
+            label: String::new(),
+            from: first.from,
+            to: last.to,
+        }],
+        _ => Vec::new(),
+    }
+}
+
+/// A table of active and new users per period.
+async fn active_and_new(
+    store: &Store,
+    periods: &[Period],
+    application: &str,
+) -> Result<Table, AuthError> {
+    let active = insights::distinct(store, periods, SKETCH_ACTIVE, application).await?;
+    let rows = insights::read(store, periods, &[DIM_NEW_USERS], Some(application)).await?;
+    let new = Table::series(periods, &rows, |_| Some("New users".into()));
+    Ok(Table {
+        labels: periods.iter().map(|p| p.label.clone()).collect(),
+        series: vec!["Active users".into(), "New users".into()],
+        cells: active
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                vec![
+                    *a,
+                    new.cells
+                        .get(i)
+                        .and_then(|c| c.first())
+                        .copied()
+                        .unwrap_or(0),
+                ]
+            })
+            .collect(),
+    })
+}
+
+/// The users dashboard over `periods` and the 12 `months`, of one application or all.
+pub async fn users(
+    store: &Store,
+    periods: &[Period],
+    months: &[Period],
+    now: i64,
+    application: Option<&str>,
+) -> Result<UsersReport, AuthError> {
+    let app = application.unwrap_or(ALL_APPLICATIONS);
+    let cutoffs = [30, 60, 90].map(|d| now - d * DAY_MS);
+    let (seen, inactive) = store.inactive_users(app, &cutoffs).await?;
+    Ok(UsersReport {
+        active: active_and_new(store, periods, app).await?,
+        monthly: active_and_new(store, months, app).await?,
+        inactive: Table::column(
+            "Users",
+            ["30 days", "60 days", "90 days"]
+                .into_iter()
+                .map(String::from)
+                .zip(inactive)
+                .collect(),
+        ),
+        seen,
+        counted: store.watermark(SIGN_IN_ROLLUP).await?,
+    })
+}
+
+/// The MFA dashboard over `periods`, of one application or all.
+pub async fn mfa(
+    store: &Store,
+    periods: &[Period],
+    application: Option<&str>,
+) -> Result<MfaReport, AuthError> {
+    let second = |r: &CountRow| r.dim == DIM_METHOD && SECOND_FACTORS.contains(&r.value.as_str());
+    let rows = insights::read(store, periods, &[DIM_METHOD], application).await?;
+    let range = whole(periods);
+    let spread = insights::read(store, &range, &[DIM_METHOD, DIM_TEXT], application).await?;
+    Ok(MfaReport {
+        methods: store.method_users().await?,
+        per_day: Table::series(periods, &rows, |r| second(r).then(|| r.value.clone())),
+        by_method: Table::breakdown(
+            &range,
+            &spread,
+            |r| second(r).then(|| r.value.clone()),
+            |r| second(r).then(|| r.result.clone()),
+        ),
+        texts: Table::breakdown(
+            &range,
+            &spread,
+            |r| (r.dim == DIM_TEXT).then(|| r.value.clone()),
+            |r| (r.dim == DIM_TEXT).then(|| r.result.clone()),
+        ),
+        counted: store.watermark(SIGN_IN_ROLLUP).await?,
+    })
+}
+
+/// Risk detections over `periods`: counted from the detections themselves, by quarter hour.
+pub async fn risks(store: &Store, periods: &[Period]) -> Result<RiskReport, AuthError> {
+    let range = whole(periods);
+    let Some(span) = range.first() else {
+        return Ok(RiskReport::default());
+    };
+    let rows: Vec<CountRow> = store
+        .risk_detection_counts(span.from, span.to)
+        .await?
+        .into_iter()
+        .map(|(bucket, kind, level, n)| CountRow {
+            bucket,
+            dim: String::new(),
+            value: kind,
+            result: level,
+            n,
+        })
+        .collect();
+    Ok(RiskReport {
+        per_day: Table::series_of_points(periods, &rows, |r| Some(r.result.clone())),
+        by_kind: Table::breakdown_of_points(
+            &range,
+            &rows,
+            |r| Some(r.value.clone()),
+            |r| Some(r.result.clone()),
+        ),
     })
 }

@@ -12,7 +12,7 @@ use super::{AuthError, Identity, InputProblem, RequestContext};
 use crate::codes::{self, CODE_TTL_MS};
 use crate::mail::EmailKind;
 use crate::phone::{calling_code, normalize_phone, PhoneProblem};
-use crate::store::{CodePurpose, NewCode, PhoneNumber, Session, User};
+use crate::store::{CodePurpose, InsightEvent, NewCode, PhoneNumber, Session, User};
 use crate::tokens::random_id;
 
 /// Texts one number may receive per hour, whatever the flows.
@@ -58,6 +58,23 @@ impl Identity {
         self.put_setting(SMS_POLICY_SETTING, policy, now).await
     }
 
+    /// Counts a text (sent, refused or failed) in the metrics and for the MFA dashboard.
+    /// A text not counted is logged, never an error: the count is not worth a sign-in.
+    async fn count_text(&self, ctx: &RequestContext, result: &str, country: &str, now: i64) {
+        self.metrics.text(result, country);
+        let event = InsightEvent {
+            id: random_id(),
+            occurred_at: now,
+            application: ctx.application.clone(),
+            kind: crate::insights::DIM_TEXT.into(),
+            value: country.into(),
+            result: result.into(),
+        };
+        if let Err(e) = self.store.record_event(&event).await {
+            tracing::warn!(error = %e, "a text message was not counted");
+        }
+    }
+
     /// Texts `code` for the flow `flow_id` to `number`, within every budget and the country
     /// allow-list. A refused text expires the flow: its code was never sent.
     pub(super) async fn send_text_code(
@@ -70,7 +87,7 @@ impl Identity {
     ) -> Result<(), AuthError> {
         let country = crate::phone::calling_code(number).unwrap_or("unknown");
         if !self.sms_policy().await?.allows(number) {
-            self.metrics.text("refused", country);
+            self.count_text(ctx, "refused", country, now).await;
             self.store.expire_code(flow_id, now).await?;
             return Err(AuthError::InvalidInput(InputProblem::Phone(
                 PhoneProblem::CountryNotAllowed,
@@ -89,7 +106,7 @@ impl Identity {
                 .await?
             {
                 tracing::warn!(budget = scope, "text-message budget reached; no text sent");
-                self.metrics.text("refused", country);
+                self.count_text(ctx, "refused", country, now).await;
                 self.store.expire_code(flow_id, now).await?;
                 return Err(AuthError::TooManyRequests);
             }
@@ -99,10 +116,10 @@ impl Identity {
             .deliver("sms", self.sms.as_ref(), number, text, now)
             .await
         {
-            self.metrics.text("failed", country);
+            self.count_text(ctx, "failed", country, now).await;
             return Err(e);
         }
-        self.metrics.text("sent", country);
+        self.count_text(ctx, "sent", country, now).await;
         self.store.mark_code_sent(flow_id, now).await?;
         Ok(())
     }

@@ -40,7 +40,8 @@ pub async fn index(
     admin: AdminUser,
     params: Query<InsightsParams>,
 ) -> Response {
-    dashboard(state, admin, Path("authentications".into()), params).await
+    let first = gatehouse_app::admin::DASHBOARDS[0].0;
+    dashboard(state, admin, Path(first.into()), params).await
 }
 
 /// The filters as asked, the query they make, and the problem with a time zone that is not
@@ -105,6 +106,7 @@ fn chart(
         cells: table.cells,
         csv_href: format!("{csv_base}&chart={id}"),
         over_time,
+        additive: true,
     }
 }
 
@@ -184,8 +186,121 @@ pub(crate) async fn charts(
                 r.counted,
             )
         }
-        "access" => {
+        "users" => {
+            let r = state.identity.users_report(q, now).await?;
+            let mut inactive = r.inactive;
+            inactive.labels = inactive
+                .labels
+                .iter()
+                .map(|l| format!("No sign-in for {l}"))
+                .collect();
+            let overlapping = |mut c: Chart| {
+                c.additive = false;
+                c
+            };
+            (
+                "Users".into(),
+                vec![
+                    overlapping(chart(
+                        "active",
+                        &format!("Active and new users per {}", by_day.to_lowercase()),
+                        by_day,
+                        "Users",
+                        r.active,
+                        true,
+                        csv_base,
+                    )),
+                    overlapping(chart(
+                        "monthly",
+                        "Monthly active and new users, last 12 months",
+                        "Month",
+                        "Users",
+                        r.monthly,
+                        true,
+                        csv_base,
+                    )),
+                    chart(
+                        "inactive",
+                        &format!("Inactive users, of {} who ever signed in", r.seen),
+                        "Inactive",
+                        "Users",
+                        inactive,
+                        false,
+                        csv_base,
+                    ),
+                ],
+                r.counted,
+            )
+        }
+        "mfa" => {
+            let r = state.identity.mfa_report(q, now).await?;
+            let m = r.methods;
+            let methods = Table::column(
+                "Accounts",
+                vec![
+                    ("Authenticator app".into(), m.totp),
+                    ("Passkey".into(), m.passkey),
+                    ("Text message".into(), m.sms),
+                    ("Recovery codes".into(), m.recovery_codes),
+                    ("Any second factor".into(), m.any_second_factor),
+                    (
+                        "No second factor".into(),
+                        (m.accounts - m.any_second_factor).max(0),
+                    ),
+                ],
+            );
+            let mut per_day = r.per_day;
+            per_day.series = per_day.series.iter().map(|m| method_label(m)).collect();
+            let mut by_method = r.by_method;
+            by_method.labels = by_method.labels.iter().map(|m| method_label(m)).collect();
+            let mut texts = r.texts;
+            texts.labels = texts.labels.iter().map(|c| format!("+{c}")).collect();
+            (
+                "MFA".into(),
+                vec![
+                    chart(
+                        "methods",
+                        &format!("Accounts with each method, of {} (all applications)", m.accounts),
+                        "Method",
+                        "Accounts",
+                        methods,
+                        false,
+                        csv_base,
+                    ),
+                    chart(
+                        "second-factors",
+                        &format!("Second-factor attempts per {} by method", by_day.to_lowercase()),
+                        by_day,
+                        "Attempts",
+                        per_day,
+                        true,
+                        csv_base,
+                    ),
+                    chart(
+                        "second-factor-results",
+                        "Second-factor attempts by method and result",
+                        "Method",
+                        "Attempts",
+                        by_method,
+                        false,
+                        csv_base,
+                    ),
+                    chart(
+                        "texts",
+                        "Text messages by country calling code: sent, refused by a cap or the country list, failed",
+                        "Country code",
+                        "Text messages",
+                        texts,
+                        false,
+                        csv_base,
+                    ),
+                ],
+                r.counted,
+            )
+        }
+        "security" => {
             let r = state.identity.policies_report(q, now).await?;
+            let risk = state.identity.risk_report(q, now).await?;
             let names: std::collections::HashMap<String, String> = state
                 .identity
                 .list_policies()
@@ -203,8 +318,10 @@ pub(crate) async fn charts(
                 .collect();
             let mut applied = r.applied_per_day;
             applied.series = applied.series.iter().map(name).collect();
+            let mut kinds = risk.by_kind;
+            kinds.labels = kinds.labels.iter().map(|k| k.replace('_', " ")).collect();
             (
-                "Conditional Access".into(),
+                "Security".into(),
                 vec![
                     chart(
                         "applied",
@@ -224,6 +341,27 @@ pub(crate) async fn charts(
                         "Policy",
                         "Sign-ins evaluated",
                         outcomes,
+                        false,
+                        csv_base,
+                    ),
+                    chart(
+                        "risk-levels",
+                        &format!(
+                            "Risk detections per {} by level (all applications)",
+                            by_day.to_lowercase()
+                        ),
+                        by_day,
+                        "Detections",
+                        risk.per_day,
+                        true,
+                        csv_base,
+                    ),
+                    chart(
+                        "risk-kinds",
+                        "Risk detections by kind and level (all applications)",
+                        "Detection",
+                        "Detections",
+                        kinds,
                         false,
                         csv_base,
                     ),
@@ -279,6 +417,17 @@ pub async fn dashboard(
             filter.zone
         )
     };
+    let status = match *id {
+        "users" => format!(
+            "{status} Active users are estimated from HyperLogLog sketches: exact up to a few \
+             hundred users a period, within about 1.6% (one standard error) above; new and \
+             inactive users are exact."
+        ),
+        "mfa" => {
+            format!("{status} Accounts with each method are counted now, over all applications.")
+        }
+        _ => status,
+    };
     // A time zone that is not one is said on the page (400), which shows UTC meanwhile.
     let (frame, status_code) = frame_with_error(&state, None, problem).await;
     let data = InsightsData {
@@ -293,6 +442,7 @@ pub async fn dashboard(
                 label: label.to_string(),
             })
             .collect(),
+        query: base_query(&filter),
         filter,
         status,
         charts,
