@@ -454,6 +454,20 @@ async fn the_right_password_after_many_wrong_ones_is_brute_force() {
         "brute force is user risk"
     );
     assert_eq!(user_risk(&server, email).await, RiskLevel::Medium);
+    // The security dashboard counts it, today, by kind and level.
+    let days = gatehouse_core::insights::days(
+        server.state.now(),
+        7,
+        &gatehouse_core::insights::TimeZone::UTC,
+    );
+    let report = gatehouse_core::identity::insights::risks(&server.store, &days)
+        .await
+        .unwrap();
+    assert_eq!(report.by_kind.labels, ["brute-force"]);
+    assert_eq!(report.by_kind.series, ["medium"]);
+    assert_eq!(report.by_kind.cells, vec![vec![1]]);
+    assert_eq!(report.per_day.total("medium"), 1);
+    assert_eq!(report.per_day.cells.last(), Some(&vec![1]));
 }
 
 // Test networks behind the trusted proxy, and where the GeoIP database puts them.

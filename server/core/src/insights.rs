@@ -563,20 +563,27 @@ fn sums(
     out
 }
 
-/// Sums rows counted at instants (`bucket` is when each happened, not a rollup bucket) into
-/// `(label, series)` cells of the period holding each.
-fn point_sums(
-    periods: &[Period],
-    rows: &[CountRow],
-    key: impl Fn(usize, &CountRow) -> Option<(String, String)>,
-) -> BTreeMap<(String, String), i64> {
-    let mut out = BTreeMap::new();
-    for row in rows {
-        if let Some(k) = period_of(periods, row.bucket).and_then(|i| key(i, row)) {
-            *out.entry(k).or_insert(0) += row.n;
-        }
-    }
-    out
+/// Rows counted at instants (`bucket` is when each happened, not a rollup bucket) as rows
+/// of the buckets that cover the periods: each in the one bucket of its period's cover that
+/// holds it, so [`Table::series`] and [`Table::breakdown`] read them as they read counters.
+pub fn bucketed(periods: &[Period], rows: &[CountRow]) -> Vec<(Span, CountRow)> {
+    let covers: Vec<Vec<(Span, i64)>> = periods.iter().map(|p| cover(p.from, p.to)).collect();
+    rows.iter()
+        .filter_map(|r| {
+            let buckets = &covers[period_of(periods, r.bucket)?];
+            let i = buckets
+                .partition_point(|(_, start)| *start <= r.bucket)
+                .checked_sub(1)?;
+            let (span, start) = buckets[i];
+            Some((
+                span,
+                CountRow {
+                    bucket: start,
+                    ..r.clone()
+                },
+            ))
+        })
+        .collect()
 }
 
 /// Names ordered by their total, largest first, then by name.
@@ -609,29 +616,6 @@ impl Table {
         series_of: impl Fn(&CountRow) -> Option<String>,
     ) -> Table {
         let sums = sums(periods, rows, |_, r| Some((value_of(r)?, series_of(r)?)));
-        Table::ranked(sums)
-    }
-
-    /// [`Table::series`] of rows counted at instants (see [`point_sums`]).
-    pub fn series_of_points(
-        periods: &[Period],
-        rows: &[CountRow],
-        series_of: impl Fn(&CountRow) -> Option<String>,
-    ) -> Table {
-        let sums = point_sums(periods, rows, |i, r| {
-            series_of(r).map(|s| (periods[i].label.clone(), s))
-        });
-        Table::from_sums(periods.iter().map(|p| p.label.clone()).collect(), sums)
-    }
-
-    /// [`Table::breakdown`] of rows counted at instants.
-    pub fn breakdown_of_points(
-        periods: &[Period],
-        rows: &[CountRow],
-        value_of: impl Fn(&CountRow) -> Option<String>,
-        series_of: impl Fn(&CountRow) -> Option<String>,
-    ) -> Table {
-        let sums = point_sums(periods, rows, |_, r| Some((value_of(r)?, series_of(r)?)));
         Table::ranked(sums)
     }
 
@@ -718,6 +702,13 @@ struct Batch {
     write: RollupWrite,
 }
 
+/// Rows read with their `seq`, without it, and the `(seq, id)` of the last; `None` for none.
+fn unnumbered<T>(rows: Vec<(i64, T)>, id: impl Fn(&T) -> &str) -> Option<(Vec<T>, i64, String)> {
+    let (seq, last) = rows.last()?;
+    let (seq, last) = (*seq, id(last).to_string());
+    Some((rows.into_iter().map(|(_, r)| r).collect(), seq, last))
+}
+
 /// The sources the rollup job reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Source {
@@ -735,39 +726,39 @@ impl Source {
 
     /// Up to `batch` rows after `from`, and what they add.
     async fn next(self, store: &Store, from: &Watermark, batch: i64) -> StoreResult<Option<Batch>> {
-        match self {
+        Ok(match self {
             Source::SignIns => {
-                let rows = store.sign_ins_to_roll_up(from, batch).await?;
-                let Some((seq, last)) = rows.last() else {
+                let Some((rows, seq, id)) =
+                    unnumbered(store.sign_ins_to_roll_up(from, batch).await?, |e| &e.id)
+                else {
                     return Ok(None);
                 };
-                let (seq, id) = (*seq, last.id.clone());
-                let entries: Vec<SignInLogEntry> = rows.into_iter().map(|(_, e)| e).collect();
-                Ok(Some(Batch {
-                    rows: entries.len(),
+                let write = sign_in_batch(store, &rows).await?;
+                Some(Batch {
+                    rows: rows.len(),
                     seq,
                     id,
-                    write: sign_in_batch(store, &entries).await?,
-                }))
+                    write,
+                })
             }
             Source::Events => {
-                let rows = store.events_to_roll_up(from, batch).await?;
-                let Some((seq, last)) = rows.last() else {
+                let Some((rows, seq, id)) =
+                    unnumbered(store.events_to_roll_up(from, batch).await?, |e| &e.id)
+                else {
                     return Ok(None);
                 };
-                let (seq, id) = (*seq, last.id.clone());
-                let events: Vec<InsightEvent> = rows.into_iter().map(|(_, e)| e).collect();
-                Ok(Some(Batch {
-                    rows: events.len(),
+                let write = RollupWrite {
+                    deltas: fold_events(&rows),
+                    ..RollupWrite::default()
+                };
+                Some(Batch {
+                    rows: rows.len(),
                     seq,
                     id,
-                    write: RollupWrite {
-                        deltas: fold_events(&events),
-                        ..RollupWrite::default()
-                    },
-                }))
+                    write,
+                })
             }
-        }
+        })
     }
 
     /// Reads a batch after the watermark, writes what it adds and moves the watermark in
@@ -1209,5 +1200,39 @@ mod tests {
         let (_, moved) = user_updates(&activity(&[older]), &spans);
         assert_eq!(new_in(&moved, "account", 5 * DAY_MS), -1);
         assert_eq!(new_in(&moved, "account", 2 * DAY_MS), 1);
+    }
+
+    #[test]
+    fn rows_counted_at_instants_fall_in_the_bucket_of_their_period_that_holds_them() {
+        let kolkata = zone("Asia/Kolkata").unwrap();
+        let periods = days(3 * DAY_MS + HOUR_MS, 3, &kolkata);
+        let row = |at: i64, level: &str| CountRow {
+            bucket: at,
+            dim: String::new(),
+            value: "leaked_credentials".into(),
+            result: level.into(),
+            n: 1,
+        };
+        // Each local day starts at 18:30 UTC: one detection just before a start, one at it, one
+        // in a quarter hour at a day's edge, one outside every period.
+        let rows: Vec<CountRow> = [
+            (periods[1].from - 1, "high"),
+            (periods[1].from, "low"),
+            (periods[2].from + 7 * 60_000, "high"),
+            (periods[2].to + 5, "high"),
+        ]
+        .into_iter()
+        .map(|(at, level)| row(at, level))
+        .collect();
+        let placed = bucketed(&periods, &rows);
+        assert_eq!(placed.len(), 3);
+        let table = Table::series(&periods, &placed, |r| Some(r.result.clone()));
+        assert_eq!(table.labels.len(), 3);
+        let at = |day: usize, level: &str| {
+            let j = table.series.iter().position(|s| s == level).unwrap();
+            table.cells[day][j]
+        };
+        assert_eq!((at(0, "high"), at(1, "low"), at(2, "high")), (1, 1, 1));
+        assert_eq!(table.total("high") + table.total("low"), 3);
     }
 }

@@ -382,10 +382,12 @@ pub async fn risks(store: &Store, periods: &[Period]) -> Result<RiskReport, Auth
         })
         .collect();
     Ok(RiskReport {
-        per_day: Table::series_of_points(periods, &rows, |r| Some(r.result.clone())),
-        by_kind: Table::breakdown_of_points(
+        per_day: Table::series(periods, &insights::bucketed(periods, &rows), |r| {
+            Some(r.result.clone())
+        }),
+        by_kind: Table::breakdown(
             &range,
-            &rows,
+            &insights::bucketed(&range, &rows),
             |r| Some(r.value.clone()),
             |r| Some(r.result.clone()),
         ),
