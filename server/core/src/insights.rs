@@ -807,9 +807,14 @@ impl Source {
 /// active users merged into those stored.
 async fn sign_in_batch(store: &Store, rows: &[SignInLogEntry]) -> StoreResult<RollupWrite> {
     let mut deltas = fold(rows);
-    let seen = activity(rows);
+    let mut seen = activity(rows);
     let mut ids: Vec<String> = seen.keys().map(|(user, _)| user.clone()).collect();
     ids.dedup();
+    // Accounts deleted since their rows were logged are neither new nor kept.
+    let exist: std::collections::HashSet<String> =
+        store.existing_users(&ids).await?.into_iter().collect();
+    seen.retain(|(user, _), _| exist.contains(user));
+    ids.retain(|id| exist.contains(id));
     let existing = store.user_spans(&ids).await?;
     let (users, new_users) = user_updates(&seen, &existing);
     deltas.extend(new_users);

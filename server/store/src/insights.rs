@@ -297,9 +297,13 @@ impl Store {
             q.execute(&mut *tx).await?;
         }
         for chunk in write.users.chunks(WRITE_CHUNK) {
+            // Only accounts that still exist: log rows of a deleted account counted after
+            // its deletion bring nothing of it back.
             let sql = format!(
                 "INSERT INTO insight_user_apps (user_id, application, first_at, last_at) \
-                 VALUES {} ON CONFLICT (user_id, application) \
+                 SELECT v.column1, v.column2, v.column3, v.column4 FROM (VALUES {}) AS v \
+                 WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = v.column1) \
+                 ON CONFLICT (user_id, application) \
                  DO UPDATE SET first_at = excluded.first_at, last_at = excluded.last_at",
                 values(chunk.len(), 4)
             );
@@ -361,6 +365,25 @@ impl Store {
         Ok(out)
     }
 
+    /// Which of these accounts exist.
+    pub async fn existing_users(&self, user_ids: &[String]) -> StoreResult<Vec<String>> {
+        let mut out = Vec::new();
+        for chunk in user_ids.chunks(READ_CHUNK) {
+            let sql = format!(
+                "SELECT id FROM users WHERE id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for r in q.fetch_all(self.pool()).await? {
+                out.push(r.try_get(0)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// The sketches of span `span` and kind `kind` in these buckets, every application.
     pub async fn sketches_at(
         &self,
@@ -417,27 +440,30 @@ impl Store {
         application: &str,
         cutoffs: &[i64],
     ) -> StoreResult<(i64, Vec<i64>)> {
-        let seen: i64 = sqlx::query(
-            "SELECT CAST(COUNT(*) AS BIGINT) FROM insight_user_apps WHERE application = $1",
-        )
-        .bind(application)
-        .fetch_one(self.pool())
-        .await?
-        .try_get(0)?;
-        let mut inactive = Vec::with_capacity(cutoffs.len());
-        for cutoff in cutoffs {
-            inactive.push(
-                sqlx::query(
-                    "SELECT CAST(COUNT(*) AS BIGINT) FROM insight_user_apps \
-                     WHERE application = $1 AND last_at < $2",
+        // One pass over the application's rows (the index on application and last sign-in
+        // covers it) counts them all and those under each cutoff.
+        let columns: Vec<String> = (0..cutoffs.len())
+            .map(|i| {
+                format!(
+                    "CAST(COALESCE(SUM(CASE WHEN last_at < ${} THEN 1 ELSE 0 END), 0) AS BIGINT)",
+                    i + 2
                 )
-                .bind(application)
-                .bind(*cutoff)
-                .fetch_one(self.pool())
-                .await?
-                .try_get(0)?,
-            );
+            })
+            .collect();
+        let sql = format!(
+            "SELECT CAST(COUNT(*) AS BIGINT){}{} FROM insight_user_apps WHERE application = $1",
+            if columns.is_empty() { "" } else { ", " },
+            columns.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(application);
+        for cutoff in cutoffs {
+            q = q.bind(*cutoff);
         }
+        let row = q.fetch_one(self.pool()).await?;
+        let seen: i64 = row.try_get(0)?;
+        let inactive = (0..cutoffs.len())
+            .map(|i| row.try_get::<i64, _>(i + 1))
+            .collect::<Result<Vec<i64>, _>>()?;
         Ok((seen, inactive))
     }
 

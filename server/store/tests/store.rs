@@ -2034,6 +2034,71 @@ async fn a_successful_sign_in_updates_the_profile_in_its_transaction_on_both_bac
 }
 
 #[tokio::test]
+async fn the_insights_keep_first_and_last_sign_ins_only_of_accounts_that_exist() {
+    for store in stores().await {
+        store
+            .create_user(&NewUser {
+                id: "u1",
+                email: "ada@example.com",
+                display_name: "Ada",
+                password_hash: None,
+                is_admin: false,
+                now: 0,
+            })
+            .await
+            .unwrap();
+        let span = |user: &str, last_at: i64| UserSpan {
+            user_id: user.into(),
+            application: "*".into(),
+            first_at: 10,
+            last_at,
+        };
+        let write = |users: Vec<UserSpan>, seq: i64| {
+            let store = &store;
+            async move {
+                let from = store.watermark(SIGN_IN_ROLLUP).await.unwrap();
+                let to = Watermark {
+                    seq,
+                    id: format!("row-{seq}"),
+                    rows_done: seq,
+                    updated_at: 0,
+                };
+                assert!(store
+                    .apply_rollup(
+                        SIGN_IN_ROLLUP,
+                        &from,
+                        &to,
+                        &RollupWrite {
+                            users,
+                            ..RollupWrite::default()
+                        }
+                    )
+                    .await
+                    .unwrap());
+            }
+        };
+        write(vec![span("u1", 20), span("gone", 20)], 1).await;
+        let ids = ["u1".to_string(), "gone".to_string()];
+        assert_eq!(store.user_spans(&ids).await.unwrap(), vec![span("u1", 20)]);
+        write(vec![span("u1", 90)], 2).await;
+        assert_eq!(store.user_spans(&ids).await.unwrap(), vec![span("u1", 90)]);
+        assert_eq!(
+            store.inactive_users("*", &[50, 100]).await.unwrap(),
+            (1, vec![0, 1])
+        );
+        // Deleted with the account, and not brought back by its rows counted afterwards.
+        assert!(store.delete_account("u1").await.unwrap());
+        assert!(store.user_spans(&ids).await.unwrap().is_empty());
+        write(vec![span("u1", 120)], 3).await;
+        assert!(store.user_spans(&ids).await.unwrap().is_empty());
+        assert_eq!(
+            store.inactive_users("*", &[50]).await.unwrap(),
+            (0, vec![0])
+        );
+    }
+}
+
+#[tokio::test]
 async fn the_sign_in_log_is_pruned_oldest_first_in_batches_on_both_backends() {
     for store in stores().await {
         let rows: Vec<SignInLogEntry> = (0..25)
