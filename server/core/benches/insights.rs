@@ -90,17 +90,7 @@ async fn bench(name: &str, store: &Store) {
     // The accounts first: users are counted only while their account exists.
     let accounts: Vec<generate::GeneratedUser> = generate::users(&plan, 0).collect();
     for chunk in accounts.chunks(WRITE_BATCH) {
-        let rows: Vec<NewUser<'_>> = chunk
-            .iter()
-            .map(|u| NewUser {
-                id: &u.id,
-                email: &u.email,
-                display_name: &u.display_name,
-                password_hash: None,
-                is_admin: false,
-                now: u.created_at,
-            })
-            .collect();
+        let rows: Vec<NewUser<'_>> = chunk.iter().map(|u| u.as_new_user()).collect();
         store.create_users(&rows).await.expect("accounts");
     }
     let started = Instant::now();

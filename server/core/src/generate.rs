@@ -28,6 +28,20 @@ pub struct GeneratedUser {
     pub created_at: i64,
 }
 
+impl GeneratedUser {
+    /// The account to create (no password: generated accounts cannot sign in).
+    pub fn as_new_user(&self) -> crate::store::NewUser<'_> {
+        crate::store::NewUser {
+            id: &self.id,
+            email: &self.email,
+            display_name: &self.display_name,
+            password_hash: None,
+            is_admin: false,
+            now: self.created_at,
+        }
+    }
+}
+
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// (weight, method, result, failure reason): the mix of attempts.

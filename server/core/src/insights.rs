@@ -167,25 +167,48 @@ pub fn policy_outcomes(json: Option<&str>) -> Vec<(String, &'static str)> {
 /// The counters a batch of sign-in log rows adds, summed by key (span, bucket, application,
 /// dimension, value, result), in key order.
 pub fn fold(rows: &[SignInLogEntry]) -> Vec<CountDelta> {
-    let mut sums: BTreeMap<(Span, i64, String, &'static str, String, String), i64> =
-        BTreeMap::new();
+    let mut sums = Sums::new();
     for e in rows {
         for (dim, value, result) in keys_of(e) {
-            for span in Span::ALL {
-                *sums
-                    .entry((
-                        span,
-                        span.bucket(e.occurred_at),
-                        e.application.clone(),
-                        dim,
-                        value.clone(),
-                        result.clone(),
-                    ))
-                    .or_default() += 1;
-            }
+            add(
+                &mut sums,
+                e.occurred_at,
+                &e.application,
+                dim,
+                &value,
+                &result,
+                1,
+            );
         }
     }
     deltas_of(sums)
+}
+
+/// Counter sums by `(span, bucket, application, dim, value, result)`.
+type Sums = BTreeMap<(Span, i64, String, &'static str, String, String), i64>;
+
+/// Adds `n` to the counter of each span's bucket holding `at`.
+fn add(
+    sums: &mut Sums,
+    at: i64,
+    application: &str,
+    dim: &'static str,
+    value: &str,
+    result: &str,
+    n: i64,
+) {
+    for span in Span::ALL {
+        *sums
+            .entry((
+                span,
+                span.bucket(at),
+                application.to_string(),
+                dim,
+                value.to_string(),
+                result.to_string(),
+            ))
+            .or_insert(0) += n;
+    }
 }
 
 /// Sums `(span, bucket, application, dim, value, result)` keys into deltas, leaving out
@@ -212,24 +235,21 @@ fn deltas_of(
 /// The counters a batch of events adds: each by its kind as the dimension, with its value
 /// and result, per application, in each span's bucket.
 pub fn fold_events(events: &[InsightEvent]) -> Vec<CountDelta> {
-    let mut sums = BTreeMap::new();
+    let mut sums = Sums::new();
     for e in events {
         let dim = match e.kind.as_str() {
             DIM_TEXT => DIM_TEXT,
             _ => continue,
         };
-        for span in Span::ALL {
-            *sums
-                .entry((
-                    span,
-                    span.bucket(e.occurred_at),
-                    e.application.clone(),
-                    dim,
-                    e.value.clone(),
-                    e.result.clone(),
-                ))
-                .or_default() += 1;
-        }
+        add(
+            &mut sums,
+            e.occurred_at,
+            &e.application,
+            dim,
+            &e.value,
+            &e.result,
+            1,
+        );
     }
     deltas_of(sums)
 }
@@ -271,21 +291,8 @@ pub fn user_updates(
         })
         .collect();
     let mut spans = Vec::new();
-    let mut sums = BTreeMap::new();
-    let mut count = |at: i64, app: &str, n: i64| {
-        for span in Span::ALL {
-            *sums
-                .entry((
-                    span,
-                    span.bucket(at),
-                    app.to_string(),
-                    DIM_NEW_USERS,
-                    String::new(),
-                    String::new(),
-                ))
-                .or_insert(0) += n;
-        }
-    };
+    let mut sums = Sums::new();
+    let mut count = |at: i64, app: &str, n: i64| add(&mut sums, at, app, DIM_NEW_USERS, "", "", n);
     for ((user, app), (first, last)) in activity {
         let (first_at, last_at) = match stored.get(&(user.as_str(), app.as_str())) {
             None => {

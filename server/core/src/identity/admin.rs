@@ -527,17 +527,7 @@ impl Identity {
         };
         let users: Vec<_> = crate::generate::users(plan, first).collect();
         for chunk in users.chunks(GENERATE_BATCH) {
-            let rows: Vec<NewUser<'_>> = chunk
-                .iter()
-                .map(|u| NewUser {
-                    id: &u.id,
-                    email: &u.email,
-                    display_name: &u.display_name,
-                    password_hash: None,
-                    is_admin: false,
-                    now: u.created_at,
-                })
-                .collect();
+            let rows: Vec<NewUser<'_>> = chunk.iter().map(|u| u.as_new_user()).collect();
             self.store.create_users(&rows).await?;
             done.users += chunk.len() as u64;
             progress(done);
